@@ -1,0 +1,45 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Each creates .venv if missing, installs torch and the dependencies, builds the
+# extension, then runs. Override the torch build with e.g. TORCH_SPEC=torch==2.13.0.
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.14.1
+PY          = $(VENV)/bin/python
+PIP         = $(PY) -m pip
+DEPS_STAMP  = $(VENV)/.deps-$(subst =,_,$(subst <,_,$(subst >,_,$(TORCH_SPEC))))
+BUILD_STAMP = $(VENV)/.built
+NATIVE_SRC  = $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
+DEMO_ARGS  ?=
+TEST_ARGS  ?=
+
+.PHONY: demo test build bench clean
+
+demo: $(BUILD_STAMP)
+	$(PY) -m d2ace_ext.demo $(DEMO_ARGS)
+
+test: $(BUILD_STAMP)
+	$(PY) -m pytest -q $(TEST_ARGS) tests
+
+bench: $(BUILD_STAMP)
+	$(PY) benchmarks/bench_pipeline.py
+
+build: $(BUILD_STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): $(PY) pyproject.toml
+	$(PIP) install -q --upgrade pip setuptools wheel ninja
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark
+	rm -f $(VENV)/.deps-* $(BUILD_STAMP)
+	touch $@
+
+$(BUILD_STAMP): $(DEPS_STAMP) setup.py $(NATIVE_SRC)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	$(PY) -c "import d2ace_ext; print(d2ace_ext.build_info())"
+	touch $@
+
+clean:
+	rm -rf build *.egg-info d2ace_ext/_C*.so $(VENV)

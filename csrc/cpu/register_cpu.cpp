@@ -1,0 +1,8 @@
+// The one CPU registration block: every CPU kernel of the library is bound here.
+#include <torch/library.h>
+
+#include "../ops.h"
+
+TORCH_LIBRARY_IMPL(d2ace_ext, CPU, m) {
+  m.impl("binary_entropy", &d2ace_ext::binary_entropy_cpu);
+}

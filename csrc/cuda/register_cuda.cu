@@ -1,0 +1,8 @@
+// The one CUDA registration block: every CUDA kernel of the library is bound here.
+#include <torch/library.h>
+
+#include "../ops.h"
+
+TORCH_LIBRARY_IMPL(d2ace_ext, CUDA, m) {
+  m.impl("binary_entropy", &d2ace_ext::binary_entropy_cuda);
+}

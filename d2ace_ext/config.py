@@ -1,0 +1,124 @@
+"""Configuration of the D2ACE selector, with the ``paper`` and ``reference`` presets.
+
+Each field that differs between the presets corresponds to a row of
+``docs/fidelity.md`` (and of the published-code notes it was written from).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+_CHOICES = {
+    "window_unit": ("epoch", "visit"),
+    "flip_on": ("prediction", "probability"),
+    "loss_transform": ("identity", "two_minus_exp"),
+    "pressure_schedule": ("paper", "reference"),
+    "schedule_epoch": ("current", "finished"),
+    "warmup_order": ("shuffle", "fixed"),
+}
+
+
+@dataclass(frozen=True)
+class D2ACEConfig:
+    """All knobs of D2ACE. The defaults are the ``paper`` preset (tabular data).
+
+    Epochs count from 0; ``num_epochs`` is the paper's T and ``warmup_epochs`` its T_w.
+    """
+
+    # Eqs. 1-3: uncertainty.
+    window_size: int = 5                   # n_t
+    window_unit: str = "epoch"             # one entry per epoch, or one per visit
+    lambda1: float = 0.5
+    # Eqs. 4-5: hardness.
+    lambda2: float = 0.7
+    flip_on: str = "prediction"            # 0/1 predictions, or probabilities
+    flip_threshold: float = 0.5
+    loss_transform: str = "identity"       # ℓ, or 2 - e^(-ℓ)
+    # Eqs. 9-11: correlation with local context.
+    num_neighbors: int = 6                 # K; 0 means N(x_i) = {x_i}
+    include_self: bool = False             # add x_i itself to its K neighbours
+    norm_eps: float = 0.0                  # added to the column norms of M
+    row_normalize_correlation: bool = False  # C̃_jk = C_jk / (Σ_k C_jk + 1e-8), used as C̃ᵀ
+    label_weights_in_phi: bool = False     # φ_i = Σ_j Y_ij A_ij v_j (Z C)_ij
+    # Eqs. 13-14, 21: quantised sampling.
+    quant_index_min: int = 0               # lowest quantisation index Q
+    initial_pressure: float = 100.0        # s at the first selection epoch
+    pressure_schedule: str = "paper"
+    # Eqs. 16-17: mixture.
+    p_beta_start: float = 0.7
+    p_beta_end: float = 0.3
+    t_start: int = 30
+    t_end: int = 70
+    schedule_epoch: str = "current"        # epoch fed to Eqs. 17 and 21
+    # Training length and warm-up.
+    num_epochs: int = 100
+    warmup_epochs: int = 10
+    warmup_order: str = "shuffle"
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"D2ACEConfig.{name} must be one of {allowed}, got {value!r}")
+        checks = [
+            ("window_size", self.window_size >= 2, "an integer >= 2 (Eq. 2 needs two entries)"),
+            ("lambda1", 0.0 <= self.lambda1 <= 1.0, "in [0, 1]"),
+            ("lambda2", 0.0 < self.lambda2 <= 1.0, "in (0, 1]"),
+            ("flip_threshold", 0.0 < self.flip_threshold < 1.0, "in (0, 1)"),
+            ("num_neighbors", self.num_neighbors >= 0, ">= 0"),
+            ("norm_eps", self.norm_eps >= 0.0, ">= 0"),
+            ("quant_index_min", self.quant_index_min in (0, 1), "0 or 1"),
+            ("initial_pressure", self.initial_pressure >= 1.0, ">= 1"),
+            ("p_beta_start", 0.0 <= self.p_beta_start <= 1.0, "in [0, 1]"),
+            ("p_beta_end", 0.0 <= self.p_beta_end <= 1.0, "in [0, 1]"),
+            ("t_end", self.t_end >= self.t_start, ">= t_start"),
+            ("num_epochs", self.num_epochs >= 1, ">= 1"),
+            ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"D2ACEConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "D2ACEConfig":
+        """``paper`` (the defaults) or ``reference`` (the published code), with overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    def replace(self, **changes) -> "D2ACEConfig":
+        return dataclasses.replace(self, **changes)
+
+    def scaled_to(self, num_epochs: int) -> "D2ACEConfig":
+        """The same schedule stretched or shrunk to ``num_epochs`` (warm-up, t_start, t_end)."""
+        ratio = num_epochs / self.num_epochs
+        return dataclasses.replace(
+            self,
+            num_epochs=num_epochs,
+            warmup_epochs=round(self.warmup_epochs * ratio),
+            t_start=round(self.t_start * ratio),
+            t_end=round(self.t_end * ratio),
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS = {
+    "paper": D2ACEConfig(),
+    "reference": D2ACEConfig(
+        window_unit="visit",
+        flip_on="probability",
+        loss_transform="two_minus_exp",
+        include_self=True,
+        norm_eps=1e-8,
+        row_normalize_correlation=True,
+        label_weights_in_phi=True,
+        quant_index_min=1,
+        initial_pressure=8.0,
+        pressure_schedule="reference",
+        t_start=10,
+        schedule_epoch="finished",
+        warmup_order="fixed",
+    ),
+}

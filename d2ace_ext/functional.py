@@ -1,0 +1,169 @@
+"""The pure-PyTorch equations of D2ACE (Section 3 and Appendix D.1 of the paper).
+
+Every function here is the semantic definition that the native kernels are checked
+against. Shapes use n instances, q labels and a window of n_t entries. Functions work on
+any device and in the dtype they are given; the scorer calls them in float64.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+_LN2 = math.log(2.0)
+
+
+def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Eq. 1, in bits, elementwise. ``probs`` (...,) -> (...,).
+
+    Probabilities are clamped to [0, 1] and 0·log 0 is taken as its limit 0, so a
+    saturated prediction has entropy 0 rather than NaN. NaN input stays NaN.
+    """
+    p = probs.clamp(0.0, 1.0)
+    r = 1.0 - p
+    return -(torch.special.xlogy(p, p) + torch.special.xlogy(r, r)) / _LN2
+
+
+def window_fluctuation(window: torch.Tensor, pushes: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: mean absolute difference of adjacent window entries. -> (n, q).
+
+    With m = min(pushes, n_t) entries the mean runs over the m - 1 differences present
+    (the paper's 1/(n_t - 1) once the window is full); fewer than two entries give 0.
+    The ring is read in place: slot k is followed in time by slot k + 1 (mod n_t),
+    except after the newest entry, and in a ring not yet full only slots < m hold data.
+    """
+    n_t = window.shape[1]
+    diffs = (torch.roll(window, -1, dims=1) - window).abs()
+    slots = torch.arange(n_t, device=window.device).unsqueeze(0)
+    held = pushes.clamp(max=n_t).unsqueeze(1)
+    newest = torch.remainder(pushes - 1, n_t).unsqueeze(1)
+    full = (pushes >= n_t).unsqueeze(1)
+    valid = torch.where(full, slots != newest, slots + 1 < held)
+    count = (held - 1).clamp(min=0).to(window.dtype)
+    total = torch.einsum("nkq,nk->nq", diffs, valid.to(window.dtype))
+    return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+
+
+def latest_probability(window: torch.Tensor, pushes: torch.Tensor, unseen: float = 0.5) -> torch.Tensor:
+    """The newest recorded probability of each instance, ``unseen`` where none. -> (n, q)."""
+    n_t = window.shape[1]
+    slot = torch.remainder(pushes - 1, n_t)
+    newest = torch.gather(window, 1, slot.view(-1, 1, 1).expand(-1, 1, window.shape[2])).squeeze(1)
+    return torch.where((pushes > 0).unsqueeze(1), newest, torch.full_like(newest, unseen))
+
+
+def uncertainty(entropy: torch.Tensor, fluctuation: torch.Tensor, lambda1: float) -> torch.Tensor:
+    """Eq. 3: u = λ1 e + (1 - λ1) d. entropy (Eq. 1), fluctuation (Eq. 2): (n, q) -> (n, q)."""
+    return lambda1 * entropy + (1.0 - lambda1) * fluctuation
+
+
+def flip_indicator(new: torch.Tensor, previous: torch.Tensor, on: str, threshold: float = 0.5) -> torch.Tensor:
+    """The flip f of Eq. 4 between two consecutive records. (b, q), (b, q) -> (b, q).
+
+    ``on="prediction"`` (paper): |ỹ_new - ỹ_prev| of the 0/1 predictions (p > threshold).
+    ``on="probability"`` (published code): |p_new - p_prev|.
+    """
+    if on == "prediction":
+        return ((new > threshold) != (previous > threshold)).to(new.dtype)
+    if on == "probability":
+        return (new - previous).abs()
+    raise ValueError(f"flip_on must be 'prediction' or 'probability', got {on!r}")
+
+
+def flip_ema(flip: torch.Tensor, previous_ema: torch.Tensor, lambda2: float) -> torch.Tensor:
+    """Eq. 4: f̄ = λ2 f + (1 - λ2) f̄_prev."""
+    return lambda2 * flip + (1.0 - lambda2) * previous_ema
+
+
+def hardness(loss: torch.Tensor, flip_average: torch.Tensor, transform: str) -> torch.Tensor:
+    """Eq. 5: h = T(ℓ) (1 - f̄). loss, flip_average: (n, q) -> (n, q).
+
+    ``transform="identity"`` (paper): T(ℓ) = ℓ. ``transform="two_minus_exp"`` (published
+    code): T(ℓ) = 1 - expm1(-ℓ) = 2 - e^(-ℓ).
+    """
+    if transform == "identity":
+        scaled = loss
+    elif transform == "two_minus_exp":
+        scaled = 1.0 - torch.expm1(-loss)
+    else:
+        raise ValueError(f"loss_transform must be 'identity' or 'two_minus_exp', got {transform!r}")
+    return scaled * (1.0 - flip_average)
+
+
+def label_weights(metric: torch.Tensor) -> torch.Tensor:
+    """Eqs. 6-7: v = exp((μ + σ) / 2) with column mean and population std. (n, q) -> (q,)."""
+    mean = metric.mean(0)
+    std = metric.var(0, correction=0).clamp(min=0).sqrt()
+    return torch.exp(0.5 * (mean + std))
+
+
+def dynamic_weight(metric: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 8 and the row sum after it: δ = A diag(v) 1. (n, q), (q,) -> (n,)."""
+    return metric @ weights
+
+
+def selection_pressure(epoch: int, warmup_epochs: int, num_epochs: int, initial: float, schedule: str) -> float:
+    """Eq. 21 (``schedule="paper"``) or the published code's schedule.
+
+    Epochs count from 0; the first epoch after warm-up is ``warmup_epochs`` (the
+    paper's T_w + 1) and the last is ``num_epochs - 1`` (the paper's T).
+    paper: s = s0^(1 - (t - T_w)/(T - 1 - T_w)), so s0 at the first selection epoch and
+    1 at the last; reference: s = max(1, s0 (1/s0)^((t - T_w)/(T - T_w))).
+    Before warm-up ends s = s0; after the schedule's end s = 1.
+    """
+    if initial < 1.0:
+        raise ValueError(f"initial_pressure must be >= 1, got {initial}")
+    if epoch < warmup_epochs:
+        return float(initial)
+    if schedule == "paper":
+        span = num_epochs - 1 - warmup_epochs
+    elif schedule == "reference":
+        span = num_epochs - warmup_epochs
+    else:
+        raise ValueError(f"pressure_schedule must be 'paper' or 'reference', got {schedule!r}")
+    if span <= 0:
+        return float(initial)
+    progress = min(1.0, (epoch - warmup_epochs) / span)
+    return max(1.0, float(initial) ** (1.0 - progress))
+
+
+def mixing_coefficient(epoch: int, p_start: float, p_end: float, t_start: int, t_end: int) -> float:
+    """Eq. 17: p_β linear from ``p_start`` at ``t_start`` to ``p_end`` at ``t_end``, clipped outside."""
+    if epoch <= t_start:
+        return float(p_start)
+    if epoch >= t_end:
+        return float(p_end)
+    return float(p_start + (epoch - t_start) / (t_end - t_start) * (p_end - p_start))
+
+
+def quantization_index(weights: torch.Tensor, index_min: int = 0) -> torch.Tensor | None:
+    """Eq. 13 read as Q = ⌈(1 - w̃)/Δ⌉ with Δ = 1/n and w̃ the min-max normalised weight.
+
+    weights: (n,) -> (n,) float of integers in [index_min, n], or None when all weights
+    are equal (or not finite), which means "sample uniformly".
+    """
+    n = weights.numel()
+    low, high = weights.min(), weights.max()
+    span = high - low
+    if not bool(torch.isfinite(span)) or float(span) <= 0.0:
+        return None
+    normalised = (weights - low) / span
+    return torch.ceil((1.0 - normalised) * n).clamp(min=index_min, max=n)
+
+
+def quantized_probabilities(weights: torch.Tensor, pressure: float, index_min: int = 0) -> torch.Tensor:
+    """Eq. 14: P_i ∝ s^(-Q_i/n). weights: (n,) -> (n,) summing to 1, all > 0.
+
+    Uniform when every weight is equal. The largest over the smallest probability is
+    s^((Q_max - Q_min)/n), i.e. s when both extremes of Q occur.
+    """
+    n = weights.numel()
+    index = quantization_index(weights, index_min)
+    if index is None or pressure == 1.0:
+        return torch.full_like(weights, 1.0 / n)
+    return torch.softmax(-index * (math.log(pressure) / n), dim=0)
+
+
+def mixture(p_uncertainty: torch.Tensor, p_hardness: torch.Tensor, p_beta: float) -> torch.Tensor:
+    """Eq. 16: P = p_β P_U + (1 - p_β) P_H. (n,), (n,) -> (n,)."""
+    return p_beta * p_uncertainty + (1.0 - p_beta) * p_hardness

@@ -1,0 +1,17 @@
+"""Base models for the demo and tests (the paper's other models come with the harness)."""
+from __future__ import annotations
+
+from torch import nn
+
+
+class MLP(nn.Module):
+    """d -> hidden -> q logits, with ReLU and dropout. x (b, d) -> logits (b, q)."""
+
+    def __init__(self, in_features: int, num_labels: int, hidden: int = 256, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
+        )
+
+    def forward(self, x):
+        return self.net(x)

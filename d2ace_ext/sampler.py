@@ -1,0 +1,240 @@
+"""The batch sampler users hand to ``DataLoader(dataset, batch_sampler=...)``.
+
+Every epoch yields exactly ceil(n / b) batches (the last may be smaller), each without
+repeats. Warm-up epochs are shuffled (or fixed) passes; afterwards every batch is drawn
+independently from the selector's probabilities, computed once at the start of the
+epoch from the records of the epochs before. All randomness comes from a CPU
+``torch.Generator`` seeded from (seed, epoch), so batches are the same on CPU and GPU
+and ``state_dict()`` / ``load_state_dict()`` resume to the identical sequence.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Sampler
+
+from .config import D2ACEConfig
+from .drawing import WeightedDraw
+from .selectors.base import FIXED, SHUFFLE, WEIGHTED, Selector
+from .selectors.d2ace import D2ACESelector
+from .validation import as_index_tensor, check_binary, check_matrix, check_outputs, check_positive_int
+
+_STATE_FORMAT = 1
+_MASK64 = (1 << 64) - 1
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed for (seed, epoch) (splitmix64 finaliser)."""
+    z = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) >> 1
+
+
+class SelectionBatchSampler(Sampler):
+    """Batches chosen by a :class:`~d2ace_ext.selectors.base.Selector`.
+
+    Use: ``loader = DataLoader(IndexedDataset(ds), batch_sampler=sampler)``; each epoch
+    ``sampler.set_epoch(e)``; after each forward pass
+    ``sampler.update(indices, logits, targets)``.
+    """
+
+    def __init__(self, selector: Selector, batch_size: int, seed: int = 0) -> None:
+        if not isinstance(selector, Selector):
+            raise TypeError(f"selector must be a Selector, got {type(selector).__name__}")
+        self.selector = selector
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = seed
+        self.n = selector.n
+        self.num_batches = math.ceil(self.n / self.batch_size)
+        self.overhead_seconds = 0.0  # time spent in update(), scoring and drawing
+        self._epoch = 0
+        self._position = 0
+        self._plan: dict | None = None
+
+    # -- epochs -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.num_batches
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Move to ``epoch`` (0-based). Re-setting the epoch a half-consumed iteration is
+        in keeps its position, so a resumed run continues mid-epoch."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        if epoch == self._epoch and 0 < self._position < self.num_batches:
+            return
+        self._epoch, self._position, self._plan = epoch, 0, None
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self._position >= self.num_batches:
+            self.set_epoch(self._epoch + 1)
+        self._prepare()
+        while self._position < self.num_batches:
+            started = time.perf_counter()
+            batch = self._batch(self._position)
+            self._position += 1
+            self.overhead_seconds += time.perf_counter() - started
+            yield batch.tolist()
+
+    def _prepare(self) -> None:
+        if self._plan is not None:
+            return
+        started = time.perf_counter()
+        mode = self.selector.batch_mode(self._epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self._epoch))
+        plan: dict = {"mode": mode, "generator": generator, "order": None, "draw": None}
+        if mode == SHUFFLE:
+            plan["order"] = torch.randperm(self.n, generator=generator)
+        elif mode == FIXED:
+            plan["order"] = torch.arange(self.n)
+        elif mode == WEIGHTED:
+            plan["draw"] = WeightedDraw(self.selector.probabilities(self._epoch))
+        else:
+            raise RuntimeError(f"selector returned an unknown batch mode {mode!r}")
+        self._plan = plan
+        self.overhead_seconds += time.perf_counter() - started
+
+    def _batch(self, k: int) -> torch.Tensor:
+        plan = self._plan
+        start = k * self.batch_size
+        size = min(self.batch_size, self.n - start)
+        if plan["order"] is not None:
+            return plan["order"][start:start + size]
+        return plan["draw"].batch(size, plan["generator"])
+
+    # -- probabilities --------------------------------------------------------------
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """P (n,) float64 on the CPU used for the current epoch (uniform in warm-up)."""
+        self._prepare()
+        if self._plan["draw"] is None:
+            return torch.full((self.n,), 1.0 / self.n, dtype=torch.float64)
+        return self._plan["draw"].probabilities.clone()
+
+    def importance_weights(self, indices) -> torch.Tensor:
+        """1 / (n P_i) for each index (b,) float32: multiply per-instance losses by these
+        for the unbiased gradient estimator of Appendix C (Lemma 2)."""
+        index = as_index_tensor(indices, self.n, "indices")
+        self._prepare()
+        draw = self._plan["draw"]
+        if draw is None:
+            weights = torch.ones(index.numel(), dtype=torch.float32)
+        else:
+            weights = (1.0 / (self.n * draw.probabilities[index])).to(torch.float32)
+        return weights.to(indices.device) if isinstance(indices, torch.Tensor) else weights
+
+    # -- per-step records -----------------------------------------------------------
+    def update(self, indices, outputs: torch.Tensor, targets: torch.Tensor, *, kind: str = "logits") -> None:
+        """Record one training step.
+
+        indices: (b,) the batch's instance indices; outputs: (b, q) the model's logits
+        (``kind="logits"``) or probabilities (``kind="probs"``), detached here;
+        targets: (b, q) 0/1 labels. The per-label BCE is computed here. Everything is
+        checked before the state changes.
+        """
+        started = time.perf_counter()
+        if kind not in ("logits", "probs"):
+            raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
+        index = as_index_tensor(indices, self.n, "indices")
+        device, q, b = self.selector.device, self.selector.q, index.numel()
+        if q is None and isinstance(outputs, torch.Tensor) and outputs.dim() == 2:
+            q = outputs.shape[1]
+        outputs = check_matrix(outputs, "outputs", b, q, device).detach()
+        targets = check_matrix(targets, "targets", b, q, device).detach()
+        check_outputs(outputs, kind)
+        check_binary(targets, "targets")
+        outputs, targets = outputs.to(torch.float32), targets.to(torch.float32)
+        if kind == "logits":
+            probs = torch.sigmoid(outputs)
+            losses = F.binary_cross_entropy_with_logits(outputs, targets, reduction="none")
+        else:
+            probs = outputs
+            losses = F.binary_cross_entropy(outputs, targets, reduction="none")
+        if not self.selector.needs_loss:
+            losses = None
+        self.selector.record(index.to(device), probs, losses, self._epoch)
+        self.overhead_seconds += time.perf_counter() - started
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue with the identical batch sequence."""
+        plan = self._plan
+        return {
+            "format": _STATE_FORMAT,
+            "n": self.n,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "epoch": self._epoch,
+            "position": self._position,
+            "plan": None if plan is None else {
+                "mode": plan["mode"],
+                "generator": plan["generator"].get_state(),
+                "order": None if plan["order"] is None else plan["order"].clone(),
+                "probabilities": None if plan["draw"] is None else plan["draw"].probabilities.clone(),
+            },
+            "selector": self.selector.state_dict(),
+            "overhead_seconds": self.overhead_seconds,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict`; a mismatching state raises and changes nothing."""
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise ValueError("state_dict is not a SelectionBatchSampler state of a known format")
+        for key in ("n", "batch_size", "seed"):
+            if state.get(key) != getattr(self, key):
+                raise ValueError(f"state_dict has {key}={state.get(key)!r}, this sampler has {getattr(self, key)!r}")
+        plan = None
+        if state["plan"] is not None:
+            saved = state["plan"]
+            generator = torch.Generator()
+            generator.set_state(saved["generator"])
+            plan = {
+                "mode": saved["mode"],
+                "generator": generator,
+                "order": saved["order"],
+                "draw": None if saved["probabilities"] is None else WeightedDraw(saved["probabilities"]),
+            }
+        self.selector.load_state_dict(state["selector"])
+        self._epoch, self._position, self._plan = int(state["epoch"]), int(state["position"]), plan
+        self.overhead_seconds = float(state.get("overhead_seconds", 0.0))
+
+
+class D2ACESampler(SelectionBatchSampler):
+    """D2ACE batch selection as a DataLoader batch sampler.
+
+    labels: (n, q) 0/1 training labels; features: (n, d) training inputs for the K-NN
+    of Eq. 10 (or ``neighbors=`` (n, K), or ``num_neighbors=0`` in the config);
+    preset: ``"paper"`` or ``"reference"``; config: a full :class:`D2ACEConfig`
+    instead; device: where the per-instance state lives.
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        batch_size: int,
+        features: torch.Tensor | None = None,
+        *,
+        preset: str = "paper",
+        config: D2ACEConfig | None = None,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        neighbors: torch.Tensor | None = None,
+    ) -> None:
+        config = config if config is not None else D2ACEConfig.preset(preset)
+        selector = D2ACESelector(labels, features, config, neighbors=neighbors, device=device)
+        super().__init__(selector, batch_size, seed)
+
+    @property
+    def report(self):
+        """The last :class:`~d2ace_ext.scoring.ScoreReport` (None before the first scoring)."""
+        return self.selector.last_report

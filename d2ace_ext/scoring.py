@@ -1,0 +1,108 @@
+"""The per-epoch D2ACE scorer in pure PyTorch (Eqs. 6-17, 21).
+
+From the metric matrices U and H it computes, for each metric A: label weights v
+(Eqs. 6-7), δ (Eq. 8), the relevance-masked cosine correlation C over the nonzeros of
+Y (Eq. 9), (Z C) only where Y = 1 and φ (Eqs. 10-11), w = δ + φ (Eq. 12), and the
+quantised probabilities (Eqs. 13-14); then the mixture (Eqs. 16-17). The native
+kernels are checked against these functions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import functional
+from .config import D2ACEConfig
+from .sparse_rows import SparseRows, masked_gram, normalise_columns, propagation_at_labels
+
+_ROW_NORMALISE_EPS = 1e-8  # the published code's constant
+
+
+@dataclass(frozen=True)
+class LabelContext:
+    """What the correlation term needs of Y and Z, built once per training set."""
+
+    labels: SparseRows                              # Y
+    context: SparseRows                             # Z
+    label_pairs: tuple[torch.Tensor, torch.Tensor]  # row_pairs(Y, Y)
+    context_pairs: tuple[torch.Tensor, torch.Tensor]  # row_pairs(Y, Z)
+
+
+@dataclass(frozen=True)
+class MetricScore:
+    """Everything computed for one metric A ∈ {U, H}. Shapes: q, q, (q, q), n, n, n."""
+
+    label_weights: torch.Tensor   # v_A (q,)
+    correlation: torch.Tensor     # C_A (q, q), before any row normalisation
+    delta: torch.Tensor           # δ_A (n,)
+    phi: torch.Tensor             # φ_A (n,)
+    probabilities: torch.Tensor   # P(x | w_A) (n,)
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """w_A = δ_A + φ_A (Eq. 12)."""
+        return self.delta + self.phi
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """One epoch's scoring: both metrics, the schedule values and the mixture (n,)."""
+
+    epoch: int
+    pressure: float
+    p_beta: float
+    uncertainty: MetricScore
+    hardness: MetricScore
+    probabilities: torch.Tensor
+
+
+def correlation_phi(
+    metric: torch.Tensor, weights: torch.Tensor, ctx: LabelContext, config: D2ACEConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 9-11 from the nonzeros of Y and Z. metric (n, q), weights v (q,) -> (φ (n,), C (q, q))."""
+    y = ctx.labels
+    values = metric[y.rows, y.cols]
+    scaled = normalise_columns(values, y, config.norm_eps)
+    gram = masked_gram(scaled, y, ctx.label_pairs)
+    if config.row_normalize_correlation:
+        propagate = (gram / (gram.sum(1, keepdim=True) + _ROW_NORMALISE_EPS)).T
+    else:
+        propagate = gram
+    spread = propagation_at_labels(propagate, y, ctx.context, ctx.context_pairs)
+    contribution = values * spread
+    if config.label_weights_in_phi:
+        contribution = contribution * weights[y.cols]
+    phi = torch.zeros(metric.shape[0], dtype=metric.dtype, device=metric.device)
+    phi.index_add_(0, y.rows, contribution)
+    return phi, gram
+
+
+def score_metric(metric: torch.Tensor, ctx: LabelContext, config: D2ACEConfig, pressure: float) -> MetricScore:
+    """Eqs. 6-14 for one metric matrix (n, q)."""
+    weights = functional.label_weights(metric)
+    delta = functional.dynamic_weight(metric, weights)
+    phi, gram = correlation_phi(metric, weights, ctx, config)
+    probs = functional.quantized_probabilities(delta + phi, pressure, config.quant_index_min)
+    return MetricScore(weights, gram, delta, phi, probs)
+
+
+def schedule_values(epoch: int, config: D2ACEConfig) -> tuple[float, float]:
+    """(s, p_β) for the epoch whose batches are about to be drawn (Eqs. 21 and 17)."""
+    t = epoch if config.schedule_epoch == "current" else epoch - 1
+    pressure = functional.selection_pressure(
+        t, config.warmup_epochs, config.num_epochs, config.initial_pressure, config.pressure_schedule
+    )
+    p_beta = functional.mixing_coefficient(t, config.p_beta_start, config.p_beta_end, config.t_start, config.t_end)
+    return pressure, p_beta
+
+
+def score_epoch(
+    unc: torch.Tensor, hard: torch.Tensor, ctx: LabelContext, config: D2ACEConfig, epoch: int
+) -> ScoreReport:
+    """The whole per-epoch scorer. unc, hard: (n, q) -> a report with P (n,) summing to 1."""
+    pressure, p_beta = schedule_values(epoch, config)
+    by_unc = score_metric(unc, ctx, config, pressure)
+    by_hard = score_metric(hard, ctx, config, pressure)
+    mixed = functional.mixture(by_unc.probabilities, by_hard.probabilities, p_beta)
+    return ScoreReport(epoch, pressure, p_beta, by_unc, by_hard, mixed / mixed.sum())

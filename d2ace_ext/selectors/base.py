@@ -1,0 +1,43 @@
+"""The interface every selector implements, so all plug into the same sampler.
+
+A selector sees the per-step records the sampler passes on and, at each epoch
+boundary, says how the next epoch's batches are formed: a shuffled permutation, the
+fixed order 0..n-1, or weighted draws from probabilities it computes.
+"""
+from __future__ import annotations
+
+import abc
+
+import torch
+
+SHUFFLE, FIXED, WEIGHTED = "shuffle", "fixed", "weighted"
+
+
+class Selector(abc.ABC):
+    """Base class. Subclasses set ``n``, ``q`` and ``device`` in their constructor
+    (``q = None`` for a selector that accepts any number of labels)."""
+
+    n: int
+    q: int | None
+    device: torch.device
+    #: whether :meth:`record` needs per-label losses (the sampler computes BCE only then)
+    needs_loss: bool = True
+
+    @abc.abstractmethod
+    def batch_mode(self, epoch: int) -> str:
+        """How epoch ``epoch`` (0-based) forms batches: SHUFFLE, FIXED or WEIGHTED."""
+
+    def record(self, indices: torch.Tensor, probs: torch.Tensor, losses: torch.Tensor | None, epoch: int) -> None:
+        """One training step. indices (b,) int64 distinct, on ``device``;
+        probs, losses (b, q) float32 on ``device``. Inputs are already validated."""
+
+    def probabilities(self, epoch: int) -> torch.Tensor:
+        """Sampling probabilities (n,) for a WEIGHTED epoch, computed from the records
+        so far. Called once, at the start of that epoch."""
+        raise NotImplementedError(f"{type(self).__name__} has no weighted epochs")
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore; must check everything before changing anything."""

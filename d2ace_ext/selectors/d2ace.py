@@ -1,0 +1,114 @@
+"""The D2ACE selector: records visits, scores once per epoch, returns P (Eq. 16)."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..config import D2ACEConfig
+from ..neighbors import local_label_appearance, nearest_neighbors
+from ..scoring import LabelContext, ScoreReport, score_epoch
+from ..sparse_rows import SparseRows, row_pairs
+from ..validation import check_labels
+from ..visits import VisitState
+from .base import FIXED, SHUFFLE, WEIGHTED, Selector
+
+
+class D2ACESelector(Selector):
+    """D2ACE over a fixed training set.
+
+    labels: (n, q) 0/1 training labels. features: (n, d) the inputs the model sees
+    (MinMax-scaled in the paper's protocol), used once for the K-NN of Eq. 10; needed
+    unless ``config.num_neighbors == 0``. neighbors: (n, K) precomputed neighbour
+    indices, instead of features. device: where the state lives (default: labels').
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        features: torch.Tensor | None = None,
+        config: D2ACEConfig | None = None,
+        *,
+        neighbors: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        labels = check_labels(labels)
+        self.config = config if config is not None else D2ACEConfig()
+        if not isinstance(self.config, D2ACEConfig):
+            raise TypeError(f"config must be a D2ACEConfig, got {type(self.config).__name__}")
+        self.n, self.q = labels.shape
+        self.device = torch.device(device) if device is not None else labels.device
+        labels = labels.to(self.device)
+        empty = int(((labels != 0).sum(0) == 0).sum())
+        if empty:
+            warnings.warn(
+                f"labels: {empty} of {self.q} label columns have no positive instance; "
+                "they take no part in the correlation term",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        neighbors = self._neighbors(features, neighbors)
+        y = SparseRows.from_dense(labels)
+        z = local_label_appearance(labels, neighbors, self.config.include_self)
+        self.context = LabelContext(y, z, row_pairs(y, y), row_pairs(y, z))
+        self.visits = VisitState(self.n, self.q, self.config.window_size, self.device)
+        self.last_report: ScoreReport | None = None
+
+    def _neighbors(self, features, neighbors) -> torch.Tensor | None:
+        k = self.config.num_neighbors
+        if k == 0:
+            return None
+        if neighbors is not None:
+            if not isinstance(neighbors, torch.Tensor) or neighbors.dim() != 2 or neighbors.shape[0] != self.n:
+                raise ValueError(f"neighbors must be a ({self.n}, K) index tensor")
+            if neighbors.is_floating_point() or int(neighbors.min()) < 0 or int(neighbors.max()) >= self.n:
+                raise ValueError(f"neighbors must hold integer indices in [0, {self.n})")
+            return neighbors.to(torch.int64)
+        if features is None:
+            raise ValueError(
+                f"features is required for the K-NN local context (num_neighbors={k}); "
+                "pass the (n, d) training features, precomputed neighbors=, or num_neighbors=0"
+            )
+        if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != self.n:
+            shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+            raise ValueError(f"features must be an ({self.n}, d) tensor, got {shape}")
+        if not features.is_floating_point() or not bool(torch.isfinite(features).all()):
+            raise ValueError("features must be finite floating-point values")
+        if k >= self.n:
+            raise ValueError(f"num_neighbors must be below n = {self.n}, got {k}")
+        return nearest_neighbors(features, k)
+
+    def batch_mode(self, epoch: int) -> str:
+        if epoch < self.config.warmup_epochs:
+            return FIXED if self.config.warmup_order == "fixed" else SHUFFLE
+        return WEIGHTED
+
+    def record(self, indices, probs, losses, epoch) -> None:
+        cfg = self.config
+        self.visits.record(
+            indices,
+            probs,
+            losses,
+            epoch,
+            per_epoch=cfg.window_unit == "epoch",
+            flip_on=cfg.flip_on,
+            flip_threshold=cfg.flip_threshold,
+            lambda2=cfg.lambda2,
+        )
+
+    def score(self, epoch: int) -> ScoreReport:
+        """Score every instance from the records so far, for epoch ``epoch``."""
+        unc, hard = self.visits.metrics(self.config.lambda1, self.config.loss_transform)
+        self.last_report = score_epoch(unc, hard, self.context, self.config, epoch)
+        return self.last_report
+
+    def probabilities(self, epoch: int) -> torch.Tensor:
+        return self.score(epoch).probabilities
+
+    def state_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "visits": self.visits.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("config") != self.config.to_dict():
+            raise ValueError("state_dict was saved with a different D2ACEConfig")
+        self.visits.load_state_dict(state["visits"])

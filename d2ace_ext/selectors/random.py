@@ -1,0 +1,21 @@
+"""Random: PyTorch's default shuffled mini-batches, without replacement."""
+from __future__ import annotations
+
+import torch
+
+from ..validation import check_positive_int
+from .base import SHUFFLE, Selector
+
+
+class RandomSelector(Selector):
+    """Every epoch a fresh permutation, cut into consecutive batches."""
+
+    needs_loss = False
+
+    def __init__(self, n: int, q: int | None = None, device: torch.device | str = "cpu") -> None:
+        self.n = check_positive_int(n, "n")
+        self.q = q  # None: any label count is accepted by update()
+        self.device = torch.device(device)
+
+    def batch_mode(self, epoch: int) -> str:
+        return SHUFFLE

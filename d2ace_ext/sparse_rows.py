@@ -1,0 +1,126 @@
+"""Sparse row structures for the correlation term (Eqs. 9-11, Appendix B).
+
+Y and Z are fixed for a training run, so their nonzeros and the index pairs that the
+correlation needs are built once. Per epoch the scorer then touches only
+Σ_i |Y_i|² pairs for the Gram matrix C (about σ(Y)²/n) and Σ_i |Y_i| |Z_i| pairs for
+(Z C) at the positions where Y = 1; nothing costs O(n q²).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Per-epoch temporaries are processed in slices of this many pairs to bound memory.
+PAIR_CHUNK = 1 << 22
+
+
+@dataclass(frozen=True)
+class SparseRows:
+    """The nonzeros of a 0/1 matrix (n, q), row-major.
+
+    rows, cols: (nnz,) int64; row_ptr: (n + 1,) int64 with row i's nonzeros at
+    ``row_ptr[i]:row_ptr[i+1]``.
+    """
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    row_ptr: torch.Tensor
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_dense(cls, matrix: torch.Tensor) -> "SparseRows":
+        """matrix: (n, q) of 0/1 (any dtype) -> its nonzeros."""
+        n, q = matrix.shape
+        rows, cols = (matrix != 0).nonzero(as_tuple=True)
+        counts = torch.bincount(rows, minlength=n)
+        row_ptr = torch.zeros(n + 1, dtype=torch.int64, device=matrix.device)
+        row_ptr[1:] = counts.cumsum(0)
+        return cls(rows=rows, cols=cols, row_ptr=row_ptr, shape=(n, q))
+
+    @property
+    def nnz(self) -> int:
+        return int(self.rows.numel())
+
+    def counts(self) -> torch.Tensor:
+        """(n,) nonzeros per row."""
+        return self.row_ptr[1:] - self.row_ptr[:-1]
+
+    def to(self, device: torch.device) -> "SparseRows":
+        return SparseRows(self.rows.to(device), self.cols.to(device), self.row_ptr.to(device), self.shape)
+
+    def to_dense(self, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+        out = torch.zeros(self.shape, dtype=dtype, device=self.rows.device)
+        out[self.rows, self.cols] = 1
+        return out
+
+
+def row_pairs(left: SparseRows, right: SparseRows) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (a, b) with nonzero a of ``left`` and nonzero b of ``right`` in the same row.
+
+    Returns two index tensors of length Σ_i |left_i| |right_i| into the nonzero lists,
+    int32 when the counts allow it (they are stored for the whole run).
+    """
+    if left.shape[0] != right.shape[0]:
+        raise ValueError(f"row_pairs: row counts differ ({left.shape[0]} vs {right.shape[0]})")
+    partners = right.counts()[left.rows]
+    first = torch.repeat_interleave(torch.arange(left.nnz, device=left.rows.device), partners)
+    block_start = partners.cumsum(0) - partners
+    within = torch.arange(first.numel(), device=first.device) - block_start[first]
+    second = right.row_ptr[left.rows[first]] + within
+    small = max(left.nnz, right.nnz) < 2**31 - 1
+    index_dtype = torch.int32 if small else torch.int64
+    return first.to(index_dtype), second.to(index_dtype)
+
+
+def masked_column_norms(values: torch.Tensor, labels: SparseRows, eps: float) -> torch.Tensor:
+    """Column L2 norms of M = Y ⊙ A from the metric values at Y's nonzeros. -> (q,).
+
+    values: (nnz,) metric A at the nonzeros of Y. ``eps`` is added to the norm (the
+    published code adds 1e-8); it is kept separate so callers can divide safely.
+    """
+    squares = torch.zeros(labels.shape[1], dtype=values.dtype, device=values.device)
+    squares.index_add_(0, labels.cols, values * values)
+    return squares.sqrt() + eps
+
+
+def normalise_columns(values: torch.Tensor, labels: SparseRows, eps: float) -> torch.Tensor:
+    """M̄ = M diag(1 / ||M_:,j||) at Y's nonzeros; a zero column stays zero (0/0 := 0)."""
+    norms = masked_column_norms(values, labels, eps)[labels.cols]
+    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+    return torch.where(norms > 0, values / safe, torch.zeros_like(values))
+
+
+def masked_gram(scaled: torch.Tensor, labels: SparseRows, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Eq. 9: C = M̄ᵀ M̄ from the nonzeros of Y. scaled: (nnz,) M̄ values -> (q, q).
+
+    ``pairs`` = row_pairs(labels, labels); cost Σ_i |Y_i|².
+    """
+    q = labels.shape[1]
+    gram = torch.zeros(q * q, dtype=scaled.dtype, device=scaled.device)
+    first, second = pairs
+    for start in range(0, first.numel(), PAIR_CHUNK):
+        a = first[start:start + PAIR_CHUNK].long()
+        b = second[start:start + PAIR_CHUNK].long()
+        target = labels.cols[a] * q + labels.cols[b]
+        gram.index_add_(0, target, scaled[a] * scaled[b])
+    return gram.view(q, q)
+
+
+def propagation_at_labels(
+    matrix: torch.Tensor, labels: SparseRows, context: SparseRows, pairs: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """(Z P)_ij at every nonzero (i, j) of Y: Σ_{k: Z_ik = 1} P_kj. -> (nnz_Y,).
+
+    matrix: (q, q) propagation matrix P (C in the paper, C̃ᵀ in the published code);
+    ``pairs`` = row_pairs(labels, context); cost Σ_i |Y_i| |Z_i|, not σ(Z) q.
+    """
+    q = labels.shape[1]
+    flat = matrix.reshape(-1)
+    out = torch.zeros(labels.nnz, dtype=matrix.dtype, device=matrix.device)
+    first, second = pairs
+    for start in range(0, first.numel(), PAIR_CHUNK):
+        a = first[start:start + PAIR_CHUNK].long()
+        b = second[start:start + PAIR_CHUNK].long()
+        out.index_add_(0, a, flat[context.cols[b] * q + labels.cols[a]])
+    return out

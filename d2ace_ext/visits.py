@@ -1,0 +1,106 @@
+"""Per-visit records of every training instance (the inputs of Eqs. 1-5).
+
+For each instance the state keeps a ring of its last n_t predicted probabilities, how
+many entries were ever pushed, the epoch of its last visit, the per-label BCE of its
+latest visit and the flip EMA f̄ of Eq. 4. An instance never visited reads as a
+prediction of 0.5 with loss ln 2 (maximal uncertainty), and a flip EMA of 0.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import functional
+from .ops import binary_entropy
+
+
+class VisitState:
+    """Recorded predictions of n instances over q labels, on one device.
+
+    Tensors: window (n, n_t, q) float32; pushes (n,) int64; last_epoch (n,) int64
+    (-1 = never); loss (n, q) float32; flip_average (n, q) float32; flip_base (n, q)
+    float32 = f̄ before the current epoch's update (needed when one epoch's entry is
+    overwritten by a later visit in that same epoch).
+    """
+
+    TENSORS = ("window", "pushes", "last_epoch", "loss", "flip_average", "flip_base")
+
+    def __init__(self, n: int, q: int, window_size: int, device: torch.device | str = "cpu") -> None:
+        device = torch.device(device)
+        self.n, self.q, self.window_size = n, q, window_size
+        self.window = torch.full((n, window_size, q), 0.5, dtype=torch.float32, device=device)
+        self.pushes = torch.zeros(n, dtype=torch.int64, device=device)
+        self.last_epoch = torch.full((n,), -1, dtype=torch.int64, device=device)
+        self.loss = torch.full((n, q), math.log(2.0), dtype=torch.float32, device=device)
+        self.flip_average = torch.zeros(n, q, dtype=torch.float32, device=device)
+        self.flip_base = torch.zeros(n, q, dtype=torch.float32, device=device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.window.device
+
+    def record(
+        self,
+        indices: torch.Tensor,
+        probs: torch.Tensor,
+        losses: torch.Tensor,
+        epoch: int,
+        *,
+        per_epoch: bool,
+        flip_on: str,
+        flip_threshold: float,
+        lambda2: float,
+    ) -> None:
+        """Record one batch: indices (b,) int64 distinct; probs, losses (b, q) float32.
+
+        ``per_epoch=True`` keeps one window entry per epoch (a second visit in the same
+        epoch overwrites it and redoes that epoch's flip update); otherwise every visit
+        pushes a new entry (the published code).
+        """
+        n_t = self.window_size
+        pushes = self.pushes[indices]
+        if per_epoch:
+            push = self.last_epoch[indices] != epoch
+        else:
+            push = torch.ones_like(pushes, dtype=torch.bool)
+        newest = torch.remainder(pushes - 1, n_t)
+        previous_slot = torch.where(push, newest, torch.remainder(pushes - 2, n_t))
+        has_previous = torch.where(push, pushes >= 1, pushes >= 2)
+        previous = self.window[indices, previous_slot]
+        flip = functional.flip_indicator(probs, previous, flip_on, flip_threshold)
+        flip = flip * has_previous.unsqueeze(1).to(flip.dtype)
+        base = torch.where(push.unsqueeze(1), self.flip_average[indices], self.flip_base[indices])
+        self.flip_base[indices] = base
+        self.flip_average[indices] = functional.flip_ema(flip, base, lambda2)
+        write_slot = torch.where(push, torch.remainder(pushes, n_t), newest)
+        self.window[indices, write_slot] = probs
+        self.pushes[indices] = pushes + push.to(pushes.dtype)
+        self.last_epoch[indices] = epoch
+        self.loss[indices] = losses
+
+    def metrics(self, lambda1: float, loss_transform: str, dtype: torch.dtype = torch.float64):
+        """U (Eq. 3) and H (Eq. 5) of every instance, each (n, q) in ``dtype``."""
+        window = self.window.to(dtype)
+        latest = functional.latest_probability(window, self.pushes)
+        fluctuation = functional.window_fluctuation(window, self.pushes)
+        unc = functional.uncertainty(binary_entropy(latest), fluctuation, lambda1)
+        hard = functional.hardness(self.loss.to(dtype), self.flip_average.to(dtype), loss_transform)
+        return unc, hard
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name).clone() for name in self.TENSORS}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict`; checks every tensor before changing anything."""
+        for name in self.TENSORS:
+            if name not in state:
+                raise KeyError(f"visit state is missing {name!r}")
+            mine, theirs = getattr(self, name), state[name]
+            if tuple(theirs.shape) != tuple(mine.shape) or theirs.dtype != mine.dtype:
+                raise ValueError(
+                    f"visit state {name!r} has shape {tuple(theirs.shape)} and dtype {theirs.dtype}, "
+                    f"expected {tuple(mine.shape)} and {mine.dtype}"
+                )
+        for name in self.TENSORS:
+            getattr(self, name).copy_(state[name])

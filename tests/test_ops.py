@@ -1,0 +1,124 @@
+"""The native binary_entropy operator against its pure-PyTorch definition."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import d2ace_ext
+from d2ace_ext import functional, ops
+
+from conftest import ROOT
+
+requires_native = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and d2ace_ext.build_info()["native_cuda_kernels"] else [])
+
+
+def test_extension_is_built_and_loaded():
+    # make test always builds _C; a silent fallback here would hide a broken build.
+    if os.environ.get("D2ACE_EXT_ALLOW_NO_EXTENSION") == "1":
+        pytest.skip("D2ACE_EXT_ALLOW_NO_EXTENSION=1")
+    info = d2ace_ext.build_info()
+    assert info["extension_loaded"], info["extension_error"]
+    if torch.version.cuda:
+        assert info["native_cuda_kernels"], "a CUDA build of torch should give CUDA kernels"
+
+
+def edge_inputs(dtype, device):
+    tiny = torch.finfo(dtype).tiny
+    return torch.tensor([0.0, 1.0, 0.5, tiny, 1 - 1e-7, 1e-7, 1.0 + 1e-7, -1e-7, 0.25], dtype=dtype, device=device)
+
+
+def tolerance(p64, dtype):
+    """Error of the same computation done by PyTorch in ``dtype``, against float64."""
+    reference = functional.binary_entropy(p64)
+    torch_error = (functional.binary_entropy(p64.to(dtype)).double() - reference).abs().max().item()
+    return reference, 2 * torch_error + 4 * torch.finfo(dtype).eps
+
+
+@requires_native
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("seed", range(5))
+def test_kernel_matches_float64_fallback(device, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    p64 = torch.cat([torch.rand(1000 + 37 * seed, generator=g, dtype=torch.float64),
+                     edge_inputs(torch.float64, "cpu")])
+    reference, tol = tolerance(p64, dtype)
+    out = torch.ops.d2ace_ext.binary_entropy(p64.to(dtype).to(device))
+    assert out.dtype == dtype and out.shape == p64.shape
+    assert (out.double().cpu() - reference).abs().max().item() <= tol
+
+
+@requires_native
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernel_edge_cases(device):
+    out = torch.ops.d2ace_ext.binary_entropy(edge_inputs(torch.float64, device)).cpu()
+    assert out[:2].tolist() == [0.0, 0.0] and out[2].item() == 1.0
+    assert out[6].item() == 0.0 and out[7].item() == 0.0  # clamped rounding noise
+    nan = torch.ops.d2ace_ext.binary_entropy(torch.tensor([float("nan"), 0.5], device=device)).cpu()
+    assert torch.isnan(nan[0]) and nan[1].item() == 1.0
+    empty = torch.ops.d2ace_ext.binary_entropy(torch.empty(0, 3, device=device))
+    assert empty.shape == (0, 3)
+
+
+@requires_native
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernel_on_non_contiguous_and_reduced_precision_inputs(device):
+    base = torch.rand(64, 48, dtype=torch.float64, device=device)
+    view = base.t()[::2]
+    assert not view.is_contiguous()
+    assert torch.allclose(torch.ops.d2ace_ext.binary_entropy(view), functional.binary_entropy(view))
+    for dtype in (torch.float16, torch.bfloat16):
+        out = torch.ops.d2ace_ext.binary_entropy(base.to(dtype))
+        _, tol = tolerance(base.cpu(), dtype)
+        assert out.dtype == dtype
+        assert (out.double() - functional.binary_entropy(base)).abs().max().item() <= tol
+
+
+@requires_native
+def test_kernel_rejects_integer_input():
+    with pytest.raises(RuntimeError, match="probs must be a floating-point"):
+        torch.ops.d2ace_ext.binary_entropy(torch.ones(3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="probs"):
+        ops.binary_entropy(torch.ones(3, dtype=torch.int64))
+
+
+@requires_native
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    samples = [
+        torch.rand(17, dtype=torch.float32, device=device),
+        torch.rand(4, 5, dtype=torch.float64, device=device),
+        torch.rand(8, 6, dtype=torch.float64, device=device).t(),
+        torch.empty(0, dtype=torch.float32, device=device),
+    ]
+    for sample in samples:
+        torch.library.opcheck(torch.ops.d2ace_ext.binary_entropy.default, (sample,))
+
+
+def test_wrapper_dispatch_and_forced_fallback(monkeypatch):
+    p = torch.rand(100, dtype=torch.float64)
+    native = ops.binary_entropy(p)
+    monkeypatch.setenv("D2ACE_EXT_FORCE_FALLBACK", "1")
+    assert not d2ace_ext.use_native()
+    assert torch.allclose(ops.binary_entropy(p), native, rtol=1e-12, atol=1e-15)
+
+
+def test_missing_extension_warns_once_and_falls_back():
+    code = (
+        "import sys, warnings\n"
+        "sys.modules['d2ace_ext._C'] = None\n"  # makes `from . import _C` raise ImportError
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import d2ace_ext, torch\n"
+        "    from d2ace_ext import ops\n"
+        "    out = ops.binary_entropy(torch.tensor([0.5]))\n"
+        "hits = [w for w in caught if 'native extension could not be loaded' in str(w.message)]\n"
+        "assert len(hits) == 1, hits\n"
+        "assert not d2ace_ext.extension_loaded() and out.item() == 1.0\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
