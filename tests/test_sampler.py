@@ -252,3 +252,11 @@ def test_mismatched_state_dict_is_rejected_without_changes():
     assert sampler.epoch == snapshot["epoch"]
     with pytest.raises(ValueError, match="epoch"):
         sampler.set_epoch(-1)
+
+
+def test_native_and_fallback_paths_give_the_same_batches(monkeypatch):
+    native, y = make(seed=13)
+    expected = drive(native, y, 5, seed=2)
+    monkeypatch.setenv("D2ACE_EXT_FORCE_FALLBACK", "1")
+    fallback, _ = make(seed=13)
+    assert drive(fallback, y, 5, seed=2) == expected

@@ -3,6 +3,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from d2ace_ext import D2ACEConfig, D2ACESelector
 from d2ace_ext import functional as fn
@@ -124,3 +126,24 @@ def test_edge_cases_never_give_nan(preset):
         for t in (metric.label_weights, metric.correlation, metric.delta, metric.phi, metric.probabilities):
             assert bool(torch.isfinite(t).all())
     assert bool((report.probabilities > 0).all())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=2, max_size=60),
+    pressure=st.floats(1.0, 1e3),
+    index_min=st.sampled_from([0, 1]),
+)
+def test_quantised_probabilities_properties(weights, pressure, index_min):
+    w = torch.tensor(weights, dtype=D)
+    n = w.numel()
+    p = fn.quantized_probabilities(w, pressure, index_min)
+    assert bool((p > 0).all()) and float(p.sum()) == pytest.approx(1.0, abs=1e-12)
+    ratio = float(p.max() / p.min())
+    assert 1.0 - 1e-9 <= ratio <= pressure * (1 + 1e-9)
+    index = fn.quantization_index(w, index_min)
+    if index is not None:
+        assert int(index.min()) >= index_min and int(index.max()) <= n
+        # A larger weight never gets a smaller probability (ranks are kept).
+        order = torch.argsort(w)
+        assert bool((p[order][1:] >= p[order][:-1] * (1 - 1e-12)).all())
