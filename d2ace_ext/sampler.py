@@ -167,7 +167,12 @@ class SelectionBatchSampler(Sampler):
 
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything needed to continue with the identical batch sequence."""
+        """Everything needed to continue with the identical batch sequence.
+
+        The position is the number of batches this sampler has handed out. With
+        ``num_workers=0`` that is what the training loop has seen; with workers the
+        DataLoader prefetches, so save at an epoch boundary for an exact resume.
+        """
         plan = self._plan
         return {
             "format": _STATE_FORMAT,
