@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Sampler
 
+from . import distributed
 from .config import D2ACEConfig
 from .drawing import WeightedDraw
 from .selectors.base import FIXED, SHUFFLE, WEIGHTED, Selector
@@ -41,9 +42,23 @@ class SelectionBatchSampler(Sampler):
     Use: ``loader = DataLoader(IndexedDataset(ds), batch_sampler=sampler)``; each epoch
     ``sampler.set_epoch(e)``; after each forward pass
     ``sampler.update(indices, logits, targets)``.
+
+    Under DistributedDataParallel, ``batch_size`` is the global batch: every rank draws
+    the same global batches and yields its shard ``batch[rank::num_replicas]`` (taken
+    from the process group unless given); ``update`` gathers all ranks' records, so
+    every rank holds the same state. A last global batch smaller than the number of
+    ranks is topped up with further distinct instances, so no rank gets an empty batch.
     """
 
-    def __init__(self, selector: Selector, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        selector: Selector,
+        batch_size: int,
+        seed: int = 0,
+        *,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
         if not isinstance(selector, Selector):
             raise TypeError(f"selector must be a Selector, got {type(selector).__name__}")
         self.selector = selector
@@ -52,6 +67,9 @@ class SelectionBatchSampler(Sampler):
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = seed
         self.n = selector.n
+        self.num_replicas, self.rank = distributed.resolve_world(num_replicas, rank)
+        if self.num_replicas > self.n:
+            raise ValueError(f"num_replicas ({self.num_replicas}) must not exceed the n = {self.n} instances")
         self.num_batches = math.ceil(self.n / self.batch_size)
         self.overhead_seconds = 0.0  # time spent in update(), scoring and drawing
         self._epoch = 0
@@ -84,7 +102,7 @@ class SelectionBatchSampler(Sampler):
             batch = self._batch(self._position)
             self._position += 1
             self.overhead_seconds += time.perf_counter() - started
-            yield batch.tolist()
+            yield batch[self.rank::self.num_replicas].tolist()
 
     def _prepare(self) -> None:
         if self._plan is not None:
@@ -98,19 +116,25 @@ class SelectionBatchSampler(Sampler):
         elif mode == FIXED:
             plan["order"] = torch.arange(self.n)
         elif mode == WEIGHTED:
-            plan["draw"] = WeightedDraw(self.selector.probabilities(self._epoch))
+            probabilities = self.selector.probabilities(self._epoch)
+            if self.num_replicas > 1 and distributed.active():
+                probabilities = distributed.from_rank_zero(probabilities)
+            plan["draw"] = WeightedDraw(probabilities)
         else:
             raise RuntimeError(f"selector returned an unknown batch mode {mode!r}")
         self._plan = plan
         self.overhead_seconds += time.perf_counter() - started
 
     def _batch(self, k: int) -> torch.Tensor:
+        """The k-th global batch (before sharding across ranks)."""
         plan = self._plan
         start = k * self.batch_size
         size = min(self.batch_size, self.n - start)
+        top_up = max(0, self.num_replicas - size)
         if plan["order"] is not None:
-            return plan["order"][start:start + size]
-        return plan["draw"].batch(size, plan["generator"])
+            batch = plan["order"][start:start + size]
+            return torch.cat([batch, plan["order"][:top_up]]) if top_up else batch
+        return plan["draw"].batch(size + top_up, plan["generator"])
 
     # -- probabilities --------------------------------------------------------------
     @property
@@ -162,6 +186,9 @@ class SelectionBatchSampler(Sampler):
             losses = F.binary_cross_entropy(outputs, targets, reduction="none")
         if not self.selector.needs_loss:
             losses = None
+        if self.num_replicas > 1:
+            index, probs, losses = distributed.gather_records(index, probs, losses)
+            index = as_index_tensor(index, self.n, "indices (gathered from all ranks)")
         self.selector.record(index.to(device), probs, losses, self._epoch)
         self.overhead_seconds += time.perf_counter() - started
 
@@ -220,7 +247,8 @@ class D2ACESampler(SelectionBatchSampler):
     labels: (n, q) 0/1 training labels; features: (n, d) training inputs for the K-NN
     of Eq. 10 (or ``neighbors=`` (n, K), or ``num_neighbors=0`` in the config);
     preset: ``"paper"`` or ``"reference"``; config: a full :class:`D2ACEConfig`
-    instead; device: where the per-instance state lives.
+    instead; device: where the per-instance state lives; num_replicas, rank: for
+    DistributedDataParallel (default: from the process group).
     """
 
     def __init__(
@@ -234,10 +262,12 @@ class D2ACESampler(SelectionBatchSampler):
         seed: int = 0,
         device: torch.device | str | None = None,
         neighbors: torch.Tensor | None = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
     ) -> None:
         config = config if config is not None else D2ACEConfig.preset(preset)
         selector = D2ACESelector(labels, features, config, neighbors=neighbors, device=device)
-        super().__init__(selector, batch_size, seed)
+        super().__init__(selector, batch_size, seed, num_replicas=num_replicas, rank=rank)
 
     @property
     def report(self):

@@ -14,6 +14,9 @@ import torch
 from . import functional
 from .ops import binary_entropy
 
+# Window entries per block when computing the metrics (about 32 MB of float64).
+_BLOCK_ELEMENTS = 1 << 22
+
 
 class VisitState:
     """Recorded predictions of n instances over q labels, on one device.
@@ -80,12 +83,23 @@ class VisitState:
         self.loss[indices] = losses
 
     def metrics(self, lambda1: float, loss_transform: str, dtype: torch.dtype = torch.float64):
-        """U (Eq. 3) and H (Eq. 5) of every instance, each (n, q) in ``dtype``."""
-        window = self.window.to(dtype)
-        latest = functional.latest_probability(window, self.pushes)
-        fluctuation = functional.window_fluctuation(window, self.pushes)
-        unc = functional.uncertainty(binary_entropy(latest), fluctuation, lambda1)
-        hard = functional.hardness(self.loss.to(dtype), self.flip_average.to(dtype), loss_transform)
+        """U (Eq. 3) and H (Eq. 5) of every instance, each (n, q) in ``dtype``.
+
+        Rows are processed in blocks so the float64 temporaries of the (n, n_t, q)
+        window stay bounded (a 1,000,000 × 100 state would otherwise need > 10 GB).
+        """
+        unc = torch.empty(self.n, self.q, dtype=dtype, device=self.device)
+        hard = torch.empty_like(unc)
+        rows = max(1, _BLOCK_ELEMENTS // (self.window_size * self.q))
+        for start in range(0, self.n, rows):
+            block = slice(start, min(self.n, start + rows))
+            window, pushes = self.window[block].to(dtype), self.pushes[block]
+            latest = functional.latest_probability(window, pushes)
+            fluctuation = functional.window_fluctuation(window, pushes)
+            unc[block] = functional.uncertainty(binary_entropy(latest), fluctuation, lambda1)
+            hard[block] = functional.hardness(
+                self.loss[block].to(dtype), self.flip_average[block].to(dtype), loss_transform
+            )
         return unc, hard
 
     def state_dict(self) -> dict:

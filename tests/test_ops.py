@@ -122,3 +122,11 @@ def test_missing_extension_warns_once_and_falls_back():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+@requires_native
+def test_op_traces_under_torch_compile():
+    # aot_eager runs the fake kernel during tracing and the real kernel after, without codegen.
+    compiled = torch.compile(lambda p: torch.ops.d2ace_ext.binary_entropy(p) * 2.0, backend="aot_eager", fullgraph=True)
+    p = torch.rand(33, dtype=torch.float64)
+    assert torch.allclose(compiled(p), 2.0 * functional.binary_entropy(p))
