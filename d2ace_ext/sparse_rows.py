@@ -46,9 +46,6 @@ class SparseRows:
         """(n,) nonzeros per row."""
         return self.row_ptr[1:] - self.row_ptr[:-1]
 
-    def to(self, device: torch.device) -> "SparseRows":
-        return SparseRows(self.rows.to(device), self.cols.to(device), self.row_ptr.to(device), self.shape)
-
     def to_dense(self, dtype: torch.dtype = torch.bool) -> torch.Tensor:
         out = torch.zeros(self.shape, dtype=dtype, device=self.rows.device)
         out[self.rows, self.cols] = 1
