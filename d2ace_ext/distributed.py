@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from .validation import check_positive_int
+
 
 def active() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -21,8 +23,7 @@ def resolve_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]
         num_replicas = dist.get_world_size() if active() else 1
     if rank is None:
         rank = dist.get_rank() if active() else 0
-    if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
-        raise ValueError(f"num_replicas must be a positive integer, got {num_replicas!r}")
+    check_positive_int(num_replicas, "num_replicas")
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
         raise ValueError(f"rank must be an integer in [0, {num_replicas}), got {rank!r}")
     return num_replicas, rank

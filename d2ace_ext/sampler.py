@@ -22,7 +22,14 @@ from .config import D2ACEConfig
 from .drawing import WeightedDraw
 from .selectors.base import FIXED, SHUFFLE, WEIGHTED, Selector
 from .selectors.d2ace import D2ACESelector
-from .validation import as_index_tensor, check_binary, check_matrix, check_outputs, check_positive_int
+from .validation import (
+    as_index_tensor,
+    check_binary,
+    check_matrix,
+    check_non_negative_int,
+    check_outputs,
+    check_positive_int,
+)
 
 _STATE_FORMAT = 1
 _MASK64 = (1 << 64) - 1
@@ -63,9 +70,7 @@ class SelectionBatchSampler(Sampler):
             raise TypeError(f"selector must be a Selector, got {type(selector).__name__}")
         self.selector = selector
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = seed
+        self.seed = check_non_negative_int(seed, "seed")
         self.n = selector.n
         self.num_replicas, self.rank = distributed.resolve_world(num_replicas, rank)
         if self.num_replicas > self.n:
@@ -87,8 +92,7 @@ class SelectionBatchSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         """Move to ``epoch`` (0-based). Re-setting the epoch a half-consumed iteration is
         in keeps its position, so a resumed run continues mid-epoch."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        check_non_negative_int(epoch, "epoch")
         if epoch == self._epoch and 0 < self._position < self.num_batches:
             return
         self._epoch, self._position, self._plan = epoch, 0, None
