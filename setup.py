@@ -52,7 +52,13 @@ def wheel_cuda_includes() -> list:
 
 def extension():
     sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
-    cxx_flags = ["-O3"]  # the language standard is the one torch itself asks for
+    # The language standard is the one torch itself asks for. -fopenmp is what makes
+    # at::parallel_for run in parallel inside an extension: without _OPENMP its header
+    # falls back to a serial loop.
+    # -ffp-contract=off: no FMA contraction, so the AVX2 and baseline clones of the CPU
+    # loops (csrc/cpu/fast_math_cpu.h) round identically.
+    cxx_flags = ["-O3", "-fopenmp", "-ffp-contract=off"]
+    link_flags = ["-fopenmp"]
     if cuda_wanted():
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         return cpp_extension.CUDAExtension(
@@ -61,9 +67,10 @@ def extension():
             include_dirs=wheel_cuda_includes(),
             define_macros=[("D2ACE_EXT_WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-DD2ACE_EXT_WITH_CUDA"]},
+            extra_link_args=link_flags,
         )
     return cpp_extension.CppExtension(
-        name="d2ace_ext._C", sources=sources, extra_compile_args={"cxx": cxx_flags}
+        name="d2ace_ext._C", sources=sources, extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags
     )
 
 

@@ -13,16 +13,20 @@ PyObject* PyInit__C(void) {
 }
 }
 
-namespace d2ace_ext {
-
-void check_binary_entropy_input(const at::Tensor& probs) {
-  TORCH_CHECK(at::isFloatingType(probs.scalar_type()),
-              "binary_entropy: probs must be a floating-point tensor, got ",
-              probs.scalar_type());
-}
-
-}  // namespace d2ace_ext
-
 TORCH_LIBRARY(d2ace_ext, m) {
   m.def("binary_entropy(Tensor probs) -> Tensor");
+  m.def(
+      "record_step(Tensor(a!) window, Tensor(b!) pushes, Tensor(c!) last_epoch, Tensor(d!) loss, "
+      "Tensor(e!) flip_average, Tensor(f!) flip_base, Tensor indices, Tensor outputs, Tensor targets, "
+      "int epoch, bool from_logits, bool per_epoch, bool flip_on_probability, float flip_threshold, "
+      "float lambda2) -> ()");
+  m.def(
+      "score_visits(Tensor window, Tensor pushes, Tensor loss, Tensor flip_average, Tensor label_ptr, "
+      "Tensor label_cols, Tensor context_ptr, Tensor context_cols, Tensor(a!) workspace, float lambda1, "
+      "bool two_minus_exp, "
+      "float norm_eps, bool row_normalize, bool label_weights_in_phi) "
+      "-> (Tensor label_weights, Tensor correlation, Tensor delta, Tensor phi, Tensor weight_range)");
+  m.def(
+      "quantized_mixture(Tensor weights, Tensor weight_range, float pressure, float p_beta, "
+      "int index_min) -> (Tensor probabilities, Tensor mixture)");
 }

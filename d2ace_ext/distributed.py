@@ -30,7 +30,8 @@ def resolve_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]
 
 
 def gather_records(index: torch.Tensor, probs: torch.Tensor, losses: torch.Tensor | None):
-    """All ranks' (index (b,), probs (b, q), losses (b, q) | None), concatenated in rank order."""
+    """All ranks' (index (b,), a (b, q), b (b, q) | None), concatenated in rank order
+    (the sampler passes the model outputs and the targets)."""
     if not active():
         raise RuntimeError("num_replicas > 1 needs an initialised torch.distributed process group")
     mine = (index.cpu(), probs.cpu(), None if losses is None else losses.cpu())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 _LN2 = math.log(2.0)
 
@@ -22,6 +23,22 @@ def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
     p = probs.clamp(0.0, 1.0)
     r = 1.0 - p
     return -(torch.special.xlogy(p, p) + torch.special.xlogy(r, r)) / _LN2
+
+
+def probabilities_and_losses(outputs: torch.Tensor, targets: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training step's predicted probabilities and per-label BCE. (b, q), (b, q) 0/1 -> two (b, q).
+
+    ``kind="logits"``: p = σ(x) and BCE = softplus(-x) where y = 1, softplus(x) where
+    y = 0; choosing the branch by the label keeps an infinite logit well defined (loss 0
+    when right, inf when wrong) where PyTorch's fused formula gives NaN.
+    ``kind="probs"``: PyTorch's BCE, which clamps each log at -100.
+    """
+    if kind == "logits":
+        positive = targets != 0
+        return torch.sigmoid(outputs), torch.where(positive, F.softplus(-outputs), F.softplus(outputs))
+    if kind == "probs":
+        return outputs, F.binary_cross_entropy(outputs, targets, reduction="none")
+    raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
 
 
 def window_fluctuation(window: torch.Tensor, pushes: torch.Tensor) -> torch.Tensor:

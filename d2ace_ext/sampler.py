@@ -14,7 +14,6 @@ import time
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Sampler
 
 from . import distributed
@@ -182,18 +181,10 @@ class SelectionBatchSampler(Sampler):
         check_outputs(outputs, kind)
         check_binary(targets, "targets")
         outputs, targets = outputs.to(torch.float32), targets.to(torch.float32)
-        if kind == "logits":
-            probs = torch.sigmoid(outputs)
-            losses = F.binary_cross_entropy_with_logits(outputs, targets, reduction="none")
-        else:
-            probs = outputs
-            losses = F.binary_cross_entropy(outputs, targets, reduction="none")
-        if not self.selector.needs_loss:
-            losses = None
         if self.num_replicas > 1:
-            index, probs, losses = distributed.gather_records(index, probs, losses)
+            index, outputs, targets = distributed.gather_records(index, outputs, targets)
             index = as_index_tensor(index, self.n, "indices (gathered from all ranks)")
-        self.selector.record(index.to(device), probs, losses, self._epoch)
+        self.selector.record_outputs(index.to(device), outputs, targets, kind, self._epoch)
         self.overhead_seconds += time.perf_counter() - started
 
     # -- checkpoints ------------------------------------------------------------------

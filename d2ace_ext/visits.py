@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from . import functional
+from . import functional, ops
 from .ops import binary_entropy
 
 # Window entries per block when computing the metrics (about 32 MB of float64).
@@ -38,6 +38,14 @@ class VisitState:
         self.loss = torch.full((n, q), math.log(2.0), dtype=torch.float32, device=device)
         self.flip_average = torch.zeros(n, q, dtype=torch.float32, device=device)
         self.flip_base = torch.zeros(n, q, dtype=torch.float32, device=device)
+        self._workspace: torch.Tensor | None = None
+
+    def workspace(self) -> torch.Tensor:
+        """A (2, n, q) float32 buffer the scoring op writes U and H into, kept between
+        epochs (not part of the saved state)."""
+        if self._workspace is None:
+            self._workspace = torch.empty(2, self.n, self.q, dtype=torch.float32, device=self.device)
+        return self._workspace
 
     @property
     def device(self) -> torch.device:
@@ -81,6 +89,32 @@ class VisitState:
         self.pushes[indices] = pushes + push.to(pushes.dtype)
         self.last_epoch[indices] = epoch
         self.loss[indices] = losses
+
+    def record_outputs(
+        self,
+        indices: torch.Tensor,
+        outputs: torch.Tensor,
+        targets: torch.Tensor,
+        epoch: int,
+        *,
+        from_logits: bool,
+        per_epoch: bool,
+        flip_on: str,
+        flip_threshold: float,
+        lambda2: float,
+    ) -> None:
+        """Record one batch from the model's outputs: indices (b,) int64 distinct;
+        outputs (b, q) float32 logits (``from_logits``) or probabilities; targets (b, q)
+        float32 0/1. One native launch when the extension serves this device; otherwise
+        :func:`functional.probabilities_and_losses` followed by :meth:`record`.
+        """
+        if ops.native_for(self.window):
+            ops.record_step(self, indices, outputs, targets, epoch, from_logits=from_logits, per_epoch=per_epoch,
+                            flip_on=flip_on, flip_threshold=flip_threshold, lambda2=lambda2)
+            return
+        probs, losses = functional.probabilities_and_losses(outputs, targets, "logits" if from_logits else "probs")
+        self.record(indices, probs, losses, epoch, per_epoch=per_epoch, flip_on=flip_on,
+                    flip_threshold=flip_threshold, lambda2=lambda2)
 
     def metrics(self, lambda1: float, loss_transform: str, dtype: torch.dtype = torch.float64):
         """U (Eq. 3) and H (Eq. 5) of every instance, each (n, q) in ``dtype``.

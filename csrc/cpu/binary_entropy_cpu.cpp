@@ -4,29 +4,10 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty_like.h>
 
-#include <algorithm>
-#include <cmath>
-
 #include "../ops.h"
+#include "../pipeline_math.h"
 
 namespace d2ace_ext {
-namespace {
-
-template <typename acc_t>
-inline acc_t entropy_bits(acc_t p) {
-  // Clamping first keeps rounding noise such as 1 + 1e-7 from turning into NaN;
-  // the explicit zero branches give the limit value 0·log 0 = 0.
-  if (std::isnan(p)) {
-    return p;  // NaN stays visible, as in the PyTorch reference
-  }
-  p = std::min(std::max(p, acc_t(0)), acc_t(1));
-  const acc_t r = acc_t(1) - p;
-  const acc_t a = p > acc_t(0) ? p * std::log2(p) : acc_t(0);
-  const acc_t b = r > acc_t(0) ? r * std::log2(r) : acc_t(0);
-  return -(a + b);
-}
-
-}  // namespace
 
 at::Tensor binary_entropy_cpu(const at::Tensor& probs) {
   check_binary_entropy_input(probs);
@@ -41,7 +22,7 @@ at::Tensor binary_entropy_cpu(const at::Tensor& probs) {
         scalar_t* res = out.mutable_data_ptr<scalar_t>();
         at::parallel_for(0, numel, 1 << 14, [&](int64_t begin, int64_t end) {
           for (int64_t i = begin; i < end; ++i) {
-            res[i] = static_cast<scalar_t>(entropy_bits<acc_t>(static_cast<acc_t>(in[i])));
+            res[i] = static_cast<scalar_t>(math::entropy_bits<acc_t>(static_cast<acc_t>(in[i])));
           }
         });
       });

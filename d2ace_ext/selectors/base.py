@@ -10,6 +10,8 @@ import abc
 
 import torch
 
+from .. import functional
+
 SHUFFLE, FIXED, WEIGHTED = "shuffle", "fixed", "weighted"
 
 
@@ -30,6 +32,16 @@ class Selector(abc.ABC):
     def record(self, indices: torch.Tensor, probs: torch.Tensor, losses: torch.Tensor | None, epoch: int) -> None:
         """One training step. indices (b,) int64 distinct, on ``device``;
         probs, losses (b, q) float32 on ``device``. Inputs are already validated."""
+
+    def record_outputs(
+        self, indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, kind: str, epoch: int
+    ) -> None:
+        """One training step from raw model outputs: outputs (b, q) float32 logits
+        (``kind="logits"``) or probabilities (``"probs"``), targets (b, q) float32 0/1.
+        The default turns them into probabilities and per-label BCE and calls
+        :meth:`record`; a selector with a fused kernel overrides this."""
+        probs, losses = functional.probabilities_and_losses(outputs, targets, kind)
+        self.record(indices, probs, losses if self.needs_loss else None, epoch)
 
     def probabilities(self, epoch: int) -> torch.Tensor:
         """Sampling probabilities (n,) for a WEIGHTED epoch, computed from the records

@@ -5,9 +5,10 @@ import warnings
 
 import torch
 
+from .. import ops
 from ..config import D2ACEConfig
 from ..neighbors import local_label_appearance, nearest_neighbors
-from ..scoring import LabelContext, ScoreReport, score_epoch
+from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
 from ..validation import check_labels
 from ..visits import VisitState
@@ -96,11 +97,46 @@ class D2ACESelector(Selector):
             lambda2=cfg.lambda2,
         )
 
+    def record_outputs(self, indices, outputs, targets, kind, epoch) -> None:
+        cfg = self.config
+        self.visits.record_outputs(
+            indices,
+            outputs,
+            targets,
+            epoch,
+            from_logits=kind == "logits",
+            per_epoch=cfg.window_unit == "epoch",
+            flip_on=cfg.flip_on,
+            flip_threshold=cfg.flip_threshold,
+            lambda2=cfg.lambda2,
+        )
+
     def score(self, epoch: int) -> ScoreReport:
-        """Score every instance from the records so far, for epoch ``epoch``."""
-        unc, hard = self.visits.metrics(self.config.lambda1, self.config.loss_transform)
-        self.last_report = score_epoch(unc, hard, self.context, self.config, epoch)
+        """Score every instance from the records so far, for epoch ``epoch``: the fused
+        ops when the extension serves the state's device, the pure-PyTorch scorer otherwise."""
+        if ops.native_for(self.visits.window):
+            self.last_report = self._score_native(epoch)
+        else:
+            unc, hard = self.visits.metrics(self.config.lambda1, self.config.loss_transform)
+            self.last_report = score_epoch(unc, hard, self.context, self.config, epoch)
         return self.last_report
+
+    def _score_native(self, epoch: int) -> ScoreReport:
+        cfg = self.config
+        weights, correlation, delta, phi, weight_range = ops.score_visits(
+            self.visits,
+            self.context.labels,
+            self.context.context,
+            lambda1=cfg.lambda1,
+            loss_transform=cfg.loss_transform,
+            norm_eps=cfg.norm_eps,
+            row_normalize=cfg.row_normalize_correlation,
+            label_weights_in_phi=cfg.label_weights_in_phi,
+        )
+        pressure, p_beta = schedule_values(epoch, cfg)
+        per_metric, mixed = ops.quantized_mixture(delta + phi, pressure, p_beta, cfg.quant_index_min, weight_range)
+        scores = [MetricScore(weights[m], correlation[m], delta[m], phi[m], per_metric[m]) for m in range(2)]
+        return ScoreReport(epoch, pressure, p_beta, scores[0], scores[1], mixed)
 
     def probabilities(self, epoch: int) -> torch.Tensor:
         return self.score(epoch).probabilities
