@@ -22,13 +22,14 @@ not see the optimiser.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
+from ..validation import check_labels
 from ._common import check_choice, check_rule, is_int, is_real, load_tensor_state, make_config, tensor_state
 from .base import SHUFFLE, WEIGHTED, Selector
-from ..validation import check_labels
 
 # exp(-700) is still a normal float64: the floor keeps every P strictly positive.
 _LOGIT_FLOOR = -700.0
@@ -57,8 +58,6 @@ class DIHCLConfig:
         check_rule(own, "temperature_decay", self.temperature_decay, is_real(self.temperature_decay) and 0.0 < self.temperature_decay <= 1.0, "in (0, 1]")
 
     def to_dict(self) -> dict:
-        import dataclasses
-
         return dataclasses.asdict(self)
 
 
