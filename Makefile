@@ -13,7 +13,7 @@ NATIVE_SRC  = $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
 DEMO_ARGS  ?=
 TEST_ARGS  ?=
 
-.PHONY: demo test build bench clean
+.PHONY: demo test build bench bench-selectors clean
 
 demo: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.demo $(DEMO_ARGS)
@@ -23,6 +23,9 @@ test: $(BUILD_STAMP)
 
 bench: $(BUILD_STAMP)
 	$(PY) benchmarks/bench_pipeline.py
+
+bench-selectors: $(BUILD_STAMP)
+	$(PY) benchmarks/bench_selectors.py $(BENCH_ARGS)
 
 build: $(BUILD_STAMP)
 

@@ -17,6 +17,8 @@ from .datasets.indexed import IndexedDataset
 from .sampler import D2ACESampler, SelectionBatchSampler
 from .scoring import ScoreReport
 from .selectors import D2ACESelector, RandomSelector, Selector
+from .selectors import SELECTORS, make_selector
+from .factory import make_sampler
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,9 @@ __all__ = [
     "D2ACESelector",
     "RandomSelector",
     "Selector",
+    "SELECTORS",
+    "make_selector",
+    "make_sampler",
     "ScoreReport",
     "IndexedDataset",
     "build_info",

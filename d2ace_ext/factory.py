@@ -1,0 +1,29 @@
+"""One call from a selector name to a ready DataLoader batch sampler.
+
+    sampler = make_sampler("dihcl", train_y, batch_size=128, seed=0, num_epochs=100)
+    loader = DataLoader(IndexedDataset(train_set), batch_sampler=sampler)
+
+Every selector gets the same :class:`~d2ace_ext.sampler.SelectionBatchSampler`: the
+same ``set_epoch``, ``update(indices, logits, targets)`` and ``state_dict`` handling.
+"""
+from __future__ import annotations
+
+import torch
+
+from .sampler import SelectionBatchSampler
+from .selectors.registry import SELECTORS, make_selector
+
+
+def make_sampler(name: str, labels: torch.Tensor, batch_size: int, features: torch.Tensor | None = None,
+                 seed: int = 0, *, device: torch.device | str | None = None, num_replicas: int | None = None,
+                 rank: int | None = None, **options) -> SelectionBatchSampler:
+    """A :class:`SelectionBatchSampler` driven by the selector ``name`` (see
+    :func:`~d2ace_ext.selectors.registry.make_selector` for ``features`` and ``options``).
+    "balance" draws its loss-mask randomness from a generator seeded with ``seed``."""
+    if name == "balance" and "seed" not in options:
+        options["seed"] = seed
+    selector = make_selector(name, labels, features, device=device, **options)
+    return SelectionBatchSampler(selector, batch_size, seed, num_replicas=num_replicas, rank=rank)
+
+
+__all__ = ["make_sampler", "make_selector", "SELECTORS"]

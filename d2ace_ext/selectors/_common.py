@@ -1,0 +1,202 @@
+"""What the quantiser-based baselines share: warm-up, the pressure schedule, the
+quantisers of Eqs. 13-14, and checked state (de)serialisation.
+
+Active, Recent, Hard-Imb and ML-Unc each compute one instance weight w (n,) per epoch;
+the helpers here turn it into sampling probabilities P (n,) for a WEIGHTED epoch.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import functional
+from ..validation import check_labels
+from .base import SHUFFLE, WEIGHTED, Selector
+
+PRESSURE_SCHEDULES = ("paper", "reference", "rising")
+
+
+def check_choice(owner: str, name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{owner}.{name} must be one of {tuple(allowed)}, got {value!r}")
+
+
+def check_rule(owner: str, name: str, value, ok: bool, rule: str) -> None:
+    if isinstance(value, bool) or not ok:
+        raise ValueError(f"{owner}.{name} must be {rule}, got {value!r}")
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class QuantizedConfig:
+    """The schedule shared by every quantiser-based selector (Appendix D.1).
+
+    Epochs count from 0: warm-up is epochs 0 .. warmup_epochs - 1 (shuffled passes), the
+    first selection epoch is ``warmup_epochs`` and the last is ``num_epochs - 1``.
+    ``pressure_schedule``: "paper" (Eq. 21, s from ``initial_pressure`` down to 1),
+    "reference" (D2ACE's published code), or "rising" (the ML-Unc notebook's swapped
+    arguments: s from 1 up to ``initial_pressure``; reproduces a bug, never a default).
+    """
+
+    num_epochs: int = 100
+    warmup_epochs: int = 10
+    initial_pressure: float = 100.0
+    pressure_schedule: str = "paper"
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    def _check(self) -> None:
+        owner = type(self).__name__
+        check_rule(owner, "num_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1, "an integer >= 1")
+        check_rule(owner, "warmup_epochs", self.warmup_epochs, is_int(self.warmup_epochs) and self.warmup_epochs >= 0, "an integer >= 0")
+        check_rule(owner, "initial_pressure", self.initial_pressure, is_real(self.initial_pressure) and self.initial_pressure >= 1.0, "a finite number >= 1")
+        check_choice(owner, "pressure_schedule", self.pressure_schedule, PRESSURE_SCHEDULES)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def make_config(cls, config, options: dict):
+    """``config`` if given (of type ``cls``), else ``cls(**options)``; never both."""
+    if config is not None:
+        if options:
+            raise ValueError(f"pass either config= or keyword options, not both (got {sorted(options)})")
+        if not isinstance(config, cls):
+            raise TypeError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+        return config
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no option(s) {unknown}; valid options: {sorted(names)}")
+    return cls(**options)
+
+
+def pressure(config: QuantizedConfig, epoch: int) -> float:
+    """Selection pressure s for epoch ``epoch`` (Eq. 21 under "paper")."""
+    if config.pressure_schedule == "rising":
+        # The ML-Unc notebook passes (e_end, e0) swapped: s = 1 at the first selection
+        # epoch rising to s0 at the last. Kept only to reproduce that run.
+        span = config.num_epochs - 1 - config.warmup_epochs
+        if epoch < config.warmup_epochs or span <= 0:
+            return 1.0
+        progress = min(1.0, (epoch - config.warmup_epochs) / span)
+        return float(config.initial_pressure) ** progress
+    return functional.selection_pressure(
+        epoch, config.warmup_epochs, config.num_epochs, config.initial_pressure, config.pressure_schedule
+    )
+
+
+def _uniform(weights: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(weights, 1.0 / weights.numel())
+
+
+def rank_probabilities(weights: torch.Tensor, s: float) -> torch.Tensor:
+    """Song et al.'s rank quantiser: P_i ∝ s^(-r_i/n), r_i = number of weights above w_i.
+
+    weights (n,) float64 -> (n,). Tied weights share a rank, so they get equal P.
+    """
+    n = weights.numel()
+    ordered = torch.sort(-weights).values
+    rank = torch.searchsorted(ordered, -weights, right=False).to(weights.dtype)
+    if s == 1.0:
+        return _uniform(weights)
+    return torch.softmax(-rank * (math.log(s) / n), dim=0)
+
+
+def value_probabilities(weights: torch.Tensor, s: float) -> torch.Tensor:
+    """Hard-Imb's value quantiser: Q_i = ⌈w_i/Δ⌉, Δ = max(w)/n, P_i ∝ s^(Q_i/n).
+
+    weights (n,) float64, >= 0 -> (n,). Uniform when max(w) = 0. Unlike Eq. 13, w is not
+    min-max normalised, so max P / min P = s^((Q_max - Q_min)/n) <= s.
+    """
+    n = weights.numel()
+    high = weights.max()
+    if s == 1.0 or not bool(torch.isfinite(high)) or float(high) <= 0.0:
+        return _uniform(weights)
+    index = torch.ceil(weights / (high / n)).clamp(0, n)
+    return torch.softmax(index * (math.log(s) / n), dim=0)
+
+
+def quantize(weights: torch.Tensor, s: float, quantizer: str) -> torch.Tensor:
+    """P (n,) from instance weights (n,) with the named quantiser: "index" (Eqs. 13-14,
+    the paper's shared choice), "rank" or "value"."""
+    if quantizer == "index":
+        return functional.quantized_probabilities(weights, s)
+    if quantizer == "rank":
+        return rank_probabilities(weights, s)
+    if quantizer == "value":
+        return value_probabilities(weights, s)
+    raise ValueError(f"unknown quantizer {quantizer!r}")
+
+
+class QuantizedSelector(Selector):
+    """Warm-up of shuffled epochs, then P = quantize(w, s(epoch)) from :meth:`weights`."""
+
+    config: QuantizedConfig
+    quantizer: str = "index"
+    #: names of the state tensors, saved and restored by state_dict / load_state_dict
+    TENSORS: tuple[str, ...] = ()
+
+    def _setup(self, labels, config_cls, config, options, device) -> torch.Tensor:
+        labels = check_labels(labels)
+        self.config = make_config(config_cls, config, options)
+        self.n, self.q = labels.shape
+        self.device = torch.device(device) if device is not None else labels.device
+        return labels.to(self.device)
+
+    def batch_mode(self, epoch: int) -> str:
+        return SHUFFLE if epoch < self.config.warmup_epochs else WEIGHTED
+
+    @abc.abstractmethod
+    def weights(self) -> torch.Tensor:
+        """Instance weights w (n,) float64 from the records so far (larger = preferred)."""
+
+    def probabilities(self, epoch: int) -> torch.Tensor:
+        return quantize(self.weights(), pressure(self.config, epoch), self.quantizer)
+
+    def state_dict(self) -> dict:
+        return tensor_state(self, self.TENSORS)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_tensor_state(self, state, self.TENSORS)
+
+
+def tensor_state(owner, names) -> dict:
+    state = {"config": owner.config.to_dict(), "n": owner.n, "q": owner.q}
+    state.update({name: getattr(owner, name).clone() for name in names})
+    return state
+
+
+def load_tensor_state(owner, state, names) -> None:
+    """Check config, shape and every tensor's shape and dtype, then copy all."""
+    kind = type(owner).__name__
+    if not isinstance(state, dict):
+        raise TypeError(f"{kind} state must be a dict, got {type(state).__name__}")
+    if state.get("config") != owner.config.to_dict():
+        raise ValueError(f"{kind} state was saved with a different config: {state.get('config')!r}")
+    if state.get("n") != owner.n or state.get("q") != owner.q:
+        raise ValueError(f"{kind} state is for n={state.get('n')!r}, q={state.get('q')!r}; this one has n={owner.n}, q={owner.q}")
+    for name in names:
+        if name not in state:
+            raise KeyError(f"{kind} state is missing {name!r}")
+        mine, theirs = getattr(owner, name), state[name]
+        if not isinstance(theirs, torch.Tensor) or tuple(theirs.shape) != tuple(mine.shape) or theirs.dtype != mine.dtype:
+            got = (tuple(theirs.shape), theirs.dtype) if isinstance(theirs, torch.Tensor) else type(theirs).__name__
+            raise ValueError(f"{kind} state {name!r} is {got}, expected shape {tuple(mine.shape)} and dtype {mine.dtype}")
+    for name in names:
+        getattr(owner, name).copy_(state[name])

@@ -1,0 +1,130 @@
+"""DIHCL (Zhou et al. 2020, dynamic instance hardness), adapted to multi-label.
+
+At each visit of instance i the instant feedback a_i = Σ_j a_ij is the summed per-label
+loss change |ℓ_ij - ℓ_ij'| against its previous visit ("dloss", each term clipped at
+``loss_clip`` as DIHCL's code does) or the number of labels whose 0/1 prediction flipped
+("flip"); the dynamic instance hardness is the discounted moving average
+r_i ← γ r_i + (1 - γ) a_i, updated only for visited instances (DIHCL's Eq. 1), γ = 0.95.
+A first visit gives no feedback (nothing to compare with) and leaves r_i unchanged.
+
+Sampling is DIHCL's softmax Exp3 rule, not the quantiser: with the mean-normalised
+utility u = r / mean(r), P ∝ exp(η_e u), the inverse temperature η_e starting at
+``inverse_temperature`` (DIHCL's ``tmpt`` = 20) and multiplied by
+``temperature_decay`` (0.8) each selection epoch, never below 1.
+
+How the draws relate to DIHCL's: DIHCL draws one subset per episode with
+``np.random.choice(p=P, replace=False)`` and walks it in batches; here every batch of a
+WEIGHTED epoch is drawn by the sampler's WeightedDraw with the same successive
+sampling without replacement from P, independently across batches (the shared protocol
+of the paper's comparison). The learning-rate normalisation of DIHCL's code (feedback
+divided by the learning-rate "pace" since the last visit) is omitted: the sampler does
+not see the optimiser.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from ..validation import check_labels
+from ._common import check_choice, check_rule, is_int, is_real, load_tensor_state, make_config, tensor_state
+from .base import SHUFFLE, WEIGHTED, Selector
+
+# exp(-700) is still a normal float64: the floor keeps every P strictly positive.
+_LOGIT_FLOOR = -700.0
+
+
+@dataclass(frozen=True)
+class DIHCLConfig:
+    num_epochs: int = 100
+    warmup_epochs: int = 10
+    gamma: float = 0.95
+    feedback: str = "dloss"
+    loss_clip: float = 10.0
+    flip_threshold: float = 0.5
+    inverse_temperature: float = 20.0
+    temperature_decay: float = 0.8
+
+    def __post_init__(self) -> None:
+        own = "DIHCLConfig"
+        check_rule(own, "num_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1, "an integer >= 1")
+        check_rule(own, "warmup_epochs", self.warmup_epochs, is_int(self.warmup_epochs) and self.warmup_epochs >= 0, "an integer >= 0")
+        check_rule(own, "gamma", self.gamma, is_real(self.gamma) and 0.0 <= self.gamma < 1.0, "in [0, 1)")
+        check_choice(own, "feedback", self.feedback, ("dloss", "flip"))
+        check_rule(own, "loss_clip", self.loss_clip, is_real(self.loss_clip) and self.loss_clip > 0.0, "a finite number > 0")
+        check_rule(own, "flip_threshold", self.flip_threshold, is_real(self.flip_threshold) and 0.0 < self.flip_threshold < 1.0, "in (0, 1)")
+        check_rule(own, "inverse_temperature", self.inverse_temperature, is_real(self.inverse_temperature) and self.inverse_temperature > 0.0, "a finite number > 0")
+        check_rule(own, "temperature_decay", self.temperature_decay, is_real(self.temperature_decay) and 0.0 < self.temperature_decay <= 1.0, "in (0, 1]")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def instant_feedback(new: torch.Tensor, previous: torch.Tensor, feedback: str, loss_clip: float, threshold: float) -> torch.Tensor:
+    """a_i summed over labels. new, previous: (b, q) losses ("dloss") or probabilities
+    ("flip") -> (b,) float64."""
+    if feedback == "dloss":
+        change = (new - previous).abs().clamp(max=loss_clip)
+    else:
+        change = ((new > threshold) != (previous > threshold)).to(new.dtype)
+    return change.to(torch.float64).sum(1)
+
+
+def exp3_probabilities(hardness: torch.Tensor, inverse_temperature: float) -> torch.Tensor:
+    """P ∝ exp(η r / mean(r)). hardness (n,) float64 >= 0 -> (n,); uniform when all r = 0."""
+    mean = hardness.mean()
+    if not bool(torch.isfinite(mean)) or float(mean) <= 0.0:
+        return torch.full_like(hardness, 1.0 / hardness.numel())
+    logits = inverse_temperature * (hardness / mean)
+    logits = (logits - logits.max()).clamp(min=_LOGIT_FLOOR)
+    weights = torch.exp(logits)
+    return weights / weights.sum()
+
+
+class DIHCLSelector(Selector):
+    """labels (n, q) 0/1 (only the shape is used); ``config`` or keyword options of
+    :class:`DIHCLConfig`; device: where the state lives (default: labels').
+
+    State: previous (n, q) float32 (the last visit's losses or probabilities), seen (n,)
+    bool, hardness (n,) float64 (r). Linear in nq per epoch.
+    """
+
+    TENSORS = ("previous", "seen", "hardness")
+
+    def __init__(self, labels: torch.Tensor, config: DIHCLConfig | None = None, *, device=None, **options) -> None:
+        labels = check_labels(labels)
+        self.config = make_config(DIHCLConfig, config, options)
+        self.n, self.q = labels.shape
+        self.device = torch.device(device) if device is not None else labels.device
+        self.needs_loss = self.config.feedback == "dloss"
+        self.previous = torch.zeros(self.n, self.q, dtype=torch.float32, device=self.device)
+        self.seen = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        self.hardness = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+
+    def batch_mode(self, epoch: int) -> str:
+        return SHUFFLE if epoch < self.config.warmup_epochs else WEIGHTED
+
+    def inverse_temperature(self, epoch: int) -> float:
+        cfg = self.config
+        steps = max(0, epoch - cfg.warmup_epochs)
+        return max(1.0, cfg.inverse_temperature * cfg.temperature_decay ** steps)
+
+    def record(self, indices, probs, losses, epoch) -> None:
+        cfg = self.config
+        new = losses if cfg.feedback == "dloss" else probs
+        feedback = instant_feedback(new, self.previous[indices], cfg.feedback, cfg.loss_clip, cfg.flip_threshold)
+        old = self.hardness[indices]
+        updated = cfg.gamma * old + (1.0 - cfg.gamma) * feedback
+        self.hardness[indices] = torch.where(self.seen[indices], updated, old)
+        self.previous[indices] = new.to(torch.float32)
+        self.seen[indices] = True
+
+    def probabilities(self, epoch: int) -> torch.Tensor:
+        return exp3_probabilities(self.hardness, self.inverse_temperature(epoch))
+
+    def state_dict(self) -> dict:
+        return tensor_state(self, self.TENSORS)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_tensor_state(self, state, self.TENSORS)
