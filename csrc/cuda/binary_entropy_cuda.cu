@@ -6,21 +6,10 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "../ops.h"
+#include "../pipeline_math.h"
 
 namespace d2ace_ext {
 namespace {
-
-template <typename acc_t>
-__device__ __forceinline__ acc_t entropy_bits(acc_t p) {
-  if (isnan(p)) {
-    return p;
-  }
-  p = p < acc_t(0) ? acc_t(0) : (p > acc_t(1) ? acc_t(1) : p);
-  const acc_t r = acc_t(1) - p;
-  const acc_t a = p > acc_t(0) ? p * log2(p) : acc_t(0);
-  const acc_t b = r > acc_t(0) ? r * log2(r) : acc_t(0);
-  return -(a + b);
-}
 
 template <typename scalar_t>
 __global__ void binary_entropy_kernel(const scalar_t* __restrict__ in,
@@ -29,7 +18,7 @@ __global__ void binary_entropy_kernel(const scalar_t* __restrict__ in,
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < numel;
        i += stride) {
-    out[i] = static_cast<scalar_t>(entropy_bits<acc_t>(static_cast<acc_t>(in[i])));
+    out[i] = static_cast<scalar_t>(math::entropy_bits<acc_t>(static_cast<acc_t>(in[i])));
   }
 }
 

@@ -1,0 +1,265 @@
+// CUDA kernels of the per-epoch scoring (Eqs. 3, 5-12), both metrics at once, in three
+// launches on the current stream (plus two memsets of the accumulators):
+//   1. metric_pass: U and H of every (i, j) into the workspace, shifted column sums for
+//      Eqs. 6-7 (register accumulation, one atomic per column and thread at the end), and
+//      the raw masked Gram G = Mᵀ M over each row's co-occurring positives (atomics).
+//   2. finalise: per (metric, label j): v_j, C_jk = G_jk / (N_j N_k) with N = √G_jj + ε,
+//      and the published code's row scale 1 / (Σ_k C_jk + 1e-8).
+//   3. weight_pass: one warp per row: δ_i = Σ_j A_ij v_j, φ_i over the pairs of Y_i × Z_i,
+//      and the block-reduced range of w = δ + φ (compare-and-swap min / max).
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "../ops.h"
+#include "../pipeline_math.h"
+#include "cuda_utils.cuh"
+
+namespace d2ace_ext {
+namespace {
+
+constexpr int kMaxSlots = 8;  // columns per thread held in registers: q <= 8 * 256
+constexpr double kRowNormaliseEps = 1e-8;
+
+struct StateView {
+  const float* window;
+  const int64_t* pushes;
+  const float* loss;
+  const float* flip;
+  int64_t n, n_t, q;
+  float lambda1;
+  bool two_minus_exp;
+};
+
+// U (Eq. 3) and H (Eq. 5) of one (i, j); neighbouring j are neighbouring threads, so the
+// window reads window[i, k, j] are coalesced.
+__device__ __forceinline__ void metric_at(const StateView& s, int64_t i, int64_t j, float& u, float& h) {
+  const int64_t count = s.pushes[i];
+  const math::Ring ring = math::ring_of(count, s.n_t);
+  const float* w = s.window + i * s.n_t * s.q + j;
+  float total = 0.0f;
+  for (int64_t k = 0; k < s.n_t; ++k) {
+    if (math::ring_step_valid(ring, k)) total += fabsf(w[((k + 1) % s.n_t) * s.q] - w[k * s.q]);
+  }
+  const float p = count > 0 ? w[ring.newest * s.q] : 0.5f;
+  const float fluctuation = ring.held > 1 ? total / static_cast<float>(ring.held - 1) : 0.0f;
+  u = s.lambda1 * math::entropy_bits<float>(p) + (1.0f - s.lambda1) * fluctuation;
+  h = math::loss_transform<float>(s.loss[i * s.q + j], s.two_minus_exp) * (1.0f - s.flip[i * s.q + j]);
+}
+
+// sums: (4, q) Σ(u - u0), Σ(u - u0)², Σ(h - h0), Σ(h - h0)² with (u0, h0) from row 0;
+// gram: (2, q, q). Both zeroed before the launch.
+__global__ void metric_pass_kernel(StateView s, const int64_t* __restrict__ label_ptr,
+                                   const int64_t* __restrict__ label_cols, float* __restrict__ metrics,
+                                   double* __restrict__ sums, double* __restrict__ gram) {
+  const int64_t n = s.n, q = s.q;
+  const int threads = blockDim.x;
+  const bool narrow = q <= threads;  // several rows per pass, one column per thread
+  const int64_t rows_per_pass = narrow ? threads / q : 1;
+  const int64_t lane_row = narrow ? threadIdx.x / q : 0;
+  const int64_t column0 = narrow ? threadIdx.x % q : threadIdx.x;
+  const bool active = lane_row < rows_per_pass;
+  const int slots = narrow ? 1 : static_cast<int>((q + threads - 1) / threads);
+  const bool registers = slots <= kMaxSlots;
+
+  double acc[kMaxSlots][4];
+  float shift_u[kMaxSlots], shift_h[kMaxSlots];
+  for (int sl = 0; sl < kMaxSlots; ++sl) {
+    acc[sl][0] = acc[sl][1] = acc[sl][2] = acc[sl][3] = 0.0;
+    shift_u[sl] = shift_h[sl] = 0.0f;
+  }
+  for (int sl = 0; sl < slots && sl < kMaxSlots; ++sl) {
+    const int64_t j = column0 + sl * threads;
+    if (active && j < q) metric_at(s, 0, j, shift_u[sl], shift_h[sl]);
+  }
+
+  float* mu = metrics;
+  float* mh = metrics + n * q;
+  const int64_t passes = (n + rows_per_pass - 1) / rows_per_pass;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = threads >> 5;
+  for (int64_t pass = blockIdx.x; pass < passes; pass += gridDim.x) {
+    const int64_t row0 = pass * rows_per_pass;
+    const int64_t i = row0 + lane_row;
+    if (active && i < n) {
+      for (int sl = 0; sl < slots; ++sl) {
+        const int64_t j = column0 + static_cast<int64_t>(sl) * threads;
+        if (j >= q) break;
+        float u, h;
+        metric_at(s, i, j, u, h);
+        mu[i * q + j] = u;
+        mh[i * q + j] = h;
+        if (registers) {
+          const double du = u - shift_u[sl], dh = h - shift_h[sl];
+          acc[sl][0] += du;
+          acc[sl][1] += du * du;
+          acc[sl][2] += dh;
+          acc[sl][3] += dh * dh;
+        } else {  // very wide label sets: shift by 0 and accumulate in global memory
+          atomicAdd(&sums[j], static_cast<double>(u));
+          atomicAdd(&sums[q + j], static_cast<double>(u) * u);
+          atomicAdd(&sums[2 * q + j], static_cast<double>(h));
+          atomicAdd(&sums[3 * q + j], static_cast<double>(h) * h);
+        }
+      }
+    }
+    __syncthreads();  // this pass's metrics are visible to the whole block
+    const int64_t rows_here = min(rows_per_pass, n - row0);
+    for (int64_t rr = warp; rr < rows_here; rr += warps) {
+      const int64_t row = row0 + rr;
+      const int64_t first = label_ptr[row], count = label_ptr[row + 1] - first;
+      for (int64_t pair = lane; pair < count * count; pair += 32) {
+        const int64_t ja = label_cols[first + pair / count], jb = label_cols[first + pair % count];
+        atomicAdd(&gram[ja * q + jb], static_cast<double>(mu[row * q + ja]) * mu[row * q + jb]);
+        atomicAdd(&gram[q * q + ja * q + jb], static_cast<double>(mh[row * q + ja]) * mh[row * q + jb]);
+      }
+    }
+    __syncthreads();
+  }
+  if (registers && active) {
+    for (int sl = 0; sl < slots; ++sl) {
+      const int64_t j = column0 + static_cast<int64_t>(sl) * threads;
+      if (j >= q) break;
+      for (int c = 0; c < 4; ++c) atomicAdd(&sums[c * q + j], acc[sl][c]);
+    }
+  }
+}
+
+// One block per (label j, metric m).
+__global__ void finalise_kernel(const double* __restrict__ sums, const double* __restrict__ gram,
+                                const float* __restrict__ metrics, int64_t n, int64_t q, double norm_eps,
+                                bool shifted, bool row_normalize, double* __restrict__ label_weights,
+                                double* __restrict__ correlation, double* __restrict__ scale) {
+  __shared__ double shared[cuda::kWarps];
+  const int64_t j = blockIdx.x;
+  const int m = blockIdx.y;
+  const double* g = gram + m * q * q;
+  const double norm_j = sqrt(g[j * q + j]) + norm_eps;
+  double row_sum = 0.0;
+  for (int64_t k = threadIdx.x; k < q; k += blockDim.x) {
+    const double d = norm_j * (sqrt(g[k * q + k]) + norm_eps);
+    const double c = d > 0.0 ? g[j * q + k] / d : 0.0;  // 0/0 := 0 for a column without mass
+    correlation[m * q * q + j * q + k] = c;
+    row_sum += c;
+  }
+  row_sum = cuda::block_sum(row_sum, shared);
+  if (threadIdx.x == 0) {
+    scale[m * q + j] = row_normalize ? 1.0 / (row_sum + kRowNormaliseEps) : 1.0;
+    const double shift = shifted ? static_cast<double>(metrics[m * n * q + j]) : 0.0;  // row 0
+    const double mean_shifted = sums[(2 * m) * q + j] / n;
+    const double variance = fmax(0.0, sums[(2 * m + 1) * q + j] / n - mean_shifted * mean_shifted);
+    label_weights[m * q + j] = exp(0.5 * (shift + mean_shifted + sqrt(variance)));
+  }
+}
+
+__global__ void weight_pass_kernel(const float* __restrict__ metrics, const double* __restrict__ label_weights,
+                                   const double* __restrict__ correlation, const double* __restrict__ scale,
+                                   const int64_t* __restrict__ label_ptr, const int64_t* __restrict__ label_cols,
+                                   const int64_t* __restrict__ context_ptr, const int64_t* __restrict__ context_cols,
+                                   int64_t n, int64_t q, bool label_weights_in_phi, double* __restrict__ delta,
+                                   double* __restrict__ phi, double* __restrict__ weight_range) {
+  __shared__ double low[2][cuda::kWarps], high[2][cuda::kWarps];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t warps_total = static_cast<int64_t>(gridDim.x) * cuda::kWarps;
+  double my_low[2] = {NAN, NAN}, my_high[2] = {NAN, NAN};
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * cuda::kWarps + warp; i < n; i += warps_total) {
+    const int64_t y0 = label_ptr[i], ny = label_ptr[i + 1] - y0;
+    const int64_t z0 = context_ptr[i], nz = context_ptr[i + 1] - z0;
+    for (int m = 0; m < 2; ++m) {
+      const float* a = metrics + m * n * q + i * q;
+      const double* v = label_weights + m * q;
+      const double* c = correlation + m * q * q;
+      double d = 0.0;
+      for (int64_t j = lane; j < q; j += 32) d += a[j] * v[j];
+      double f = 0.0;
+      for (int64_t pair = lane; pair < ny * nz; pair += 32) {
+        const int64_t j = label_cols[y0 + pair / nz], k = context_cols[z0 + pair % nz];
+        double term = a[j] * c[j * q + k] * scale[m * q + j];
+        if (label_weights_in_phi) term *= v[j];
+        f += term;
+      }
+      d = cuda::warp_sum(d);
+      f = cuda::warp_sum(f);
+      if (lane == 0) {
+        delta[m * n + i] = d;
+        phi[m * n + i] = f;
+        my_low[m] = fmin(my_low[m], d + f);
+        my_high[m] = fmax(my_high[m], d + f);
+      }
+    }
+  }
+  if (lane == 0) {
+    for (int m = 0; m < 2; ++m) {
+      low[m][warp] = my_low[m];
+      high[m][warp] = my_high[m];
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < 2) {
+    const int m = threadIdx.x;
+    double lo = NAN, hi = NAN;
+    for (int w = 0; w < cuda::kWarps; ++w) {
+      lo = fmin(lo, low[m][w]);
+      hi = fmax(hi, high[m][w]);
+    }
+    if (!isnan(lo)) {  // a block without rows has nothing to add
+      cuda::atomic_min_double(&weight_range[2 * m], lo);
+      cuda::atomic_max_double(&weight_range[2 * m + 1], hi);
+    }
+  }
+}
+
+}  // namespace
+
+ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& loss,
+                               const at::Tensor& flip_average, const at::Tensor& label_ptr,
+                               const at::Tensor& label_cols, const at::Tensor& context_ptr,
+                               const at::Tensor& context_cols, const at::Tensor& workspace, double lambda1,
+                               bool two_minus_exp, double norm_eps, bool row_normalize,
+                               bool label_weights_in_phi) {
+  check_score_visits_inputs(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
+                            context_cols, workspace, lambda1, norm_eps);
+  TORCH_CHECK(window.is_cuda(), "score_visits_cuda: tensors must be CUDA tensors");
+  const c10::cuda::CUDAGuard guard(window.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const at::Tensor win = window.contiguous(), push = pushes.contiguous(), lss = loss.contiguous(),
+                   flp = flip_average.contiguous(), yp = label_ptr.contiguous(), yc = label_cols.contiguous(),
+                   zp = context_ptr.contiguous(), zc = context_cols.contiguous();
+  const int64_t n = win.size(0), n_t = win.size(1), q = win.size(2);
+  const auto f64 = win.options().dtype(at::kDouble);
+
+  // Accumulators: 4q column sums and 2q² Gram entries in one zeroed buffer.
+  at::Tensor accum = at::empty({4 * q + 2 * q * q}, f64);
+  C10_CUDA_CHECK(cudaMemsetAsync(accum.mutable_data_ptr<double>(), 0, accum.numel() * sizeof(double), stream));
+  double* sums = accum.mutable_data_ptr<double>();
+  double* gram = sums + 4 * q;
+  at::Tensor label_weights = at::empty({2, q}, f64);
+  at::Tensor correlation = at::empty({2, q, q}, f64);
+  at::Tensor scale = at::empty({2, q}, f64);
+  at::Tensor delta = at::empty({2, n}, f64);
+  at::Tensor phi = at::empty({2, n}, f64);
+  at::Tensor weight_range = at::empty({2, 2}, f64);
+  C10_CUDA_CHECK(cudaMemsetAsync(weight_range.mutable_data_ptr<double>(), 0xff, 4 * sizeof(double), stream));
+
+  const StateView state{win.const_data_ptr<float>(), push.const_data_ptr<int64_t>(), lss.const_data_ptr<float>(),
+                        flp.const_data_ptr<float>(), n, n_t, q, static_cast<float>(lambda1), two_minus_exp};
+  const int64_t rows_per_pass = q <= cuda::kThreads ? cuda::kThreads / q : 1;
+  const bool shifted = (q + cuda::kThreads - 1) / cuda::kThreads <= kMaxSlots;
+  float* metrics = workspace.mutable_data_ptr<float>();
+  metric_pass_kernel<<<cuda::grid_for(n, rows_per_pass, 4), cuda::kThreads, 0, stream>>>(
+      state, yp.const_data_ptr<int64_t>(), yc.const_data_ptr<int64_t>(), metrics, sums, gram);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  finalise_kernel<<<dim3(static_cast<unsigned>(q), 2), cuda::kThreads, 0, stream>>>(
+      sums, gram, metrics, n, q, norm_eps, shifted, row_normalize, label_weights.mutable_data_ptr<double>(),
+      correlation.mutable_data_ptr<double>(), scale.mutable_data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  weight_pass_kernel<<<cuda::grid_for(n, cuda::kWarps, 8), cuda::kThreads, 0, stream>>>(
+      metrics, label_weights.const_data_ptr<double>(), correlation.const_data_ptr<double>(),
+      scale.const_data_ptr<double>(), yp.const_data_ptr<int64_t>(), yc.const_data_ptr<int64_t>(),
+      zp.const_data_ptr<int64_t>(), zc.const_data_ptr<int64_t>(), n, q, label_weights_in_phi,
+      delta.mutable_data_ptr<double>(), phi.mutable_data_ptr<double>(), weight_range.mutable_data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {label_weights, correlation, delta, phi, weight_range};
+}
+
+}  // namespace d2ace_ext
