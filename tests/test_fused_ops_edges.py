@@ -1,0 +1,365 @@
+"""The fused native operators on edge cases, under torch.library.opcheck and
+torch.compile, and on bad input. Helpers and the tolerance rule: test_fused_ops.py."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import d2ace_ext
+from d2ace_ext import D2ACEConfig, ops
+from d2ace_ext.selectors.d2ace import D2ACESelector
+from d2ace_ext.sparse_rows import SparseRows
+from d2ace_ext.visits import VisitState
+
+from test_fused_ops import (
+    assert_scores_match,
+    assert_states_match,
+    context_of,
+    devices,
+    float64_state,
+    record_all,
+)
+
+pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
+
+PAPER, REFERENCE = D2ACEConfig.preset("paper"), D2ACEConfig.preset("reference")
+
+
+def sparse(rows) -> SparseRows:
+    return SparseRows.from_dense(torch.tensor(rows, dtype=torch.float32))
+
+
+def record(state, indices, outputs, targets, epoch, config=PAPER, from_logits=True):
+    ops.record_step(state, torch.as_tensor(indices), outputs, targets, epoch, from_logits=from_logits,
+                    per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
+                    flip_threshold=config.flip_threshold, lambda2=config.lambda2)
+
+
+def mixture_of(scores, pressure=50.0, p_beta=0.5, index_min=0):
+    return ops.quantized_mixture(scores["delta"] + scores["phi"], pressure, p_beta, index_min, scores["range"])
+
+
+# ---------------------------------------------------------------------------------------
+# 4. Edge cases
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
+@pytest.mark.parametrize("visits", [0, 1, 3])
+def test_single_instance(config, visits, monkeypatch):
+    # n = 1 at the op level (the selector itself asks for n >= 2).
+    state = VisitState(1, 3, 2)
+    g = torch.Generator().manual_seed(visits)
+    for epoch in range(visits):
+        record(state, [0], torch.randn(1, 3, generator=g) * 3, torch.tensor([[1.0, 0.0, 1.0]]), epoch, config)
+    labels, context = sparse([[1, 0, 1]]), sparse([[1, 1, 0]])
+    got, _ = assert_scores_match(state, context_of(labels, context), config, monkeypatch)
+    p, mixed = mixture_of(got, index_min=config.quant_index_min)
+    assert p.tolist() == [[1.0], [1.0]] and mixed.tolist() == [1.0]
+
+
+@pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
+def test_single_label_column(config, monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    labels = (torch.rand(20, 1, generator=g) < 0.5).float()
+    selector = D2ACESelector(labels, None, config.replace(num_neighbors=2),
+                             neighbors=torch.randint(0, 20, (20, 2), generator=g))
+    for epoch in range(4):
+        record(selector.visits, torch.randperm(20, generator=g)[:12], torch.randn(12, 1, generator=g) * 2,
+               torch.ones(12, 1), epoch, config)
+    got, ref = assert_scores_match(selector.visits, selector.context, config, monkeypatch)
+    assert got["C"].shape == (2, 1, 1)
+    # one column: M̄ is a unit vector, C = [[1]] for both metrics (less ~ε/‖M‖ with norm_eps)
+    rtol = 1e-12 if config.norm_eps == 0.0 else 1e-6
+    torch.testing.assert_close(got["C"], torch.ones(2, 1, 1, dtype=torch.float64), rtol=rtol, atol=0)
+    assert got["C"].max().item() <= 1.0
+
+
+@pytest.mark.parametrize("config", [PAPER, REFERENCE, PAPER.replace(norm_eps=0.1)], ids=["paper", "reference", "eps"])
+def test_label_columns_without_positives_and_all_positive(config, monkeypatch):
+    g = torch.Generator().manual_seed(11)
+    n, q = 30, 5
+    labels = (torch.rand(n, q, generator=g) < 0.4).float()
+    labels[:, 0] = 0.0  # no positive
+    labels[:, 3] = 1.0  # all positive
+    with pytest.warns(RuntimeWarning, match="no positive"):
+        selector = D2ACESelector(labels, None, config.replace(num_neighbors=3),
+                                 neighbors=torch.randint(0, n, (n, 3), generator=g))
+    for epoch in range(3):
+        idx = torch.randperm(n, generator=g)[:20]
+        record(selector.visits, idx, torch.randn(20, q, generator=g) * 2, labels[idx], epoch, config)
+    got, _ = assert_scores_match(selector.visits, selector.context, config, monkeypatch)
+    assert bool(torch.isfinite(got["phi"]).all())
+    assert got["C"][:, 0, :].abs().max().item() == 0.0 and got["C"][:, :, 0].abs().max().item() == 0.0
+    if config.norm_eps == 0.0:  # diagonal of a normalised Gram matrix: 1 where the column has mass
+        torch.testing.assert_close(got["C"][:, 3, 3], torch.ones(2, dtype=torch.float64), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
+def test_saturated_probabilities_and_zero_metric_columns(config, monkeypatch):
+    # Probabilities exactly 0/1 (entropy 0, losses 0 or the clamped 100) and a column
+    # whose hardness is 0 at every positive (f̄ = 1): with norm_eps = 0 its norm is 0,
+    # and 0/0 must give 0 in C, never NaN.
+    n, q = 12, 4
+    labels = torch.zeros(n, q)
+    labels[::2, 0] = 1
+    labels[:, 1] = 1
+    labels[1::3, 2] = 1
+    labels[:, 3] = torch.arange(n) % 2
+    selector = D2ACESelector(labels, None, config.replace(num_neighbors=0))
+    state = selector.visits
+    for epoch in range(3):
+        outputs = ((torch.arange(n * q).view(n, q) + epoch) % 2).float()  # 0/1, flipping every epoch
+        record(state, torch.arange(n), outputs, labels, epoch, config, from_logits=False)
+    assert set(state.loss.unique().tolist()) <= {0.0, 100.0}
+    state.flip_average[:, 0] = 1.0
+    got, _ = assert_scores_match(state, selector.context, config.replace(norm_eps=0.0), monkeypatch)
+    assert bool(torch.isfinite(got["C"]).all()) and got["C"][1, 0].abs().max().item() == 0.0
+    p, _ = mixture_of(got, index_min=config.quant_index_min)
+    assert bool((p > 0).all()) and torch.allclose(p.sum(1), torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
+def test_unvisited_state_and_all_equal_metrics(config, monkeypatch):
+    # No visit at all: every instance reads as p = 0.5, ℓ = ln 2, f̄ = 0, so U and H are
+    # constant. With every Y and Z row identical, w is constant too -> P exactly uniform.
+    n, q = 10, 3
+    same = sparse([[1, 1, 1]] * n)
+    state = VisitState(n, q, 4)
+    got, _ = assert_scores_match(state, context_of(same, same), config, monkeypatch)
+    assert got["range"][:, 0].tolist() == got["range"][:, 1].tolist()
+    p, mixed = mixture_of(got, pressure=100.0, index_min=config.quant_index_min)
+    assert bool((p == 1.0 / n).all()) and torch.allclose(mixed, torch.full((n,), 1.0 / n, dtype=torch.float64))
+    # Unvisited, but with varied Y and Z: φ differs between rows, still matching.
+    g = torch.Generator().manual_seed(2)
+    labels = SparseRows.from_dense(torch.rand(n, q, generator=g) < 0.5)
+    context = SparseRows.from_dense(torch.rand(n, q, generator=g) < 0.5)
+    assert_scores_match(state, context_of(labels, context), config, monkeypatch)
+
+
+@pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
+def test_empty_context_rows(config, monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    n, q = 16, 4
+    labels = (torch.rand(n, q, generator=g) < 0.6).float()
+    labels[0] = 1.0
+    context = (torch.rand(n, q, generator=g) < 0.5).float()
+    context[::3] = 0.0  # empty Z rows, many of them where Y is not empty
+    state = VisitState(n, q, 3)
+    for epoch in range(4):
+        record(state, torch.randperm(n, generator=g)[:10], torch.randn(10, q, generator=g),
+               (torch.rand(10, q, generator=g) < 0.5).float(), epoch, config)
+    y, z = SparseRows.from_dense(labels), SparseRows.from_dense(context)
+    got, _ = assert_scores_match(state, context_of(y, z), config, monkeypatch)
+    assert got["phi"][:, ::3].abs().max().item() == 0.0  # nothing to propagate from
+
+
+@pytest.mark.parametrize("device", devices("record_step"))
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_record_step_non_contiguous_inputs(device, from_logits, monkeypatch):
+    g = torch.Generator().manual_seed(8)
+    n, q, b = 20, 5, 7
+    strided, contiguous = VisitState(n, q, 3, device), VisitState(n, q, 3, device)
+    fallback32, reference64 = VisitState(n, q, 3, device), float64_state(n, q, 3, device)
+    flags = dict(from_logits=from_logits, per_epoch=True, flip_on="probability", flip_threshold=0.5, lambda2=0.6)
+    for epoch in range(4):
+        if from_logits:
+            outputs = torch.randn(b, q, generator=g) * 4
+            outputs[epoch % b, 1], outputs[(epoch + 1) % b, 2] = float("inf"), -30.0
+        else:
+            outputs = torch.rand(b, q, generator=g)
+            outputs[epoch % b, 1], outputs[(epoch + 1) % b, 2] = 1.0, 0.0
+        wide_out = torch.zeros(q, 2 * b)
+        wide_out[:, ::2] = outputs.t()
+        outputs_view = wide_out.t()[::2]  # (b, q), strides (1, 2b)... transposed and strided
+        targets = (torch.rand(b, q, generator=g) < 0.5).float()
+        targets_view = targets.t().contiguous().t()  # (b, q) column-major
+        indices_view = torch.randperm(n, generator=g)[: 2 * b].view(b, 2)[:, 1]  # stride 2
+        assert not (outputs_view.is_contiguous() or targets_view.is_contiguous() or indices_view.is_contiguous())
+        views = [t.to(device) for t in (indices_view, outputs_view, targets_view)]
+        if device != "cpu":  # .to() made them contiguous: make strided views there again
+            views = [views[0].repeat_interleave(2)[::2], views[1].t().contiguous().t(), views[2].t().contiguous().t()]
+        ops.record_step(strided, *views, epoch, **flags)
+        ops.record_step(contiguous, *(t.contiguous() for t in views), epoch, **flags)
+        for name in VisitState.TENSORS:
+            assert torch.equal(getattr(strided, name), getattr(contiguous, name)), name
+        record_all(VisitState(n, q, 3, device), fallback32, reference64,
+                   (indices_view.contiguous(), outputs_view.contiguous(), targets_view.contiguous()),
+                   epoch, monkeypatch, **flags)
+        assert_states_match(strided, fallback32, reference64, f"epoch {epoch}")
+
+
+# ---------------------------------------------------------------------------------------
+# 5. torch.library.opcheck (fake kernels, schema, autograd registration, aot dispatch)
+# ---------------------------------------------------------------------------------------
+
+def record_args(device, from_logits, per_epoch, flip_on_probability, n=9, q=4, n_t=3, seed=0):
+    """Fresh state tensors for every opcheck call: record_step mutates them."""
+    g = torch.Generator().manual_seed(seed)
+    state = VisitState(n, q, n_t, device)
+    record(state, torch.arange(0, n, 2), torch.randn((n + 1) // 2, q, generator=g).to(device),
+           torch.ones((n + 1) // 2, q, device=device), 0)
+    outputs = torch.randn(5, q, generator=g) if from_logits else torch.rand(5, q, generator=g)
+    tensors = [t.clone() for t in (state.window, state.pushes, state.last_epoch, state.loss,
+                                   state.flip_average, state.flip_base)]
+    return (*tensors, torch.tensor([3, 0, 8, 5, 1], device=device), outputs.to(device),
+            (torch.rand(5, q, generator=g) < 0.5).float().to(device), 1 if per_epoch else 0, from_logits,
+            per_epoch, flip_on_probability, 0.5, 0.7)
+
+
+@pytest.mark.parametrize("device", devices("record_step"))
+@pytest.mark.parametrize("from_logits,per_epoch,on_probability", [(True, True, False), (False, False, True)])
+def test_opcheck_record_step(device, from_logits, per_epoch, on_probability):
+    torch.library.opcheck(torch.ops.d2ace_ext.record_step.default,
+                          record_args(device, from_logits, per_epoch, on_probability))
+
+
+@pytest.mark.parametrize("device", devices("score_visits"))
+@pytest.mark.parametrize("n,q,options", [(9, 4, (0.5, False, 0.0, False, False)), (5, 1, (0.3, True, 1e-8, True, True))])
+def test_opcheck_score_visits(device, n, q, options):
+    g = torch.Generator().manual_seed(n)
+    state = VisitState(n, q, 3, device)
+    record(state, torch.arange(n - 1), torch.randn(n - 1, q, generator=g).to(device), torch.ones(n - 1, q, device=device), 0)
+    y = SparseRows.from_dense((torch.rand(n, q, generator=g) < 0.5).to(device))
+    z = SparseRows.from_dense((torch.rand(n, q, generator=g) < 0.5).to(device))
+    args = (state.window, state.pushes, state.loss, state.flip_average, y.row_ptr, y.cols, z.row_ptr, z.cols,
+            state.workspace(), *options)
+    torch.library.opcheck(torch.ops.d2ace_ext.score_visits.default, args)
+
+
+@pytest.mark.parametrize("device", devices("quantized_mixture"))
+@pytest.mark.parametrize("n,pressure,p_beta,index_min", [(1, 8.0, 0.5, 0), (7, 100.0, 0.3, 1), (12, 1.0, 1.0, 0)])
+def test_opcheck_quantized_mixture(device, n, pressure, p_beta, index_min):
+    weights = torch.randn(2, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n)).to(device)
+    weight_range = torch.stack(list(weights.aminmax(dim=1)), dim=1)
+    torch.library.opcheck(torch.ops.d2ace_ext.quantized_mixture.default,
+                          (weights, weight_range, pressure, p_beta, index_min))
+
+
+# ---------------------------------------------------------------------------------------
+# 8. torch.compile
+# ---------------------------------------------------------------------------------------
+
+def test_score_and_mixture_trace_under_torch_compile():
+    # aot_eager runs the fake kernels while tracing and the real ones after, without codegen.
+    n, q = 15, 3
+    g = torch.Generator().manual_seed(0)
+    state = VisitState(n, q, 3)
+    for epoch in range(3):
+        record(state, torch.arange(n), torch.randn(n, q, generator=g), (torch.rand(n, q, generator=g) < 0.5).float(), epoch)
+    y = SparseRows.from_dense(torch.rand(n, q, generator=g) < 0.5)
+
+    def pipeline(window, pushes, loss, flip, y_ptr, y_cols, workspace):
+        v, c, delta, phi, weight_range = torch.ops.d2ace_ext.score_visits(
+            window, pushes, loss, flip, y_ptr, y_cols, y_ptr, y_cols, workspace, 0.5, False, 0.0, False, False)
+        return torch.ops.d2ace_ext.quantized_mixture(delta + phi, weight_range, 20.0, 0.4, 0)
+
+    args = (state.window, state.pushes, state.loss, state.flip_average, y.row_ptr, y.cols)
+    compiled = torch.compile(pipeline, backend="aot_eager", fullgraph=True)
+    p, mixed = compiled(*args, torch.empty(2, n, q))
+    p_eager, mixed_eager = pipeline(*args, torch.empty(2, n, q))
+    assert torch.equal(p, p_eager) and torch.equal(mixed, mixed_eager)
+    assert torch.allclose(mixed.sum(), torch.tensor(1.0, dtype=torch.float64))
+    # the typed wrapper too (it reads the fallback switch and computes the range itself)
+    wrapped = torch.compile(lambda w: ops.quantized_mixture(w, 20.0, 0.4, 1)[1] * 2.0, backend="aot_eager",
+                            fullgraph=True)
+    w = torch.randn(2, n, dtype=torch.float64, generator=g)
+    assert torch.equal(wrapped(w), ops.quantized_mixture(w, 20.0, 0.4, 1)[1] * 2.0)
+
+
+# ---------------------------------------------------------------------------------------
+# 6. Bad input: RuntimeError naming the argument; a rejected record changes nothing
+# ---------------------------------------------------------------------------------------
+
+def test_record_step_rejects_bad_input_and_keeps_state():
+    n, q = 8, 3
+    state = VisitState(n, q, 3)
+    record(state, torch.arange(n), torch.randn(n, q), torch.ones(n, q), 0)
+    before = {name: getattr(state, name).clone() for name in VisitState.TENSORS}
+    good = dict(indices=torch.tensor([1, 4, 6]), outputs=torch.randn(3, q), targets=torch.ones(3, q))
+    flags = dict(from_logits=True, per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
+    cases = [
+        ({"indices": torch.tensor([1, 4, 8])}, {}, r"indices must lie in \[0, 8\)"),
+        ({"indices": torch.tensor([1, -1, 6])}, {}, r"indices must lie in"),
+        ({"indices": torch.tensor([1, 4, 1])}, {}, "indices must not repeat"),
+        ({"indices": torch.tensor([1, 4, 6], dtype=torch.int32)}, {}, "indices must have dtype Long"),
+        ({"outputs": torch.randn(3, q, dtype=torch.float64)}, {}, "outputs must have dtype Float"),
+        ({"outputs": torch.randn(3, q + 1)}, {}, "outputs has shape"),
+        ({"targets": torch.ones(2, q)}, {}, "targets has shape"),
+        ({"targets": torch.ones(3, q, dtype=torch.int64)}, {}, "targets must have dtype Float"),
+        ({}, {"lambda2": 0.0}, "lambda2 must lie in"),
+        ({}, {"lambda2": 1.5}, "lambda2 must lie in"),
+        ({}, {"flip_threshold": 1.0}, "flip_threshold must lie in"),
+        ({}, {"flip_threshold": 0.0}, "flip_threshold must lie in"),
+    ]
+    for tensor_changes, flag_changes, message in cases:
+        args = {**good, **tensor_changes}
+        with pytest.raises(RuntimeError, match=message):
+            ops.record_step(state, args["indices"], args["outputs"], args["targets"], 1, **{**flags, **flag_changes})
+        for name in VisitState.TENSORS:
+            assert torch.equal(getattr(state, name), before[name]), (message, name)
+    # state tensors of the wrong kind
+    raw = [state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base]
+    tail = (good["indices"], good["outputs"], good["targets"], 1, True, True, False, 0.5, 0.7)
+    for position, bad, message in [(1, state.pushes.int(), "pushes must have dtype Long"),
+                                   (3, state.loss.double(), "loss must have dtype Float"),
+                                   (0, state.window.transpose(1, 2).contiguous().transpose(1, 2), "window must be contiguous"),
+                                   (4, state.flip_average[:-1], "flip_average has shape")]:
+        args = list(raw)
+        args[position] = bad
+        with pytest.raises(RuntimeError, match=message):
+            torch.ops.d2ace_ext.record_step(*args, *tail)
+    for name in VisitState.TENSORS:
+        assert torch.equal(getattr(state, name), before[name]), name
+
+
+def test_score_visits_rejects_bad_input():
+    n, q = 6, 3
+    state = VisitState(n, q, 3)
+    y = sparse([[1, 0, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 0], [0, 0, 1]])
+    base = dict(window=state.window, pushes=state.pushes, loss=state.loss, flip_average=state.flip_average,
+                label_ptr=y.row_ptr, label_cols=y.cols, context_ptr=y.row_ptr, context_cols=y.cols,
+                workspace=torch.empty(2, n, q), lambda1=0.5, two_minus_exp=False, norm_eps=0.0,
+                row_normalize=False, label_weights_in_phi=False)
+    order = list(base)
+    torch.ops.d2ace_ext.score_visits(*base.values())  # the good call works
+    cases = [
+        ({"lambda1": -0.1}, "lambda1 must lie in"),
+        ({"lambda1": 1.5}, "lambda1 must lie in"),
+        ({"norm_eps": -1e-3}, "norm_eps must be >= 0"),
+        ({"window": state.window.double()}, "window must have dtype Float"),
+        ({"pushes": state.pushes.int()}, "pushes must have dtype Long"),
+        ({"loss": state.loss[:, :2]}, "loss has shape"),
+        ({"flip_average": state.flip_average.half()}, "flip_average must have dtype Float"),
+        ({"label_ptr": y.row_ptr[:-1]}, "label_ptr has shape"),
+        ({"label_cols": y.cols.int()}, "label_cols must have dtype Long"),
+        ({"label_cols": torch.where(y.cols == 2, 3, y.cols)}, "label_cols and context_cols must lie in"),
+        ({"context_cols": y.cols[:-1]}, "context_ptr does not describe context_cols"),
+        ({"workspace": torch.empty(2, n, q + 1)}, "workspace has shape"),
+        ({"workspace": torch.empty(2, n, q, dtype=torch.float64)}, "workspace must have dtype Float"),
+        ({"workspace": torch.empty(2, q, n).transpose(1, 2)}, "workspace must be contiguous"),
+    ]
+    for changes, message in cases:
+        args = {**base, **changes}
+        with pytest.raises(RuntimeError, match=message):
+            torch.ops.d2ace_ext.score_visits(*(args[key] for key in order))
+
+
+def test_quantized_mixture_rejects_bad_input():
+    weights = torch.randn(2, 5, dtype=torch.float64)
+    weight_range = torch.stack(list(weights.aminmax(dim=1)), dim=1)
+    cases = [
+        ((weights.float(), weight_range, 2.0, 0.5, 0), "weights must have dtype Double"),
+        ((torch.randn(3, 5, dtype=torch.float64), weight_range, 2.0, 0.5, 0), "weights must be \\(2, n\\)"),
+        ((weights[:, :0], weight_range, 2.0, 0.5, 0), "weights must be \\(2, n\\) with n >= 1"),
+        ((weights, weight_range[:, :1], 2.0, 0.5, 0), "weight_range has shape"),
+        ((weights, weight_range.float(), 2.0, 0.5, 0), "weight_range must have dtype Double"),
+        ((weights, weight_range, 0.5, 0.5, 0), "pressure must be >= 1"),
+        ((weights, weight_range, 2.0, 1.5, 0), "p_beta must lie in"),
+        ((weights, weight_range, 2.0, -0.1, 0), "p_beta must lie in"),
+        ((weights, weight_range, 2.0, 0.5, 2), "index_min must be 0 or 1"),
+    ]
+    for args, message in cases:
+        with pytest.raises(RuntimeError, match=message):
+            torch.ops.d2ace_ext.quantized_mixture(*args)
+    with pytest.raises(RuntimeError, match="pressure must be >= 1"):
+        ops.quantized_mixture(weights, 0.9, 0.5, 0)
