@@ -55,8 +55,9 @@ def extension():
     # The language standard is the one torch itself asks for. -fopenmp is what makes
     # at::parallel_for run in parallel inside an extension: without _OPENMP its header
     # falls back to a serial loop.
-    # -ffp-contract=off: no FMA contraction, so the AVX2 and baseline clones of the CPU
-    # loops (csrc/cpu/fast_math_cpu.h) round identically.
+    # -ffp-contract=off (and nvcc's --fmad=false): no FMA contraction, so the AVX2 and
+    # baseline clones of the CPU loops (csrc/cpu/fast_math_cpu.h) round identically, and
+    # the CUDA kernels round each product as the CPU ones do.
     cxx_flags = ["-O3", "-fopenmp", "-ffp-contract=off"]
     link_flags = ["-fopenmp"]
     if cuda_wanted():
@@ -66,7 +67,7 @@ def extension():
             sources=sources,
             include_dirs=wheel_cuda_includes(),
             define_macros=[("D2ACE_EXT_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-DD2ACE_EXT_WITH_CUDA"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-DD2ACE_EXT_WITH_CUDA", "--fmad=false"]},
             extra_link_args=link_flags,
         )
     return cpp_extension.CppExtension(

@@ -11,6 +11,7 @@ import torch
 
 from . import functional
 from ._extension import extension_loaded, native_has_cuda, use_native
+from .validation import as_index_tensor
 
 if extension_loaded():
 
@@ -62,13 +63,19 @@ def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
 
 
 def record_step(state, indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, epoch: int, *,
-                from_logits: bool, per_epoch: bool, flip_on: str, flip_threshold: float, lambda2: float) -> None:
+                from_logits: bool, per_epoch: bool, flip_on: str, flip_threshold: float, lambda2: float,
+                indices_checked: bool = False) -> None:
     """Record one batch into a :class:`~d2ace_ext.visits.VisitState` in one launch.
 
     indices (b,) int64 distinct, on the state's device; outputs (b, q) float32 logits
     (``from_logits``) or probabilities; targets (b, q) float32 0/1. Computes the
     probabilities and per-label BCE itself, then the flip EMA (Eq. 4) and the window write.
+    The CPU kernel rejects out-of-range or repeated indices itself; for CUDA tensors they
+    are checked here on the host (one synchronisation) unless ``indices_checked`` says the
+    caller already did (the sampler does, on every step).
     """
+    if indices.is_cuda and not indices_checked:
+        as_index_tensor(indices, state.n, "indices")
     torch.ops.d2ace_ext.record_step.default(
         state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
         indices, outputs, targets, int(epoch), bool(from_logits), bool(per_epoch),

@@ -102,6 +102,7 @@ class VisitState:
         flip_on: str,
         flip_threshold: float,
         lambda2: float,
+        indices_checked: bool = False,
     ) -> None:
         """Record one batch from the model's outputs: indices (b,) int64 distinct;
         outputs (b, q) float32 logits (``from_logits``) or probabilities; targets (b, q)
@@ -110,7 +111,8 @@ class VisitState:
         """
         if ops.native_for(self.window):
             ops.record_step(self, indices, outputs, targets, epoch, from_logits=from_logits, per_epoch=per_epoch,
-                            flip_on=flip_on, flip_threshold=flip_threshold, lambda2=lambda2)
+                            flip_on=flip_on, flip_threshold=flip_threshold, lambda2=lambda2,
+                            indices_checked=indices_checked)
             return
         probs, losses = functional.probabilities_and_losses(outputs, targets, "logits" if from_logits else "probs")
         self.record(indices, probs, losses, epoch, per_epoch=per_epoch, flip_on=flip_on,

@@ -39,8 +39,10 @@ def has_cuda_kernel(op: str) -> bool:
 
 def devices(op: str):
     """cpu, and cuda skipped unless a GPU is present and the extension has a CUDA kernel for ``op``."""
+    reason = ("no GPU on this machine" if not torch.cuda.is_available()
+              else f"the extension has no CUDA kernel of {op}")
     usable = torch.cuda.is_available() and has_cuda_kernel(op)
-    return ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not usable, reason=f"no CUDA kernel of {op} here"))]
+    return ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not usable, reason=reason))]
 
 
 @contextlib.contextmanager

@@ -60,15 +60,16 @@ void record_step_cuda(const at::Tensor& window, const at::Tensor& pushes, const 
   check_record_step_inputs(window, pushes, last_epoch, loss, flip_average, flip_base, indices, outputs,
                            targets, flip_threshold, lambda2);
   TORCH_CHECK(window.is_cuda(), "record_step_cuda: tensors must be CUDA tensors");
-  // Range and distinctness of indices are checked by the Python caller on the host (a
-  // device-side check would synchronise every step); out-of-range indices trip a kernel
-  // assertion instead of writing out of bounds.
+  // Range and distinctness of indices are checked by the Python wrapper on the host
+  // (d2ace_ext.ops.record_step; the sampler checks them once per step itself), since a
+  // check here would synchronise every step; an out-of-range index still trips a kernel
+  // assertion rather than writing out of bounds.
   const c10::cuda::CUDAGuard guard(window.device());
   const at::Tensor idx = indices.contiguous(), out = outputs.contiguous(), tgt = targets.contiguous();
   const int64_t b = idx.size(0);
   if (b == 0) return;
   const int64_t n = window.size(0), n_t = window.size(1), q = window.size(2);
-  const int threads = static_cast<int>(std::min<int64_t>(cuda::kThreads, ((q + 31) / 32) * 32));
+  const int threads = static_cast<int>(std::max<int64_t>(32, std::min<int64_t>(cuda::kThreads, ((q + 31) / 32) * 32)));
   record_step_kernel<<<static_cast<unsigned>(b), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
       window.mutable_data_ptr<float>(), pushes.mutable_data_ptr<int64_t>(), last_epoch.mutable_data_ptr<int64_t>(),
       loss.mutable_data_ptr<float>(), flip_average.mutable_data_ptr<float>(), flip_base.mutable_data_ptr<float>(),

@@ -90,7 +90,7 @@ __global__ void metric_pass_kernel(StateView s, const int64_t* __restrict__ labe
         mu[i * q + j] = u;
         mh[i * q + j] = h;
         if (registers) {
-          const double du = u - shift_u[sl], dh = h - shift_h[sl];
+          const double du = static_cast<double>(u) - shift_u[sl], dh = static_cast<double>(h) - shift_h[sl];
           acc[sl][0] += du;
           acc[sl][1] += du * du;
           acc[sl][2] += dh;
@@ -110,6 +110,7 @@ __global__ void metric_pass_kernel(StateView s, const int64_t* __restrict__ labe
       const int64_t first = label_ptr[row], count = label_ptr[row + 1] - first;
       for (int64_t pair = lane; pair < count * count; pair += 32) {
         const int64_t ja = label_cols[first + pair / count], jb = label_cols[first + pair % count];
+        CUDA_KERNEL_ASSERT(ja >= 0 && ja < q && jb >= 0 && jb < q && "score_visits: label_cols out of range");
         atomicAdd(&gram[ja * q + jb], static_cast<double>(mu[row * q + ja]) * mu[row * q + jb]);
         atomicAdd(&gram[q * q + ja * q + jb], static_cast<double>(mh[row * q + ja]) * mh[row * q + jb]);
       }
@@ -174,6 +175,7 @@ __global__ void weight_pass_kernel(const float* __restrict__ metrics, const doub
       double f = 0.0;
       for (int64_t pair = lane; pair < ny * nz; pair += 32) {
         const int64_t j = label_cols[y0 + pair / nz], k = context_cols[z0 + pair % nz];
+        CUDA_KERNEL_ASSERT(k >= 0 && k < q && "score_visits: context_cols out of range");
         double term = a[j] * c[j * q + k] * scale[m * q + j];
         if (label_weights_in_phi) term *= v[j];
         f += term;

@@ -43,6 +43,12 @@ class Selector(abc.ABC):
         probs, losses = functional.probabilities_and_losses(outputs, targets, kind)
         self.record(indices, probs, losses if self.needs_loss else None, epoch)
 
+    def checks_outputs(self) -> bool:
+        """True when :meth:`record_outputs` itself rejects NaN outputs, probabilities
+        outside [0, 1] and non-0/1 targets with a ValueError before changing anything
+        (a native kernel does it in its own pass), so the sampler can skip those checks."""
+        return False
+
     def probabilities(self, epoch: int) -> torch.Tensor:
         """Sampling probabilities (n,) for a WEIGHTED epoch, computed from the records
         so far. Called once, at the start of that epoch."""

@@ -97,7 +97,19 @@ class D2ACESelector(Selector):
             lambda2=cfg.lambda2,
         )
 
+    def checks_outputs(self) -> bool:
+        return ops.native_for(self.visits.window) and self.visits.window.device.type == "cpu"
+
     def record_outputs(self, indices, outputs, targets, kind, epoch) -> None:
+        try:
+            self._record_outputs(indices, outputs, targets, kind, epoch)
+        except RuntimeError as exc:  # the CPU kernel's value checks, as the sampler's own errors
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            if message.startswith("record_step:"):
+                raise ValueError(message) from None
+            raise
+
+    def _record_outputs(self, indices, outputs, targets, kind, epoch) -> None:
         cfg = self.config
         self.visits.record_outputs(
             indices,
@@ -109,6 +121,7 @@ class D2ACESelector(Selector):
             flip_on=cfg.flip_on,
             flip_threshold=cfg.flip_threshold,
             lambda2=cfg.lambda2,
+            indices_checked=True,  # Selector.record_outputs receives validated, distinct indices
         )
 
     def score(self, epoch: int) -> ScoreReport:
