@@ -1,8 +1,9 @@
 """Per-epoch selection overhead of every selector, side by side.
 
 For each (n, q) and selector: the median over repeats of one epoch's overhead =
-recording all ceil(n/128) batches of 128 through ``selector.record`` (random
-probabilities and losses) + scoring (``probabilities(epoch)`` for a weighted epoch).
+recording all ceil(n/128) batches of 128 through ``selector.record_outputs`` (random
+logits and the batch's labels: what ``sampler.update`` calls after its argument checks,
+so each selector pays for its own per-step path, fused or not) + scoring (``probabilities(epoch)`` for a weighted epoch).
 Balance records nothing; its per-step cost, ``loss_mask`` on every batch, is timed in
 the recording slot. Random does nothing. Labels come from ``make_multilabel``
 (cardinality about 4); Hard-Imb and D2ACE get precomputed random neighbours, since the
@@ -43,15 +44,14 @@ def build(name: str, labels: torch.Tensor, neighbors: dict):
     return make_selector(name, labels, **warm)
 
 
-def one_epoch(selector, name, labels, batches, probs, losses, epoch) -> tuple[float, float]:
+def one_epoch(selector, name, batches, logits, epoch) -> tuple[float, float]:
     started = time.perf_counter()
     if name == "balance":
-        for index in batches:
-            selector.loss_mask(index, labels[index])
+        for index, targets in batches:
+            selector.loss_mask(index, targets)
     elif name != "random":
-        for index in batches:
-            size = index.numel()
-            selector.record(index, probs[:size], losses[:size], epoch)
+        for index, targets in batches:
+            selector.record_outputs(index, logits[:index.numel()], targets, "logits", epoch)
     recorded = time.perf_counter()
     if name not in ("random", "balance"):
         selector.probabilities(10)
@@ -62,15 +62,15 @@ def bench(n: int, q: int, repeats: int, budget: float) -> tuple[int, dict]:
     _, labels = make_multilabel(n=n, d=8, q=q, cardinality=4.0, seed=0)
     g = torch.Generator().manual_seed(0)
     neighbors = {k: torch.randint(0, n, (n, k), generator=g) for k in (5, 6)}
-    batches = list(torch.randperm(n, generator=g).split(BATCH))
-    probs, losses = torch.rand(BATCH, q, generator=g), torch.rand(BATCH, q, generator=g)
+    batches = [(index, labels[index].to(torch.float32)) for index in torch.randperm(n, generator=g).split(BATCH)]
+    logits = torch.randn(BATCH, q, generator=g) * 2
     results = {}
     for name in NAMES:
         selector = build(name, labels, neighbors)
-        one_epoch(selector, name, labels, batches, probs, losses, 0)  # fill the state once (untimed)
+        one_epoch(selector, name, batches, logits, 0)  # fill the state once (untimed)
         runs, spent = [], 0.0
         while len(runs) < repeats and (not runs or spent < budget):
-            record_s, score_s = one_epoch(selector, name, labels, batches, probs, losses, len(runs) + 1)
+            record_s, score_s = one_epoch(selector, name, batches, logits, len(runs) + 1)
             runs.append((record_s, score_s))
             spent += record_s + score_s
         results[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), len(runs))
