@@ -94,10 +94,14 @@ def bench_shape(name: str, repeats: int, device: torch.device, fallback: bool) -
     selector = sampler.selector
     g = torch.Generator().manual_seed(0)
     labels_dev = labels.to(device=device, dtype=torch.float32)
-    for start in range(0, n, 4096):  # one full pass of records so the window is not empty
-        idx = torch.arange(start, min(n, start + 4096))
-        logits = (torch.randn(len(idx), q, generator=g) * 2).to(device)
-        selector.record_outputs(idx.to(device), logits, labels_dev[idx.to(device)], "logits", 0)
+    # n_t epochs of records first, so every window is full: the steady state of a run,
+    # where the fluctuation term reads all n_t entries.
+    for epoch in range(config.window_size):
+        for start in range(0, n, 4096):
+            idx = torch.arange(start, min(n, start + 4096))
+            logits = (torch.randn(len(idx), q, generator=g) * 2).to(device)
+            selector.record_outputs(idx.to(device), logits, labels_dev[idx.to(device)], "logits", epoch)
+    sampler.set_epoch(config.window_size)
     # Batches prepared up front so the timing holds the recording alone.
     batches = torch.randperm(n, generator=g)[: max(1, n // BATCH) * BATCH].view(-1, BATCH).to(device)
     logits = (torch.randn(BATCH, q, generator=g) * 2).to(device)
@@ -106,7 +110,7 @@ def bench_shape(name: str, repeats: int, device: torch.device, fallback: bool) -
 
     def record():
         k = step[0] % len(targets)
-        selector.record_outputs(batches[k], logits, targets[k], "logits", 1)
+        selector.record_outputs(batches[k], logits, targets[k], "logits", config.window_size)
         step[0] += 1
 
     def update():
