@@ -89,9 +89,12 @@ struct Ring {
   bool full;
 };
 
+// k mod n_t for any integer k (k = -1 before the first push).
+D2ACE_HD long long ring_slot(long long k, long long n_t) { return ((k % n_t) + n_t) % n_t; }
+
 D2ACE_HD Ring ring_of(long long pushes, long long n_t) {
   Ring r;
-  r.newest = ((pushes - 1) % n_t + n_t) % n_t;
+  r.newest = ring_slot(pushes - 1, n_t);
   r.held = pushes < n_t ? pushes : n_t;
   r.full = pushes >= n_t;
   return r;
@@ -100,6 +103,24 @@ D2ACE_HD Ring ring_of(long long pushes, long long n_t) {
 // Whether the difference slot k -> k + 1 (mod n_t) joins two recorded entries.
 D2ACE_HD bool ring_step_valid(const Ring& r, long long k) {
   return r.full ? k != r.newest : k + 1 < r.held;
+}
+
+// Where one visit reads and writes an instance's ring. A push appends a slot; a second
+// visit within the same epoch (per-epoch windows) overwrites that epoch's entry and
+// compares against the entry before it.
+struct RecordSlots {
+  long long previous;  // the slot the flip is measured against
+  long long write;     // the slot the new probability goes to
+  bool has_previous;   // whether `previous` holds a recorded entry
+};
+
+D2ACE_HD RecordSlots record_slots(long long pushes, bool push, long long n_t) {
+  const long long newest = ring_slot(pushes - 1, n_t);
+  RecordSlots s;
+  s.previous = push ? newest : ring_slot(pushes - 2, n_t);
+  s.write = push ? ring_slot(pushes, n_t) : newest;
+  s.has_previous = push ? pushes >= 1 : pushes >= 2;
+  return s;
 }
 
 }  // namespace math

@@ -14,6 +14,28 @@ from .sparse_rows import SparseRows
 _ROW_CHUNK = 1 << 14
 
 
+def resolve_neighbors(n: int, k: int, features, neighbors, needed_for: str) -> torch.Tensor:
+    """The (n, K) int64 neighbour indices a selector uses: ``neighbors`` checked when
+    given, else the K-NN of ``features`` (n, d). ``needed_for`` names the use in the
+    error raised when neither is given."""
+    if neighbors is not None:
+        if not isinstance(neighbors, torch.Tensor) or neighbors.dim() != 2 or neighbors.shape[0] != n:
+            raise ValueError(f"neighbors must be a ({n}, K) index tensor")
+        if neighbors.is_floating_point() or neighbors.numel() == 0 or int(neighbors.min()) < 0 or int(neighbors.max()) >= n:
+            raise ValueError(f"neighbors must hold integer indices in [0, {n})")
+        return neighbors.to(torch.int64)
+    if features is None:
+        raise ValueError(f"features is required for {needed_for}")
+    if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != n:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"features must be an ({n}, d) tensor, got {shape}")
+    if not features.is_floating_point() or not bool(torch.isfinite(features).all()):
+        raise ValueError("features must be finite floating-point values")
+    if k >= n:
+        raise ValueError(f"num_neighbors must be below n = {n}, got {k}")
+    return nearest_neighbors(features, k)
+
+
 def nearest_neighbors(features: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k nearest other instances. features (n, d) -> (n, k) int64.
 

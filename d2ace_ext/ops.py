@@ -106,10 +106,10 @@ def quantized_mixture(weights: torch.Tensor, pressure: float, p_beta: float, ind
     ``weight_range`` (2, 2) = [[min, max]] per row when already known (the scoring op
     returns it); computed here otherwise.
     """
-    if weight_range is None:
-        low, high = weights.aminmax(dim=1)
-        weight_range = torch.stack([low, high], dim=1)
     if native_for(weights):
+        if weight_range is None:
+            low, high = weights.aminmax(dim=1)
+            weight_range = torch.stack([low, high], dim=1)
         return torch.ops.d2ace_ext.quantized_mixture.default(
             weights, weight_range, float(pressure), float(p_beta), int(index_min)
         )

@@ -178,10 +178,9 @@ class SelectionBatchSampler(Sampler):
             q = outputs.shape[1]
         outputs = check_matrix(outputs, "outputs", b, q, device).detach()
         targets = check_matrix(targets, "targets", b, q, device).detach()
-        if not outputs.is_floating_point():
-            raise TypeError(f"outputs must be floating point ({kind}), got dtype {outputs.dtype}")
-        if not self.selector.checks_outputs():
-            check_outputs(outputs, kind)
+        selector_checks = self.selector.checks_outputs()
+        check_outputs(outputs, kind, values=not selector_checks)
+        if not selector_checks:
             check_binary(targets, "targets")
         outputs, targets = outputs.to(torch.float32), targets.to(torch.float32)
         if self.num_replicas > 1:

@@ -50,13 +50,16 @@ def check_matrix(value, name: str, rows: int, cols: int, device: torch.device) -
     return value
 
 
-def check_outputs(outputs: torch.Tensor, kind: str) -> None:
+def check_outputs(outputs: torch.Tensor, kind: str, values: bool = True) -> None:
     """Model outputs: floating point, no NaN; probabilities must also lie in [0, 1].
 
     Infinite logits are allowed: they are saturated predictions, well defined.
+    ``values=False`` checks the dtype only (for a consumer that checks values itself).
     """
     if not outputs.is_floating_point():
         raise TypeError(f"outputs must be floating point ({kind}), got dtype {outputs.dtype}")
+    if not values:
+        return
     if bool(torch.isnan(outputs).any()):
         raise ValueError(f"outputs contain NaN ({kind}); the sampler state was not changed")
     if kind == "probs":

@@ -64,8 +64,6 @@ void check_values(const float* out, const float* tgt, int64_t count, bool from_l
   TORCH_CHECK(!not_binary, "record_step: targets must be 0/1 labels, found other values");
 }
 
-inline int64_t ring_slot(int64_t k, int64_t n_t) { return ((k % n_t) + n_t) % n_t; }
-
 }  // namespace
 
 void record_step_cpu(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& last_epoch,
@@ -104,12 +102,10 @@ void record_step_cpu(const at::Tensor& window, const at::Tensor& pushes, const a
       // Per-epoch windows: a second visit within the epoch overwrites its entry and redoes
       // the epoch's flip update from the EMA value before it.
       const bool push = !per_epoch || last[i] != epoch;
-      const int64_t newest = ring_slot(count - 1, n_t);
-      const int64_t previous_slot = push ? newest : ring_slot(count - 2, n_t);
-      const bool has_previous = push ? count >= 1 : count >= 2;
-      const int64_t write_slot = push ? ring_slot(count, n_t) : newest;
-      const float* previous = win + (i * n_t + previous_slot) * q;
-      float* written = win + (i * n_t + write_slot) * q;
+      const math::RecordSlots slots = math::record_slots(count, push, n_t);
+      const bool has_previous = slots.has_previous;
+      const float* previous = win + (i * n_t + slots.previous) * q;
+      float* written = win + (i * n_t + slots.write) * q;
       float* row_ema = ema + i * q;
       float* row_base = ema_base + i * q;
       float* row_loss = latest_loss + i * q;

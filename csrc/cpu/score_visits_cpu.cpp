@@ -9,7 +9,6 @@
 // Per-chunk partial sums are merged in chunk order, so results do not depend on timing.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 
 #include <algorithm>
 #include <cmath>

@@ -49,24 +49,24 @@ __device__ __forceinline__ double block_sum(double v, double* shared /* kWarps *
 
 // min / max of doubles in global memory through compare-and-swap. The slots start as NaN
 // (bytes 0xff), which fmin / fmax ignore, so no +-inf initialisation kernel is needed.
-__device__ __forceinline__ void atomic_min_double(double* address, double value) {
+template <bool kMax>
+__device__ __forceinline__ void atomic_extreme_double(double* address, double value) {
   unsigned long long* bits = reinterpret_cast<unsigned long long*>(address);
   unsigned long long seen = *bits, assumed;
   do {
     assumed = seen;
-    const double updated = fmin(__longlong_as_double(static_cast<long long>(assumed)), value);
+    const double current = __longlong_as_double(static_cast<long long>(assumed));
+    const double updated = kMax ? fmax(current, value) : fmin(current, value);
     seen = atomicCAS(bits, assumed, static_cast<unsigned long long>(__double_as_longlong(updated)));
   } while (seen != assumed);
 }
 
+__device__ __forceinline__ void atomic_min_double(double* address, double value) {
+  atomic_extreme_double<false>(address, value);
+}
+
 __device__ __forceinline__ void atomic_max_double(double* address, double value) {
-  unsigned long long* bits = reinterpret_cast<unsigned long long*>(address);
-  unsigned long long seen = *bits, assumed;
-  do {
-    assumed = seen;
-    const double updated = fmax(__longlong_as_double(static_cast<long long>(assumed)), value);
-    seen = atomicCAS(bits, assumed, static_cast<unsigned long long>(__double_as_longlong(updated)));
-  } while (seen != assumed);
+  atomic_extreme_double<true>(address, value);
 }
 
 }  // namespace cuda

@@ -11,8 +11,6 @@
 namespace d2ace_ext {
 namespace {
 
-__device__ __forceinline__ int64_t ring_slot(int64_t k, int64_t n_t) { return ((k % n_t) + n_t) % n_t; }
-
 __global__ void record_step_kernel(float* __restrict__ window, int64_t* __restrict__ pushes,
                                    int64_t* __restrict__ last_epoch, float* __restrict__ loss,
                                    float* __restrict__ ema, float* __restrict__ ema_base,
@@ -26,12 +24,10 @@ __global__ void record_step_kernel(float* __restrict__ window, int64_t* __restri
   // Every thread reads the row's counters before thread 0 updates them (after the barrier).
   const int64_t count = pushes[i];
   const bool push = !per_epoch || last_epoch[i] != epoch;
-  const int64_t newest = ring_slot(count - 1, n_t);
-  const int64_t previous_slot = push ? newest : ring_slot(count - 2, n_t);
-  const bool has_previous = push ? count >= 1 : count >= 2;
-  const int64_t write_slot = push ? ring_slot(count, n_t) : newest;
-  const float* previous = window + (i * n_t + previous_slot) * q;
-  float* written = window + (i * n_t + write_slot) * q;
+  const math::RecordSlots slots = math::record_slots(count, push, n_t);
+  const bool has_previous = slots.has_previous;
+  const float* previous = window + (i * n_t + slots.previous) * q;
+  float* written = window + (i * n_t + slots.write) * q;
   for (int64_t j = threadIdx.x; j < q; j += blockDim.x) {
     const float x = outputs[r * q + j];
     const bool positive = targets[r * q + j] != 0.0f;

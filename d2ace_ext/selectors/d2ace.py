@@ -7,7 +7,7 @@ import torch
 
 from .. import ops
 from ..config import D2ACEConfig
-from ..neighbors import local_label_appearance, nearest_neighbors
+from ..neighbors import local_label_appearance, resolve_neighbors
 from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
 from ..validation import check_labels
@@ -59,25 +59,11 @@ class D2ACESelector(Selector):
         k = self.config.num_neighbors
         if k == 0:
             return None
-        if neighbors is not None:
-            if not isinstance(neighbors, torch.Tensor) or neighbors.dim() != 2 or neighbors.shape[0] != self.n:
-                raise ValueError(f"neighbors must be a ({self.n}, K) index tensor")
-            if neighbors.is_floating_point() or int(neighbors.min()) < 0 or int(neighbors.max()) >= self.n:
-                raise ValueError(f"neighbors must hold integer indices in [0, {self.n})")
-            return neighbors.to(torch.int64)
-        if features is None:
-            raise ValueError(
-                f"features is required for the K-NN local context (num_neighbors={k}); "
-                "pass the (n, d) training features, precomputed neighbors=, or num_neighbors=0"
-            )
-        if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != self.n:
-            shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-            raise ValueError(f"features must be an ({self.n}, d) tensor, got {shape}")
-        if not features.is_floating_point() or not bool(torch.isfinite(features).all()):
-            raise ValueError("features must be finite floating-point values")
-        if k >= self.n:
-            raise ValueError(f"num_neighbors must be below n = {self.n}, got {k}")
-        return nearest_neighbors(features, k)
+        return resolve_neighbors(
+            self.n, k, features, neighbors,
+            f"the K-NN local context (num_neighbors={k}); pass the (n, d) training features, "
+            "precomputed neighbors=, or num_neighbors=0",
+        )
 
     def batch_mode(self, epoch: int) -> str:
         if epoch < self.config.warmup_epochs:

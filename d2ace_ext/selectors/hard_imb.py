@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..neighbors import nearest_neighbors
+from ..neighbors import resolve_neighbors
 from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rule, is_int
 
 _ROW_CHUNK = 1 << 14
@@ -85,24 +85,8 @@ class HardImbSelector(QuantizedSelector):
         self.loss = torch.full((self.n,), math.log(2.0), dtype=torch.float32, device=self.device)
 
     def _neighbors(self, features, neighbors) -> torch.Tensor:
-        k = self.config.num_neighbors
-        if neighbors is not None:
-            if not isinstance(neighbors, torch.Tensor) or neighbors.dim() != 2 or neighbors.shape[0] != self.n:
-                raise ValueError(f"neighbors must be a ({self.n}, K) index tensor")
-            if neighbors.is_floating_point() or neighbors.numel() == 0 or int(neighbors.min()) < 0 or int(neighbors.max()) >= self.n:
-                raise ValueError(f"neighbors must hold integer indices in [0, {self.n})")
-            return neighbors.to(torch.int64)
-        if features is None:
-            raise ValueError("features is required for Hard-Imb's K-NN local imbalance; pass the (n, d) "
-                             "training features or precomputed neighbors=")
-        if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != self.n:
-            shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-            raise ValueError(f"features must be an ({self.n}, d) tensor, got {shape}")
-        if not features.is_floating_point() or not bool(torch.isfinite(features).all()):
-            raise ValueError("features must be finite floating-point values")
-        if k >= self.n:
-            raise ValueError(f"num_neighbors must be below n = {self.n}, got {k}")
-        return nearest_neighbors(features, k)
+        return resolve_neighbors(self.n, self.config.num_neighbors, features, neighbors,
+                                 "Hard-Imb's K-NN local imbalance; pass the (n, d) training features or precomputed neighbors=")
 
     def record(self, indices, probs, losses, epoch) -> None:
         self.loss[indices] = losses.mean(1).to(torch.float32)
