@@ -35,7 +35,7 @@ $(PY):
 $(DEPS_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip setuptools wheel ninja
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark
+	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark iterative-stratification matplotlib
 	rm -f $(VENV)/.deps-* $(BUILD_STAMP)
 	touch $@
 

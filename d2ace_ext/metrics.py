@@ -1,23 +1,91 @@
 """Multi-label metrics with scikit-learn semantics.
 
-Macro-AUC averages per-label ROC AUC over the labels with both classes in the
-evaluated set and reports how many were skipped; Macro-F1 thresholds at 0.5 and scores
-0/0 as 0; Ranking loss counts ties as errors (``label_ranking_loss``).
+Every function takes ``targets`` (n, q) of 0/1 and scores or probabilities (n, q), as
+numpy arrays, array-likes or torch tensors. Bad input raises ``ValueError`` naming the
+argument: shapes that differ or are not (n, q) with n, q >= 1, NaN or infinite scores,
+targets other than 0/1.
+
+Conventions (``evaluate`` returns all of them):
+
+* ``macro_auc``: mean per-label ROC AUC over the labels with both classes in the
+  evaluated set; labels with one class are skipped and counted (``per_label_auc`` gives
+  NaN for them).
+* ``macro_f1`` / ``micro_f1`` / ``hamming_loss``: on ``probs >= 0.5``; F1 scores 0/0 as 0.
+* ``ranking_loss``: ``sklearn.metrics.label_ranking_loss`` (ties count as errors; rows
+  with no relevant or all relevant labels count 0).
+* ``one_error``: fraction of rows whose top-scored label is not relevant (Schapire &
+  Singer 2000; Zhang & Zhou 2014). scikit-learn has none. A row with no relevant label
+  counts as an error (its top label cannot be relevant: the standard definition read
+  literally, no row skipped). Ties: the top label is the FIRST label with the maximum
+  score (``argmax``), so a tie between a relevant and an irrelevant label is decided by
+  label order.
+* ``coverage``: ``sklearn.metrics.coverage_error``: the mean number of top-ranked labels
+  needed to cover all relevant labels, ties counted pessimistically, 0 for a row with no
+  relevant label; its best value is the mean number of relevant labels. The MLC
+  literature's coverage (Schapire & Singer 2000; MULAN) is this minus 1 on the rows
+  with relevant labels; ``coverage`` returns scikit-learn's value.
+* ``average_precision``: ``sklearn.metrics.label_ranking_average_precision_score``
+  (ties pessimistic; a row with no relevant label, or with all labels relevant, scores 1).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, label_ranking_loss, roc_auc_score
+from scipy.stats import rankdata
+from sklearn.metrics import (coverage_error, f1_score, hamming_loss as _sk_hamming_loss,
+                             label_ranking_average_precision_score, label_ranking_loss, roc_auc_score)
+
+THRESHOLD = 0.5
 
 
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def macro_auc(targets, scores) -> tuple[float, int]:
-    """(mean ROC AUC over evaluable labels, number of labels skipped). (n, q), (n, q)."""
-    y, s = _numpy(targets), _numpy(scores)
+def _targets(targets) -> np.ndarray:
+    y = _numpy(targets)
+    if y.ndim != 2 or y.shape[0] == 0 or y.shape[1] == 0:
+        raise ValueError(f"targets must be a non-empty (n, q) matrix, got shape {y.shape}")
+    if y.dtype == bool:
+        return y.astype(np.int64)
+    if not np.issubdtype(y.dtype, np.number):
+        raise ValueError(f"targets must be numeric 0/1, got dtype {y.dtype}")
+    if not np.isin(y, (0, 1)).all():
+        bad = np.unique(y[~np.isin(y, (0, 1))])[:5]
+        raise ValueError(f"targets must hold only 0 and 1, found {bad.tolist()}")
+    return y.astype(np.int64)
+
+
+def _inputs(targets, scores, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
+    """(targets int64 0/1, scores float64) checked: same (n, q) shape, finite scores."""
+    y = _targets(targets)
+    s = _numpy(scores)
+    if s.shape != y.shape:
+        raise ValueError(f"{name} has shape {s.shape}, targets {y.shape}: they must match")
+    if not (np.issubdtype(s.dtype, np.number) or s.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got dtype {s.dtype}")
+    s = s.astype(np.float64)
+    if not np.isfinite(s).all():
+        raise ValueError(f"{name} holds NaN or infinite values ({int((~np.isfinite(s)).sum())} entries)")
+    return y, s
+
+
+# ----------------------------------------------------------------------------- on checked arrays
+
+
+def _per_label_auc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    # Mann-Whitney from average ranks: roc_auc_score's values (a tie counts one half) for
+    # all labels in one vectorised pass, cheap enough for a validation check every epoch.
+    positives = y.sum(0).astype(np.float64)
+    negatives = y.shape[0] - positives
+    ranks = rankdata(s, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((ranks * y).sum(0) - positives * (positives + 1) / 2) / (positives * negatives)
+    auc[(positives == 0) | (negatives == 0)] = np.nan
+    return auc
+
+
+def _macro_auc(y: np.ndarray, s: np.ndarray) -> tuple[float, int]:
     both = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < y.shape[0]]
     skipped = y.shape[1] - len(both)
     if not both:
@@ -25,19 +93,85 @@ def macro_auc(targets, scores) -> tuple[float, int]:
     return float(roc_auc_score(y[:, both], s[:, both], average="macro")), skipped
 
 
-def macro_f1(targets, probs, threshold: float = 0.5) -> float:
+def _f1(y: np.ndarray, p: np.ndarray, average: str, threshold: float) -> float:
+    return float(f1_score(y, (p >= threshold).astype(np.int64), average=average, zero_division=0))
+
+
+def _one_error(y: np.ndarray, s: np.ndarray) -> float:
+    top = np.argmax(s, axis=1)  # first maximum on ties
+    return float(np.mean(y[np.arange(y.shape[0]), top] == 0))
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def per_label_auc(targets, scores) -> np.ndarray:
+    """ROC AUC of each label (q,), NaN for a label with one class in ``targets``."""
+    return _per_label_auc(*_inputs(targets, scores))
+
+
+def mean_auc(per_label: np.ndarray) -> float:
+    """Mean of a ``per_label_auc`` result over its defined labels; NaN when none is."""
+    finite = per_label[np.isfinite(per_label)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def macro_auc(targets, scores) -> tuple[float, int]:
+    """(mean ROC AUC over evaluable labels, number of labels skipped). (n, q), (n, q)."""
+    return _macro_auc(*_inputs(targets, scores))
+
+
+def macro_f1(targets, probs, threshold: float = THRESHOLD) -> float:
     """Macro-F1 of ``probs >= threshold`` over every label, 0/0 scored as 0."""
-    y, p = _numpy(targets), _numpy(probs)
-    return float(f1_score(y, (p >= threshold).astype(int), average="macro", zero_division=0))
+    return _f1(*_inputs(targets, probs, "probs"), "macro", threshold)
+
+
+def micro_f1(targets, probs, threshold: float = THRESHOLD) -> float:
+    """Micro-F1 of ``probs >= threshold`` (all labels pooled), 0/0 scored as 0."""
+    return _f1(*_inputs(targets, probs, "probs"), "micro", threshold)
+
+
+def hamming_loss(targets, probs, threshold: float = THRESHOLD) -> float:
+    """Fraction of (instance, label) entries where ``probs >= threshold`` is wrong."""
+    y, p = _inputs(targets, probs, "probs")
+    return float(_sk_hamming_loss(y, (p >= threshold).astype(np.int64)))
 
 
 def ranking_loss(targets, scores) -> float:
     """scikit-learn's label ranking loss (ties count as errors)."""
-    return float(label_ranking_loss(_numpy(targets), _numpy(scores)))
+    return float(label_ranking_loss(*_inputs(targets, scores)))
+
+
+def one_error(targets, scores) -> float:
+    """Fraction of rows whose top-scored label (the first on ties) is not relevant; a
+    row with no relevant label counts as an error (see the module notes)."""
+    return _one_error(*_inputs(targets, scores))
+
+
+def coverage(targets, scores) -> float:
+    """scikit-learn's ``coverage_error`` (the MLC literature's coverage is this minus 1)."""
+    return float(coverage_error(*_inputs(targets, scores)))
+
+
+def average_precision(targets, scores) -> float:
+    """scikit-learn's label ranking average precision (LRAP)."""
+    return float(label_ranking_average_precision_score(*_inputs(targets, scores)))
 
 
 def evaluate(targets, probs) -> dict:
-    """The paper's three metrics on probabilities (n, q)."""
-    auc, skipped = macro_auc(targets, probs)
-    return {"macro_auc": auc, "macro_auc_skipped": skipped, "macro_f1": macro_f1(targets, probs),
-            "ranking_loss": ranking_loss(targets, probs)}
+    """All metrics on probabilities (n, q): macro_auc, macro_auc_skipped, macro_f1,
+    micro_f1, ranking_loss, hamming_loss, one_error, coverage, average_precision."""
+    y, p = _inputs(targets, probs, "probs")
+    auc, skipped = _macro_auc(y, p)
+    predicted = (p >= THRESHOLD).astype(np.int64)
+    return {
+        "macro_auc": auc,
+        "macro_auc_skipped": skipped,
+        "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(y, predicted, average="micro", zero_division=0)),
+        "ranking_loss": float(label_ranking_loss(y, p)),
+        "hamming_loss": float(_sk_hamming_loss(y, predicted)),
+        "one_error": _one_error(y, p),
+        "coverage": float(coverage_error(y, p)),
+        "average_precision": float(label_ranking_average_precision_score(y, p)),
+    }

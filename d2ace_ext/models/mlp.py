@@ -1,11 +1,16 @@
-"""Base models for the demo and tests (the paper's other models come with the harness)."""
+"""The plain MLP used by the demo and the tests."""
 from __future__ import annotations
 
 from torch import nn
 
+from .base import MultiLabelModel
 
-class MLP(nn.Module):
-    """d -> hidden -> q logits, with ReLU and dropout. x (b, d) -> logits (b, q)."""
+
+class MLP(MultiLabelModel):
+    """d -> hidden -> q logits, with ReLU and dropout. x (b, d) -> logits (b, q).
+
+    Training objective: the default mean BCE-with-logits.
+    """
 
     def __init__(self, in_features: int, num_labels: int, hidden: int = 256, dropout: float = 0.2) -> None:
         super().__init__()

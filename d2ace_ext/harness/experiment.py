@@ -1,0 +1,101 @@
+"""What one experiment is: the protocol settings shared by every run of a comparison,
+and the key of one (dataset, model, selector, preset, fold) run in a results file.
+
+Defaults are the paper's tabular protocol (Appendix D.2): 5 folds, 10 % of each
+training fold for validation, Adam lr 1e-4, weight decay 1e-4, linear LR warm-up over
+10 epochs, batch 128, 100 epochs, seed 55 (the published code's), test metrics at the
+best-validation epoch from a real copy of the weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+#: Selector names as the paper prints them.
+DISPLAY_NAMES = {"random": "Random", "active": "Active", "recent": "Recent", "dihcl": "DIHCL",
+                 "balance": "Balance", "hard_imb": "Hard-Imb", "ml_unc": "ML-Unc", "d2ace": "D2ACE"}
+PREPROCESSING = ("reference", "leak_free")
+MODEL_SELECTION = ("best", "last")
+
+
+def canonical_selector(name: str) -> str:
+    """'Hard-Imb', 'hard-imb' and 'hard_imb' all name the registry's 'hard_imb'."""
+    return name.strip().lower().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Settings every run of a comparison shares. ``preprocessing``: "reference" filters
+    and scales the whole set before the folds (published code), "leak_free" fits them on
+    each training fold. ``model_selection``: "best" tests a deep copy of the weights at
+    the best validation Macro-AUC; "last" tests the last epoch, which is what the
+    published code's shallow copy amounted to. ``feature_fraction``: None takes the
+    published fraction for the set. ``importance_weights``: weight each instance's loss
+    by 1 / (n P_i) (Appendix C's unbiased estimator; the published code does not)."""
+
+    folds: int = 5
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    lr_warmup_epochs: int = 10
+    val_fraction: float = 0.1
+    seed: int = 55
+    preprocessing: str = "reference"
+    min_positives: int = 21
+    feature_fraction: float | None = None
+    model_selection: str = "best"
+    importance_weights: bool = False
+    model_options: dict = field(default_factory=dict)
+    selector_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        rules = [
+            ("folds", isinstance(self.folds, int) and self.folds >= 2, "an integer >= 2"),
+            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer >= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("lr_warmup_epochs", isinstance(self.lr_warmup_epochs, int) and self.lr_warmup_epochs >= 0, "an integer >= 0"),
+            ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
+            ("preprocessing", self.preprocessing in PREPROCESSING, f"one of {PREPROCESSING}"),
+            ("min_positives", isinstance(self.min_positives, int) and self.min_positives >= 1, "an integer >= 1"),
+            ("feature_fraction", self.feature_fraction is None or 0 < self.feature_fraction <= 1, "None or in (0, 1]"),
+            ("model_selection", self.model_selection in MODEL_SELECTION, f"one of {MODEL_SELECTION}"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"protocol {name} must be {rule}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """8 hex digits naming these settings; runs under other settings never mix."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One fold of one configuration. ``preset`` is D2ACE's preset ("-" for others)."""
+
+    dataset: str
+    model: str
+    selector: str
+    preset: str
+    fold: int
+    protocol: str
+
+    @classmethod
+    def make(cls, dataset, model, selector, preset, fold, protocol: Protocol) -> "RunKey":
+        selector = canonical_selector(selector)
+        return cls(dataset, model, selector, preset if selector == "d2ace" else "-", fold, protocol.digest())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def stem(self) -> str:
+        return f"{self.dataset}__{self.model}__{self.selector}__{self.preset}__f{self.fold}"

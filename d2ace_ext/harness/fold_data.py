@@ -1,0 +1,70 @@
+"""From a loaded data set to the tensors of each fold, under either preprocessing mode."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..datasets.preprocess import Preprocessor, preprocess_whole, published_feature_fraction
+from .experiment import Protocol
+from .folds import fold_indices, validation_split
+
+
+@dataclass
+class FoldData:
+    """One fold's parts as float32 tensors: x (m, d) in [0, 1], y (m, q) 0/1."""
+
+    fold: int
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    label_names: list[str]
+
+
+class PreparedDataset:
+    """A data set cut into the protocol's folds. ``fold(k)`` builds fold k's tensors.
+
+    features (n, d), labels (n, q) 0/1 as read; name picks the published feature
+    fraction when ``protocol.feature_fraction`` is None.
+    """
+
+    def __init__(self, name: str, features: np.ndarray, labels: np.ndarray, label_names: list[str],
+                 protocol: Protocol) -> None:
+        self.name, self.protocol = name, protocol
+        fraction = protocol.feature_fraction
+        if fraction is None:
+            fraction = published_feature_fraction(name, features.shape[1])
+        self.feature_fraction = fraction
+        if protocol.preprocessing == "reference":
+            x, y, kept = preprocess_whole(features, labels, feature_fraction=fraction,
+                                          min_positives=protocol.min_positives)
+            self.features, self.labels = x, y
+            self.label_names = [label_names[j] for j in kept]
+        else:
+            self.features, self.labels, self.label_names = features, labels, list(label_names)
+        self.splits = fold_indices(self.labels, protocol.folds, protocol.seed)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(n, d, q) after the whole-set filters (before them in leak-free mode)."""
+        return self.features.shape[0], self.features.shape[1], self.labels.shape[1]
+
+    def fold(self, k: int) -> FoldData:
+        train_rows, test_rows = self.splits[k]
+        fit_rows, val_rows = validation_split(self.labels, train_rows, self.protocol.val_fraction,
+                                              self.protocol.seed + k)
+        x, y = self.features, self.labels
+        if self.protocol.preprocessing == "reference":
+            parts = [(x[rows], y[rows]) for rows in (fit_rows, val_rows, test_rows)]
+            names = self.label_names
+        else:
+            prep = Preprocessor(self.feature_fraction, self.protocol.min_positives).fit(x[train_rows], y[train_rows])
+            parts = [prep.transform(x[fit_rows], y[fit_rows])[:2], prep.transform(x[val_rows], y[val_rows])[:2],
+                     prep.transform(x[test_rows], y[test_rows], drop_unlabelled=False)[:2]]
+            names = [self.label_names[j] for j in prep.labels_kept]
+        tensors = [torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32) for part in parts for a in part]
+        return FoldData(k, *tensors, label_names=names)

@@ -1,0 +1,173 @@
+"""Training and testing one fold of one (data set, model, selector) configuration.
+
+The loop is the paper's (Appendix D.2): Adam, linear LR warm-up over the first
+``lr_warmup_epochs`` epochs' steps, batches from the selector's sampler through a
+standard DataLoader, the sampler fed each step's training-mode logits, validation
+Macro-AUC after every epoch, test metrics from the best-validation weights.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..config import D2ACEConfig
+from ..factory import make_sampler
+from ..metrics import evaluate, mean_auc, per_label_auc
+from ..models import make_model
+from .experiment import Protocol, RunKey
+from .fold_data import FoldData
+from .trace import RunTrace
+
+# Selectors with the shared warm-up / pressure schedule (Eq. 21), scaled to the run.
+_SCHEDULED = {"active", "recent", "dihcl", "hard_imb", "ml_unc"}
+_PAPER_EPOCHS, _PAPER_WARMUP = 100, 10
+
+
+class _TensorBatches(Dataset):
+    """(index, x, y) of a whole batch in one indexing op (DataLoader's ``__getitems__``
+    path), instead of b per-item calls and a collate."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int):
+        return i, self.x[i], self.y[i]
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return index, self.x[index], self.y[index]
+
+
+def _whole_batch(batch):
+    return batch
+
+
+def build_sampler(key: RunKey, data: FoldData, protocol: Protocol, seed: int, device):
+    """The selector's batch sampler over the fold's training part, its schedule (warm-up,
+    pressure, p_beta epochs) scaled from the paper's 100 epochs to ``protocol.epochs``."""
+    options = dict(protocol.selector_options.get(key.selector, {}))
+    if key.selector == "d2ace":
+        config = D2ACEConfig.preset(key.preset).scaled_to(protocol.epochs).replace(**options)
+        options = {"config": config}
+    elif key.selector in _SCHEDULED:
+        options.setdefault("num_epochs", protocol.epochs)
+        options.setdefault("warmup_epochs", round(_PAPER_WARMUP * protocol.epochs / _PAPER_EPOCHS))
+    return make_sampler(key.selector, data.train_y.to(device), protocol.batch_size, data.train_x.to(device),
+                        seed=seed, device=device, **options)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, device, chunk: int = 4096) -> torch.Tensor:
+    """Eval-mode probabilities (m, q) on the CPU for inputs x (m, d)."""
+    model.eval()
+    parts = [torch.sigmoid(model(x[i:i + chunk].to(device))).cpu() for i in range(0, x.shape[0], chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+@torch.no_grad()
+def instance_losses(model, x: torch.Tensor, y: torch.Tensor, device) -> torch.Tensor:
+    """Each row's mean BCE over labels (m,), eval mode."""
+    probs = predict(model, x, device).double().clamp(1e-12, 1 - 1e-12)
+    return F.binary_cross_entropy(probs, y.double(), reduction="none").mean(1)
+
+
+def _loss_weights(sampler, index, y, protocol) -> torch.Tensor | None:
+    """Per-entry loss weights (b, q) or None: Balance's loss mask, importance weights."""
+    weights = None
+    mask = getattr(sampler.selector, "loss_mask", None)
+    if mask is not None:
+        weights = mask(index, y)
+    if protocol.importance_weights:
+        w = sampler.importance_weights(index).to(y.device).unsqueeze(1)
+        weights = w if weights is None else weights * w
+    return weights
+
+
+def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "cpu", results_dir: str | None = None,
+             trace: bool = False, progress: bool = True, position: int = 0) -> dict:
+    """Train, validate every epoch, test; returns the results-file record of this run.
+    With ``trace`` the figures' snapshots go to ``results_dir/traces/<run>.npz``."""
+    started = time.perf_counter()
+    seed = protocol.seed + key.fold
+    torch.manual_seed(seed)  # the same fold gets the same initial weights under every selector
+    n, q = data.train_y.shape
+    model = make_model(key.model, data.train_x.shape[1], q, train_labels=data.train_y,
+                       **protocol.model_options).to(device)
+    sampler = build_sampler(key, data, protocol, seed, device)
+    loader = DataLoader(_TensorBatches(data.train_x, data.train_y), batch_sampler=sampler, collate_fn=_whole_batch)
+    optimiser = torch.optim.Adam(model.parameters(), lr=protocol.lr, betas=(0.9, 0.999),
+                                 weight_decay=protocol.weight_decay)
+    warm_steps = protocol.lr_warmup_epochs * len(sampler)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min(1.0, (step + 1) / warm_steps) if warm_steps else 1.0)
+    if trace and results_dir is None:
+        raise ValueError("trace=True needs results_dir, where the trace file is written")
+    tracer = RunTrace(key.selector, data.train_x, data.train_y, data.label_names, protocol.epochs) if trace else None
+    history = {"epoch": [], "train_loss": [], "val_macro_auc": [], "lr": []}
+    best_auc, best_epoch, best_state = -np.inf, -1, None
+    bar = tqdm(range(protocol.epochs), desc=f"{key.dataset} {key.model} {key.selector} f{key.fold}",
+               disable=not progress, leave=False, position=position, dynamic_ncols=True)
+    for epoch in bar:
+        sampler.set_epoch(epoch)
+        if tracer is not None and epoch in tracer.snapshot_epochs:
+            tracer.snapshot(epoch, sampler.probabilities, instance_losses(model, data.train_x, data.train_y, device))
+        model.train()
+        total, seen, lr = 0.0, 0, optimiser.param_groups[0]["lr"]
+        for index, x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits, loss = model.objective(x, y)
+            weights = _loss_weights(sampler, index, y, protocol)
+            if weights is not None:  # swap the plain mean BCE inside the objective for the weighted one
+                plain = F.binary_cross_entropy_with_logits(logits, y)
+                loss = loss - plain + F.binary_cross_entropy_with_logits(logits, y, weight=weights)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            sampler.update(index, logits.detach(), y)
+            total += float(loss.detach()) * index.numel()
+            seen += index.numel()
+        label_auc = per_label_auc(data.val_y, predict(model, data.val_x, device))
+        val_auc = mean_auc(label_auc)
+        history["epoch"].append(epoch)
+        history["train_loss"].append(total / max(1, seen))
+        history["val_macro_auc"].append(val_auc)
+        history["lr"].append(lr)
+        if protocol.model_selection == "best" and val_auc > best_auc:
+            best_auc, best_epoch = val_auc, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if tracer is not None:
+            tracer.epoch_end(epoch, label_auc, getattr(sampler.selector, "last_report", None))
+        bar.set_postfix(val_auc=f"{val_auc:.4f}")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:  # "last", or no epoch had a defined validation AUC
+        best_epoch, best_auc = protocol.epochs - 1, history["val_macro_auc"][-1]
+    metrics = evaluate(data.test_y, predict(model, data.test_x, device))
+    trace_path = None
+    if tracer is not None:
+        trace_path = os.path.join("traces", key.stem() + ".npz")
+        os.makedirs(os.path.join(results_dir, "traces"), exist_ok=True)
+        tracer.save(os.path.join(results_dir, trace_path))
+    return {
+        "key": key.to_dict(),
+        "metrics": metrics,
+        "best_epoch": best_epoch,
+        "best_val_macro_auc": best_auc,
+        "seconds": time.perf_counter() - started,
+        "selection_seconds": sampler.overhead_seconds,
+        "shape": {"train": n, "val": int(data.val_y.shape[0]), "test": int(data.test_y.shape[0]),
+                  "d": int(data.train_x.shape[1]), "q": q},
+        "history": history,
+        "trace": trace_path,
+    }

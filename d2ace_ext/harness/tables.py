@@ -1,0 +1,130 @@
+"""The paper's Table 3/4 layout from a grid's records: per data set the mean (± std
+over folds) of each selector with its rank, the average rank, and Wilcoxon signed-rank
+p-values of D2ACE against each baseline. Written as Markdown, CSV and JSON."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+from scipy.stats import rankdata, wilcoxon
+
+from .experiment import DISPLAY_NAMES
+
+#: metric -> (printed name, True when higher is better)
+METRICS = {
+    "macro_auc": ("Macro-AUC", True), "macro_f1": ("Macro-F1", True), "ranking_loss": ("Ranking-Loss", False),
+    "micro_f1": ("Micro-F1", True), "hamming_loss": ("Hamming-Loss", False), "one_error": ("One-Error", False),
+    "coverage": ("Coverage", False), "average_precision": ("Average-Precision", True),
+}
+PAPER_METRICS = ("macro_auc", "macro_f1", "ranking_loss")
+
+
+def _wilcoxon(a: list[float], b: list[float]) -> float:
+    """Two-sided p of the paired samples; 1.0 when every difference is 0, NaN when < 2 pairs."""
+    diff = np.asarray(a) - np.asarray(b)
+    diff = diff[np.isfinite(diff)]
+    if diff.size < 2:
+        return float("nan")
+    if np.all(diff == 0):
+        return 1.0
+    return float(wilcoxon(diff).pvalue)
+
+
+def summarise(records: list[dict], datasets, models, selectors, target: str = "d2ace") -> dict:
+    """{metric: {model: {"rows": {dataset: {selector: {mean, std, folds, rank}}},
+    "average_rank": {selector: r}, "wilcoxon": {baseline: {"datasets": p, "folds": p}}}}}."""
+    by = {}
+    for r in records:
+        k = r["key"]
+        by.setdefault((k["dataset"], k["model"], k["selector"]), {})[int(k["fold"])] = r["metrics"]
+    out: dict = {}
+    for metric, (_, higher) in METRICS.items():
+        out[metric] = {}
+        for model in models:
+            rows, fold_values = {}, {}
+            for dataset in datasets:
+                cells = {}
+                for s in selectors:
+                    folds = by.get((dataset, model, s), {})
+                    values = [folds[f][metric] for f in sorted(folds) if metric in folds[f]]
+                    fold_values[(dataset, s)] = values
+                    finite = [v for v in values if v is not None and math.isfinite(v)]
+                    cells[s] = {"mean": float(np.mean(finite)) if finite else float("nan"),
+                                "std": float(np.std(finite)) if finite else float("nan"), "folds": len(finite)}
+                means = np.array([cells[s]["mean"] for s in selectors])
+                if np.all(np.isfinite(means)):
+                    # Ranks of the printed 4-decimal values; ties share the best rank, as in the paper.
+                    key = -np.round(means, 4) if higher else np.round(means, 4)
+                    for s, rank in zip(selectors, rankdata(key, method="min")):
+                        cells[s]["rank"] = int(rank)
+                rows[dataset] = cells
+            ranked = [d for d in datasets if all("rank" in rows[d][s] for s in selectors)]
+            average = {s: float(np.mean([rows[d][s]["rank"] for d in ranked])) if ranked else float("nan")
+                       for s in selectors}
+            tests = {}
+            if target in selectors:
+                for s in selectors:
+                    if s == target:
+                        continue
+                    a = [rows[d][target]["mean"] for d in ranked]
+                    b = [rows[d][s]["mean"] for d in ranked]
+                    pairs = [(x, y) for d in datasets for x, y in zip(fold_values[(d, target)], fold_values[(d, s)])]
+                    tests[s] = {"datasets": _wilcoxon(a, b),
+                                "folds": _wilcoxon([p[0] for p in pairs], [p[1] for p in pairs])}
+            out[metric][model] = {"rows": rows, "average_rank": average, "wilcoxon": tests}
+    return out
+
+
+def _name(selector: str) -> str:
+    return DISPLAY_NAMES.get(selector, selector)
+
+
+def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, target: str = "d2ace") -> str:
+    """Markdown tables, one per (metric, model), in the paper's layout."""
+    lines = []
+    for metric in metrics:
+        title, higher = METRICS[metric]
+        for model in models:
+            block = summary[metric][model]
+            lines += [f"### {title} ({'higher' if higher else 'lower'} is better), {model}", "",
+                      "| data set | " + " | ".join(_name(s) for s in selectors) + " |",
+                      "|---|" + "---|" * len(selectors)]
+            for d in datasets:
+                cells = []
+                for s in selectors:
+                    c = block["rows"][d][s]
+                    text = "–" if not math.isfinite(c["mean"]) else f"{c['mean']:.4f}±{c['std']:.4f}"
+                    cells.append(text + (f" ({c['rank']})" if "rank" in c else ""))
+                lines.append(f"| {d} | " + " | ".join(cells) + " |")
+            lines.append("| Avg(Rank) | " + " | ".join(f"{block['average_rank'][s]:.2f}" for s in selectors) + " |")
+            if block["wilcoxon"]:
+                for scope, label in (("datasets", "data sets"), ("folds", "data set × fold")):
+                    p = [block["wilcoxon"][s][scope] if s in block["wilcoxon"] else None for s in selectors]
+                    lines.append(f"| Wilcoxon p vs {_name(target)} ({label}) | "
+                                 + " | ".join("" if v is None else f"{v:.3g}" for v in p) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_tables(summary: dict, datasets, models, selectors, folder: str, stem: str = "comparison",
+                 target: str = "d2ace") -> list[str]:
+    """``stem``.md (the paper's three metrics), .csv and .json (every metric)."""
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, f"{stem}.{ext}") for ext in ("md", "csv", "json")]
+    with open(paths[0], "w", encoding="utf-8") as handle:
+        handle.write(markdown(summary, datasets, models, selectors, target=target) + "\n")
+    with open(paths[1], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["metric", "model", "dataset", "selector", "mean", "std", "folds", "rank"])
+        for metric, models_block in summary.items():
+            for model, block in models_block.items():
+                for d, cells in block["rows"].items():
+                    for s, c in cells.items():
+                        writer.writerow([metric, model, d, s, c["mean"], c["std"], c["folds"], c.get("rank", "")])
+    with open(paths[2], "w", encoding="utf-8") as handle:
+        json.dump({"datasets": list(datasets), "models": list(models), "selectors": list(selectors),
+                   "target": target, "summary": summary}, handle, indent=1, allow_nan=True)
+    return paths

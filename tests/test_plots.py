@@ -1,0 +1,203 @@
+"""Figures from a synthetic results folder (d2ace_ext.harness.plots)."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from d2ace_ext.harness import plots  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path):
+    from matplotlib.image import imread
+
+    with open(path, "rb") as handle:
+        assert handle.read(8) == PNG_MAGIC
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 0 and image.shape[1] > 0
+
+
+def record(selector, preset, fold, auc, loss, trace=None, dataset="yeast"):
+    epochs = list(range(len(auc)))
+    return {
+        "key": {"dataset": dataset, "model": "clif", "selector": selector, "preset": preset,
+                "fold": fold, "protocol": "3f2a9c1b"},
+        "metrics": {"macro_auc": 0.7, "macro_f1": 0.4, "ranking_loss": 0.2},
+        "best_epoch": len(auc) - 1, "seconds": 1.0, "selection_seconds": 0.1,
+        "history": {"epoch": epochs, "train_loss": loss, "val_macro_auc": auc, "lr": [1e-4] * len(auc)},
+        "trace": trace,
+    }
+
+
+def write_trace(path, n=30, q=4, snapshots=(0, 4, 9), epochs=10, seed=0, v_u_nan=True):
+    rng = np.random.default_rng(seed)
+    E = len(snapshots)
+    probabilities = rng.random((E, n))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    auc = np.clip(0.5 + 0.04 * np.arange(epochs)[:, None] * rng.random(q), 0, 1)
+    if q > 1:
+        auc[:, -1] = np.nan  # a label with a single class in validation
+    v_h = rng.random((epochs, q))
+    v_h[:2] = np.nan  # warm-up
+    np.savez(
+        path,
+        epochs=np.asarray(snapshots, dtype=np.int64),
+        probabilities=probabilities,
+        instance_loss=rng.random((E, n)).astype(np.float32),
+        outlier=rng.random(n) < 0.1,
+        label_epochs=np.arange(epochs, dtype=np.int64),
+        label_auc=auc,
+        label_weights_u=np.full((epochs, q), np.nan) if v_u_nan else rng.random((epochs, q)),
+        label_weights_h=v_h,
+        label_weights=np.full((epochs, q), np.nan),
+        label_names=np.asarray([f"L{j}" for j in range(q)]),
+    )
+
+
+def write_results(folder, lines):
+    with open(folder / "results.jsonl", "w") as handle:
+        for line in lines:
+            handle.write((line if isinstance(line, str) else json.dumps(line)) + "\n")
+
+
+def test_plot_results_writes_every_supported_figure(tmp_path):
+    results = tmp_path / "results"
+    (results / "traces").mkdir(parents=True)
+    stem = "yeast__clif__d2ace__paper__f0"
+    write_trace(results / "traces" / f"{stem}.npz")
+    nan = float("nan")
+    lines = [
+        record("d2ace", "paper", 0, [0.5, 0.6, 0.2, 0.7], [0.9, 0.7, 0.6, 0.5], f"traces/{stem}.npz"),
+        record("d2ace", "paper", 1, [0.5, nan, 0.65, 0.72], [0.9, 0.8, 0.6, nan]),
+        record("hard_imb", "-", 0, [0.55, 0.66, 0.6, 0.58], [0.8, 0.6, 0.5, 0.4]),
+        record("hard_imb", "-", 1, [0.52, 0.64, 0.61, 0.57], [0.8, 0.6, 0.5, 0.45]),
+    ]
+    write_results(results, lines)
+    # json.dumps writes NaN as the bare token NaN, which the reader must accept.
+    assert "NaN" in (results / "results.jsonl").read_text()
+
+    out = tmp_path / "figures"
+    written = plots.plot_results(results, out)
+
+    expected = [out / "convergence__yeast__clif__paper.png",
+                out / f"deciles__{stem}.png", out / f"label_weights__{stem}.png"]
+    assert written == [str(p) for p in expected]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in expected)
+    for path in expected:
+        assert_png(path)
+
+
+def test_missing_results_file_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results.jsonl"):
+        plots.plot_results(tmp_path, tmp_path / "figures")
+    (tmp_path / "results.jsonl").write_text("\n")
+    with pytest.raises(FileNotFoundError, match="results.jsonl"):
+        plots.plot_results(tmp_path, tmp_path / "figures")
+
+
+def test_load_records_last_line_wins_and_skips_a_torn_line(tmp_path):
+    first = record("random", "-", 0, [0.5, 0.6], [1.0, 0.9])
+    rerun = record("random", "-", 0, [0.55, 0.65], [1.0, 0.8])
+    other = record("random", "-", 1, [0.5, 0.6], [1.0, 0.9])
+    rerun["key"] = dict(reversed(list(rerun["key"].items())))  # same key, other field order
+    write_results(tmp_path, [first, other, rerun, '{"key": {"dataset": "yea'])
+    with pytest.warns(UserWarning, match="unreadable"):
+        records = plots.load_records(tmp_path)
+    assert [r["key"]["fold"] for r in records] == [0, 1]
+    assert records[0]["history"]["val_macro_auc"] == [0.55, 0.65]
+
+
+def test_decile_groups_hand_counted():
+    # 20 instances, listed here by descending probability (rank 0 most likely);
+    # 2 per decile. Outliers: ranks 0 and 19 (huge losses, which must not move
+    # the tertile cuts). Non-outlier losses: ranks 1-6 high (101-106), ranks
+    # 7-12 low (7-12), ranks 13-18 medium (63-68): tertiles of 18 -> 6 each.
+    rank = np.arange(20)
+    probability = (20 - rank) / 210.0
+    outlier = np.isin(rank, [0, 19])
+    loss = np.select([rank <= 6, rank <= 12, rank <= 18], [100.0 + rank, rank * 1.0, 50.0 + rank], 0.0)
+    loss[0], loss[19] = 1000.0, 2000.0
+    expected = np.array([
+        # outlier, high, medium, low
+        [1, 1, 0, 0],  # ranks 0, 1
+        [0, 2, 0, 0],  # 2, 3
+        [0, 2, 0, 0],  # 4, 5
+        [0, 1, 0, 1],  # 6, 7
+        [0, 0, 0, 2],  # 8, 9
+        [0, 0, 0, 2],  # 10, 11
+        [0, 0, 1, 1],  # 12, 13
+        [0, 0, 2, 0],  # 14, 15
+        [0, 0, 2, 0],  # 16, 17
+        [1, 0, 1, 0],  # 18, 19
+    ])
+    # Store the instances in a shuffled order: the function must sort by probability.
+    perm = np.random.default_rng(3).permutation(20)
+    counts = plots.decile_groups(probability[perm], loss[perm], outlier[perm])
+    assert counts.shape == (10, 4) and counts.dtype.kind == "i"
+    np.testing.assert_array_equal(counts, expected)
+    assert plots.GROUPS == ("outlier", "high loss", "medium loss", "low loss")
+
+
+def test_decile_groups_small_and_tied():
+    # n < 10: one instance in each of the first n deciles, the rest empty.
+    # Descending probability: instance 1 (inlier, loss 2 -> high of {1, 2}),
+    # instance 2 (outlier), instance 0 (inlier, loss 1 -> low).
+    counts = plots.decile_groups([0.2, 0.5, 0.3], [1.0, 2.0, 3.0], [False, False, True])
+    np.testing.assert_array_equal(counts[:3], [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+    assert counts[3:].sum() == 0
+    # Equal losses stay in one tier (low) rather than being split by rank.
+    counts = plots.decile_groups(np.full(10, 0.1), np.ones(10), np.zeros(10, bool))
+    np.testing.assert_array_equal(counts.sum(axis=0), [0, 0, 0, 10])
+    with pytest.raises(ValueError):
+        plots.decile_groups([0.5, 0.5], [1.0], [False, False])
+
+
+def test_edge_cases_single_fold_one_label_tiny_trace(tmp_path):
+    # One fold (no std band), an all-NaN validation history, q = 1, n < 10,
+    # no D2ACE weights at all, one snapshot only.
+    (tmp_path / "traces").mkdir()
+    write_trace(tmp_path / "traces" / "t.npz", n=4, q=1, snapshots=(3,), epochs=5)
+    nan = float("nan")
+    write_results(tmp_path, [
+        record("random", "-", 0, [nan, nan, nan], [1.0, 0.9, 0.8], "traces/t.npz"),
+        record("random", "-", 0, [nan, nan, nan], [1.0, 0.9, 0.8], "traces/missing.npz", dataset="emotions"),
+    ])
+    out = tmp_path / "figures"
+    with pytest.warns(UserWarning, match="missing"):
+        written = plots.plot_results(tmp_path, out)
+    names = [p.rsplit("/", 1)[-1] for p in written]
+    assert names == ["convergence__emotions__clif__-.png", "convergence__yeast__clif__-.png",
+                     "deciles__t.png", "label_weights__t.png"]
+    for path in written:
+        assert_png(path)
+
+
+def test_label_choice_and_explicit_labels(tmp_path):
+    auc = np.array([[0.5, 0.6, np.nan], [0.9, 0.55, np.nan], [np.nan, 0.52, np.nan]])
+    # Final AUC = last finite value: label 0 -> 0.9, label 1 -> 0.52, label 2 undefined.
+    assert plots._default_labels(auc) == [0, 1]
+    path = tmp_path / "t.npz"
+    write_trace(path, q=3, v_u_nan=False)
+    out = plots.plot_label_weights(path, tmp_path / "lw.png", labels=["L1", 0], title="two labels")
+    assert_png(out)
+    with pytest.raises(ValueError, match="unknown label"):
+        plots.plot_label_weights(path, tmp_path / "bad.png", labels=["nope"])
+    out = plots.plot_probability_deciles(path, tmp_path / "d.png", epochs=[5])  # nearest snapshot: 4
+    assert_png(out)
+
+
+def test_plot_convergence_keeps_baselines_in_a_preset_figure(tmp_path):
+    records = [record("d2ace", "paper", 0, [0.5, 0.7], [1.0, 0.5]),
+               record("d2ace", "fast", 0, [0.5, 0.6], [1.0, 0.6]),
+               record("balance", "-", 0, [0.5, 0.65], [1.0, 0.7])]
+    labels = plots._line_labels(records)
+    assert sorted(labels.values()) == ["Balance", "D2ACE [fast]", "D2ACE [paper]"]
+    out = plots.plot_convergence(records, "yeast", "clif", tmp_path / "c.png", preset="paper")
+    assert_png(out)
+    with pytest.raises(ValueError):
+        plots.plot_convergence(records, "bibtex", "clif", tmp_path / "x.png")
+    assert not math.isnan(plots._mean_std(np.array([[1.0, np.nan], [3.0, 2.0]]))[0][1])
