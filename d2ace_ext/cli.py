@@ -62,7 +62,8 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
                             "code's effective behaviour (its shallow copy tests the last epoch)")
     group.add_argument("--importance-weights", action="store_true",
                        help="weight losses by 1/(n P_i) (Appendix C); off in the published code")
-    group.add_argument("--model-opt", action="append", metavar="KEY=VALUE", help="model option, repeatable")
+    group.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
+                       help="model option (MODEL.KEY=VALUE when several models run), repeatable")
     group.add_argument("--selector-opt", action="append", metavar="KEY=VALUE",
                        help="selector option (for --selector, or SELECTOR.KEY=VALUE in compare), repeatable")
     run = parser.add_argument_group("execution")
@@ -77,23 +78,28 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", action="store_true")
 
 
-def _protocol(args, selectors: list[str]) -> Protocol:
-    raw = _options(args.selector_opt, "--selector-opt")
-    per_selector: dict = {}
-    for key, value in raw.items():
+def _per_name(pairs: list[str], flag: str, names: list[str], normalise=str) -> dict:
+    """{name: {option: value}} from NAME.KEY=VALUE (or KEY=VALUE when one name is run)."""
+    out: dict = {}
+    for key, value in _options(pairs, flag).items():
         if "." in key:
             name, field = key.split(".", 1)
-            per_selector.setdefault(canonical_selector(name), {})[field] = value
-        elif len(selectors) == 1:
-            per_selector.setdefault(selectors[0], {})[key] = value
+            out.setdefault(normalise(name), {})[field] = value
+        elif len(names) == 1:
+            out.setdefault(names[0], {})[key] = value
         else:
-            raise SystemExit(f"--selector-opt {key}: name the selector, e.g. d2ace.{key}=...")
+            raise SystemExit(f"{flag} {key}: name which one, e.g. {names[-1]}.{key}=...")
+    return out
+
+
+def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
     return Protocol(folds=args.folds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     weight_decay=args.weight_decay, lr_warmup_epochs=args.lr_warmup_epochs,
                     val_fraction=args.val_fraction, seed=args.seed, preprocessing=args.preprocessing,
                     min_positives=args.min_positives, feature_fraction=args.feature_fraction,
                     model_selection=args.model_selection, importance_weights=args.importance_weights,
-                    model_options=_options(args.model_opt, "--model-opt"), selector_options=per_selector)
+                    model_options=_per_name(args.model_opt, "--model-opt", models),
+                    selector_options=_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
 
 
 def _execute(args, datasets, models, selectors):
@@ -104,7 +110,7 @@ def _execute(args, datasets, models, selectors):
     unknown = [s for s in selectors if s not in DISPLAY_NAMES]
     if unknown:
         raise SystemExit(f"unknown selector(s) {unknown}; valid: {', '.join(DISPLAY_NAMES)}")
-    protocol = _protocol(args, selectors)
+    protocol = _protocol(args, list(models), selectors)
     grid = Grid(tuple(datasets), tuple(models), tuple(selectors), args.preset)
     started = time.perf_counter()
     results = run_grid(grid, protocol, args.results_dir, data_dir=args.data_dir, device=args.device, jobs=args.jobs,

@@ -33,7 +33,8 @@ class Protocol:
     the best validation Macro-AUC; "last" tests the last epoch, which is what the
     published code's shallow copy amounted to. ``feature_fraction``: None takes the
     published fraction for the set. ``importance_weights``: weight each instance's loss
-    by 1 / (n P_i) (Appendix C's unbiased estimator; the published code does not)."""
+    by 1 / (n P_i) (Appendix C's unbiased estimator; the published code does not).
+    ``model_options`` / ``selector_options``: {model or selector name: {option: value}}."""
 
     folds: int = 5
     epochs: int = 100

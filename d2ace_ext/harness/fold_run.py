@@ -102,7 +102,7 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
     torch.manual_seed(seed)  # the same fold gets the same initial weights under every selector
     n, q = data.train_y.shape
     model = make_model(key.model, data.train_x.shape[1], q, train_labels=data.train_y,
-                       **protocol.model_options).to(device)
+                       **protocol.model_options.get(key.model, {})).to(device)
     sampler = build_sampler(key, data, protocol, seed, device)
     loader = DataLoader(_TensorBatches(data.train_x, data.train_y), batch_sampler=sampler, collate_fn=_whole_batch)
     optimiser = torch.optim.Adam(model.parameters(), lr=protocol.lr, betas=(0.9, 0.999),
