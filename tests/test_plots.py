@@ -201,3 +201,13 @@ def test_plot_convergence_keeps_baselines_in_a_preset_figure(tmp_path):
     with pytest.raises(ValueError):
         plots.plot_convergence(records, "bibtex", "clif", tmp_path / "x.png")
     assert not math.isnan(plots._mean_std(np.array([[1.0, np.nan], [3.0, 2.0]]))[0][1])
+
+
+def test_default_decile_panels_skip_the_uniform_warm_up_snapshots():
+    from d2ace_ext.harness.plots import default_snapshot_epochs
+    uniform = np.full(6, 1 / 6)
+    chosen = np.array([0.3, 0.2, 0.2, 0.1, 0.1, 0.1])
+    trace = {"epochs": np.array([0, 10, 20, 99]), "probabilities": np.stack([uniform, uniform, chosen, chosen])}
+    assert default_snapshot_epochs(trace) == [20, 99]
+    trace["probabilities"] = np.stack([uniform] * 4)  # Random: every snapshot uniform
+    assert default_snapshot_epochs(trace) == [0, 99]

@@ -394,6 +394,16 @@ def decile_groups(probabilities, instance_loss, outlier) -> np.ndarray:
     return counts
 
 
+def default_snapshot_epochs(trace: dict) -> list[int]:
+    """[first snapshot epoch with non-uniform probabilities (else the first), last one]."""
+    snapshot_epochs = np.asarray(trace["epochs"]).ravel()
+    probabilities = np.asarray(trace["probabilities"], dtype=np.float64)
+    spread = np.nanmax(probabilities, axis=1) - np.nanmin(probabilities, axis=1)
+    selective = np.flatnonzero(spread > 1e-12 * np.nanmax(probabilities, axis=1))
+    first = snapshot_epochs[selective[0]] if selective.size else snapshot_epochs[0]
+    return [int(first), int(snapshot_epochs[-1])]
+
+
 def _nearest_snapshots(snapshot_epochs: np.ndarray, wanted) -> list[int]:
     """Row indices of the snapshots closest to the wanted epochs (duplicates dropped)."""
     rows = []
@@ -411,8 +421,10 @@ def _trace_title(trace_path, title):
 def plot_probability_deciles(trace_path, out_path, epochs=None, title=None) -> str:
     """Fig. 1 / A5: stacked bars of instance groups per sampling-probability decile.
 
-    One panel per chosen snapshot: by default the first and the last snapshot
-    of the trace (one panel when there is only one). ``epochs`` picks
+    One panel per chosen snapshot: by default the first snapshot whose
+    probabilities are not uniform (the first selection epoch after warm-up; deciles
+    of a uniform draw would only reflect index order) and the last snapshot (one
+    panel when they coincide). ``epochs`` picks
     snapshots by epoch number; an epoch that was not snapshotted maps to the
     nearest snapshot, and the panel title shows the snapshot actually used.
 
@@ -426,7 +438,7 @@ def plot_probability_deciles(trace_path, out_path, epochs=None, title=None) -> s
     if not _supports_deciles(trace):
         raise ValueError(f"{trace_path}: the trace holds no sampling-probability snapshots")
     snapshot_epochs = np.asarray(trace["epochs"]).ravel()
-    wanted = [snapshot_epochs[0], snapshot_epochs[-1]] if epochs is None else list(np.atleast_1d(epochs))
+    wanted = default_snapshot_epochs(trace) if epochs is None else list(np.atleast_1d(epochs))
     rows = _nearest_snapshots(snapshot_epochs, wanted)
 
     figure, axes = _new_figure(1, len(rows), 5.0 * len(rows), 4.0)
