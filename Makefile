@@ -12,14 +12,20 @@ BUILD_STAMP = $(VENV)/.built
 NATIVE_SRC  = $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
 DEMO_ARGS  ?=
 TEST_ARGS  ?=
+# The paper's comparison on real data (needs D2ACE_DATA_DIR); resumes from d2ace-results/.
+COMPARE_ARGS ?= --datasets yeast scene emotions enron cal500 --models mlp clif \
+                --selectors random ml_unc hard_imb d2ace --jobs 2 --threads 1 --trace first
 
-.PHONY: demo test build bench bench-selectors clean
+.PHONY: demo test build bench bench-selectors compare clean
 
 demo: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.demo $(DEMO_ARGS)
 
 test: $(BUILD_STAMP)
 	$(PY) -m pytest -q $(TEST_ARGS) tests
+
+compare: $(BUILD_STAMP)
+	$(PY) -m d2ace_ext.cli compare $(COMPARE_ARGS)
 
 bench: $(BUILD_STAMP)
 	$(PY) benchmarks/bench_pipeline.py
