@@ -5,6 +5,9 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.14.1
+# The image path (VOC2007 / MS-COCO / digits-mosaic, ResNet heads); must match TORCH_SPEC
+# (torch 2.13 pairs with torchvision 0.28). Empty skips it: the image tests then skip.
+TORCHVISION_SPEC ?= torchvision==0.29.1
 PY          = $(VENV)/bin/python
 PIP         = $(PY) -m pip
 DEPS_STAMP  = $(VENV)/.deps-$(subst =,_,$(subst <,_,$(subst >,_,$(TORCH_SPEC))))
@@ -40,7 +43,7 @@ $(PY):
 
 $(DEPS_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip setuptools wheel ninja
-	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCHVISION_SPEC),"$(TORCHVISION_SPEC)")
 	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark iterative-stratification matplotlib
 	rm -f $(VENV)/.deps-* $(BUILD_STAMP)
 	touch $@
