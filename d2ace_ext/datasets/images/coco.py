@@ -1,0 +1,72 @@
+"""MS-COCO 2014 as a multi-label set: 80 labels, train2014 for training, val2014 for test.
+
+On-disk layout (the official archives unpacked), under the data folder as ``coco2014/``,
+``coco/`` or the folder itself::
+
+    train2014/<file_name>   val2014/<file_name>   annotations/instances_{train,val}2014.json
+
+An image's labels are the categories of its instance annotations (crowd ones too), in
+the order of the category ids (1 ... 90 with gaps -> labels 0 ... 79). Images without
+any annotation are dropped, as in the ML-GCN protocol (82,081 training and 40,137 test
+images out of 82,783 and 40,504); ``keep_empty=True`` keeps them as all-zero rows.
+The JSON is parsed with the standard library.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from .voc import LabelledImages, find_root
+
+
+def _load_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MS-COCO annotation file missing: {path}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"malformed MS-COCO annotation file {path}: {exc}") from exc
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise ValueError(f"malformed MS-COCO annotation file {path}: no '{key}' list")
+    return data
+
+
+def read_split(root: str, split: str, keep_empty: bool = False) -> LabelledImages:
+    """``split`` is "train2014" or "val2014"."""
+    path = os.path.join(root, "annotations", f"instances_{split}.json")
+    data = _load_json(path)
+    try:
+        categories = sorted(data["categories"], key=lambda c: int(c["id"]))
+        column = {int(c["id"]): j for j, c in enumerate(categories)}
+        names = [str(c["name"]) for c in categories]
+        images = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
+        present: dict[int, set[int]] = {}
+        for ann in data["annotations"]:
+            image_id, category = int(ann["image_id"]), int(ann["category_id"])
+            if category not in column:
+                raise ValueError(f"annotation {ann.get('id')} has unknown category_id {category}")
+            if image_id not in images:
+                raise ValueError(f"annotation {ann.get('id')} refers to unknown image_id {image_id}")
+            present.setdefault(image_id, set()).add(column[category])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed MS-COCO annotation file {path}: {exc}") from exc
+    kept = sorted(images) if keep_empty else sorted(present)
+    labels = torch.zeros(len(kept), len(names))
+    for i, image_id in enumerate(kept):
+        for j in present.get(image_id, ()):
+            labels[i, j] = 1
+    paths = [os.path.join(root, split, images[image_id]) for image_id in kept]
+    return LabelledImages(paths, labels, torch.zeros_like(labels, dtype=torch.bool), names)
+
+
+def load_coco2014(data_dir: str, keep_empty: bool = False) -> tuple[LabelledImages, LabelledImages]:
+    """(train2014, val2014) under ``data_dir``; errors name the missing or bad path."""
+    root = find_root(data_dir, "annotations", ("coco2014", "coco", ""), "MS-COCO 2014")
+    train, test = read_split(root, "train2014", keep_empty), read_split(root, "val2014", keep_empty)
+    if train.label_names != test.label_names:
+        raise ValueError(f"MS-COCO categories differ between the train2014 and val2014 files under {root}")
+    return train, test

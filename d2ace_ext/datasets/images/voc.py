@@ -1,0 +1,108 @@
+"""PASCAL VOC2007 as a multi-label set: 20 labels, the official trainval / test split.
+
+On-disk layout (the devkit's), found under the data folder as ``VOCdevkit/VOC2007/``,
+``VOC2007/`` or the folder itself::
+
+    JPEGImages/<id>.jpg   Annotations/<id>.xml   ImageSets/Main/trainval.txt, test.txt
+
+An image's labels are the classes of the ``<object>`` elements of its XML file.
+``difficult`` objects, as the common multi-label protocol treats them (ML-GCN, SSGRL,
+HST code bases, whose per-class lists mark a class present only through difficult
+objects with 0): such a class counts as present for training, and on the test split
+it is *ignored* by mAP (the official VOC evaluation excludes difficult objects) and
+counted as present by the other metrics. ``difficult`` in {"ignore", "positive",
+"negative"} changes the test-side rule.
+"""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+
+import torch
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")
+DIFFICULT_RULES = ("ignore", "positive", "negative")
+
+
+@dataclass
+class LabelledImages:
+    """One split: image paths (n), labels (n, q) float32 0/1, and ``ignore`` (n, q) bool
+    (entries mAP skips; all False where the set has no such entries)."""
+
+    paths: list[str]
+    labels: torch.Tensor
+    ignore: torch.Tensor
+    label_names: list[str]
+
+
+def find_root(data_dir: str, marker: str, candidates: tuple[str, ...], name: str) -> str:
+    """The first of ``data_dir/<candidate>`` that holds ``marker``; else FileNotFoundError
+    listing every path tried."""
+    tried = []
+    for sub in candidates:
+        root = os.path.join(data_dir, sub) if sub else data_dir
+        if os.path.exists(os.path.join(root, marker)):
+            return root
+        tried.append(os.path.join(root, marker))
+    raise FileNotFoundError(f"{name} not found: none of {', '.join(tried)} exists")
+
+
+def _read_ids(path: str) -> list[str]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"VOC2007 split list missing: {path}")
+    with open(path, encoding="utf-8") as handle:
+        ids = [line.split()[0] for line in handle if line.strip()]
+    if not ids:
+        raise ValueError(f"VOC2007 split list is empty: {path}")
+    return ids
+
+
+def read_annotation(path: str) -> tuple[set[str], set[str]]:
+    """(classes with a non-difficult object, classes with only difficult objects) of one XML."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"VOC2007 annotation missing: {path}")
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"malformed VOC2007 annotation {path}: {exc}") from exc
+    clear, hard = set(), set()
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        if name not in VOC_CLASSES:
+            raise ValueError(f"malformed VOC2007 annotation {path}: unknown class {name!r}")
+        difficult = (obj.findtext("difficult") or "0").strip()
+        if difficult not in ("0", "1"):
+            raise ValueError(f"malformed VOC2007 annotation {path}: difficult={difficult!r} (expected 0 or 1)")
+        (hard if difficult == "1" else clear).add(name)
+    return clear, hard - clear
+
+
+def read_split(root: str, split: str, difficult: str = "ignore", train: bool = False) -> LabelledImages:
+    """One official split ("trainval" or "test") of the VOC2007 folder ``root``."""
+    if difficult not in DIFFICULT_RULES:
+        raise ValueError(f"difficult must be one of {DIFFICULT_RULES}, got {difficult!r}")
+    ids = _read_ids(os.path.join(root, "ImageSets", "Main", f"{split}.txt"))
+    index = {name: j for j, name in enumerate(VOC_CLASSES)}
+    labels = torch.zeros(len(ids), len(VOC_CLASSES))
+    ignore = torch.zeros(len(ids), len(VOC_CLASSES), dtype=torch.bool)
+    for i, image_id in enumerate(ids):
+        clear, hard_only = read_annotation(os.path.join(root, "Annotations", f"{image_id}.xml"))
+        for name in clear:
+            labels[i, index[name]] = 1
+        for name in hard_only:
+            # Training: present (ML-GCN's engine turns its 0 = difficult into 1).
+            if train or difficult in ("ignore", "positive"):
+                labels[i, index[name]] = 1
+            if not train and difficult == "ignore":
+                ignore[i, index[name]] = True
+    paths = [os.path.join(root, "JPEGImages", f"{image_id}.jpg") for image_id in ids]
+    return LabelledImages(paths, labels, ignore, list(VOC_CLASSES))
+
+
+def load_voc2007(data_dir: str, difficult: str = "ignore") -> tuple[LabelledImages, LabelledImages]:
+    """(trainval, test) of VOC2007 under ``data_dir``; errors name the missing or bad path."""
+    root = find_root(data_dir, "Annotations", ("VOCdevkit/VOC2007", "VOC2007", ""), "VOC2007")
+    return read_split(root, "trainval", difficult, train=True), read_split(root, "test", difficult)
