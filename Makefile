@@ -19,7 +19,15 @@ TEST_ARGS  ?=
 COMPARE_ARGS ?= --datasets yeast scene emotions enron cal500 --models mlp clif \
                 --selectors random ml_unc hard_imb d2ace --jobs 2 --threads 1 --trace first
 
-.PHONY: demo test build bench bench-selectors compare clean
+# Benchmarks (pytest-benchmark): BENCH_ARGS adds pytest options (e.g. -k mediamill);
+# bench-compare fails when the last run regressed past BENCH_FAIL against the one before.
+BENCH_ARGS ?=
+BENCH_FAIL ?= median:25%
+OVERHEAD_ARGS ?=
+BENCH_RUN   = $(PY) -m pytest -q --benchmark-autosave --benchmark-columns=median,iqr,rounds,iterations \
+              --benchmark-sort=name
+
+.PHONY: demo test build bench bench-selectors bench-compare bench-overhead compare clean
 
 demo: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.demo $(DEMO_ARGS)
@@ -31,10 +39,16 @@ compare: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.cli compare $(COMPARE_ARGS)
 
 bench: $(BUILD_STAMP)
-	$(PY) benchmarks/bench_pipeline.py
+	$(BENCH_RUN) benchmarks $(BENCH_ARGS)
 
 bench-selectors: $(BUILD_STAMP)
-	$(PY) benchmarks/bench_selectors.py $(BENCH_ARGS)
+	$(BENCH_RUN) benchmarks/test_selectors.py $(BENCH_ARGS)
+
+bench-compare: $(BUILD_STAMP)
+	$(PY) benchmarks/compare_runs.py --fail "$(BENCH_FAIL)"
+
+bench-overhead: $(BUILD_STAMP)
+	$(PY) benchmarks/bench_overhead.py $(OVERHEAD_ARGS)
 
 build: $(BUILD_STAMP)
 

@@ -1,0 +1,92 @@
+"""D2ACE's per-step recording and per-epoch scoring: fused ops against pure PyTorch.
+
+One benchmark per (shape, op), all on the same steady-state sampler of a shape:
+
+- ``record`` / ``record_py``: one batch of 128 logits recorded (probabilities, BCE, flip
+  EMA, window) by the fused op / by the pure-PyTorch path;
+- ``update``: the whole ``sampler.update`` call (argument checks included), what a
+  training step pays;
+- ``score`` / ``score_py``: one epoch's scoring (U, H, v, C, δ, φ, w, both quantised
+  distributions and the mixture), fused / pure PyTorch.
+
+``extra_info`` carries the ratio pure PyTorch / fused, and for ``score`` the bytes the
+scoring must move, the bandwidth reached, the per-epoch cost (⌈n/128⌉ updates + one
+scoring) and, at the mediamill shape, its ratio to the published code's figure.
+Run with ``make bench`` (``D2ACE_BENCH_DEVICE=cuda`` times on a GPU).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from pipeline_state import SHAPES, build_state, forced_fallback
+
+DEVICE = torch.device(os.environ.get("D2ACE_BENCH_DEVICE", "cpu"))
+OPS = ["record", "record_py", "update", "score", "score_py"]
+CASES = [(shape, op) for shape in SHAPES for op in OPS]
+_cache: dict = {}
+
+
+def state_for(shape: str):
+    """One shape's state at a time (the 1,000,000-row state takes ~5 GB)."""
+    if shape not in _cache:
+        _cache.clear()
+        _cache[shape] = build_state(shape, DEVICE)
+    return _cache[shape]
+
+
+def synchronised(fn):
+    if DEVICE.type != "cuda":
+        return fn
+
+    def run():
+        fn()
+        torch.cuda.synchronize(DEVICE)
+    return run
+
+
+def rounds_for(shape: str, op: str) -> tuple[int, int, int]:
+    """(rounds, iterations per round, warm-up rounds), sized so the whole suite stays
+    within about ten minutes on two cores: per-call ops take ~0.1-1 ms, a scoring up to
+    ~0.6 s fused and ~13 s in pure PyTorch at a million rows."""
+    big = SHAPES[shape][0] > 100_000
+    if op in ("record", "record_py", "update"):
+        return 15, 20, 1
+    if op == "score":
+        return (3, 1, 1) if big else (7, 1, 1)
+    return (1, 1, 0) if big else (3, 1, 1)
+
+
+@pytest.mark.parametrize("shape,op", CASES, ids=[f"{s}-{o}" for s, o in CASES])
+def test_pipeline(benchmark, bench_registry, shape, op):
+    state = state_for(shape)
+    selector, sampler = state.selector, state.sampler
+    epoch = state.epoch
+
+    def record():
+        index, targets = state.next_batch()
+        selector.record_outputs(index, state.logits, targets, "logits", epoch)
+
+    def update():
+        index, targets = state.next_batch()
+        sampler.update(index, state.logits, targets)
+
+    def score():
+        selector.score(selector.config.warmup_epochs + 1)
+
+    fn = {"record": record, "record_py": record, "update": update, "score": score, "score_py": score}[op]
+    rounds, iterations, warmup = rounds_for(shape, op)
+    benchmark.group = f"pipeline {shape}"
+    n, q, _ = SHAPES[shape]
+    benchmark.extra_info.update({"suite": "pipeline", "shape": shape, "op": op, "n": n, "q": q,
+                                 "device": str(DEVICE)})
+    if op.endswith("_py"):
+        with forced_fallback():
+            benchmark.pedantic(synchronised(fn), rounds=rounds, iterations=iterations, warmup_rounds=warmup)
+    else:
+        benchmark.pedantic(synchronised(fn), rounds=rounds, iterations=iterations, warmup_rounds=warmup)
+    if op == "score":
+        benchmark.extra_info["bytes_moved"] = state.scoring_bytes()
+    bench_registry[("pipeline", shape, op)] = benchmark
