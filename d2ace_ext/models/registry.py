@@ -10,6 +10,15 @@ from .mlp import MLP
 from .paca import PACA
 
 MODELS: dict[str, type[MultiLabelModel]] = {"mlp": MLP, "clif": CLIF, "dela": DELA, "paca": PACA}
+# Image models (ResNet backbone + head; in_features = 3 image channels, or the feature
+# width with backbone="none"). Imported lazily by name: torchvision is optional.
+IMAGE_MODELS = {"mlgcn": ("mlgcn", "MLGCN"), "hst": ("hst", "HST")}
+
+
+def _image_model(name: str) -> type[MultiLabelModel]:
+    import importlib
+    module, cls = IMAGE_MODELS[name]
+    return getattr(importlib.import_module(f".{module}", __package__), cls)
 
 
 def _options(cls: type) -> list[str]:
@@ -25,9 +34,9 @@ def make_model(name: str, in_features: int, num_labels: int, *, train_labels=Non
     are ignored by the others, so callers can always pass them. Unknown names raise
     ValueError listing the valid ones; unknown options raise TypeError naming them.
     """
-    cls = MODELS.get(name)
+    cls = MODELS.get(name) or (_image_model(name) if name in IMAGE_MODELS else None)
     if cls is None:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}")
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted([*MODELS, *IMAGE_MODELS]))}")
     valid = _options(cls)
     unknown = sorted(set(options) - set(valid))
     if unknown:
