@@ -12,7 +12,7 @@ PY          = $(VENV)/bin/python
 PIP         = $(PY) -m pip
 DEPS_STAMP  = $(VENV)/.deps-$(subst =,_,$(subst <,_,$(subst >,_,$(TORCH_SPEC))))
 BUILD_STAMP = $(VENV)/.built
-NATIVE_SRC  = $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
+NATIVE_SRC  = $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/cuda/*.cu csrc/cuda/*.cuh)
 DEMO_ARGS  ?=
 TEST_ARGS  ?=
 # The paper's comparison on real data (needs D2ACE_DATA_DIR); resumes from d2ace-results/.

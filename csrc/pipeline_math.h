@@ -49,8 +49,16 @@ D2ACE_HD float log1p_unit(float e) {
   return u == 1.0f ? e : logf(u) * (e / (u - 1.0f));
 }
 
+// |x| beyond which a logit is saturated: e^-|x| would fall below the smallest normal
+// float (2^-126), so e is taken as 0, giving σ = 0 or 1 exactly and BCE = max(margin, 0).
+// The same constant and test as d2ace_ext.functional.SATURATED_LOGIT, applied to the
+// same float32 |x|, so saturated predictions are identical on every path.
+constexpr float kSaturatedLogit = 87.33654f;
+constexpr float kSmallestProbability = 1.17549435e-38f;  // 2^-126, FLT_MIN
+
 D2ACE_HD Record from_logit(float x, bool positive) {
-  const float e = expf(-fabsf(x));
+  const float a = fabsf(x);
+  const float e = a > kSaturatedLogit ? 0.0f : expf(-a);
   const float tail = log1p_unit(e);
   Record r;
   r.probability = x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
@@ -59,8 +67,10 @@ D2ACE_HD Record from_logit(float x, bool positive) {
   return r;
 }
 
-// The BCE of a probability, with PyTorch's clamp of each log at -100.
+// The BCE of a probability, with PyTorch's clamp of each log at -100; a probability
+// below the smallest normal float is taken as 0 (as the Python path does).
 D2ACE_HD Record from_probability(float p, bool positive) {
+  p = p < kSmallestProbability ? 0.0f : p;
   const float lg = positive ? logf(p) : log1pf(-p);
   Record r;
   r.probability = p;

@@ -10,6 +10,11 @@
 namespace d2ace_ext {
 namespace math {
 
+// Weights whose span is at most this fraction of their magnitude count as all equal:
+// the records are float32 (eps = 2^-23), so closer weights cannot be told apart from
+// them. The same constant and test as d2ace_ext.functional.weights_tied.
+constexpr double kTieTolerance = 1.0 / 65536.0;  // 2^-16
+
 struct Quantizer {
   double low;
   double span;
@@ -17,7 +22,7 @@ struct Quantizer {
   double step;       // log(s) / n: the log-probability drop per quantisation index
   double top_index;  // the smallest index, held by the largest weight
   double index_min;
-  bool uniform;      // all weights equal, non-finite range, or s = 1
+  bool uniform;      // weights tied (equal up to rounding), non-finite range, or s = 1
 };
 
 D2ACE_HD Quantizer make_quantizer(double low, double high, double pressure, long long n, long long index_min) {
@@ -29,7 +34,8 @@ D2ACE_HD Quantizer make_quantizer(double low, double high, double pressure, long
   qz.index_min = static_cast<double>(index_min);
   qz.top_index = qz.index_min;
   const bool finite = qz.span - qz.span == 0.0;  // false for inf and NaN, on host and device
-  qz.uniform = !finite || !(qz.span > 0.0) || pressure == 1.0;
+  const double magnitude = fabs(low) > fabs(high) ? fabs(low) : fabs(high);
+  qz.uniform = !finite || !(qz.span > kTieTolerance * magnitude) || pressure == 1.0;
   return qz;
 }
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .validation import check_rule, is_int, is_real
+
 _CHOICES = {
     "window_unit": ("epoch", "visit"),
     "flip_on": ("prediction", "probability"),
@@ -58,26 +60,32 @@ class D2ACEConfig:
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
             value = getattr(self, name)
-            if value not in allowed:
+            if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"D2ACEConfig.{name} must be one of {allowed}, got {value!r}")
+        for name in ("include_self", "row_normalize_correlation", "label_weights_in_phi"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"D2ACEConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        # (name, kind, test, rule): every integer field must be a Python int (not a bool
+        # or a float such as 2.5), every real one a finite int or float.
         checks = [
-            ("window_size", self.window_size >= 2, "an integer >= 2 (Eq. 2 needs two entries)"),
-            ("lambda1", 0.0 <= self.lambda1 <= 1.0, "in [0, 1]"),
-            ("lambda2", 0.0 < self.lambda2 <= 1.0, "in (0, 1]"),
-            ("flip_threshold", 0.0 < self.flip_threshold < 1.0, "in (0, 1)"),
-            ("num_neighbors", self.num_neighbors >= 0, ">= 0"),
-            ("norm_eps", self.norm_eps >= 0.0, ">= 0"),
-            ("quant_index_min", self.quant_index_min in (0, 1), "0 or 1"),
-            ("initial_pressure", self.initial_pressure >= 1.0, ">= 1"),
-            ("p_beta_start", 0.0 <= self.p_beta_start <= 1.0, "in [0, 1]"),
-            ("p_beta_end", 0.0 <= self.p_beta_end <= 1.0, "in [0, 1]"),
-            ("t_end", self.t_end >= self.t_start, ">= t_start"),
-            ("num_epochs", self.num_epochs >= 1, ">= 1"),
-            ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+            ("window_size", is_int, lambda v: v >= 2, "an integer >= 2 (Eq. 2 needs two entries)"),
+            ("lambda1", is_real, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+            ("lambda2", is_real, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+            ("flip_threshold", is_real, lambda v: 0.0 < v < 1.0, "a number in (0, 1)"),
+            ("num_neighbors", is_int, lambda v: v >= 0, "an integer >= 0"),
+            ("norm_eps", is_real, lambda v: v >= 0.0, "a finite number >= 0"),
+            ("quant_index_min", is_int, lambda v: v in (0, 1), "the integer 0 or 1"),
+            ("initial_pressure", is_real, lambda v: v >= 1.0, "a finite number >= 1"),
+            ("p_beta_start", is_real, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+            ("p_beta_end", is_real, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+            ("t_start", is_int, lambda v: True, "an integer"),
+            ("t_end", is_int, lambda v: v >= self.t_start, "an integer >= t_start"),
+            ("num_epochs", is_int, lambda v: v >= 1, "an integer >= 1"),
+            ("warmup_epochs", is_int, lambda v: v >= 0, "an integer >= 0"),
         ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"D2ACEConfig.{name} must be {rule}, got {getattr(self, name)!r}")
+        for name, kind, test, rule in checks:
+            value = getattr(self, name)
+            check_rule("D2ACEConfig", name, value, kind(value) and test(value), rule)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "D2ACEConfig":

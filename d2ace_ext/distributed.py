@@ -29,19 +29,37 @@ def resolve_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]
     return num_replicas, rank
 
 
-def gather_records(index: torch.Tensor, probs: torch.Tensor, losses: torch.Tensor | None):
-    """All ranks' (index (b,), a (b, q), b (b, q) | None), concatenated in rank order
-    (the sampler passes the model outputs and the targets)."""
+_ERRORS = {"TypeError": TypeError, "ValueError": ValueError, "IndexError": IndexError}
+
+
+def gather_records(index: torch.Tensor | None, outputs: torch.Tensor | None, targets: torch.Tensor | None,
+                   error: Exception | None = None):
+    """All ranks' (index (b,), outputs (b, q), targets (b, q)), concatenated in rank order.
+
+    A rank whose own step failed validation passes ``error`` (and None for the tensors);
+    the ranks agree through this same collective, so every rank raises the same error,
+    naming the rank(s) it came from, instead of the others failing inside a collective.
+    """
     if not active():
+        if error is not None:
+            raise error
         raise RuntimeError("num_replicas > 1 needs an initialised torch.distributed process group")
-    mine = (index.cpu(), probs.cpu(), None if losses is None else losses.cpu())
+    if error is not None:
+        mine = ("error", type(error).__name__, str(error).strip("'\""))
+    else:
+        mine = ("records", index.cpu(), outputs.cpu(), targets.cpu())
     parts = [None] * dist.get_world_size()
     dist.all_gather_object(parts, mine)
-    device = probs.device
-    index = torch.cat([p[0] for p in parts])
-    probs = torch.cat([p[1] for p in parts]).to(device)
-    losses = None if parts[0][2] is None else torch.cat([p[2] for p in parts]).to(device)
-    return index, probs, losses
+    failed = [(rank, part) for rank, part in enumerate(parts) if part[0] == "error"]
+    if failed:
+        rank, (_, kind, message) = failed[0]
+        others = f" (ranks {', '.join(str(r) for r, _ in failed)} failed)" if len(failed) > 1 else ""
+        raise _ERRORS.get(kind, ValueError)(f"rank {rank}: {message}{others}")
+    device = outputs.device
+    index = torch.cat([p[1] for p in parts])
+    outputs = torch.cat([p[2] for p in parts]).to(device)
+    targets = torch.cat([p[3] for p in parts]).to(device)
+    return index, outputs, targets
 
 
 def from_rank_zero(probabilities: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,17 @@ import torch.nn.functional as F
 
 _LN2 = math.log(2.0)
 
+#: |x| beyond which a logit is saturated: e^-|x| would fall below the smallest normal
+#: float32 (2^-126), so σ(x) is recorded as exactly 0 or 1 and the BCE's log1p(e^-|x|)
+#: term as 0. Every path (this one, the CPU and the CUDA kernels) applies the same test
+#: to the same float32 |x|, so saturated predictions are identical everywhere.
+SATURATED_LOGIT = 87.33654
+#: probabilities below this (the smallest normal float32) are recorded as exactly 0.
+SMALLEST_PROBABILITY = 2.0 ** -126
+#: weights whose span is at most this fraction of their magnitude are all equal (Eq. 13):
+#: the records are float32 (ε = 2^-23), so closer weights cannot be told apart from them.
+TIE_TOLERANCE = 2.0 ** -16
+
 
 def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
     """Eq. 1, in bits, elementwise. ``probs`` (...,) -> (...,).
@@ -30,14 +41,25 @@ def probabilities_and_losses(outputs: torch.Tensor, targets: torch.Tensor, kind:
 
     ``kind="logits"``: p = σ(x) and BCE = softplus(-x) where y = 1, softplus(x) where
     y = 0; choosing the branch by the label keeps an infinite logit well defined (loss 0
-    when right, inf when wrong) where PyTorch's fused formula gives NaN.
-    ``kind="probs"``: PyTorch's BCE, which clamps each log at -100.
+    when right, inf when wrong) where PyTorch's fused formula gives NaN. A logit with
+    |x| > :data:`SATURATED_LOGIT` is saturated: p is exactly 0 or 1 and the BCE is
+    max(margin, 0), as the native kernels compute it.
+    ``kind="probs"``: PyTorch's BCE, which clamps each log at -100; probabilities below
+    :data:`SMALLEST_PROBABILITY` are taken as 0.
     """
     if kind == "logits":
         positive = targets != 0
-        return torch.sigmoid(outputs), torch.where(positive, F.softplus(-outputs), F.softplus(outputs))
+        probs = torch.sigmoid(outputs)
+        losses = torch.where(positive, F.softplus(-outputs), F.softplus(outputs))
+        saturated = outputs.abs() > SATURATED_LOGIT
+        if bool(saturated.any()):
+            margin = torch.where(positive, -outputs, outputs)
+            probs = torch.where(saturated, (outputs > 0).to(probs.dtype), probs)
+            losses = torch.where(saturated, margin.clamp(min=0), losses)
+        return probs, losses
     if kind == "probs":
-        return outputs, F.binary_cross_entropy(outputs, targets, reduction="none")
+        probs = torch.where(outputs < SMALLEST_PROBABILITY, torch.zeros_like(outputs), outputs)
+        return probs, F.binary_cross_entropy(probs, targets, reduction="none")
     raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
 
 
@@ -153,17 +175,28 @@ def mixing_coefficient(epoch: int, p_start: float, p_end: float, t_start: int, t
     return float(p_start + (epoch - t_start) / (t_end - t_start) * (p_end - p_start))
 
 
+def weights_tied(low: float, high: float) -> bool:
+    """Whether weights ranging over [low, high] count as all equal for Eq. 13: their span
+    is not finite, or at most :data:`TIE_TOLERANCE` times their magnitude max(|low|, |high|).
+    The native quantiser applies the same test (csrc/quantize_math.h)."""
+    span = high - low
+    if not math.isfinite(span):
+        return True
+    return not span > TIE_TOLERANCE * max(abs(low), abs(high))
+
+
 def quantization_index(weights: torch.Tensor, index_min: int = 0) -> torch.Tensor | None:
     """Eq. 13 read as Q = ⌈(1 - w̃)/Δ⌉ with Δ = 1/n and w̃ the min-max normalised weight.
 
-    weights: (n,) -> (n,) float of integers in [index_min, n], or None when all weights
-    are equal (or not finite), which means "sample uniformly".
+    weights: (n,) -> (n,) float of integers in [index_min, n], or None when the weights
+    are all equal (:func:`weights_tied`: equal up to rounding, or not finite), which
+    means "sample uniformly".
     """
     n = weights.numel()
     low, high = weights.min(), weights.max()
-    span = high - low
-    if not bool(torch.isfinite(span)) or float(span) <= 0.0:
+    if weights_tied(float(low), float(high)):
         return None
+    span = high - low
     normalised = (weights - low) / span
     return torch.ceil((1.0 - normalised) * n).clamp(min=index_min, max=n)
 

@@ -20,9 +20,15 @@ def resolve_neighbors(n: int, k: int, features, neighbors, needed_for: str) -> t
     error raised when neither is given."""
     if neighbors is not None:
         if not isinstance(neighbors, torch.Tensor) or neighbors.dim() != 2 or neighbors.shape[0] != n:
-            raise ValueError(f"neighbors must be a ({n}, K) index tensor")
-        if neighbors.is_floating_point() or neighbors.numel() == 0 or int(neighbors.min()) < 0 or int(neighbors.max()) >= n:
-            raise ValueError(f"neighbors must hold integer indices in [0, {n})")
+            got = tuple(neighbors.shape) if isinstance(neighbors, torch.Tensor) else type(neighbors).__name__
+            raise ValueError(f"neighbors must be a ({n}, {k}) index tensor, got {got}")
+        if neighbors.shape[1] != k:
+            raise ValueError(f"neighbors has {neighbors.shape[1]} columns but num_neighbors = {k}; "
+                             f"pass ({n}, {k}) indices or set num_neighbors to match")
+        if neighbors.is_floating_point() or neighbors.is_complex() or neighbors.dtype == torch.bool:
+            raise TypeError(f"neighbors must hold integer indices, got dtype {neighbors.dtype}")
+        if neighbors.layout != torch.strided or int(neighbors.min()) < 0 or int(neighbors.max()) >= n:
+            raise ValueError(f"neighbors must be a dense tensor of indices in [0, {n})")
         return neighbors.to(torch.int64)
     if features is None:
         raise ValueError(f"features is required for {needed_for}")

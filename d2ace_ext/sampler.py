@@ -28,18 +28,19 @@ from .validation import (
     check_non_negative_int,
     check_outputs,
     check_positive_int,
+    check_seed,
+    check_targets_match,
+    is_int,
+    is_real,
+    seed64,
 )
 
 _STATE_FORMAT = 1
-_MASK64 = (1 << 64) - 1
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 63-bit seed for (seed, epoch) (splitmix64 finaliser)."""
-    z = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return (z ^ (z >> 31)) >> 1
+    """A well-mixed 63-bit seed for (seed, epoch); ``seed`` may be any non-negative integer."""
+    return seed64(seed, epoch)
 
 
 class SelectionBatchSampler(Sampler):
@@ -69,11 +70,12 @@ class SelectionBatchSampler(Sampler):
             raise TypeError(f"selector must be a Selector, got {type(selector).__name__}")
         self.selector = selector
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.seed = check_non_negative_int(seed, "seed")
+        self.seed = check_seed(seed, "seed")
         self.n = selector.n
         self.num_replicas, self.rank = distributed.resolve_world(num_replicas, rank)
         if self.num_replicas > self.n:
-            raise ValueError(f"num_replicas ({self.num_replicas}) must not exceed the n = {self.n} instances")
+            raise ValueError(f"num_replicas ({self.num_replicas}) must not exceed the n = {self.n} instances: "
+                             "every global batch gives each rank at least one distinct instance")
         self.num_batches = math.ceil(self.n / self.batch_size)
         self.overhead_seconds = 0.0  # time spent in update(), scoring and drawing
         self._epoch = 0
@@ -129,15 +131,20 @@ class SelectionBatchSampler(Sampler):
         self.overhead_seconds += time.perf_counter() - started
 
     def _batch(self, k: int) -> torch.Tensor:
-        """The k-th global batch (before sharding across ranks)."""
+        """The k-th global batch (before sharding across ranks).
+
+        A batch smaller than the number of ranks (the last one, or every one when
+        batch_size < num_replicas) is topped up to one instance per rank: in an ordered
+        epoch with the instances that follow it in the order (cyclically), in a weighted
+        epoch by drawing more; either way no index repeats (num_replicas <= n)."""
         plan = self._plan
         start = k * self.batch_size
-        size = min(self.batch_size, self.n - start)
-        top_up = max(0, self.num_replicas - size)
+        size = max(min(self.batch_size, self.n - start), self.num_replicas)
         if plan["order"] is not None:
-            batch = plan["order"][start:start + size]
-            return torch.cat([batch, plan["order"][:top_up]]) if top_up else batch
-        return plan["draw"].batch(size + top_up, plan["generator"])
+            if start + size <= self.n:
+                return plan["order"][start:start + size]
+            return plan["order"][torch.arange(start, start + size) % self.n]
+        return plan["draw"].batch(size, plan["generator"])
 
     # -- probabilities --------------------------------------------------------------
     @property
@@ -166,10 +173,34 @@ class SelectionBatchSampler(Sampler):
 
         indices: (b,) the batch's instance indices; outputs: (b, q) the model's logits
         (``kind="logits"``) or probabilities (``kind="probs"``), detached here;
-        targets: (b, q) 0/1 labels. The per-label BCE is computed here. Everything is
-        checked before the state changes.
+        targets: (b, q) 0/1 labels, which must equal the training labels the selector
+        was built with at those indices. The per-label BCE is computed here. Everything
+        is checked before the state changes; under torch.distributed an invalid step on
+        any rank raises the same error on every rank. A selector that reads no records
+        (Random, Balance) makes this a no-op.
         """
+        if not self.selector.uses_records:
+            return
         started = time.perf_counter()
+        error, step = None, None
+        try:
+            step = self._checked_step(indices, outputs, targets, kind)
+        except (TypeError, ValueError, IndexError) as exc:
+            if self.num_replicas == 1:
+                raise
+            error = exc
+        index, outputs, targets = step if step is not None else (None, None, None)
+        if self.num_replicas > 1:
+            index, outputs, targets = distributed.gather_records(index, outputs, targets, error)
+            index = as_index_tensor(index, self.n, "indices (gathered from all ranks)")
+        device = self.selector.device
+        index = index.to(device)
+        check_targets_match(targets, self.selector.labels, index)
+        self.selector.record_outputs(index, outputs, targets, kind, self._epoch)
+        self.overhead_seconds += time.perf_counter() - started
+
+    def _checked_step(self, indices, outputs, targets, kind: str):
+        """This rank's (index (b,) int64 CPU, outputs (b, q) float32, targets (b, q) float32)."""
         if kind not in ("logits", "probs"):
             raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
         index = as_index_tensor(indices, self.n, "indices")
@@ -178,16 +209,13 @@ class SelectionBatchSampler(Sampler):
             q = outputs.shape[1]
         outputs = check_matrix(outputs, "outputs", b, q, device).detach()
         targets = check_matrix(targets, "targets", b, q, device).detach()
-        selector_checks = self.selector.checks_outputs()
+        # Values are checked in the dtype given (one rule for every path): a native
+        # kernel checks float32 values itself, but a cast could round 1 + 1e-9 into range.
+        selector_checks = self.selector.checks_outputs() and outputs.dtype == torch.float32
         check_outputs(outputs, kind, values=not selector_checks)
         if not selector_checks:
             check_binary(targets, "targets")
-        outputs, targets = outputs.to(torch.float32), targets.to(torch.float32)
-        if self.num_replicas > 1:
-            index, outputs, targets = distributed.gather_records(index, outputs, targets)
-            index = as_index_tensor(index, self.n, "indices (gathered from all ranks)")
-        self.selector.record_outputs(index.to(device), outputs, targets, kind, self._epoch)
-        self.overhead_seconds += time.perf_counter() - started
+        return index, outputs.to(torch.float32), targets.to(torch.float32)
 
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -216,26 +244,69 @@ class SelectionBatchSampler(Sampler):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict`; a mismatching state raises and changes nothing."""
+        """Restore from :meth:`state_dict`. All or nothing: every field is checked before
+        anything is assigned, so a rejected state leaves the sampler as it was."""
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError("state_dict is not a SelectionBatchSampler state of a known format")
         for key in ("n", "batch_size", "seed"):
             if state.get(key) != getattr(self, key):
                 raise ValueError(f"state_dict has {key}={state.get(key)!r}, this sampler has {getattr(self, key)!r}")
-        plan = None
-        if state["plan"] is not None:
-            saved = state["plan"]
-            generator = torch.Generator()
-            generator.set_state(saved["generator"])
-            plan = {
-                "mode": saved["mode"],
-                "generator": generator,
-                "order": saved["order"],
-                "draw": None if saved["probabilities"] is None else WeightedDraw(saved["probabilities"]),
-            }
-        self.selector.load_state_dict(state["selector"])
-        self._epoch, self._position, self._plan = int(state["epoch"]), int(state["position"]), plan
-        self.overhead_seconds = float(state.get("overhead_seconds", 0.0))
+        for key in ("epoch", "position", "plan", "selector"):
+            if key not in state:
+                raise ValueError(f"state_dict is missing {key!r}")
+        epoch, position = state["epoch"], state["position"]
+        if not is_int(epoch) or epoch < 0:
+            raise ValueError(f"state_dict epoch must be an integer >= 0, got {epoch!r}")
+        if not is_int(position) or not 0 <= position <= self.num_batches:
+            raise ValueError(f"state_dict position must be an integer in [0, {self.num_batches}], got {position!r}")
+        overhead = state.get("overhead_seconds", 0.0)
+        if not is_real(overhead) or overhead < 0:
+            raise ValueError(f"state_dict overhead_seconds must be a finite number >= 0, got {overhead!r}")
+        plan = self._plan_from_state(state["plan"], position)
+        self.selector.load_state_dict(state["selector"])  # checks everything before assigning
+        self._epoch, self._position, self._plan = epoch, position, plan
+        self.overhead_seconds = float(overhead)
+
+    def _plan_from_state(self, saved, position: int) -> dict | None:
+        """The epoch plan of a saved state, every field checked (errors name it)."""
+        if saved is None:
+            if position != 0:
+                raise ValueError("state_dict plan is None, so its position must be 0 (the epoch has not started)")
+            return None
+        if not isinstance(saved, dict):
+            raise ValueError(f"state_dict plan must be a dict or None, got {type(saved).__name__}")
+        mode = saved.get("mode")
+        if mode not in (SHUFFLE, FIXED, WEIGHTED):
+            raise ValueError(f"state_dict plan.mode must be one of {(SHUFFLE, FIXED, WEIGHTED)}, got {mode!r}")
+        generator = torch.Generator()
+        try:
+            generator.set_state(saved.get("generator"))
+        except (TypeError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"state_dict plan.generator is not a CPU generator state ({exc})") from None
+        order, probabilities = saved.get("order"), saved.get("probabilities")
+        draw = None
+        if mode == WEIGHTED:
+            if order is not None:
+                raise ValueError("state_dict plan.order must be None in a weighted epoch")
+            if not isinstance(probabilities, torch.Tensor) or tuple(probabilities.shape) != (self.n,) \
+                    or not probabilities.is_floating_point():
+                got = tuple(probabilities.shape) if isinstance(probabilities, torch.Tensor) else type(probabilities).__name__
+                raise ValueError(f"state_dict plan.probabilities must be a floating-point ({self.n},) tensor, got {got}")
+            try:
+                draw = WeightedDraw(probabilities)
+            except ValueError as exc:
+                raise ValueError(f"state_dict plan.probabilities: {exc}") from None
+        else:
+            if probabilities is not None:
+                raise ValueError(f"state_dict plan.probabilities must be None in a {mode} epoch")
+            if not isinstance(order, torch.Tensor) or tuple(order.shape) != (self.n,) or order.is_floating_point() \
+                    or order.is_complex() or order.dtype == torch.bool:
+                got = (tuple(order.shape), order.dtype) if isinstance(order, torch.Tensor) else type(order).__name__
+                raise ValueError(f"state_dict plan.order must be an integer ({self.n},) tensor, got {got}")
+            order = order.to("cpu", torch.int64)
+            if not torch.equal(torch.sort(order).values, torch.arange(self.n)):
+                raise ValueError(f"state_dict plan.order must be a permutation of 0..{self.n - 1}")
+        return {"mode": mode, "generator": generator, "order": order, "draw": draw}
 
 
 class D2ACESampler(SelectionBatchSampler):

@@ -88,12 +88,24 @@ def score_metric(metric: torch.Tensor, ctx: LabelContext, config: D2ACEConfig, p
 
 
 def schedule_values(epoch: int, config: D2ACEConfig) -> tuple[float, float]:
-    """(s, p_β) for the epoch whose batches are about to be drawn (Eqs. 21 and 17)."""
-    t = epoch if config.schedule_epoch == "current" else epoch - 1
+    """(s, p_β) for the epoch whose batches are about to be drawn (Eqs. 21 and 17).
+
+    ``schedule_epoch="current"`` (paper): Eq. 21 takes the 0-based epoch (its own
+    conversion lives in :func:`functional.selection_pressure`), and Eq. 17, whose t_start
+    and t_end are the paper's 1-based epochs, takes t = epoch + 1.
+    ``"finished"`` (published code): both take the 0-based index of the epoch that just
+    finished, epoch - 1, as the code's loop passes it.
+    """
+    if config.schedule_epoch == "current":
+        t_pressure, t_mixing = epoch, epoch + 1
+    else:
+        t_pressure = t_mixing = epoch - 1
     pressure = functional.selection_pressure(
-        t, config.warmup_epochs, config.num_epochs, config.initial_pressure, config.pressure_schedule
+        t_pressure, config.warmup_epochs, config.num_epochs, config.initial_pressure, config.pressure_schedule
     )
-    p_beta = functional.mixing_coefficient(t, config.p_beta_start, config.p_beta_end, config.t_start, config.t_end)
+    p_beta = functional.mixing_coefficient(
+        t_mixing, config.p_beta_start, config.p_beta_end, config.t_start, config.t_end
+    )
     return pressure, p_beta
 
 

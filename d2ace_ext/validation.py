@@ -4,6 +4,7 @@ All checks run before any state changes, so a rejected call leaves the sampler a
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -79,10 +80,43 @@ def check_binary(value: torch.Tensor, name: str) -> None:
     raise ValueError(f"{name} must be 0/1 labels, found other values")
 
 
+def check_targets_match(targets: torch.Tensor, labels: torch.Tensor | None, index: torch.Tensor) -> None:
+    """A step's targets (b, q) must equal the training labels (n, q) bool at ``index`` (b,).
+
+    A mismatch almost always means the batch's rows are not the instances the sampler
+    chose: the dataset is not wrapped in IndexedDataset (so indices are not passed
+    through), or the labels given to the sampler are in another order than the dataset.
+    ``labels=None`` (a selector built without labels) skips the check.
+    """
+    if labels is None:
+        return
+    expected = labels[index]
+    if bool(targets.eq(expected).all()):
+        return
+    if not bool((targets.eq(0) | targets.eq(1)).all()):
+        raise ValueError("targets must be 0/1 labels, found other values")
+    rows = (targets != expected).any(1).nonzero().flatten()[:5]
+    where = ", ".join(str(int(index[r])) for r in rows)
+    raise ValueError(
+        f"targets differ from the training labels the sampler was built with at instance(s) {where}: "
+        "the batch's rows are not the instances the sampler chose. Wrap the dataset in "
+        "d2ace_ext.IndexedDataset and pass the indices it yields to update(), and build the "
+        "sampler from the labels in the dataset's own order"
+    )
+
+
 def check_labels(labels, name: str = "labels") -> torch.Tensor:
-    """The training label matrix: (n, q) 0/1 with n >= 2 and q >= 1."""
+    """The training label matrix: (n, q) 0/1 with n >= 2 and q >= 1.
+
+    Sparse labels (COO, CSR, ...) are converted to a dense (n, q) tensor, which is what
+    is returned; complex labels are rejected.
+    """
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (n, q), got {type(labels).__name__}")
+    if labels.layout != torch.strided:
+        labels = labels.to_dense()
+    if labels.is_complex():
+        raise TypeError(f"{name} must be real 0/1 labels (bool, integer or floating point), got dtype {labels.dtype}")
     if labels.dim() != 2:
         raise ValueError(f"{name} must have shape (n, q), got {tuple(labels.shape)}")
     n, q = labels.shape
@@ -104,3 +138,46 @@ def check_non_negative_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
+
+
+def is_int(value) -> bool:
+    """A Python integer that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """A finite Python int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_rule(owner: str, name: str, value, ok: bool, rule: str) -> None:
+    """Raise ``owner.name must be <rule>`` unless ``ok`` (a bool value never passes)."""
+    if isinstance(value, bool) or not ok:
+        raise ValueError(f"{owner}.{name} must be {rule}, got {value!r}")
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """A seed: any non-negative Python integer, however large (every consumer reduces it
+    to 64 bits with :func:`seed64`), the same rule for every selector and the sampler."""
+    return check_non_negative_int(value, name)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def seed64(seed: int, stream: int = 0) -> int:
+    """A well-mixed 63-bit generator seed for (seed, stream) (splitmix64 finaliser).
+
+    ``seed`` may be any non-negative integer: it is folded to 64 bits first, so a seed
+    of 2**64 or more is accepted everywhere and still distinct streams stay distinct.
+    """
+    folded = 0
+    while True:  # xor-fold the seed's 64-bit words, so no bit of a large seed is lost
+        folded ^= seed & _MASK64
+        seed >>= 64
+        if not seed:
+            break
+    z = (folded * 0x9E3779B97F4A7C15 + (stream + 1) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) >> 1

@@ -142,15 +142,34 @@ class VisitState:
         return {name: getattr(self, name).clone() for name in self.TENSORS}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict`; checks every tensor before changing anything."""
+        """Restore from :meth:`state_dict`; checks every tensor's shape, dtype and values
+        before changing anything."""
+        if not isinstance(state, dict):
+            raise ValueError(f"visit state must be a dict, got {type(state).__name__}")
         for name in self.TENSORS:
             if name not in state:
                 raise KeyError(f"visit state is missing {name!r}")
             mine, theirs = getattr(self, name), state[name]
+            if not isinstance(theirs, torch.Tensor):
+                raise ValueError(f"visit state {name!r} must be a tensor, got {type(theirs).__name__}")
             if tuple(theirs.shape) != tuple(mine.shape) or theirs.dtype != mine.dtype:
                 raise ValueError(
                     f"visit state {name!r} has shape {tuple(theirs.shape)} and dtype {theirs.dtype}, "
                     f"expected {tuple(mine.shape)} and {mine.dtype}"
                 )
+            if not bool(_VALUE_RULES[name][0](theirs).all()):
+                raise ValueError(f"visit state {name!r} must hold {_VALUE_RULES[name][1]}; the saved state is corrupt")
         for name in self.TENSORS:
             getattr(self, name).copy_(state[name])
+
+
+# What each saved tensor may hold: probabilities and flip EMAs in [0, 1] (NaN fails
+# every comparison), counts >= 0, epochs >= -1 (never visited), losses >= 0 or +inf.
+_VALUE_RULES = {
+    "window": (lambda t: (t >= 0) & (t <= 1), "probabilities in [0, 1]"),
+    "pushes": (lambda t: t >= 0, "counts >= 0"),
+    "last_epoch": (lambda t: t >= -1, "epochs >= -1"),
+    "loss": (lambda t: t >= 0, "losses >= 0 (+inf allowed)"),
+    "flip_average": (lambda t: (t >= 0) & (t <= 1), "values in [0, 1]"),
+    "flip_base": (lambda t: (t >= 0) & (t <= 1), "values in [0, 1]"),
+}

@@ -195,7 +195,8 @@ def test_hard_imb_by_hand():
     assert minority_labels(HI_LABELS).tolist() == [False, True]
     # label 1: instance 0's neighbours {1, 2}: one lacks it -> 0.5; instance 1's {2, 3}: both -> 1 (excluded)
     torch.testing.assert_close(imbalance_weights(HI_LABELS, HI_NEIGHBORS), torch.tensor([2.0, 1.0, 1.0, 1.0], **F64))
-    sel = HardImbSelector(HI_LABELS, neighbors=HI_NEIGHBORS, num_epochs=3, warmup_epochs=1, initial_pressure=16.0)
+    sel = HardImbSelector(HI_LABELS, neighbors=HI_NEIGHBORS, num_neighbors=HI_NEIGHBORS.shape[1], num_epochs=3,
+                          warmup_epochs=1, initial_pressure=16.0)
     rec(sel, [0, 1, 2, 3], losses=[[1.0, 1.0], [2.0, 2.0], [0.0, 2.0], [0.0, 0.0]])
     w = torch.tensor([2.0, 2.0, 1.0, 0.0], **F64)
     torch.testing.assert_close(sel.weights(), w)
@@ -209,8 +210,10 @@ def test_hard_imb_needs_features_or_neighbors():
         HardImbSelector(HI_LABELS)
     with pytest.raises(ValueError, match="num_neighbors must be below"):
         HardImbSelector(HI_LABELS, torch.rand(4, 2))
-    with pytest.raises(ValueError, match="neighbors must hold"):
-        HardImbSelector(HI_LABELS, neighbors=torch.tensor([[1, 9]] * 4))
+    with pytest.raises(ValueError, match=r"indices in \[0, 4\)"):
+        HardImbSelector(HI_LABELS, neighbors=torch.tensor([[1, 9]] * 4), num_neighbors=2)
+    with pytest.raises(ValueError, match="2 columns but num_neighbors = 5"):
+        HardImbSelector(HI_LABELS, neighbors=torch.tensor([[1, 2]] * 4))
     sel = HardImbSelector(HI_LABELS, torch.rand(4, 2), num_neighbors=2)
     assert sel.imbalance.shape == (4,)
 

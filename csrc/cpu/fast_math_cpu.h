@@ -8,6 +8,8 @@
 #include <cfloat>
 #include <cstdint>
 
+#include "../pipeline_math.h"
+
 // Hot row loops are compiled twice, for AVX2/FMA machines and for baseline x86-64, and
 // the loader picks one (GCC function multiversioning): the AVX2 clone of the logit loop
 // runs ~3x faster than the SSE2 one. -ffp-contract=off (setup.py) keeps FMA contraction
@@ -74,12 +76,16 @@ inline float select_bits(std::int32_t mask, float if_set, float if_clear) {
                               (std::bit_cast<std::int32_t>(if_clear) & ~mask));
 }
 
-// exp(-a) for a >= 0 (a = +inf allowed); a is capped at 87 so the result stays a normal
-// float (e^-87 = 1.6e-38, where the true value only matters to 1e-38 absolute).
-// Cephes expf: 2^n e^r with |r| <= ln2/2 and a degree-6 polynomial, ~1 ulp.
+// exp(-a) for a >= 0 (a = +inf allowed), and exactly 0 for a saturated logit
+// (a > math::kSaturatedLogit, where e^-a would be below the smallest normal float).
+// Cephes expf: 2^n e^r with |r| <= ln2/2 and a degree-6 polynomial, ~1 ulp; the
+// argument is capped at the saturation point so the result of the bit arithmetic stays normal.
 inline float exp_negative(float a) {
   std::int32_t bits = std::bit_cast<std::int32_t>(a);
-  bits = bits > 0x42ae0000 ? 0x42ae0000 : bits;  // min(a, 87.0f)
+  // all ones when saturated; compared as bit patterns (a >= 0), which GCC vectorises
+  const std::int32_t saturated = -static_cast<std::int32_t>(bits > std::bit_cast<std::int32_t>(math::kSaturatedLogit));
+  constexpr std::int32_t kCapBits = std::bit_cast<std::int32_t>(math::kSaturatedLogit);
+  bits = bits > kCapBits ? kCapBits : bits;  // min(a, 87.33654f): 2^n stays >= 2^-126 below
   const float z = -std::bit_cast<float>(bits);
   const std::int32_t n = static_cast<std::int32_t>(z * 1.44269504088896341f - 0.5f);  // round, z <= 0
   const float nf = static_cast<float>(n);
@@ -91,7 +97,7 @@ inline float exp_negative(float a) {
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
   y = y * r * r + r + 1.0f;
-  return std::bit_cast<float>(std::bit_cast<std::int32_t>(y) + (n << 23));
+  return std::bit_cast<float>((std::bit_cast<std::int32_t>(y) + (n << 23)) & ~saturated);
 }
 
 // σ(x) and the per-label BCE of logits x against 0/1 targets y over one row, the same

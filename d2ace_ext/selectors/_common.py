@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import functional
-from ..validation import check_labels
+from ..validation import check_labels, check_rule, is_int, is_real  # noqa: F401 (re-exported)
 from .base import SHUFFLE, WEIGHTED, Selector
 
 PRESSURE_SCHEDULES = ("paper", "reference", "rising")
@@ -23,19 +23,6 @@ PRESSURE_SCHEDULES = ("paper", "reference", "rising")
 def check_choice(owner: str, name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{owner}.{name} must be one of {tuple(allowed)}, got {value!r}")
-
-
-def check_rule(owner: str, name: str, value, ok: bool, rule: str) -> None:
-    if isinstance(value, bool) or not ok:
-        raise ValueError(f"{owner}.{name} must be {rule}, got {value!r}")
-
-
-def is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -151,13 +138,17 @@ class QuantizedSelector(Selector):
     quantizer: str = "index"
     #: names of the state tensors, saved and restored by state_dict / load_state_dict
     TENSORS: tuple[str, ...] = ()
+    #: those of them that may hold +inf (recorded losses)
+    INFINITE_OK: tuple[str, ...] = ()
 
     def _setup(self, labels, config_cls, config, options, device) -> torch.Tensor:
         labels = check_labels(labels)
         self.config = make_config(config_cls, config, options)
         self.n, self.q = labels.shape
         self.device = torch.device(device) if device is not None else labels.device
-        return labels.to(self.device)
+        labels = labels.to(self.device)
+        self.labels = labels != 0
+        return labels
 
     def batch_mode(self, epoch: int) -> str:
         return SHUFFLE if epoch < self.config.warmup_epochs else WEIGHTED
@@ -173,7 +164,7 @@ class QuantizedSelector(Selector):
         return tensor_state(self, self.TENSORS)
 
     def load_state_dict(self, state: dict) -> None:
-        load_tensor_state(self, state, self.TENSORS)
+        load_tensor_state(self, state, self.TENSORS, self.INFINITE_OK)
 
 
 def tensor_state(owner, names) -> dict:
@@ -182,8 +173,12 @@ def tensor_state(owner, names) -> dict:
     return state
 
 
-def load_tensor_state(owner, state, names) -> None:
-    """Check config, shape and every tensor's shape and dtype, then copy all."""
+def load_tensor_state(owner, state, names, infinite_ok: tuple[str, ...] = ()) -> None:
+    """Check config, shape and every tensor's shape, dtype and values, then copy all.
+
+    Floating-point tensors must hold no NaN and no infinity, except +inf in the tensors
+    named in ``infinite_ok`` (recorded losses: a saturated wrong prediction's BCE is inf).
+    """
     kind = type(owner).__name__
     if not isinstance(state, dict):
         raise TypeError(f"{kind} state must be a dict, got {type(state).__name__}")
@@ -198,5 +193,18 @@ def load_tensor_state(owner, state, names) -> None:
         if not isinstance(theirs, torch.Tensor) or tuple(theirs.shape) != tuple(mine.shape) or theirs.dtype != mine.dtype:
             got = (tuple(theirs.shape), theirs.dtype) if isinstance(theirs, torch.Tensor) else type(theirs).__name__
             raise ValueError(f"{kind} state {name!r} is {got}, expected shape {tuple(mine.shape)} and dtype {mine.dtype}")
+        check_state_values(f"{kind} state {name!r}", theirs, name in infinite_ok)
     for name in names:
         getattr(owner, name).copy_(state[name])
+
+
+def check_state_values(what: str, tensor: torch.Tensor, infinite_ok: bool = False) -> None:
+    """A saved floating-point tensor holds no NaN, no -inf, and +inf only if ``infinite_ok``."""
+    if not tensor.is_floating_point():
+        return
+    bad = torch.isnan(tensor) | (tensor == -math.inf)
+    if not infinite_ok:
+        bad |= tensor == math.inf
+    if bool(bad.any()):
+        allowed = "finite values or +inf" if infinite_ok else "finite values"
+        raise ValueError(f"{what} must hold {allowed}; the saved state is corrupt")

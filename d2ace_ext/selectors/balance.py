@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..validation import as_index_tensor, check_binary, check_labels, check_non_negative_int
+from ..validation import as_index_tensor, check_binary, check_labels, check_seed, seed64
 from ._common import check_rule, is_real, make_config
 from .base import SHUFFLE, Selector
 
@@ -72,20 +72,26 @@ def balance_mask(targets: torch.Tensor, keys: torch.Tensor, max_weight: float | 
     return out.to(torch.float32)
 
 
+# The generator stream of the loss masks: seed64's stream s serves the sampler's epoch s,
+# so a stream no epoch reaches keeps the masks independent of the batch order.
+_MASK_STREAM = -2
+
+
 class BalanceSelector(Selector):
     """labels (n, q) 0/1 training labels; ``config`` or keyword options of
     :class:`BalanceConfig`; seed: of the generator that picks the kept majority
     entries; device: where ``loss_mask`` returns its weights (default: labels')."""
 
     needs_loss = False
+    uses_records = False  # its loss masks come from loss_mask(), not from the records
 
     def __init__(self, labels: torch.Tensor, config: BalanceConfig | None = None, *, seed: int = 0, device=None, **options) -> None:
         labels = check_labels(labels)
         self.config = make_config(BalanceConfig, config, options)
         self.n, self.q = labels.shape
         self.device = torch.device(device) if device is not None else labels.device
-        self.seed = check_non_negative_int(seed, "seed")
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.seed = check_seed(seed, "seed")
+        self.generator = torch.Generator().manual_seed(seed64(self.seed, _MASK_STREAM))
 
     def batch_mode(self, epoch: int) -> str:
         return SHUFFLE

@@ -24,6 +24,12 @@ class Selector(abc.ABC):
     device: torch.device
     #: whether :meth:`record` needs per-label losses (the sampler computes BCE only then)
     needs_loss: bool = True
+    #: whether the selector reads the per-step records at all; when False the sampler's
+    #: ``update`` returns at once, so a selector without records costs nothing per step
+    uses_records: bool = True
+    #: (n, q) bool training labels on ``device`` when the selector was built from them:
+    #: the sampler compares each step's targets with these rows (None: no check)
+    labels: torch.Tensor | None = None
 
     @abc.abstractmethod
     def batch_mode(self, epoch: int) -> str:

@@ -40,6 +40,7 @@ class D2ACESelector(Selector):
         self.n, self.q = labels.shape
         self.device = torch.device(device) if device is not None else labels.device
         labels = labels.to(self.device)
+        self.labels = labels != 0
         empty = int(((labels != 0).sum(0) == 0).sum())
         if empty:
             warnings.warn(
@@ -58,6 +59,9 @@ class D2ACESelector(Selector):
     def _neighbors(self, features, neighbors) -> torch.Tensor | None:
         k = self.config.num_neighbors
         if k == 0:
+            if neighbors is not None:
+                raise ValueError("neighbors was given but num_neighbors = 0 (N(x_i) = {x_i}); "
+                                 "set num_neighbors to the neighbours' K or drop neighbors=")
             return None
         return resolve_neighbors(
             self.n, k, features, neighbors,
@@ -144,6 +148,8 @@ class D2ACESelector(Selector):
         return {"config": self.config.to_dict(), "visits": self.visits.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict) or "visits" not in state:
+            raise ValueError("D2ACESelector state must be a dict with 'config' and 'visits'")
         if state.get("config") != self.config.to_dict():
             raise ValueError("state_dict was saved with a different D2ACEConfig")
         self.visits.load_state_dict(state["visits"])

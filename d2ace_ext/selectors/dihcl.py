@@ -97,6 +97,7 @@ class DIHCLSelector(Selector):
         self.config = make_config(DIHCLConfig, config, options)
         self.n, self.q = labels.shape
         self.device = torch.device(device) if device is not None else labels.device
+        self.labels = labels.to(self.device) != 0
         self.needs_loss = self.config.feedback == "dloss"
         self.previous = torch.zeros(self.n, self.q, dtype=torch.float32, device=self.device)
         self.seen = torch.zeros(self.n, dtype=torch.bool, device=self.device)
@@ -127,4 +128,4 @@ class DIHCLSelector(Selector):
         return tensor_state(self, self.TENSORS)
 
     def load_state_dict(self, state: dict) -> None:
-        load_tensor_state(self, state, self.TENSORS)
+        load_tensor_state(self, state, self.TENSORS, infinite_ok=("previous",))  # losses under "dloss"

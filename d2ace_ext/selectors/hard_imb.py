@@ -73,6 +73,7 @@ class HardImbSelector(QuantizedSelector):
     """
 
     TENSORS = ("loss",)
+    INFINITE_OK = ("loss",)  # a saturated wrong prediction's BCE is inf
 
     def __init__(self, labels, features=None, config: HardImbConfig | None = None, *, neighbors=None, device=None, **options) -> None:
         labels = self._setup(labels, HardImbConfig, config, options, device)

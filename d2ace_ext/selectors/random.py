@@ -11,6 +11,7 @@ class RandomSelector(Selector):
     """Every epoch a fresh permutation, cut into consecutive batches."""
 
     needs_loss = False
+    uses_records = False
 
     def __init__(self, n: int, q: int | None = None, device: torch.device | str = "cpu") -> None:
         self.n = check_positive_int(n, "n")
