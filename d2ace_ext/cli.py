@@ -3,6 +3,7 @@
     d2ace run --dataset yeast --model clif --selector d2ace [--preset paper] [--folds 5] [--epochs 100]
     d2ace compare --datasets yeast scene --models mlp clif --selectors random ml_unc hard_imb d2ace
     d2ace plot --results-dir d2ace-results
+    d2ace run --dataset digits-mosaic --model mlgcn --backbone resnet18 ...   (image sets: harness/image_cli.py)
 
 Every finished fold is appended to ``<results-dir>/results.jsonl``; a rerun skips the
 runs already there, so an interrupted comparison resumes where it stopped.
@@ -186,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .harness.image_cli import wants_images
+    if wants_images(sys.argv[1:] if argv is None else list(argv)):  # image sets: their own protocol and options
+        from .harness.image_cli import main as image_main
+        return image_main(argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

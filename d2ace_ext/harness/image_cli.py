@@ -1,0 +1,224 @@
+"""``d2ace run`` / ``d2ace compare`` on image sets (voc2007, coco2014, digits-mosaic, a
+features file): the image protocol over seeds instead of folds, mAP first.
+
+    d2ace run --dataset digits-mosaic --model mlgcn --selector d2ace --backbone resnet18 \\
+              --image-size 48 --epochs 6 --lr 1e-3 --seeds 1
+    d2ace compare --datasets voc2007 --models mlgcn hst --selectors random dihcl ml_unc d2ace --seeds 5
+
+``d2ace_ext.cli`` hands a command line here when its data set is an image set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from .experiment import DISPLAY_NAMES, RunKey, canonical_selector
+
+IMAGE_NAMES = ("voc2007", "coco2014", "digits-mosaic", "features")
+
+
+def is_image_dataset(name: str) -> bool:
+    return name in IMAGE_NAMES or name.endswith((".pt", ".npz"))
+
+
+def wants_images(argv: list[str]) -> bool:
+    """True for ``run`` / ``compare`` command lines whose data set(s) are image sets."""
+    if not argv or argv[0] not in ("run", "compare"):
+        return False
+    names = []
+    for i, arg in enumerate(argv):
+        if arg in ("--dataset", "--datasets"):
+            values = []
+            for value in argv[i + 1:]:
+                if value.startswith("--") or (values and arg == "--dataset"):
+                    break
+                values.append(value)
+            names += values
+        elif arg.startswith(("--dataset=", "--datasets=")):
+            names.append(arg.split("=", 1)[1])
+    return bool(names) and all(is_image_dataset(n) for n in names)
+
+
+def _options(pairs, flag):
+    from ..cli import _value
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"{flag} takes key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def _per_name(pairs, flag, names):
+    out: dict = {}
+    for key, value in _options(pairs, flag).items():
+        name, field = key.split(".", 1) if "." in key else (names[0] if len(names) == 1 else None, key)
+        if name is None:
+            raise SystemExit(f"{flag} {key}: name which one, e.g. {names[-1]}.{key}=...")
+        out.setdefault(canonical_selector(name) if flag == "--selector-opt" else name, {})[field] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .image_protocol import ImageProtocol
+    p = ImageProtocol()
+    parser = argparse.ArgumentParser(prog="d2ace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in ("run", "compare"):
+        c = sub.add_parser(command)
+        if command == "run":
+            c.add_argument("--dataset", required=True)
+            c.add_argument("--model", default="mlgcn", help="mlgcn or hst")
+            c.add_argument("--selector", default="d2ace", help=", ".join(DISPLAY_NAMES))
+        else:
+            c.add_argument("--datasets", nargs="+", required=True)
+            c.add_argument("--models", nargs="+", default=["mlgcn", "hst"])
+            c.add_argument("--selectors", nargs="+", default=["random", "dihcl", "ml_unc", "d2ace"])
+            c.add_argument("--stem", default="image_comparison", help="name of the table files")
+        g = c.add_argument_group("image protocol (defaults: the paper's Appendix D)")
+        g.add_argument("--seeds", type=int, default=1, help="runs per configuration (the paper: 5)")
+        g.add_argument("--epochs", type=int, default=p.epochs)
+        g.add_argument("--batch-size", type=int, default=p.batch_size)
+        g.add_argument("--lr", type=float, default=p.lr)
+        g.add_argument("--weight-decay", type=float, default=p.weight_decay)
+        g.add_argument("--lr-step", type=int, default=p.lr_step, help="LR x0.1 every N epochs (0: constant)")
+        g.add_argument("--image-size", type=int, default=p.image_size)
+        g.add_argument("--scale-size", type=int, default=None, help="resize before cropping (default 8/7 of --image-size)")
+        g.add_argument("--model-selection", choices=["val", "last", "test"], default=p.model_selection)
+        g.add_argument("--val-fraction", type=float, default=p.val_fraction)
+        g.add_argument("--seed", type=int, default=p.seed)
+        g.add_argument("--backbone", default="resnet101", help="resnet18/34/50/101/152, or none for features")
+        g.add_argument("--checkpoint", default=None, help="ResNet weights file (never downloaded)")
+        g.add_argument("--embeddings", default=None, help="label word embeddings (q, d) file; default one-hot")
+        g.add_argument("--model-opt", action="append", metavar="KEY=VALUE")
+        g.add_argument("--selector-opt", action="append", metavar="KEY=VALUE")
+        g.add_argument("--mosaic-opt", action="append", metavar="KEY=VALUE",
+                       help="digits-mosaic option: train_size, test_size, grid, label_noise, imbalance, pixel_noise, seed")
+        g.add_argument("--features", default=None, help="precomputed features file for --dataset features")
+        g.add_argument("--difficult", choices=["ignore", "positive", "negative"], default="ignore",
+                       help="VOC2007 test classes seen only as difficult objects")
+        g.add_argument("--keep-empty", action="store_true", help="MS-COCO: keep images without objects")
+        e = c.add_argument_group("execution")
+        e.add_argument("--preset", choices=["paper", "reference"], default="paper", help="D2ACE's preset")
+        e.add_argument("--data-dir", default=None, help="image folder (default: $D2ACE_DATA_DIR)")
+        e.add_argument("--results-dir", default="d2ace-results")
+        e.add_argument("--device", default="cpu")
+        e.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 4 for image files)")
+        e.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+        e.add_argument("--threads", type=int, default=None)
+        e.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def protocol_from(args, models, selectors):
+    from .image_protocol import ImageProtocol
+    model_options = _per_name(args.model_opt, "--model-opt", models)
+    for m in models:
+        base = {"backbone": args.backbone, "checkpoint": args.checkpoint, "embeddings": args.embeddings}
+        model_options[m] = {**{k: v for k, v in base.items() if v is not None}, **model_options.get(m, {})}
+    scale = args.scale_size or max(args.image_size, round(args.image_size * 8 / 7))
+    return ImageProtocol(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         lr_step=args.lr_step, image_size=args.image_size, scale_size=scale,
+                         model_selection=args.model_selection, val_fraction=args.val_fraction, seed=args.seed,
+                         amp=not args.no_amp, mosaic=_options(args.mosaic_opt, "--mosaic-opt"),
+                         model_options=model_options,
+                         selector_options=_per_name(args.selector_opt, "--selector-opt", selectors))
+
+
+def execute(args, datasets, models, selectors) -> list[dict]:
+    """Every missing (data set, model, selector, seed) run; returns all their records."""
+    import torch
+    from ..datasets.images.registry import load_image_dataset
+    from .image_run import run_image
+    from .results import ResultsStore, key_tuple
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    unknown = [s for s in selectors if s not in DISPLAY_NAMES]
+    if unknown:
+        raise SystemExit(f"unknown selector(s) {unknown}; valid: {', '.join(DISPLAY_NAMES)}")
+    protocol = protocol_from(args, models, selectors)
+    store = ResultsStore(args.results_dir)
+    done = store.records()
+    records = []
+    for dataset in datasets:
+        keys = [RunKey.make(dataset, m, s, args.preset, k, protocol) for m in models for s in selectors
+                for k in range(args.seeds)]
+        todo = [k for k in keys if key_tuple(k.to_dict()) not in done]
+        if todo:
+            data = load_image_dataset(dataset, args.data_dir, image_size=protocol.image_size,
+                                      scale_size=protocol.scale_size, features=args.features,
+                                      difficult=args.difficult, keep_empty=args.keep_empty, mosaic=protocol.mosaic)
+            workers = args.workers if args.workers is not None else (4 if data.kind == "image" and data.train_eval is not None else 0)
+            for key in todo:
+                record = run_image(key, data, protocol, device=args.device, results_dir=args.results_dir,
+                                   workers=workers, progress=not args.no_progress)
+                store.append(record)
+                done[key_tuple(record["key"])] = record
+        records += [done[key_tuple(k.to_dict())] for k in keys]
+    return records
+
+
+def overhead(records: list[dict]) -> tuple[float, float, float]:
+    """(ms per training step, selection ms per step, selection as % of the rest of the step)."""
+    steps = sum(r["steps"] for r in records) or 1
+    loop, selection = sum(r["loop_seconds"] for r in records), sum(r["selection_seconds"] for r in records)
+    return 1000 * loop / steps, 1000 * selection / steps, 100 * selection / max(1e-12, loop - selection)
+
+
+def table(records: list[dict], datasets, models, selectors) -> str:
+    """Markdown: mAP mean ± std over seeds per (data set, model) × selector, ranked."""
+    lines = ["| data set | model | " + " | ".join(DISPLAY_NAMES[s] for s in selectors) + " |",
+             "|---|---|" + "---|" * len(selectors)]
+    for d in datasets:
+        for m in models:
+            cells = {}
+            for s in selectors:
+                v = [r["metrics"]["map"] for r in records if (r["key"]["dataset"], r["key"]["model"],
+                                                                r["key"]["selector"]) == (d, m, s)]
+                cells[s] = (float(np.mean(v)), float(np.std(v)), len(v)) if v else (math.nan, math.nan, 0)
+            order = sorted(selectors, key=lambda s: -round(cells[s][0], 4) if math.isfinite(cells[s][0]) else math.inf)
+            rank = {s: 1 + sum(round(cells[t][0], 4) > round(cells[s][0], 4) for t in selectors) for s in order}
+            lines.append(f"| {d} | {m} | " + " | ".join(
+                f"{cells[s][0]:.4f} ± {cells[s][1]:.4f} ({rank[s]})" for s in selectors) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import sys
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        if args.command == "run":
+            datasets, models, selectors = [args.dataset], [args.model], [canonical_selector(args.selector)]
+        else:
+            datasets, models, selectors = args.datasets, args.models, [canonical_selector(s) for s in args.selectors]
+        records = execute(args, datasets, models, selectors)
+    except (FileNotFoundError, ValueError, ImportError, TypeError) as exc:
+        print(f"d2ace {args.command}: {exc}", file=sys.stderr)
+        return 2
+    wall = time.perf_counter() - started
+    if args.command == "run":
+        print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selectors[0]]} · {args.seeds} seed(s) · "
+              f"{args.epochs} epochs · {args.backbone}")
+        for metric in ("map", "macro_auc", "macro_f1", "micro_f1", "ranking_loss", "one_error", "average_precision"):
+            v = [r["metrics"][metric] for r in records]
+            print(f"  {metric:<18} {np.mean(v):.4f} ± {np.std(v):.4f}")
+    else:
+        text = table(records, datasets, models, selectors)
+        print("\nmAP (mean ± std over seeds, rank)\n\n" + text)
+        os.makedirs(args.results_dir, exist_ok=True)
+        with open(os.path.join(args.results_dir, f"{args.stem}.md"), "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        with open(os.path.join(args.results_dir, f"{args.stem}.json"), "w", encoding="utf-8") as handle:
+            json.dump([{"key": r["key"], "metrics": r["metrics"]} for r in records], handle, indent=1, default=float)
+    for s in selectors:
+        step, select, share = overhead([r for r in records if r["key"]["selector"] == s])
+        print(f"  {DISPLAY_NAMES[s]:<8} {step:8.1f} ms per training step, selection {select:.2f} ms ({share:.2f} %)")
+    print(f"  this call {wall:.1f} s; results: {args.results_dir}/results.jsonl")
+    return 0

@@ -1,0 +1,124 @@
+"""The paper's image protocol (Appendix D), its mAP, and the selectors' image schedule.
+
+Defaults are the paper's: official train/test split (no folds), input 448 × 448 from a
+512 scale with multi-scale crops and flips, Adam lr 1e-5, betas (0.9, 0.999), weight
+decay 5e-4, batch 32, 20 epochs, selector warm-up T_w = 5 and D2ACE's p_β moving from
+epoch 5 to 15; mAP is the headline metric. Every size is an option, so a CPU run can use
+small images, a small backbone and few epochs; the schedule then scales with ``epochs``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..config import D2ACEConfig
+from ..factory import make_sampler
+
+_PAPER_EPOCHS, _PAPER_WARMUP, _PAPER_T_START, _PAPER_T_END = 20, 5, 5, 15
+_SCHEDULED = {"active", "recent", "dihcl", "hard_imb", "ml_unc"}
+MODEL_SELECTION = ("val", "last", "test")
+
+
+@dataclass(frozen=True)
+class ImageProtocol:
+    """Settings shared by every run of an image comparison.
+
+    ``model_selection``: "val" tests the weights of the epoch with the best mAP on a
+    seeded ``val_fraction`` of the training split (held out from training); "last" the
+    last epoch; "test" the best epoch on the test split itself, which is what the
+    ML-GCN / HST code bases report (optimistic: the test set chooses the epoch).
+    ``lr_step``: multiply the LR by 0.1 every ``lr_step`` epochs (HST's code: 10); 0 = constant.
+    """
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-5
+    weight_decay: float = 5e-4
+    lr_step: int = 0
+    image_size: int = 448
+    scale_size: int = 512
+    model_selection: str = "val"
+    val_fraction: float = 0.1
+    seed: int = 0
+    amp: bool = True
+    mosaic: dict = field(default_factory=dict)
+    model_options: dict = field(default_factory=dict)
+    selector_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        rules = [
+            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
+            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer >= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("lr_step", isinstance(self.lr_step, int) and self.lr_step >= 0, "an integer >= 0"),
+            ("image_size", isinstance(self.image_size, int) and self.image_size >= 16, "an integer >= 16"),
+            ("scale_size", self.scale_size >= self.image_size, ">= image_size"),
+            ("model_selection", self.model_selection in MODEL_SELECTION, f"one of {MODEL_SELECTION}"),
+            ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"image protocol {name} must be {rule}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """8 hex digits naming these settings (``amp`` excluded: a numerics switch, not
+        a protocol change, so a CPU and a GPU run of one protocol share results)."""
+        settings = {k: v for k, v in self.to_dict().items() if k != "amp"}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+    def schedule(self) -> dict:
+        """The paper's image schedule scaled to ``epochs``: warm-up and D2ACE's t_start / t_end."""
+        ratio = self.epochs / _PAPER_EPOCHS
+        return {"warmup_epochs": round(_PAPER_WARMUP * ratio), "t_start": round(_PAPER_T_START * ratio),
+                "t_end": round(_PAPER_T_END * ratio)}
+
+
+def build_image_sampler(selector: str, labels: torch.Tensor, features: torch.Tensor | None,
+                        protocol: ImageProtocol, seed: int, preset: str = "paper", device=None):
+    """The selector's batch sampler with the image schedule (T_w = 5, t_start 5, t_end 15
+    of 20 epochs, scaled); ``protocol.selector_options[selector]`` override it."""
+    options = dict(protocol.selector_options.get(selector, {}))
+    sched = protocol.schedule()
+    if selector == "d2ace":
+        config = D2ACEConfig.preset(preset).replace(num_epochs=protocol.epochs, **sched).replace(**options)
+        options = {"config": config}
+    elif selector in _SCHEDULED:
+        options.setdefault("num_epochs", protocol.epochs)
+        options.setdefault("warmup_epochs", sched["warmup_epochs"])
+    return make_sampler(selector, labels, protocol.batch_size, features, seed=seed, device=device, **options)
+
+
+def needs_features(selector: str, protocol: ImageProtocol, preset: str = "paper") -> bool:
+    """Whether the selector uses a K-NN over the training inputs (Hard-Imb, D2ACE with K > 0)."""
+    if selector == "hard_imb":
+        return True
+    if selector == "d2ace":
+        k = protocol.selector_options.get("d2ace", {}).get("num_neighbors", D2ACEConfig.preset(preset).num_neighbors)
+        return k > 0
+    return False
+
+
+def mean_average_precision(targets, scores, ignore=None) -> float:
+    """mAP (n, q): the mean over labels with a positive of scikit-learn's (non-interpolated)
+    average precision; ``ignore`` (n, q) bool entries are left out of their label's
+    ranking (VOC's difficult objects)."""
+    from sklearn.metrics import average_precision_score
+    y = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)
+    s = np.asarray(scores.cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    keep = None if ignore is None else ~np.asarray(ignore.cpu() if isinstance(ignore, torch.Tensor) else ignore)
+    values = []
+    for j in range(y.shape[1]):
+        rows = slice(None) if keep is None else keep[:, j]
+        yj, sj = y[rows, j], s[rows, j]
+        if yj.sum() > 0:
+            values.append(average_precision_score(yj, sj))
+    return float(np.mean(values)) if values else float("nan")

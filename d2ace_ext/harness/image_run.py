@@ -1,0 +1,227 @@
+"""Training and testing one (image set, model, selector, seed) run under the image protocol.
+
+Loop: the selector's batches over the training rows through a DataLoader (workers for
+image files), Adam, bf16 autocast on CUDA, the sampler fed each step's training logits,
+mAP on the validation rows after every epoch, test metrics (mAP + the tabular ones) from
+the selected epoch's weights. After every epoch the model, optimiser, LR schedule,
+sampler, RNG states and history are saved together to
+``<results_dir>/checkpoints/<run>.pt``; a rerun resumes from there (same protocol
+digest), and the file is removed once the run's record is written.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+from tqdm.auto import tqdm
+
+from ..datasets.images.registry import ImageData
+from ..metrics import evaluate
+from ..models import make_model
+from .experiment import RunKey
+from .image_protocol import ImageProtocol, build_image_sampler, mean_average_precision, needs_features
+
+
+class _Rows(Dataset):
+    """Item i = (i, x, y) of ``base[rows[i]]``: sampler indices count the training rows."""
+
+    def __init__(self, base: Dataset, rows: torch.Tensor) -> None:
+        self.base, self.rows = base, rows
+
+    def __len__(self) -> int:
+        return self.rows.numel()
+
+    def __getitem__(self, i: int):
+        x, y = self.base[int(self.rows[i])]
+        return i, x, y
+
+
+class _BatchedRows(_Rows):
+    """For in-memory sets (``get_batch``): a whole batch in one call, no collate."""
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return (index, *self.base.get_batch(self.rows[index]))
+
+
+def _identity(batch):
+    return batch
+
+
+def loader(base: Dataset, rows: torch.Tensor, *, batch_sampler=None, batch_size: int = 64, workers: int = 0,
+           device: str = "cpu") -> DataLoader:
+    """(index, x, y) batches of ``base`` restricted to ``rows``, in order or by ``batch_sampler``."""
+    batched = hasattr(base, "get_batch")
+    dataset = (_BatchedRows if batched else _Rows)(base, rows)
+    extra = {"batch_sampler": batch_sampler} if batch_sampler is not None else {"batch_size": batch_size}
+    return DataLoader(dataset, collate_fn=_identity if batched else default_collate, num_workers=workers,
+                      pin_memory=str(device).startswith("cuda"), persistent_workers=False, **extra)
+
+
+def _autocast(device: str, amp: bool):
+    enabled = amp and str(device).startswith("cuda")
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled) if enabled else torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict(model, base: Dataset, rows: torch.Tensor, device: str, workers: int = 0, amp: bool = True,
+            batch_size: int = 64) -> torch.Tensor:
+    """Eval-mode probabilities (m, q) on the CPU for ``base[rows]``."""
+    model.eval()
+    parts = []
+    for _, x, _ in loader(base, rows, batch_size=batch_size, workers=workers, device=device):
+        with _autocast(device, amp):
+            parts.append(torch.sigmoid(model(x.to(device, non_blocking=True)).float()).cpu())
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def backbone_features(model, base: Dataset, rows: torch.Tensor, device: str, workers: int = 0) -> torch.Tensor:
+    """(n, C) average-pooled backbone features of the initial model: the input space of
+    the K-NN selectors for image files (ImageNet semantics when a checkpoint is loaded)."""
+    model.eval()
+    parts = [model.backbone(x.to(device)).float().mean((2, 3)).cpu()
+             for _, x, _ in loader(base, rows, batch_size=64, workers=workers, device=device)]
+    return torch.cat(parts)
+
+
+def split_rows(data: ImageData, protocol: ImageProtocol) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training rows, validation rows): a seeded ``val_fraction`` held out under
+    model_selection "val", else every row trains and none validates."""
+    n = data.train_labels.shape[0]
+    if protocol.model_selection != "val":
+        return torch.arange(n), torch.arange(0)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(protocol.seed + 7919))
+    cut = max(1, int(round(n * protocol.val_fraction)))
+    return order[cut:].sort().values, order[:cut].sort().values
+
+
+def _eval_base(data: ImageData) -> Dataset:
+    """The training images under the test transform (the training set itself when deterministic)."""
+    return data.train_eval if data.train_eval is not None else data.train
+
+
+def _save(path: str, state: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)   # a kill mid-write never leaves a torn checkpoint
+
+
+def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: str = "cpu",
+              results_dir: str | None = None, workers: int = 0, progress: bool = True,
+              stop_after: int | None = None) -> dict | None:
+    """Train, select, test; returns the results-file record. ``key.fold`` is the seed
+    index (model init and sampler seed ``protocol.seed + key.fold``). ``stop_after``: end
+    after that many epochs in this call (None when stopped early; for tests of resume)."""
+    started = time.perf_counter()
+    seed = protocol.seed + key.fold
+    torch.manual_seed(seed)
+    random.seed(seed)
+    fit_rows, val_rows = split_rows(data, protocol)
+    fit_y = data.train_labels[fit_rows]
+    in_features = 3 if data.kind == "image" else int(data.train.get_batch(torch.tensor([0]))[0].shape[1])
+    model = make_model(key.model, in_features, data.num_labels, train_labels=fit_y,
+                       **protocol.model_options.get(key.model, {})).to(device)
+    features = None
+    if needs_features(key.selector, protocol, key.preset):
+        features = (data.knn_features[fit_rows] if data.knn_features is not None else
+                    backbone_features(model, _eval_base(data), fit_rows, device, workers))
+    sampler = build_image_sampler(key.selector, fit_y.to(device), features, protocol, seed, key.preset, device)
+    train_loader = loader(data.train, fit_rows, batch_sampler=sampler, workers=workers, device=device)
+    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=protocol.lr,
+                                 betas=(0.9, 0.999), weight_decay=protocol.weight_decay)
+    step = protocol.lr_step or protocol.epochs + 1
+    schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=step, gamma=0.1)
+    history = {"epoch": [], "train_loss": [], "val_map": [], "loop_seconds": [], "selection_seconds": [], "steps": []}
+    best = {"score": -np.inf, "epoch": -1, "state": None}
+    first_epoch, ckpt = 0, None
+    if results_dir is not None:
+        ckpt = os.path.join(results_dir, "checkpoints", key.stem() + ".pt")
+        if os.path.exists(ckpt):
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+            if state.get("protocol") == protocol.digest():
+                model.load_state_dict(state["model"])
+                optimiser.load_state_dict(state["optimiser"])
+                schedule.load_state_dict(state["schedule"])
+                sampler.load_state_dict(state["sampler"])
+                history, best = state["history"], state["best"]
+                torch.set_rng_state(state["torch_rng"])
+                random.setstate(state["python_rng"])
+                first_epoch = state["epoch"] + 1
+    eval_base = _eval_base(data)
+    feature_pass = lambda: ((x.to(device), y.to(device))   # noqa: E731  (HST's prototype pass)
+                            for _, x, y in loader(eval_base, fit_rows, batch_size=64, workers=workers, device=device))
+    selecting = protocol.model_selection
+    bar = tqdm(range(first_epoch, protocol.epochs), desc=f"{key.dataset} {key.model} {key.selector} s{key.fold}",
+               disable=not progress, leave=False, dynamic_ncols=True, initial=first_epoch, total=protocol.epochs)
+    for epoch in bar:
+        sampler.set_epoch(epoch)
+        if hasattr(model, "start_epoch"):
+            model.start_epoch(epoch, len(sampler), feature_pass)
+        model.train()
+        total, seen, select_before, loop_start = 0.0, 0, sampler.overhead_seconds, time.perf_counter()
+        for index, x, y in train_loader:
+            if index.numel() < 2:   # BatchNorm cannot train on one image: a lone last image sits this epoch out
+                continue
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with _autocast(device, protocol.amp):
+                logits, loss = model.objective(x, y)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            sampler.update(index, logits.detach().float(), y)
+            total += float(loss.detach()) * index.numel()
+            seen += index.numel()
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        history["loop_seconds"].append(time.perf_counter() - loop_start)
+        history["selection_seconds"].append(sampler.overhead_seconds - select_before)
+        history["steps"].append(len(sampler))
+        schedule.step()
+        score = float("nan")
+        if selecting in ("val", "test"):
+            base, rows, labels, ignore = ((data.train, val_rows, data.train_labels[val_rows], None) if selecting == "val"
+                                          else (data.test, torch.arange(len(data.test)), data.test_labels, data.test_ignore))
+            base = eval_base if selecting == "val" else base
+            score = mean_average_precision(labels, predict(model, base, rows, device, workers, protocol.amp), ignore)
+            if score > best["score"]:
+                best = {"score": score, "epoch": epoch, "state": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})}
+        history["epoch"].append(epoch)
+        history["train_loss"].append(total / max(1, seen))
+        history["val_map"].append(score)
+        bar.set_postfix(map=f"{score:.4f}", loss=f"{total / max(1, seen):.4f}")
+        if ckpt is not None:
+            _save(ckpt, {"protocol": protocol.digest(), "epoch": epoch, "model": model.state_dict(),
+                         "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                         "sampler": sampler.state_dict(), "history": history, "best": best,
+                         "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()})
+        if stop_after is not None and epoch + 1 - first_epoch >= stop_after and epoch + 1 < protocol.epochs:
+            bar.close()
+            return None
+    bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    else:
+        best["epoch"] = protocol.epochs - 1
+    test_rows = torch.arange(len(data.test))
+    probs = predict(model, data.test, test_rows, device, workers, protocol.amp)
+    metrics = {"map": mean_average_precision(data.test_labels, probs, data.test_ignore), **evaluate(data.test_labels, probs)}
+    loop, selection = sum(history["loop_seconds"]), sum(history["selection_seconds"])
+    record = {
+        "key": key.to_dict(), "metrics": metrics, "best_epoch": best["epoch"],
+        "best_val_map": None if not np.isfinite(best["score"]) else best["score"],
+        "seconds": time.perf_counter() - started, "selection_seconds": selection, "loop_seconds": loop,
+        "steps": int(sum(history["steps"])),
+        "shape": {"train": int(fit_rows.numel()), "val": int(val_rows.numel()), "test": len(data.test),
+                  "q": data.num_labels},
+        "history": history,
+    }
+    if ckpt is not None and os.path.exists(ckpt):
+        os.remove(ckpt)
+    return record
