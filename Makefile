@@ -27,10 +27,14 @@ OVERHEAD_ARGS ?=
 BENCH_RUN   = $(PY) -m pytest -q --benchmark-autosave --benchmark-columns=median,iqr,rounds,iterations \
               --benchmark-sort=name
 
-.PHONY: demo test build bench bench-selectors bench-compare bench-overhead compare clean
+.PHONY: demo demo-images test build bench bench-selectors bench-compare bench-overhead compare clean
 
 demo: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.demo $(DEMO_ARGS)
+
+# Random vs D2ACE on the embedded digits-mosaic images (ML-GCN, ResNet-18, CPU, minutes).
+demo-images: $(BUILD_STAMP)
+	$(PY) -m d2ace_ext.image_demo $(DEMO_ARGS)
 
 test: $(BUILD_STAMP)
 	$(PY) -m pytest -q $(TEST_ARGS) tests
