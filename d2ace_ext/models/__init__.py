@@ -6,10 +6,12 @@ Build one by name with ``make_model("clif", d, q, train_labels=y_train)``.
 """
 from .base import MultiLabelModel
 from .clif import CLIF
+from .clif_published import PublishedCLIF
 from .dela import DELA
 from .label_graph import label_cooccurrence_graph
 from .mlp import MLP
 from .paca import PACA
-from .registry import MODELS, make_model
+from .registry import MODELS, VARIANTS, make_model
 
-__all__ = ["MultiLabelModel", "MLP", "CLIF", "DELA", "PACA", "MODELS", "make_model", "label_cooccurrence_graph"]
+__all__ = ["MultiLabelModel", "MLP", "CLIF", "PublishedCLIF", "DELA", "PACA", "MODELS", "VARIANTS", "make_model",
+           "label_cooccurrence_graph"]

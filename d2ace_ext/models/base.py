@@ -16,9 +16,12 @@ class MultiLabelModel(nn.Module):
     forward pass: those logits are what a batch sampler records, so for stochastic
     models they are the sampled training-time logits, not a second clean pass.
     Contract: the loss contains the mean BCE-with-logits of exactly those logits with
-    weight 1 (other terms are scaled around it), so a caller may swap that term for a
-    weighted BCE by subtracting and adding it.
+    weight ``bce_weight`` (1 unless a published variant keeps its authors' scale, e.g.
+    a BCE summed over labels), so a caller may swap that term for a weighted BCE by
+    subtracting and adding ``bce_weight`` times it.
     """
+
+    bce_weight: float = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

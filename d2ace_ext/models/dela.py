@@ -17,7 +17,8 @@ iunanyou/D2ACE, derived from the authors' release; the paper text was not at han
 - gates: hard straight-through binary-concrete samples of logits W c_j + b (c_j a free (q, D) code,
   init U(-10, 10), b init 2), one sample per step shared by the batch; eps shared by the labels.
 - KL uses log(s + 1e-6) as the authors' code does (a gate at 0 costs a large finite amount).
-- classifier per label: [x, z_j] -> 256 -> 512 (ReLU) -> logit; x is fed so training stays stable.
+- classifier per label: [x, z_j] -> 256 -> 512 (ReLU) -> logit; x is fed so training stays stable;
+  no dropout there by default (``decoder_dropout``; the authors' copy uses 0.2, ``dela_published``).
 - eval: no perturbation, z_j = mu for every label, so the decoder runs once per instance.
 - scale: the authors sum the BCE over labels; the whole objective is divided by q here, so
   loss = mean BCE + (lambda / q) * KL keeps their balance with a mean-BCE classification term.
@@ -46,11 +47,13 @@ class DELA(MultiLabelModel):
     """DELA perturbation-robust label-specific classifiers. x (b, d) -> logits (b, q)."""
 
     def __init__(self, in_features: int, num_labels: int, *, latent_dim: int | None = None, tau: float = 2 / 3,
-                 lam: float = 1e-4, dropout: float = 0.2, hidden: int = 256, decoder_dim: int = 512) -> None:
+                 lam: float = 1e-4, dropout: float = 0.2, hidden: int = 256, decoder_dim: int = 512,
+                 decoder_dropout: float = 0.0) -> None:
         super().__init__()
         d, q = in_features, num_labels
         D = latent_dim or math.ceil(d / 2)
         self.in_features, self.num_labels, self.tau, self.lam = d, q, tau, lam
+        self.decoder_dropout = decoder_dropout
         self.encoder = mlp([d, hidden, 2 * hidden, hidden], dropout=dropout)
         self.mu = nn.Linear(hidden, D)
         self.logvar = nn.Linear(hidden, D)
@@ -60,7 +63,7 @@ class DELA(MultiLabelModel):
         # First decoder layer kept as one Linear over [x, z] but applied in two parts, so
         # the x half is computed once per instance rather than once per (instance, label).
         self.decoder_in = mlp([d + D, hidden])[0]
-        self.decoder_out = mlp([hidden, decoder_dim])
+        self.decoder_out = mlp([hidden, decoder_dim], dropout=decoder_dropout)
         self.classifier = LabelwiseLinear(q, decoder_dim)
 
     def _encode(self, x: torch.Tensor):
@@ -73,7 +76,8 @@ class DELA(MultiLabelModel):
         w, d = self.decoder_in.weight, self.in_features
         h = F.linear(x, w[:, :d], self.decoder_in.bias)
         h = h + F.linear(z, w[:, d:]) if z.dim() == 2 else h[:, None, :] + F.linear(z, w[:, d:])
-        return self.classifier(self.decoder_out(F.relu(h)))
+        h = F.dropout(F.relu(h), self.decoder_dropout, self.training)
+        return self.classifier(self.decoder_out(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:  # a training-mode call returns the sampled training logits
@@ -89,6 +93,11 @@ class DELA(MultiLabelModel):
 
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (b, d), y (b, q) -> (sampled logits (b, q), mean BCE + lam / q * KL)."""
+        logits, bce, kl = self.loss_terms(x, y)
+        return logits, bce + self.lam / self.num_labels * kl
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor):
+        """x (b, d), y (b, q) -> (sampled logits (b, q), mean BCE, KL averaged over (b, q))."""
         logits, mu, logvar, gates = self._perturbed(x)
         bce = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
         # KL(N(mu, (s sigma)^2) || N(0, 1)) summed over D, averaged over (b, q); the terms
@@ -97,4 +106,4 @@ class DELA(MultiLabelModel):
         per_label = (-2 * torch.log(gates + 1e-6)).sum(1).mean()
         mixed = (torch.exp(logvar) @ gates.pow(2).t()).mean()
         kl = 0.5 * (per_instance + per_label + mixed)
-        return logits, bce + self.lam / self.num_labels * kl
+        return logits, bce, kl

@@ -5,9 +5,12 @@ import inspect
 
 from .base import MultiLabelModel
 from .clif import CLIF
+from .clif_published import PublishedCLIF
 from .dela import DELA
+from .dela_published import PublishedDELA
 from .mlp import MLP
 from .paca import PACA
+from .paca_published import PublishedPACA
 
 MODELS: dict[str, type[MultiLabelModel]] = {"mlp": MLP, "clif": CLIF, "dela": DELA, "paca": PACA}
 # Image models (ResNet backbone + head; in_features = 3 image channels, or the feature
@@ -21,6 +24,15 @@ def _image_model(name: str) -> type[MultiLabelModel]:
     return getattr(importlib.import_module(f".{module}", __package__), cls)
 
 
+#: option ``variant=``: "paper" (default, the model papers' reading, ``MODELS``) or
+#: "published" (as the D2ACE authors' code iunanyou/D2ACE builds the model).
+VARIANTS: dict[str, dict[str, type[MultiLabelModel]]] = {
+    "clif": {"published": PublishedCLIF},
+    "dela": {"published": PublishedDELA},
+    "paca": {"published": PublishedPACA},
+}
+
+
 def _options(cls: type) -> list[str]:
     """The keyword options a model takes beyond (in_features, num_labels, train_labels)."""
     names = list(inspect.signature(cls.__init__).parameters)[1:]
@@ -31,12 +43,19 @@ def make_model(name: str, in_features: int, num_labels: int, *, train_labels=Non
     """Build model ``name`` for features (b, in_features) and ``num_labels`` labels.
 
     ``train_labels`` (n, q) 0/1 go to the models that use them (CLIF's label graph) and
-    are ignored by the others, so callers can always pass them. Unknown names raise
-    ValueError listing the valid ones; unknown options raise TypeError naming them.
+    are ignored by the others, so callers can always pass them. ``variant="published"``
+    builds the model as the D2ACE authors' code does (``VARIANTS``). Unknown names or
+    variants raise ValueError listing the valid ones; unknown options raise TypeError.
     """
     cls = MODELS.get(name) or (_image_model(name) if name in IMAGE_MODELS else None)
     if cls is None:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted([*MODELS, *IMAGE_MODELS]))}")
+    variant = options.pop("variant", "paper")
+    if variant != "paper":
+        cls = VARIANTS.get(name, {}).get(variant)
+        if cls is None:
+            valid = ", ".join(["paper", *VARIANTS.get(name, {})])
+            raise ValueError(f"model {name!r} has no variant {variant!r}; valid variants: {valid}")
     valid = _options(cls)
     unknown = sorted(set(options) - set(valid))
     if unknown:
