@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .harness.experiment import DISPLAY_NAMES, Protocol, canonical_selector
+from .harness.experiment import DISPLAY_NAMES, Protocol, canonical_selector, with_published_variants
 
 DEFAULT_RESULTS = "d2ace-results"
 
@@ -63,12 +63,19 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
                             "code's effective behaviour (its shallow copy tests the last epoch)")
     group.add_argument("--importance-weights", action="store_true",
                        help="weight losses by 1/(n P_i) (Appendix C); off in the published code")
+    group.add_argument("--folds-from", choices=["stratified", "published"], default=p.folds_from,
+                       help="published: the authors' split exactly (scikit-multilearn folds from NumPy seed, "
+                            "random_split validation, one model seed for every fold)")
     group.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                        help="model option (MODEL.KEY=VALUE when several models run), repeatable")
     group.add_argument("--selector-opt", action="append", metavar="KEY=VALUE",
                        help="selector option (for --selector, or SELECTOR.KEY=VALUE in compare), repeatable")
     run = parser.add_argument_group("execution")
-    run.add_argument("--preset", choices=["paper", "reference"], default="paper", help="D2ACE's preset")
+    run.add_argument("--preset", choices=["paper", "reference"], default="paper",
+                     help="D2ACE's preset; reference also builds CLIF, DELA and PACA as the published code "
+                          "does (variant=published) unless --model-opt names a variant")
+    run.add_argument("--repeats", type=int, default=1,
+                     help="run the k-fold protocol this many times, repeat r under seeds seed + 1000 r")
     run.add_argument("--data-dir", default=None, help="MULAN data folder (default: $D2ACE_DATA_DIR)")
     run.add_argument("--results-dir", default=DEFAULT_RESULTS)
     run.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -94,12 +101,15 @@ def _per_name(pairs: list[str], flag: str, names: list[str], normalise=str) -> d
 
 
 def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
+    model_options = _per_name(args.model_opt, "--model-opt", models)
+    if args.preset == "reference":
+        model_options = with_published_variants(models, model_options)
     return Protocol(folds=args.folds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     weight_decay=args.weight_decay, lr_warmup_epochs=args.lr_warmup_epochs,
                     val_fraction=args.val_fraction, seed=args.seed, preprocessing=args.preprocessing,
                     min_positives=args.min_positives, feature_fraction=args.feature_fraction,
                     model_selection=args.model_selection, importance_weights=args.importance_weights,
-                    model_options=_per_name(args.model_opt, "--model-opt", models),
+                    folds_from=args.folds_from, model_options=model_options,
                     selector_options=_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
 
 
@@ -112,7 +122,7 @@ def _execute(args, datasets, models, selectors):
     if unknown:
         raise SystemExit(f"unknown selector(s) {unknown}; valid: {', '.join(DISPLAY_NAMES)}")
     protocol = _protocol(args, list(models), selectors)
-    grid = Grid(tuple(datasets), tuple(models), tuple(selectors), args.preset)
+    grid = Grid(tuple(datasets), tuple(models), tuple(selectors), args.preset, args.repeats)
     started = time.perf_counter()
     results = run_grid(grid, protocol, args.results_dir, data_dir=args.data_dir, device=args.device, jobs=args.jobs,
                        threads=args.threads, trace=args.trace, progress=not args.no_progress)

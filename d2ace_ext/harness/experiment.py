@@ -18,6 +18,14 @@ DISPLAY_NAMES = {"random": "Random", "active": "Active", "recent": "Recent", "di
                  "balance": "Balance", "hard_imb": "Hard-Imb", "ml_unc": "ML-Unc", "d2ace": "D2ACE"}
 PREPROCESSING = ("reference", "leak_free")
 MODEL_SELECTION = ("best", "last")
+FOLDS_FROM = ("stratified", "published")
+#: Seeds of repeat r start at ``seed + REPEAT_STRIDE * r``: far apart from ``seed + fold``.
+REPEAT_STRIDE = 1000
+#: Protocol fields added after results were first recorded: left out of the digest while
+#: at their default, so the digests of earlier results folders stay valid.
+_LATER_FIELDS = {"folds_from": "stratified"}
+#: Models whose D2ACE-authors' build (variant "published") the "reference" preset selects.
+PUBLISHED_VARIANT_MODELS = ("clif", "dela", "paca")
 
 
 def canonical_selector(name: str) -> str:
@@ -34,7 +42,11 @@ class Protocol:
     published code's shallow copy amounted to. ``feature_fraction``: None takes the
     published fraction for the set. ``importance_weights``: weight each instance's loss
     by 1 / (n P_i) (Appendix C's unbiased estimator; the published code does not).
-    ``model_options`` / ``selector_options``: {model or selector name: {option: value}}."""
+    ``model_options`` / ``selector_options``: {model or selector name: {option: value}}.
+    ``folds_from``: "stratified" (``iterative-stratification``'s k-fold, a stratified
+    validation part, model seed ``seed + fold``) or "published" (the authors' split
+    exactly, ``published_split``: scikit-multilearn's folds, ``random_split``'s validation
+    part, and, as their script reseeds for every fold, model seed ``seed`` in every fold)."""
 
     folds: int = 5
     epochs: int = 100
@@ -51,6 +63,7 @@ class Protocol:
     importance_weights: bool = False
     model_options: dict = field(default_factory=dict)
     selector_options: dict = field(default_factory=dict)
+    folds_from: str = "stratified"
 
     def __post_init__(self) -> None:
         rules = [
@@ -65,6 +78,7 @@ class Protocol:
             ("min_positives", isinstance(self.min_positives, int) and self.min_positives >= 1, "an integer >= 1"),
             ("feature_fraction", self.feature_fraction is None or 0 < self.feature_fraction <= 1, "None or in (0, 1]"),
             ("model_selection", self.model_selection in MODEL_SELECTION, f"one of {MODEL_SELECTION}"),
+            ("folds_from", self.folds_from in FOLDS_FROM, f"one of {FOLDS_FROM}"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -75,13 +89,34 @@ class Protocol:
 
     def digest(self) -> str:
         """8 hex digits naming these settings; runs under other settings never mix."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        settings = {k: v for k, v in self.to_dict().items() if _LATER_FIELDS.get(k, object()) != v}
+        text = json.dumps(settings, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def fold_seed(self, repeat: int) -> int:
+        """The seed that cuts repeat ``repeat``'s folds (repeat 0: ``seed``)."""
+        return self.seed + REPEAT_STRIDE * repeat
+
+    def run_seed(self, repeat: int, fold: int) -> int:
+        """Model initialisation and sampler seed of one fold run: every selector starts a
+        fold from the same weights. Published folds keep the authors' one seed per repeat."""
+        return self.fold_seed(repeat) + (0 if self.folds_from == "published" else fold)
+
+
+def with_published_variants(models, model_options: dict) -> dict:
+    """``model_options`` with ``variant="published"`` added for every model in ``models``
+    that has one and names no variant itself (what the "reference" preset runs)."""
+    out = {name: dict(options) for name, options in model_options.items()}
+    for name in models:
+        if name in PUBLISHED_VARIANT_MODELS:
+            out.setdefault(name, {}).setdefault("variant", "published")
+    return out
 
 
 @dataclass(frozen=True)
 class RunKey:
-    """One fold of one configuration. ``preset`` is D2ACE's preset ("-" for others)."""
+    """One fold of one repeat of one configuration. ``preset`` is D2ACE's preset ("-"
+    for others); ``repeat`` r cuts its folds and seeds its runs from ``seed + 1000 r``."""
 
     dataset: str
     model: str
@@ -89,14 +124,16 @@ class RunKey:
     preset: str
     fold: int
     protocol: str
+    repeat: int = 0
 
     @classmethod
-    def make(cls, dataset, model, selector, preset, fold, protocol: Protocol) -> "RunKey":
+    def make(cls, dataset, model, selector, preset, fold, protocol: Protocol, repeat: int = 0) -> "RunKey":
         selector = canonical_selector(selector)
-        return cls(dataset, model, selector, preset if selector == "d2ace" else "-", fold, protocol.digest())
+        return cls(dataset, model, selector, preset if selector == "d2ace" else "-", fold, protocol.digest(), repeat)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def stem(self) -> str:
-        return f"{self.dataset}__{self.model}__{self.selector}__{self.preset}__f{self.fold}"
+        repeat = f"__r{self.repeat}" if self.repeat else ""  # repeat 0 keeps the earlier names
+        return f"{self.dataset}__{self.model}__{self.selector}__{self.preset}{repeat}__f{self.fold}"

@@ -9,6 +9,7 @@ import torch
 from ..datasets.preprocess import Preprocessor, preprocess_whole, published_feature_fraction
 from .experiment import Protocol
 from .folds import fold_indices, validation_split
+from .published_split import published_folds, published_validation_split
 
 
 @dataclass
@@ -46,17 +47,36 @@ class PreparedDataset:
             self.label_names = [label_names[j] for j in kept]
         else:
             self.features, self.labels, self.label_names = features, labels, list(label_names)
-        self.splits = fold_indices(self.labels, protocol.folds, protocol.seed)
+        self._splits: dict[int, list] = {}
+
+    def splits_of(self, repeat: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(train rows, test rows) of each fold of repeat ``repeat``, cut once and kept."""
+        if repeat not in self._splits:
+            seed = self.protocol.fold_seed(repeat)
+            cut = published_folds if self.protocol.folds_from == "published" else fold_indices
+            self._splits[repeat] = cut(self.labels, self.protocol.folds, seed)
+        return self._splits[repeat]
+
+    @property
+    def splits(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The folds of repeat 0."""
+        return self.splits_of(0)
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(n, d, q) after the whole-set filters (before them in leak-free mode)."""
         return self.features.shape[0], self.features.shape[1], self.labels.shape[1]
 
-    def fold(self, k: int) -> FoldData:
-        train_rows, test_rows = self.splits[k]
-        fit_rows, val_rows = validation_split(self.labels, train_rows, self.protocol.val_fraction,
-                                              self.protocol.seed + k)
+    def fold(self, k: int, repeat: int = 0) -> FoldData:
+        """Fold k of repeat ``repeat``. Published folds keep ``random_split``'s row order in
+        the fitting part (the published warm-up walks it in that order)."""
+        train_rows, test_rows = self.splits_of(repeat)[k]
+        if self.protocol.folds_from == "published":
+            fit_rows, val_rows = published_validation_split(train_rows, self.protocol.val_fraction,
+                                                             self.protocol.fold_seed(repeat))
+        else:
+            fit_rows, val_rows = validation_split(self.labels, train_rows, self.protocol.val_fraction,
+                                                  self.protocol.fold_seed(repeat) + k)
         x, y = self.features, self.labels
         if self.protocol.preprocessing == "reference":
             parts = [(x[rows], y[rows]) for rows in (fit_rows, val_rows, test_rows)]

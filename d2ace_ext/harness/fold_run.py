@@ -98,7 +98,7 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
     """Train, validate every epoch, test; returns the results-file record of this run.
     With ``trace`` the figures' snapshots go to ``results_dir/traces/<run>.npz``."""
     started = time.perf_counter()
-    seed = protocol.seed + key.fold
+    seed = protocol.run_seed(key.repeat, key.fold)
     torch.manual_seed(seed)  # the same fold gets the same initial weights under every selector
     n, q = data.train_y.shape
     model = make_model(key.model, data.train_x.shape[1], q, train_labels=data.train_y,
@@ -129,7 +129,8 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
             weights = _loss_weights(sampler, index, y, protocol)
             if weights is not None:  # swap the plain mean BCE inside the objective for the weighted one
                 plain = F.binary_cross_entropy_with_logits(logits, y)
-                loss = loss - plain + F.binary_cross_entropy_with_logits(logits, y, weight=weights)
+                weighted = F.binary_cross_entropy_with_logits(logits, y, weight=weights)
+                loss = loss + model.bce_weight * (weighted - plain)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

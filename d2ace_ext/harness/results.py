@@ -10,7 +10,9 @@ RESULTS_FILE = "results.jsonl"
 
 
 def key_tuple(key: dict) -> tuple:
-    return (key["dataset"], key["model"], key["selector"], key["preset"], int(key["fold"]), key["protocol"])
+    """The identity of one run; records written before repeats existed are repeat 0."""
+    return (key["dataset"], key["model"], key["selector"], key["preset"], int(key["fold"]), key["protocol"],
+            int(key.get("repeat", 0)))
 
 
 class ResultsStore:

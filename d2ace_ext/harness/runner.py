@@ -20,17 +20,23 @@ from .results import ResultsStore, key_tuple
 
 @dataclass(frozen=True)
 class Grid:
-    """What a comparison covers. ``preset``: D2ACE's preset."""
+    """What a comparison covers. ``preset``: D2ACE's preset; ``repeats``: how many times the
+    k-fold protocol runs, each under its own fold and model seeds (repeat r: seed + 1000 r)."""
 
     datasets: tuple[str, ...]
     models: tuple[str, ...]
     selectors: tuple[str, ...]
     preset: str = "paper"
+    repeats: int = 1
 
     def keys(self, protocol: Protocol) -> list[RunKey]:
+        """Repeat-major, so an interrupted grid has whole repeats done before the next starts."""
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ValueError(f"repeats must be an integer >= 1, got {self.repeats!r}")
         selectors = [canonical_selector(s) for s in self.selectors]
-        return [RunKey.make(d, m, s, self.preset, f, protocol)
-                for d, m, s, f in itertools.product(self.datasets, self.models, selectors, range(protocol.folds))]
+        return [RunKey.make(d, m, s, self.preset, f, protocol, r)
+                for r, d, m, s, f in itertools.product(range(self.repeats), self.datasets, self.models, selectors,
+                                                       range(protocol.folds))]
 
 
 _WORKER_DATA: dict = {}
@@ -48,7 +54,7 @@ def _prepared(name: str, data_dir: str | None, protocol: Protocol) -> PreparedDa
 def _run_one(key: RunKey, data_dir, protocol, device, results_dir, trace, progress, threads, position=0) -> dict:
     if threads:
         torch.set_num_threads(threads)
-    data = _prepared(key.dataset, data_dir, protocol).fold(key.fold)
+    data = _prepared(key.dataset, data_dir, protocol).fold(key.fold, key.repeat)
     return run_fold(key, data, protocol, device=device, results_dir=results_dir, trace=trace,
                     progress=progress, position=position)
 
