@@ -2,7 +2,7 @@
 # One command for the accelerator machine (H100/H200, torch + CUDA preinstalled, no
 # network): builds the package in place against that torch, runs the CUDA tests,
 # compute-sanitizer memcheck on a small case, and prints the kernel timing table.
-# Budget: about 4 min build (one architecture) + 3 min checks; well under 8 minutes.
+# Budget: about 4 min build (one architecture) + 3 min checks + 2 min image step; under 10 minutes.
 #     bash benchmarks/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,4 +37,7 @@ fi
 
 stamp "equivalence, opcheck, launch count, timings"
 "$PY" benchmarks/cuda_check.py
+stamp "image training step: D2ACE vs Random, ResNet-101 @ 128 and ResNet-50 @ 64, 448 px, MS-COCO shape"
+# About 1-2 minutes; a failure here is reported, not fatal to the kernel checks above.
+timeout 300 "$PY" benchmarks/bench_image_step.py --device cuda || echo "bench_image_step.py failed (rc=$?)"
 stamp "done"
