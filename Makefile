@@ -59,10 +59,13 @@ build: $(BUILD_STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# lightning and accelerate are the optional integrations, installed so make test runs their
+# tests; the torch spec is repeated in that command so pip can never replace torch.
 $(DEPS_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip setuptools wheel ninja
 	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCHVISION_SPEC),"$(TORCHVISION_SPEC)")
-	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark iterative-stratification matplotlib
+	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark iterative-stratification matplotlib \
+	    lightning accelerate "$(TORCH_SPEC)"
 	rm -f $(VENV)/.deps-* $(BUILD_STAMP)
 	touch $@
 

@@ -1,0 +1,121 @@
+"""PyTorch Lightning: :class:`SelectionCallback` drives a selection sampler from the
+training loop (``pip install d2ace_ext[lightning]``).
+
+The LightningModule's ``training_step`` returns a dict with
+
+- ``"loss"``: the loss Lightning optimises, as usual;
+- ``"indices"``: (b,) the batch's instance indices (``IndexedDataset`` puts them first);
+- ``"logits"``: (b, q) the logits of that same forward pass (``"probs"`` with ``kind="probs"``);
+- ``"targets"``: (b, q) the 0/1 labels.
+
+The callback calls ``sampler.set_epoch`` at each training epoch start and
+``sampler.update`` after each training batch, and keeps the sampler state in
+Lightning's checkpoints: a checkpoint saved mid-epoch resumes at the first batch the
+loop had not consumed, although Lightning's fetcher had already drawn the next one
+(see :mod:`d2ace_ext.integrations.resume`).
+
+The sampler is passed in, or found as ``<attribute>`` (default ``sampler``) on the
+LightningDataModule or the LightningModule. To restore it from a checkpoint it must
+exist once the ``setup`` hooks have run (the state is applied then, before the first
+batch is drawn); under DDP create it in ``setup()`` so it sees the process group, and
+pass ``Trainer(use_distributed_sampler=False)`` so Lightning does not replace it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+try:
+    from lightning.pytorch.callbacks import Callback
+except ImportError:  # the standalone package
+    try:
+        from pytorch_lightning.callbacks import Callback
+    except ImportError as error:
+        raise ImportError("d2ace_ext.integrations.lightning needs PyTorch Lightning: "
+                          "pip install 'd2ace_ext[lightning]'") from error
+
+from ..sampler import SelectionBatchSampler
+from .resume import LoopCheckpoint
+
+
+class SelectionCallback(Callback):
+    """Calls ``set_epoch`` and ``update`` on a :class:`SelectionBatchSampler` from a
+    Lightning training loop and round-trips its state through Lightning's checkpoints.
+
+    sampler: the batch sampler (or None: found as ``attribute`` on the datamodule or
+    the module); kind: ``"logits"`` or ``"probs"``, what the step returns under the key
+    of the same name (``"logits"`` or ``"probs"``).
+    """
+
+    def __init__(self, sampler: SelectionBatchSampler | None = None, *, attribute: str = "sampler",
+                 kind: str = "logits") -> None:
+        if sampler is not None and not isinstance(sampler, SelectionBatchSampler):
+            raise TypeError(f"sampler must be a SelectionBatchSampler, got {type(sampler).__name__}")
+        if kind not in ("logits", "probs"):
+            raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
+        self._sampler, self.attribute, self.kind = sampler, attribute, kind
+        self._owners: tuple = ()
+        self._tracker: LoopCheckpoint | None = None
+        self._pending: dict | None = None
+
+    # -- finding the sampler -------------------------------------------------------
+    def _find(self) -> SelectionBatchSampler | None:
+        if self._sampler is not None:
+            return self._sampler
+        for owner in self._owners:
+            found = getattr(owner, self.attribute, None)
+            if isinstance(found, SelectionBatchSampler):
+                return found
+        return None
+
+    def tracker(self) -> LoopCheckpoint:
+        """The :class:`LoopCheckpoint` of the sampler in use (raises if none is found)."""
+        sampler = self._find()
+        if sampler is None:
+            raise RuntimeError(
+                f"SelectionCallback found no sampler: pass it to the callback, or set `self.{self.attribute}` "
+                "to the SelectionBatchSampler in your LightningDataModule's or LightningModule's setup()")
+        if self._tracker is None or self._tracker.sampler is not sampler:
+            self._tracker = LoopCheckpoint(sampler)
+        return self._tracker
+
+    # -- hooks ------------------------------------------------------------------------
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._owners = tuple(o for o in (getattr(trainer, "datamodule", None), pl_module) if o is not None)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._pending is not None:
+            raise RuntimeError(
+                "the checkpoint's sampler state could not be restored before the first batch was drawn: create the "
+                f"sampler in setup() (as `self.{self.attribute}`) or pass it to SelectionCallback")
+        self.tracker()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Lightning already calls set_epoch on the loader's batch sampler; this covers a
+        # sampler reached another way. Re-setting the current epoch keeps a resumed position.
+        self.tracker().sampler.set_epoch(trainer.current_epoch)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        tracker = self.tracker()
+        if outputs is None:  # a skipped step: the batch is consumed, nothing recorded
+            tracker.step()
+            return
+        key = "logits" if self.kind == "logits" else "probs"
+        missing = [k for k in ("indices", key, "targets") if not isinstance(outputs, Mapping) or k not in outputs]
+        if missing:
+            raise ValueError(f"training_step must return a dict with 'loss', 'indices', '{key}' and 'targets' for "
+                             f"SelectionCallback; missing: {', '.join(missing)}")
+        tracker.update(outputs["indices"], outputs[key].detach(), outputs["targets"].detach(), kind=self.kind)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        if self._find() is None:
+            return dict(self._pending or {})
+        return self.tracker().state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if not state_dict:
+            return
+        self._pending = dict(state_dict)
+        if self._find() is not None:  # runs after the setup hooks: apply before any batch is drawn
+            self.tracker().load_state_dict(self._pending)
+            self._pending = None

@@ -1,0 +1,119 @@
+"""The sampler's state as the training loop has consumed it, for exact mid-epoch resume.
+
+``SelectionBatchSampler.state_dict`` records how many batches the sampler has handed
+out. Trainers fetch ahead of the step they run: Lightning's fetcher holds one batch,
+Accelerate's ``DataLoaderShard`` iterates one ahead, DataLoader workers prefetch
+``num_workers * prefetch_factor``. A state saved mid-epoch would then skip those
+batches on resume. :class:`LoopCheckpoint` counts the batches the loop has consumed
+(one ``update`` per step) and saves the sampler state rewound to that count.
+
+Rewinding a weighted epoch means restoring the CPU generator to where it stood after
+the consumed batches. The batches are re-drawn from the epoch's saved probabilities by
+a plain :class:`SelectionBatchSampler` around a stand-in selector (no scoring, no
+collective call), and the rewound state is used only if re-drawing all handed-out
+batches lands exactly on the saved generator state; otherwise a warning says the
+resume will skip the prefetched batches.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..sampler import SelectionBatchSampler, epoch_seed
+from ..selectors.base import WEIGHTED, Selector
+
+
+class _SavedPlan(Selector):
+    """Stands in for the real selector while a saved epoch plan is re-drawn."""
+
+    needs_loss = False
+
+    def __init__(self, n: int) -> None:
+        self.n, self.q, self.device = n, None, torch.device("cpu")
+
+    def batch_mode(self, epoch: int) -> str:
+        return WEIGHTED
+
+
+def _redraw(sampler: SelectionBatchSampler, state: dict, consumed: int) -> dict | None:
+    """The plan's generator state after ``consumed`` batches, or None if re-drawing
+    does not reproduce the saved generator."""
+    plan = state["plan"]
+    replay = SelectionBatchSampler(_SavedPlan(sampler.n), sampler.batch_size, sampler.seed,
+                                   num_replicas=sampler.num_replicas, rank=sampler.rank)
+    fresh = torch.Generator().manual_seed(epoch_seed(sampler.seed, state["epoch"])).get_state()
+    replay.load_state_dict({**state, "selector": {}, "position": 0, "plan": {**plan, "generator": fresh}})
+    batches = iter(replay)
+    rewound = None
+    for k in range(state["position"] + 1):
+        if k == consumed:
+            rewound = replay.state_dict()["plan"]["generator"]
+        if k < state["position"]:
+            next(batches)
+    if not torch.equal(replay.state_dict()["plan"]["generator"], plan["generator"]):
+        return None
+    return rewound
+
+
+def rewound_state(sampler: SelectionBatchSampler, consumed: int) -> dict:
+    """``sampler.state_dict()`` as if only ``consumed`` batches of the current epoch had
+    been handed out (``consumed`` <= the sampler's position; larger values change nothing)."""
+    state = sampler.state_dict()
+    position, plan = state["position"], state["plan"]
+    if plan is None or consumed >= position:
+        return state
+    if plan["mode"] == WEIGHTED and plan.get("order") is None:
+        generator = _redraw(sampler, state, consumed)
+        if generator is None:
+            warnings.warn("could not rewind the sampler state to the consumed batches; a resume from it "
+                          f"skips the {position - consumed} batch(es) prefetched when it was saved",
+                          RuntimeWarning, stacklevel=2)
+            return state
+        state["plan"] = {**plan, "generator": generator}
+    # a shuffled or fixed epoch keeps its whole order in the plan: the position is enough
+    state["position"] = consumed
+    return state
+
+
+class LoopCheckpoint:
+    """Counts the batches a training loop consumes and saves the sampler state as of
+    that count. Call :meth:`update` instead of ``sampler.update`` (or :meth:`step`
+    after it) once per training step; save :meth:`state_dict` with the checkpoint
+    (e.g. ``accelerator.register_for_checkpointing(tracker)``)."""
+
+    def __init__(self, sampler: SelectionBatchSampler) -> None:
+        if not isinstance(sampler, SelectionBatchSampler):
+            raise TypeError(f"sampler must be a SelectionBatchSampler, got {type(sampler).__name__}")
+        self.sampler = sampler
+        self._epoch = sampler.epoch
+        self._count = 0
+
+    @property
+    def consumed(self) -> int:
+        """Batches of the sampler's current epoch the loop has finished."""
+        return self._count if self._epoch == self.sampler.epoch else 0
+
+    @property
+    def resume_epoch(self) -> int:
+        """The epoch a resumed loop continues with: the sampler's epoch, or the next one
+        when every batch of it was consumed (``set_epoch`` on a finished epoch restarts it)."""
+        return self.sampler.epoch + (1 if self.consumed >= len(self.sampler) else 0)
+
+    def step(self) -> None:
+        """One batch consumed (call after each training step)."""
+        if self._epoch != self.sampler.epoch:
+            self._epoch, self._count = self.sampler.epoch, 0
+        self._count += 1
+
+    def update(self, indices, outputs: torch.Tensor, targets: torch.Tensor, *, kind: str = "logits") -> None:
+        """``sampler.update(indices, outputs, targets, kind=kind)``, then :meth:`step`."""
+        self.sampler.update(indices, outputs, targets, kind=kind)
+        self.step()
+
+    def state_dict(self) -> dict:
+        return {"sampler": rewound_state(self.sampler, self.consumed), "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self._epoch, self._count = self.sampler.epoch, int(state["consumed"])

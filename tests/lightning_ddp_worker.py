@@ -1,0 +1,26 @@
+"""Run by tests/test_integrations_lightning.py: a Lightning Trainer with strategy="ddp"
+on two CPU processes (gloo) and use_distributed_sampler=False; each rank saves the
+batches it trained on and its sampler state. Lightning's launcher starts rank 1 by
+running this script again. Usage: python lightning_ddp_worker.py OUT_DIR"""
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+
+from d2ace_ext.integrations.lightning import SelectionCallback  # noqa: E402
+
+import lightning_parts as parts  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+if __name__ == "__main__":
+    out_dir = sys.argv[1]
+    module = parts.TinyModule(stand_in=True)
+    trainer = parts.trainer(out_dir, [SelectionCallback()], strategy="ddp", devices=2,
+                            use_distributed_sampler=False)
+    trainer.fit(module)
+    torch.save({"seen": module.seen, "state": module.sampler.state_dict(), "replicas": module.sampler.num_replicas},
+               os.path.join(out_dir, f"rank{trainer.global_rank}.pt"))

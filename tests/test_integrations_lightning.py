@@ -1,0 +1,89 @@
+"""SelectionCallback inside a real Lightning Trainer: updates from the step outputs,
+exact resume from mid-epoch and end-of-epoch checkpoints, and DDP on two CPU ranks."""
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+pytest.importorskip("lightning", reason="PyTorch Lightning not installed (pip install 'd2ace_ext[lightning]')")
+
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+
+from d2ace_ext import D2ACESampler  # noqa: E402
+from d2ace_ext.integrations.lightning import SelectionCallback  # noqa: E402
+
+import lightning_parts as parts  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*(does not have many workers|resuming from a checkpoint).*")
+
+
+def fit(root, module, ckpt_path=None, every=None):
+    callbacks = [SelectionCallback()]
+    if every:
+        callbacks.append(ModelCheckpoint(dirpath=str(root), filename="{step}", every_n_train_steps=every,
+                                         save_top_k=-1))
+    parts.trainer(root, callbacks).fit(module, ckpt_path=ckpt_path)
+    return module
+
+
+def test_the_callback_records_every_step_and_the_sampler_weights_later_epochs(tmp_path):
+    module = fit(tmp_path, parts.TinyModule())
+    assert len(module.seen) == parts.CONFIG.num_epochs * 8
+    visits = module.sampler.selector.state_dict()["visits"]
+    assert any(int(t.count_nonzero()) > 0 for t in visits.values() if isinstance(t, torch.Tensor))
+    assert module.sampler.epoch == parts.CONFIG.num_epochs - 1
+    assert module.sampler.report is not None  # weighted epochs were scored from the records
+
+
+# steps 12 and 27: mid shuffled / weighted epoch; 16: end of epoch 1; 20: mid weighted.
+# With workers the DataLoader has drawn up to 4 batches ahead of the step when it saves.
+@pytest.mark.parametrize("step,workers", [(12, 0), (16, 0), (20, 0), (27, 0), (12, 2), (20, 2)])
+def test_resume_from_a_lightning_checkpoint_gives_the_same_later_batches(tmp_path, step, workers):
+    reference = fit(tmp_path / "ref", parts.TinyModule(num_workers=workers), every=step)
+    checkpoint = tmp_path / "ref" / f"step={step}.ckpt"
+    assert checkpoint.exists()
+    resumed = fit(tmp_path / "resumed", parts.TinyModule(num_workers=workers), ckpt_path=str(checkpoint))
+    assert resumed.seen == reference.seen[step:]
+
+
+def test_a_step_without_the_record_keys_is_an_error(tmp_path):
+    class Bare(parts.TinyModule):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch, batch_idx)["loss"]
+
+    with pytest.raises(ValueError, match="'indices'"):
+        fit(tmp_path, Bare())
+
+
+def test_no_sampler_is_an_error(tmp_path):
+    class Missing(parts.TinyModule):
+        def setup(self, stage):
+            pass
+
+        def train_dataloader(self):
+            sampler = D2ACESampler(self.y, parts.BATCH, self.x, config=parts.CONFIG)
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x), batch_sampler=sampler)
+
+    with pytest.raises(RuntimeError, match="found no sampler"):
+        fit(tmp_path, Missing())
+
+
+def test_two_ddp_ranks_on_cpu_take_their_shards_of_the_single_process_batches(tmp_path):
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lightning_ddp_worker.py")
+    run = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert [r["replicas"] for r in ranks] == [2, 2]
+
+    single = parts.TinyModule(stand_in=True)
+    fit(tmp_path / "single", single)
+    assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == len(single.seen)
+    for step, global_batch in enumerate(single.seen):
+        assert [ranks[r]["seen"][step] for r in range(2)] == [global_batch[0::2], global_batch[1::2]]
+    reference = single.sampler.state_dict()["selector"]["visits"]
+    for name, tensor in reference.items():
+        for r in range(2):
+            assert torch.equal(ranks[r]["state"]["selector"]["visits"][name], tensor), name
