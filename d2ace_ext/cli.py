@@ -144,6 +144,8 @@ def cmd_run(args) -> int:
         finite = [v for v in values if v is not None and math.isfinite(v)]
         if finite:
             print(f"  {title:<18} {np.mean(finite):.4f} ± {np.std(finite):.4f}   ({'↑' if higher else '↓'})")
+    from .harness.paired import late_best
+    print(f"  best validation epoch in the last 5 % of epochs: {sum(map(late_best, records))}/{len(records)} runs")
     run_seconds = sum(r["seconds"] for r in records)
     selection = sum(r["selection_seconds"] for r in records)
     print(f"  training time {run_seconds:.1f} s over the folds (selection {selection:.2f} s); this call {wall:.1f} s")
@@ -154,9 +156,11 @@ def cmd_run(args) -> int:
 def cmd_compare(args) -> int:
     protocol, records, summary, wall, write_tables = _execute(args, args.datasets, args.models, args.selectors)
     selectors = [canonical_selector(s) for s in args.selectors]
+    from .harness.paired import convergence
     from .harness.tables import markdown
-    print("\n" + markdown(summary, args.datasets, args.models, selectors))
-    paths = write_tables(summary, args.datasets, args.models, selectors, args.results_dir, stem=args.stem)
+    late = convergence(records, args.datasets, args.models, selectors)
+    print("\n" + markdown(summary, args.datasets, args.models, selectors, late=late))
+    paths = write_tables(summary, args.datasets, args.models, selectors, args.results_dir, stem=args.stem, late=late)
     run_seconds = sum(r["seconds"] for r in records)
     print(f"{len(records)} runs, {run_seconds / 60:.1f} min of training in total; this call {wall / 60:.1f} min "
           f"(protocol {protocol.digest()})")

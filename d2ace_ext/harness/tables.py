@@ -1,6 +1,7 @@
 """The paper's Table 3/4 layout from a grid's records: per data set the mean (± std
-over folds) of each selector with its rank, the average rank, and Wilcoxon signed-rank
-p-values of D2ACE against each baseline. Written as Markdown, CSV and JSON."""
+over its folds, all repeats) of each selector with its rank, the average rank, Wilcoxon
+signed-rank p-values of D2ACE against each baseline, the paired effect with a bootstrap
+interval (``paired``), and the convergence check. Written as Markdown, CSV and JSON."""
 from __future__ import annotations
 
 import csv
@@ -12,6 +13,7 @@ import numpy as np
 from scipy.stats import rankdata, wilcoxon
 
 from .experiment import DISPLAY_NAMES
+from .paired import bootstrap_effect, convergence, paired_differences
 
 #: metric -> (printed name, True when higher is better)
 METRICS = {
@@ -35,11 +37,15 @@ def _wilcoxon(a: list[float], b: list[float]) -> float:
 
 def summarise(records: list[dict], datasets, models, selectors, target: str = "d2ace") -> dict:
     """{metric: {model: {"rows": {dataset: {selector: {mean, std, folds, rank}}},
-    "average_rank": {selector: r}, "wilcoxon": {baseline: {"datasets": p, "folds": p}}}}}."""
+    "average_rank": {selector: r}, "wilcoxon": {baseline: {"datasets": p, "folds": p}},
+    "effect": {baseline: {mean, low, high, dz, cells}}}}}. ``folds`` counts the runs
+    (repeats x folds); the "folds" test and the effect pair runs by (data set, repeat,
+    fold); a positive effect means D2ACE did better, whichever way the metric points."""
     by = {}
     for r in records:
         k = r["key"]
-        by.setdefault((k["dataset"], k["model"], k["selector"]), {})[int(k["fold"])] = r["metrics"]
+        cell = (int(k.get("repeat", 0)), int(k["fold"]))
+        by.setdefault((k["dataset"], k["model"], k["selector"]), {})[cell] = r["metrics"]
     out: dict = {}
     for metric, (_, higher) in METRICS.items():
         out[metric] = {}
@@ -48,10 +54,10 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
             for dataset in datasets:
                 cells = {}
                 for s in selectors:
-                    folds = by.get((dataset, model, s), {})
-                    values = [folds[f][metric] for f in sorted(folds) if metric in folds[f]]
+                    runs = by.get((dataset, model, s), {})
+                    values = {c: runs[c][metric] for c in sorted(runs) if runs[c].get(metric) is not None}
                     fold_values[(dataset, s)] = values
-                    finite = [v for v in values if v is not None and math.isfinite(v)]
+                    finite = [v for v in values.values() if math.isfinite(v)]
                     cells[s] = {"mean": float(np.mean(finite)) if finite else float("nan"),
                                 "std": float(np.std(finite)) if finite else float("nan"), "folds": len(finite)}
                 means = np.array([cells[s]["mean"] for s in selectors])
@@ -64,17 +70,18 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
             ranked = [d for d in datasets if all("rank" in rows[d][s] for s in selectors)]
             average = {s: float(np.mean([rows[d][s]["rank"] for d in ranked])) if ranked else float("nan")
                        for s in selectors}
-            tests = {}
+            tests, effects = {}, {}
             if target in selectors:
                 for s in selectors:
                     if s == target:
                         continue
                     a = [rows[d][target]["mean"] for d in ranked]
                     b = [rows[d][s]["mean"] for d in ranked]
-                    pairs = [(x, y) for d in datasets for x, y in zip(fold_values[(d, target)], fold_values[(d, s)])]
-                    tests[s] = {"datasets": _wilcoxon(a, b),
-                                "folds": _wilcoxon([p[0] for p in pairs], [p[1] for p in pairs])}
-            out[metric][model] = {"rows": rows, "average_rank": average, "wilcoxon": tests}
+                    diffs = np.concatenate([paired_differences(fold_values[(d, target)], fold_values[(d, s)], True)
+                                            for d in datasets] or [np.zeros(0)])
+                    tests[s] = {"datasets": _wilcoxon(a, b), "folds": _wilcoxon(diffs, np.zeros_like(diffs))}
+                    effects[s] = bootstrap_effect(diffs if higher else -diffs)
+            out[metric][model] = {"rows": rows, "average_rank": average, "wilcoxon": tests, "effect": effects}
     return out
 
 
@@ -82,8 +89,34 @@ def _name(selector: str) -> str:
     return DISPLAY_NAMES.get(selector, selector)
 
 
-def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, target: str = "d2ace") -> str:
-    """Markdown tables, one per (metric, model), in the paper's layout."""
+def _effect_text(e: dict) -> str:
+    if not math.isfinite(e["mean"]):
+        return "–"
+    if not math.isfinite(e["low"]):
+        return f"{e['mean']:+.4f} ({e['cells']})"
+    return f"{e['mean']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}] ({e['cells']})"
+
+
+def convergence_markdown(late: dict, datasets, models, selectors, fraction: float = 0.05) -> str:
+    """One table per model: runs whose best validation epoch is in the last ``fraction``."""
+    lines = []
+    for model in models:
+        lines += [f"### Convergence, {model}: runs whose best validation epoch is in the last "
+                  f"{fraction:.0%} of epochs", "",
+                  "| data set | " + " | ".join(_name(s) for s in selectors) + " |", "|---|" + "---|" * len(selectors)]
+        for d in datasets:
+            cells = [late[model][d][s] for s in selectors]
+            lines.append(f"| {d} | " + " | ".join(f"{c['late']}/{c['runs']}" for c in cells) + " |")
+        total = [sum(late[model][d][s]["late"] for d in datasets) for s in selectors]
+        runs = [sum(late[model][d][s]["runs"] for d in datasets) for s in selectors]
+        lines += ["| all | " + " | ".join(f"{a}/{b}" for a, b in zip(total, runs)) + " |", ""]
+    return "\n".join(lines)
+
+
+def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, target: str = "d2ace",
+             late: dict | None = None) -> str:
+    """Markdown tables, one per (metric, model), in the paper's layout; then the
+    convergence tables when ``late`` (``paired.convergence``) is given."""
     lines = []
     for metric in metrics:
         title, higher = METRICS[metric]
@@ -101,21 +134,26 @@ def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, 
                 lines.append(f"| {d} | " + " | ".join(cells) + " |")
             lines.append("| Avg(Rank) | " + " | ".join(f"{block['average_rank'][s]:.2f}" for s in selectors) + " |")
             if block["wilcoxon"]:
-                for scope, label in (("datasets", "data sets"), ("folds", "data set × fold")):
+                for scope, label in (("datasets", "data sets"), ("folds", "data set × repeat × fold")):
                     p = [block["wilcoxon"][s][scope] if s in block["wilcoxon"] else None for s in selectors]
                     lines.append(f"| Wilcoxon p vs {_name(target)} ({label}) | "
                                  + " | ".join("" if v is None else f"{v:.3g}" for v in p) + " |")
+                effects = block.get("effect", {})
+                lines.append(f"| {_name(target)} better by, 95 % bootstrap CI (paired runs) | "
+                             + " | ".join(_effect_text(effects[s]) if s in effects else "" for s in selectors) + " |")
             lines.append("")
+    if late is not None:
+        lines.append(convergence_markdown(late, datasets, models, selectors))
     return "\n".join(lines)
 
 
 def write_tables(summary: dict, datasets, models, selectors, folder: str, stem: str = "comparison",
-                 target: str = "d2ace") -> list[str]:
-    """``stem``.md (the paper's three metrics), .csv and .json (every metric)."""
+                 target: str = "d2ace", late: dict | None = None) -> list[str]:
+    """``stem``.md (the paper's three metrics, convergence), .csv and .json (every metric)."""
     os.makedirs(folder, exist_ok=True)
     paths = [os.path.join(folder, f"{stem}.{ext}") for ext in ("md", "csv", "json")]
     with open(paths[0], "w", encoding="utf-8") as handle:
-        handle.write(markdown(summary, datasets, models, selectors, target=target) + "\n")
+        handle.write(markdown(summary, datasets, models, selectors, target=target, late=late) + "\n")
     with open(paths[1], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["metric", "model", "dataset", "selector", "mean", "std", "folds", "rank"])
@@ -126,5 +164,5 @@ def write_tables(summary: dict, datasets, models, selectors, folder: str, stem: 
                         writer.writerow([metric, model, d, s, c["mean"], c["std"], c["folds"], c.get("rank", "")])
     with open(paths[2], "w", encoding="utf-8") as handle:
         json.dump({"datasets": list(datasets), "models": list(models), "selectors": list(selectors),
-                   "target": target, "summary": summary}, handle, indent=1, allow_nan=True)
+                   "target": target, "summary": summary, "convergence": late}, handle, indent=1, allow_nan=True)
     return paths

@@ -1,0 +1,70 @@
+"""Paired statistics for the comparison report: the effect of D2ACE against a baseline over
+the (data set, repeat, fold) cells both ran, with a bootstrap confidence interval, and the
+convergence check (how many runs found their best validation epoch at the very end).
+
+A cell is one fold of one repeat of one data set: both selectors trained on the same
+rows from the same initial weights, so their difference there is a paired observation.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def paired_differences(target: dict, baseline: dict, higher: bool) -> np.ndarray:
+    """{cell: value} of D2ACE and of a baseline -> differences (m,) over the cells both hold
+    with finite values, signed so that a positive difference means D2ACE did better."""
+    cells = sorted(set(target) & set(baseline), key=str)
+    diffs = np.array([target[c] - baseline[c] for c in cells], dtype=np.float64)
+    diffs = diffs[np.isfinite(diffs)]
+    return diffs if higher else -diffs
+
+
+def bootstrap_effect(diffs: np.ndarray, resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> dict:
+    """Mean paired difference with a percentile bootstrap interval (cells resampled with
+    replacement, a fixed-seed generator so the report is reproducible), the standardised
+    effect d_z = mean / sd of the differences, and the number of cells.
+    Fewer than two cells: NaN throughout (no spread to resample)."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    n = diffs.size
+    if n < 2:
+        nan = float("nan")
+        return {"mean": float(diffs.mean()) if n else nan, "low": nan, "high": nan, "dz": nan, "cells": int(n)}
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    sd = diffs.std(ddof=1)
+    return {"mean": float(diffs.mean()), "low": float(low), "high": float(high),
+            "dz": float(diffs.mean() / sd) if sd > 0 else float("nan"), "cells": int(n)}
+
+
+def best_epoch(record: dict) -> int:
+    """The epoch of the best validation Macro-AUC in a record's history (first of ties),
+    whatever epoch was tested ("last" model selection records the last one as best)."""
+    auc = np.asarray(record.get("history", {}).get("val_macro_auc", []), dtype=np.float64)
+    if auc.size == 0 or not np.isfinite(auc).any():
+        return int(record.get("best_epoch", -1))
+    return int(np.nanargmax(auc))
+
+
+def late_best(record: dict, fraction: float = 0.05) -> bool:
+    """True when the run's best validation epoch lies in its last ``fraction`` of epochs
+    (epochs 95-99 of 100): the run was likely still improving when it stopped."""
+    epochs = len(record.get("history", {}).get("val_macro_auc", []))
+    if epochs == 0:
+        return False
+    return best_epoch(record) >= epochs - max(1, math.ceil(fraction * epochs))
+
+
+def convergence(records: list[dict], datasets, models, selectors, fraction: float = 0.05) -> dict:
+    """{model: {dataset: {selector: {"late": runs with a late best epoch, "runs": runs}}}}."""
+    out: dict = {m: {d: {s: {"late": 0, "runs": 0} for s in selectors} for d in datasets} for m in models}
+    for record in records:
+        key = record["key"]
+        cell = out.get(key["model"], {}).get(key["dataset"], {}).get(key["selector"])
+        if cell is not None:
+            cell["runs"] += 1
+            cell["late"] += int(late_best(record, fraction))
+    return out
