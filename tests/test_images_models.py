@@ -108,9 +108,12 @@ def test_checkpoint_loading_and_errors(tmp_path):
 
 @pytest.mark.parametrize("selector", ["random", "dihcl", "ml_unc", "hard_imb", "d2ace"])
 def test_every_selector_drives_an_image_model(selector):
-    x, y = _problem(n=16, q=4, size=32)
+    # HST's head on (b, 8, 2, 2) feature maps: the image model minus the ResNet, which the
+    # protocol tests drive; here the point is the sampler loop around objective().
+    _, y = _problem(n=16, q=4)
+    x = torch.randn(16, 8, 2, 2)
     torch.manual_seed(0)
-    model = make_model("mlgcn", 3, 4, train_labels=y, backbone="resnet18", hidden=16)
+    model = make_model("hst", 8, 4, train_labels=y, backbone="none", image_dim=8, hidden=8, output_dim=8)
     options = {"num_epochs": 3, "warmup_epochs": 1} if selector in ("dihcl", "ml_unc", "hard_imb") else {}
     if selector == "d2ace":
         options = {"num_epochs": 3, "warmup_epochs": 1, "t_start": 1, "t_end": 2, "num_neighbors": 3}

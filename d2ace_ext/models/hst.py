@@ -234,7 +234,8 @@ class HST(MultiLabelModel):
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x images (b, 3, H, W), y (b, q) 0/1 -> (logits (b, q), loss); see the module notes."""
         logits, co, sem = self._heads(x)
-        y = y.to(logits.dtype)
+        co, sem = co.float(), sem.float()   # losses in float32 under bf16 autocast
+        y = y.to(torch.float32)
         bce = F.binary_cross_entropy_with_logits(logits, y)
         ramp = min(1.0, self._step / self._steps) if self.epoch == 0 else 1.0
         if self.training:
