@@ -252,7 +252,11 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="timed epochs per arm (default 5, --quick 3)")
     parser.add_argument("--shrink", type=int, default=None, help="divide synthetic n by this (default 1, --quick 8)")
     parser.add_argument("--quick", action="store_true", help="synthetic sets 8x smaller, 3 repetitions")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's own setting); 1 on a loaded machine")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     reps = args.reps or (3 if args.quick else 5)
     shrink = args.shrink or (8 if args.quick else 1)
     info = build_info()

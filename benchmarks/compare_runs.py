@@ -7,6 +7,8 @@ exits 1 when a threshold is crossed. Thresholds use pytest-benchmark's own synta
 10 %, ``min:0.001`` when a minimum grows by more than 1 ms; several may be given.
 
     python benchmarks/compare_runs.py [--fail median:10%] [--storage .benchmarks] [OLD.json NEW.json]
+
+Exit status: 0 no regression, 1 a threshold crossed, 2 fewer than two saved runs.
 """
 from __future__ import annotations
 
