@@ -44,7 +44,8 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     p = Protocol()
     group = parser.add_argument_group("protocol (defaults: the paper's Appendix D.2)")
     group.add_argument("--folds", type=int, default=p.folds)
-    group.add_argument("--epochs", type=int, default=p.epochs)
+    group.add_argument("--epochs", type=int, nargs="+", default=[p.epochs],
+                       help="training length; several values run a sweep (compare writes <stem>_e<N> tables)")
     group.add_argument("--batch-size", type=int, default=p.batch_size)
     group.add_argument("--lr", type=float, default=p.lr)
     group.add_argument("--weight-decay", type=float, default=p.weight_decay)
@@ -200,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sweep(args) -> int:
+    """Run the command once per --epochs value (each its own protocol digest, so a sweep
+    resumes like any grid); more than one value suffixes the table stem with _e<N>."""
+    epochs = getattr(args, "epochs", None)
+    if not isinstance(epochs, list):
+        return args.func(args)
+    code = 0
+    for value in epochs:
+        one = argparse.Namespace(**{**vars(args), "epochs": value})
+        if len(epochs) > 1 and hasattr(one, "stem"):
+            one.stem = f"{args.stem}_e{value}"
+        code = one.func(one) or code
+    return code
+
+
 def main(argv=None) -> int:
     from .harness.image_cli import wants_images
     if wants_images(sys.argv[1:] if argv is None else list(argv)):  # image sets: their own protocol and options
@@ -207,7 +223,7 @@ def main(argv=None) -> int:
         return image_main(argv)
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return _sweep(args)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"d2ace {args.command}: {exc}", file=sys.stderr)
         return 2

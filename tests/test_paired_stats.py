@@ -98,3 +98,14 @@ def test_records_written_before_repeats_are_repeat_zero(tmp_path):
     new = RunKey.make("a", "mlp", "random", "paper", 0, Protocol(), repeat=1).to_dict()
     store.append({"key": new, "metrics": {}})
     assert sorted(k[-1] for k in store.records()) == [0, 1]
+
+
+def test_epochs_sweep_runs_each_length(monkeypatch):
+    from d2ace_ext import cli
+    seen = []
+    monkeypatch.setattr(cli, "cmd_compare", lambda args: seen.append((args.epochs, args.stem)) or 0)
+    assert cli.main(["compare", "--datasets", "cal500", "--epochs", "100", "200", "300"]) == 0
+    assert seen == [(100, "comparison_e100"), (200, "comparison_e200"), (300, "comparison_e300")]
+    seen.clear()
+    assert cli.main(["compare", "--datasets", "cal500"]) == 0
+    assert seen == [(100, "comparison")]
