@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="mlgcn", choices=["mlgcn", "hst"])
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--checkpoint", default=None, help="ResNet weights file (never downloaded)")
-    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--train-size", type=int, default=3000)
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--grid", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=32)

@@ -76,3 +76,18 @@ def test_d2ace_command_on_fabricated_voc_files(tmp_path, capsys):
     assert len((tmp_path / "out" / "results.jsonl").read_text().splitlines()) == 2
     assert cli_main(["run", "--dataset", "voc2007", "--data-dir", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_heads_on_a_precomputed_features_file(tmp_path, capsys):
+    from d2ace_ext.harness.image_cli import wants_images
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(60, 4, generator=g) < 0.4).float()
+    x = torch.randn(60, 12, generator=g) + 2 * y @ torch.randn(4, 12, generator=g)
+    torch.save({"train_features": x[:40], "train_labels": y[:40], "test_features": x[40:], "test_labels": y[40:]},
+               tmp_path / "feats.pt")
+    argv = ["run", "--dataset", str(tmp_path / "feats.pt"), "--model", "mlgcn", "--selector", "hard_imb",
+            "--backbone", "none", "--epochs", "3", "--batch-size", "8", "--lr", "1e-2", "--model-opt", "hidden=8",
+            "--results-dir", str(tmp_path / "out"), "--no-progress"]
+    assert wants_images(argv) and not wants_images(["run", "--dataset", "yeast", "--model", "mlgcn"])
+    assert cli_main(argv) == 0
+    assert "map" in capsys.readouterr().out
