@@ -4,6 +4,7 @@ All checks run before any state changes, so a rejected call leaves the sampler a
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Sequence
 
@@ -168,16 +169,13 @@ _MASK64 = (1 << 64) - 1
 def seed64(seed: int, stream: int = 0) -> int:
     """A well-mixed 63-bit generator seed for (seed, stream) (splitmix64 finaliser).
 
-    ``seed`` may be any non-negative integer: it is folded to 64 bits first, so a seed
-    of 2**64 or more is accepted everywhere and still distinct streams stay distinct.
+    ``seed`` may be any non-negative integer: one of 2**64 or more is first hashed to 64
+    bits (BLAKE2b), so large seeds are accepted everywhere and still give distinct streams.
     """
-    folded = 0
-    while True:  # xor-fold the seed's 64-bit words, so no bit of a large seed is lost
-        folded ^= seed & _MASK64
-        seed >>= 64
-        if not seed:
-            break
-    z = (folded * 0x9E3779B97F4A7C15 + (stream + 1) * 0xBF58476D1CE4E5B9) & _MASK64
+    if seed >> 64:
+        data = seed.to_bytes((seed.bit_length() + 7) // 8, "little")
+        seed = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    z = (seed * 0x9E3779B97F4A7C15 + (stream + 1) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return (z ^ (z >> 31)) >> 1

@@ -54,3 +54,40 @@ def test_rank_arguments_are_checked():
         D2ACESampler(y, 8, x, config=ddp_worker.CONFIG, num_replicas=2, rank=2)
     with pytest.raises(ValueError, match="num_replicas"):
         D2ACESampler(y, 8, x, config=ddp_worker.CONFIG, num_replicas=0)
+
+
+def test_a_global_batch_smaller_than_the_world_and_a_bad_step_on_one_rank(tmp_path):
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_small_world_worker.py")
+    run = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(3)]
+    steps = len(ranks[0]["seen"])
+    assert steps == 4 * 5 and all(len(r["seen"]) == steps for r in ranks)  # ceil(9 / 2) batches an epoch
+    for step in range(steps):
+        shards = [r["seen"][step] for r in ranks]
+        assert all(len(s) >= 1 for s in shards)
+        merged = [i for s in shards for i in s]
+        assert len(merged) == len(set(merged)), (step, shards)  # no index twice in a global batch
+    nan_errors, index_errors, none = zip(*[r["errors"] for r in ranks])
+    assert len(set(nan_errors)) == 1 and nan_errors[0][0] == "ValueError" and "NaN" in nan_errors[0][1]
+    assert len(set(index_errors)) == 1 and index_errors[0][0] == "IndexError"
+    assert "rank 2" in index_errors[0][1] and "[0, 9)" in index_errors[0][1]
+    assert none == (None, None, None)
+
+
+def test_batches_smaller_than_the_world_never_repeat_an_index_without_a_process_group():
+    x, y = ddp_worker.problem()
+    x, y = x[:10], y[:10]
+    for config in (ddp_worker.CONFIG, ddp_worker.CONFIG.replace(warmup_order="fixed")):
+        for epoch in (0, 3):  # an ordered and a weighted epoch
+            shards = []
+            for rank in range(4):
+                sampler = D2ACESampler(y, 3, x, config=config, seed=2, num_replicas=4, rank=rank)
+                sampler.set_epoch(epoch)
+                shards.append(list(sampler))
+            for step in range(4):  # ceil(10 / 3)
+                merged = [i for r in range(4) for i in shards[r][step]]
+                assert all(len(shards[r][step]) >= 1 for r in range(4))
+                assert len(merged) == len(set(merged)) == 4
+    with pytest.raises(ValueError, match="every global batch gives each rank"):
+        D2ACESampler(y, 3, x, config=ddp_worker.CONFIG, num_replicas=11, rank=0)

@@ -1,0 +1,107 @@
+"""Argument rules that used to be missing: config field types, label formats,
+precomputed neighbours, seeds, and targets that are not the sampler's labels."""
+import math
+
+import pytest
+import torch
+
+from d2ace_ext import D2ACEConfig, D2ACESampler
+from d2ace_ext.equivalence import pure_pytorch_path
+from d2ace_ext.factory import make_sampler
+from d2ace_ext.selectors.d2ace import D2ACESelector
+
+from conftest import random_problem
+
+
+@pytest.mark.parametrize("field, value", [
+    ("window_size", 2.5), ("window_size", True), ("num_neighbors", 2.5), ("num_neighbors", True),
+    ("num_epochs", 10.5), ("warmup_epochs", 1.0), ("t_start", 30.0), ("quant_index_min", True),
+    ("initial_pressure", math.inf), ("initial_pressure", math.nan), ("lambda1", math.nan), ("lambda2", "0.7"),
+    ("flip_threshold", True), ("norm_eps", math.inf), ("p_beta_start", None), ("include_self", 1),
+    ("row_normalize_correlation", "yes"), ("label_weights_in_phi", None), ("window_unit", ["epoch"]),
+])
+def test_every_config_field_is_checked_at_construction(field, value):
+    with pytest.raises(ValueError, match=f"D2ACEConfig.{field} must be"):
+        D2ACEConfig(**{field: value})
+
+
+def test_config_accepts_ints_for_real_fields():
+    config = D2ACEConfig(initial_pressure=50, lambda2=1, norm_eps=0)
+    assert config.initial_pressure == 50
+
+
+def test_complex_labels_are_rejected_by_name():
+    x, y = random_problem(n=12, q=3)
+    with pytest.raises(TypeError, match="labels must be real"):
+        D2ACESampler(y.to(torch.complex64), 4, x)
+    with pytest.raises(TypeError, match="labels must be real"):
+        make_sampler("ml_unc", y.to(torch.complex64), 4)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support:UserWarning")
+def test_sparse_labels_are_converted():
+    x, y = random_problem(n=12, q=3, seed=1)
+    for sparse in (y.to_sparse(), y.to_sparse_csr()):  # CSR support is beta in torch: it warns
+        dense_sampler = D2ACESampler(y, 4, x, config=D2ACEConfig(num_neighbors=2), seed=3)
+        sparse_sampler = D2ACESampler(sparse, 4, x, config=D2ACEConfig(num_neighbors=2), seed=3)
+        assert torch.equal(sparse_sampler.selector.labels, y != 0)
+        assert list(sparse_sampler) == list(dense_sampler)
+        make_sampler("dihcl", sparse, 4)  # the baselines read labels through the same check
+
+
+def test_neighbors_must_be_integer_indices_with_num_neighbors_columns():
+    x, y = random_problem(n=12, q=3)
+    neighbors = torch.stack([(torch.arange(12) + s) % 12 for s in (1, 2, 3)], dim=1)
+    config = D2ACEConfig(num_neighbors=3)
+    D2ACESelector(y, config=config, neighbors=neighbors)
+    with pytest.raises(TypeError, match="neighbors must hold integer indices"):
+        D2ACESelector(y, config=config, neighbors=neighbors > 4)
+    with pytest.raises(ValueError, match="2 columns but num_neighbors = 3"):
+        D2ACESelector(y, config=config, neighbors=neighbors[:, :2])
+    with pytest.raises(ValueError, match="num_neighbors = 0"):
+        D2ACESelector(y, config=D2ACEConfig(num_neighbors=0), neighbors=neighbors)
+
+
+@pytest.mark.parametrize("name", ["random", "balance", "dihcl", "ml_unc", "d2ace"])
+def test_one_seed_rule_for_every_selector(name):
+    x, y = random_problem(n=20, q=3)
+    options = {"num_neighbors": 2} if name == "d2ace" else {}
+    for seed in (0, 2**63, 2**64, 2**200 + 7):
+        sampler = make_sampler(name, y, 5, x, seed=seed, **options)
+        assert len(list(sampler)) == 4
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="seed"):
+            make_sampler(name, y, 5, x, seed=bad, **options)
+
+
+def test_large_seeds_keep_their_high_bits():
+    x, y = random_problem(n=40, q=3)
+    batches = {seed: list(make_sampler("random", y, 8, seed=seed)) for seed in (5, 2**64 + 5, 2**128 + 5)}
+    assert len({str(b) for b in batches.values()}) == 3
+
+
+@pytest.mark.parametrize("path", ["native", "fallback"])
+def test_targets_that_are_not_the_samplers_labels_are_rejected(path):
+    x, y = random_problem(n=24, q=4, density=0.5, seed=2)
+    context = pure_pytorch_path() if path == "fallback" else torch.no_grad()
+    with context:
+        for name in ("d2ace", "ml_unc", "hard_imb"):
+            options = {} if name == "ml_unc" else {"num_neighbors": 3}
+            sampler = make_sampler(name, y, 6, x, **options)
+            batch = torch.tensor(next(iter(sampler)))
+            before = sampler.state_dict()["selector"]
+            shuffled = y[torch.roll(batch, 1)]  # the rows of other instances: an unwrapped dataset
+            if torch.equal(shuffled, y[batch]):
+                continue
+            with pytest.raises(ValueError, match="IndexedDataset"):
+                sampler.update(batch, torch.randn(6, 4), shuffled)
+            after = sampler.state_dict()["selector"]
+            assert all(torch.equal(before[k], after[k]) for k in before if isinstance(before[k], torch.Tensor))
+            sampler.update(batch, torch.randn(6, 4), y[batch])
+
+
+def test_a_selector_without_records_pays_nothing_per_step():
+    x, y = random_problem(n=24, q=4)
+    sampler = make_sampler("random", y, 6)
+    sampler.update([0, 0, 99], torch.full((3, 4), math.nan), y[:3])  # not even read
+    assert sampler.overhead_seconds == 0.0
