@@ -152,6 +152,8 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
                 sampler.load_state_dict(state["sampler"])
                 history, best = state["history"], state["best"]
                 torch.set_rng_state(state["torch_rng"])
+                if state.get("cuda_rng") is not None and torch.cuda.is_available():
+                    torch.cuda.set_rng_state_all(state["cuda_rng"])
                 random.setstate(state["python_rng"])
                 first_epoch = state["epoch"] + 1
     eval_base = _eval_base(data)
@@ -200,7 +202,8 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
             _save(ckpt, {"protocol": protocol.digest(), "epoch": epoch, "model": model.state_dict(),
                          "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
                          "sampler": sampler.state_dict(), "history": history, "best": best,
-                         "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()})
+                         "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                         "cuda_rng": torch.cuda.get_rng_state_all() if str(device).startswith("cuda") else None})
         if stop_after is not None and epoch + 1 - first_epoch >= stop_after and epoch + 1 < protocol.epochs:
             bar.close()
             return None
