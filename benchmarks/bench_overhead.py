@@ -266,17 +266,32 @@ def main(argv=None) -> int:
                        [m.strip() for m in args.models.split(",") if m.strip()], shrink)
     header = ("| set | model | workers | selector | epoch | plain | extra vs plain | select | update/call | "
               "update | scoring | drawing | other |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = []
+    lines, shares = [], []
     for workers in (int(w) for w in args.workers.split(",")):
         for case in cases:
             result = measure(case, workers, reps)
             print_case(case, workers, result, lambda text: (print(text, flush=True), lines.append(text)))
+            shares.append(share_row(case, workers, result))
     print("\nall cases (ms; select = sampler.overhead_seconds per epoch; other = extra - update - scoring - drawing):")
     print(header)
     for line in lines:
         if line.startswith("|"):
             print(line)
+    print("\nselection time as a share of the plain epoch (select / plain), and D2ACE's measured extra wall time:")
+    print("| set | model | workers | plain ms | random | ml_unc | d2ace | d2ace extra wall |\n|---|---|---|---|---|---|---|---|")
+    print("\n".join(shares))
     return 0
+
+
+def share_row(case: Case, workers: int, result: dict) -> str:
+    """One line of the compact table: each selector's own time (update, scoring,
+    drawing, as the sampler accounts it) over the plain epoch; on a loaded machine this
+    is steadier than the difference of two noisy epoch times, shown last."""
+    plain = result["plain"]["wall"]
+    cells = " | ".join(f"{result[a]['select'] * 1e3:.1f} ms ({result[a]['select'] / plain * 100:.1f} %)"
+                       for a in ARMS[1:])
+    extra = (result["d2ace"]["wall"] - plain) / plain * 100
+    return f"| {case.name} | {case.model} | {workers} | {plain * 1e3:.1f} | {cells} | {extra:+.1f} % |"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ exact resume from mid-epoch and end-of-epoch checkpoints, and DDP on two CPU ran
 import os
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
@@ -17,7 +16,8 @@ from d2ace_ext.integrations.lightning import SelectionCallback  # noqa: E402
 
 import lightning_parts as parts  # noqa: E402
 
-warnings.filterwarnings("ignore", message=".*(does not have many workers|resuming from a checkpoint).*")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*does not have many workers"),
+              pytest.mark.filterwarnings("ignore:.*resuming from a checkpoint")]
 
 
 def fit(root, module, ckpt_path=None, every=None):
