@@ -8,6 +8,7 @@ computed the probabilities.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 _MAX_ROUNDS = 64
@@ -24,6 +25,8 @@ class WeightedDraw:
             raise ValueError("probabilities must be finite and strictly positive")
         self.probabilities = probs / probs.sum()
         self.cdf = self.probabilities.cumsum(0)
+        self._cdf = self.cdf.numpy()
+        self._total = float(self.cdf[-1])
         self.n = probs.numel()
 
     def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -39,17 +42,17 @@ class WeightedDraw:
     def _by_rejection(self, size: int, generator: torch.Generator) -> torch.Tensor | None:
         # Draws with replacement, keeping first occurrences in order: the same law as
         # successive sampling without replacement, at O(size log n) instead of O(n).
-        candidates = torch.empty(0, dtype=torch.int64)
+        # The bookkeeping runs in NumPy: these arrays hold a few hundred entries, and
+        # torch's intra-op threads made one searchsorted cost a scheduler time slice
+        # (12 ms measured) whenever the other core was busy, as it is with loader workers.
+        candidates = np.empty(0, dtype=np.int64)
         for _ in range(_MAX_ROUNDS):
-            uniform = torch.rand(2 * size, dtype=torch.float64, generator=generator) * self.cdf[-1]
-            fresh = torch.searchsorted(self.cdf, uniform, right=True).clamp_(max=self.n - 1)
-            candidates = torch.cat([candidates, fresh])
-            distinct, inverse = torch.unique(candidates, return_inverse=True)
-            if distinct.numel() >= size:
-                positions = torch.arange(candidates.numel())
-                first = torch.full((distinct.numel(),), candidates.numel(), dtype=torch.int64)
-                first.scatter_reduce_(0, inverse, positions, reduce="amin")
-                return candidates[first.sort().values[:size]]
+            uniform = torch.rand(2 * size, dtype=torch.float64, generator=generator).numpy() * self._total
+            fresh = np.minimum(np.searchsorted(self._cdf, uniform, side="right"), self.n - 1)
+            candidates = np.concatenate([candidates, fresh])
+            distinct, first = np.unique(candidates, return_index=True)
+            if distinct.size >= size:
+                return torch.from_numpy(candidates[np.sort(first)[:size]])
         return None
 
     def _by_keys(self, size: int, generator: torch.Generator) -> torch.Tensor:
