@@ -17,7 +17,8 @@ from d2ace_ext.integrations.lightning import SelectionCallback  # noqa: E402
 import lightning_parts as parts  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*does not have many workers"),
-              pytest.mark.filterwarnings("ignore:.*resuming from a checkpoint")]
+              pytest.mark.filterwarnings("ignore:.*resuming from a checkpoint"),
+              pytest.mark.filterwarnings("ignore:Be aware that when using .ckpt_path.")]
 
 
 def fit(root, module, ckpt_path=None, every=None):
