@@ -38,7 +38,10 @@ def main(argv=None) -> int:
                         help="a threshold such as median:10%% (repeatable); none: report only")
     parser.add_argument("--storage", default=".benchmarks")
     args = parser.parse_args(argv)
-    checks = [parse_compare_fail(text) for text in args.fail if text]
+    try:
+        checks = [parse_compare_fail(text) for text in args.fail if text]
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"--fail: {error} Use e.g. median:10% or min:0.001 (seconds)")
     runs = args.runs or last_two(args.storage)
     if len(runs) != 2:
         print(f"need two saved runs to compare, found {len(runs)} under {args.storage}/ (run `make bench` twice)")
