@@ -24,7 +24,9 @@ MixtureOutputs quantized_mixture_cpu(const at::Tensor& weights, const at::Tensor
   double* p = probabilities.mutable_data_ptr<double>();
   double* mix = mixture.mutable_data_ptr<double>();
 
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  // One chunk per 64k instances at most one per thread: below that the work is a fraction
+  // of a millisecond, less than what a parallel region costs when another process holds a core.
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n >> 16));
   for (int64_t m = 0; m < 2; ++m) {
     const math::Quantizer quant = math::make_quantizer(range[2 * m], range[2 * m + 1], pressure, n, index_min);
     std::vector<double> partial(chunks, 0.0);

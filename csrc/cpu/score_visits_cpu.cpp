@@ -134,7 +134,11 @@ ScoreOutputs score_visits_cpu(const at::Tensor& window, const at::Tensor& pushes
     shift[q + j] = mh[j];
   }
 
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+  // One chunk per ~1M window entries (about a millisecond of work), at most one per
+  // thread: a parallel region costs a scheduler time slice (~12 ms measured) whenever
+  // another process holds a core, so small states run inline on the calling thread.
+  const int64_t work = n * n_t * q + (yp[n] + zp[n]) * q;
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>({at::get_num_threads(), n, work >> 20}));
   const std::vector<int64_t> bounds = chunk_bounds(n, chunks);
   const int64_t qq = q * q;
   const bool gram_per_chunk = 2 * qq * 8 <= kMaxGramBytesPerChunk;
