@@ -19,6 +19,7 @@ from torch.utils.data import Sampler
 from . import distributed
 from .config import D2ACEConfig
 from .drawing import WeightedDraw
+from .sampler_state import plan_from_state
 from .selectors.base import FIXED, SHUFFLE, WEIGHTED, Selector
 from .selectors.d2ace import D2ACESelector
 from .validation import (
@@ -262,51 +263,10 @@ class SelectionBatchSampler(Sampler):
         overhead = state.get("overhead_seconds", 0.0)
         if not is_real(overhead) or overhead < 0:
             raise ValueError(f"state_dict overhead_seconds must be a finite number >= 0, got {overhead!r}")
-        plan = self._plan_from_state(state["plan"], position)
+        plan = plan_from_state(state["plan"], self.n, position)
         self.selector.load_state_dict(state["selector"])  # checks everything before assigning
         self._epoch, self._position, self._plan = epoch, position, plan
         self.overhead_seconds = float(overhead)
-
-    def _plan_from_state(self, saved, position: int) -> dict | None:
-        """The epoch plan of a saved state, every field checked (errors name it)."""
-        if saved is None:
-            if position != 0:
-                raise ValueError("state_dict plan is None, so its position must be 0 (the epoch has not started)")
-            return None
-        if not isinstance(saved, dict):
-            raise ValueError(f"state_dict plan must be a dict or None, got {type(saved).__name__}")
-        mode = saved.get("mode")
-        if mode not in (SHUFFLE, FIXED, WEIGHTED):
-            raise ValueError(f"state_dict plan.mode must be one of {(SHUFFLE, FIXED, WEIGHTED)}, got {mode!r}")
-        generator = torch.Generator()
-        try:
-            generator.set_state(saved.get("generator"))
-        except (TypeError, RuntimeError, ValueError) as exc:
-            raise ValueError(f"state_dict plan.generator is not a CPU generator state ({exc})") from None
-        order, probabilities = saved.get("order"), saved.get("probabilities")
-        draw = None
-        if mode == WEIGHTED:
-            if order is not None:
-                raise ValueError("state_dict plan.order must be None in a weighted epoch")
-            if not isinstance(probabilities, torch.Tensor) or tuple(probabilities.shape) != (self.n,) \
-                    or not probabilities.is_floating_point():
-                got = tuple(probabilities.shape) if isinstance(probabilities, torch.Tensor) else type(probabilities).__name__
-                raise ValueError(f"state_dict plan.probabilities must be a floating-point ({self.n},) tensor, got {got}")
-            try:
-                draw = WeightedDraw(probabilities)
-            except ValueError as exc:
-                raise ValueError(f"state_dict plan.probabilities: {exc}") from None
-        else:
-            if probabilities is not None:
-                raise ValueError(f"state_dict plan.probabilities must be None in a {mode} epoch")
-            if not isinstance(order, torch.Tensor) or tuple(order.shape) != (self.n,) or order.is_floating_point() \
-                    or order.is_complex() or order.dtype == torch.bool:
-                got = (tuple(order.shape), order.dtype) if isinstance(order, torch.Tensor) else type(order).__name__
-                raise ValueError(f"state_dict plan.order must be an integer ({self.n},) tensor, got {got}")
-            order = order.to("cpu", torch.int64)
-            if not torch.equal(torch.sort(order).values, torch.arange(self.n)):
-                raise ValueError(f"state_dict plan.order must be a permutation of 0..{self.n - 1}")
-        return {"mode": mode, "generator": generator, "order": order, "draw": draw}
 
 
 class D2ACESampler(SelectionBatchSampler):
