@@ -123,3 +123,16 @@ def test_unknown_variant_and_reference_preset_options():
         make_model("mlp", D, Q, variant="published")
     options = with_published_variants(["mlp", "clif", "dela"], {"dela": {"variant": "paper", "lam": 0.1}})
     assert options == {"clif": {"variant": "published"}, "dela": {"variant": "paper", "lam": 0.1}}
+
+
+def test_reference_preset_on_the_command_line_builds_published_models():
+    from d2ace_ext import cli
+    args = cli.build_parser().parse_args(["run", "--dataset", "yeast", "--model", "clif", "--preset", "reference",
+                                          "--folds-from", "published", "--epochs", "7"])
+    args.epochs = args.epochs[0]
+    protocol = cli._protocol(args, ["clif"], ["d2ace"])
+    assert protocol.model_options == {"clif": {"variant": "published"}} and protocol.folds_from == "published"
+    args = cli.build_parser().parse_args(["run", "--dataset", "yeast", "--model", "clif", "--preset", "reference",
+                                          "--model-opt", "variant=paper"])
+    args.epochs = args.epochs[0]
+    assert cli._protocol(args, ["clif"], ["d2ace"]).model_options == {"clif": {"variant": "paper"}}
