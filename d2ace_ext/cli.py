@@ -85,6 +85,8 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--trace", choices=["none", "first", "all"], default="none",
                      help="write figure traces for no run, fold 0 of each configuration, or every run")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--report-only", action="store_true",
+                     help="run nothing: tables from the runs of this grid already in the results folder")
 
 
 def _per_name(pairs: list[str], flag: str, names: list[str], normalise=str) -> dict:
@@ -126,7 +128,8 @@ def _execute(args, datasets, models, selectors):
     grid = Grid(tuple(datasets), tuple(models), tuple(selectors), args.preset, args.repeats)
     started = time.perf_counter()
     results = run_grid(grid, protocol, args.results_dir, data_dir=args.data_dir, device=args.device, jobs=args.jobs,
-                       threads=args.threads, trace=args.trace, progress=not args.no_progress)
+                       threads=args.threads, trace=args.trace, progress=not args.no_progress,
+                       report_only=args.report_only)
     wall = time.perf_counter() - started
     records = list(results.values())
     summary = summarise(records, datasets, models, selectors)

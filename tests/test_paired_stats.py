@@ -109,3 +109,14 @@ def test_epochs_sweep_runs_each_length(monkeypatch):
     seen.clear()
     assert cli.main(["compare", "--datasets", "cal500"]) == 0
     assert seen == [(100, "comparison")]
+
+
+def test_report_only_runs_nothing_and_returns_what_is_there(tmp_path):
+    from d2ace_ext.harness.runner import run_grid
+    protocol = Protocol(folds=2)
+    grid = Grid(("nowhere",), ("mlp",), ("random", "d2ace"), repeats=2)
+    store = ResultsStore(str(tmp_path))
+    present = grid.keys(protocol)[2]
+    store.append({"key": present.to_dict(), "metrics": {"macro_auc": 0.7}})
+    found = run_grid(grid, protocol, str(tmp_path), data_dir=str(tmp_path), report_only=True, progress=False)
+    assert list(found.values()) == [{"key": present.to_dict(), "metrics": {"macro_auc": 0.7}}]

@@ -60,10 +60,13 @@ def _run_one(key: RunKey, data_dir, protocol, device, results_dir, trace, progre
 
 
 def run_grid(grid: Grid, protocol: Protocol, results_dir: str, *, data_dir: str | None = None, device: str = "cpu",
-             jobs: int = 1, threads: int | None = None, trace: str = "none", progress: bool = True) -> dict:
+             jobs: int = 1, threads: int | None = None, trace: str = "none", progress: bool = True,
+             report_only: bool = False) -> dict:
     """Run every missing run of ``grid``; returns {key tuple: record} of the grid's runs.
 
     trace: "none", "first" (fold 0 of each configuration) or "all" runs write figure traces.
+    report_only: run nothing; return the grid's runs already in the results file (a
+    partial grid's tables: unpaired runs simply drop out of the paired statistics).
     """
     if trace not in ("none", "first", "all"):
         raise ValueError(f"trace must be 'none', 'first' or 'all', got {trace!r}")
@@ -71,6 +74,9 @@ def run_grid(grid: Grid, protocol: Protocol, results_dir: str, *, data_dir: str 
     done = store.records()
     keys = grid.keys(protocol)
     todo = [k for k in keys if key_tuple(k.to_dict()) not in done]
+    if report_only:
+        print(f"{len(keys) - len(todo)} of {len(keys)} runs in {store.path}; reporting those, running none")
+        return {key_tuple(k.to_dict()): done[key_tuple(k.to_dict())] for k in keys if k not in todo}
     for name in grid.datasets:  # fail fast on a missing set, before hours of runs
         if any(k.dataset == name for k in todo):
             _prepared(name, data_dir, protocol)
