@@ -76,7 +76,8 @@ def test_backbone_none_takes_precomputed_features_and_layer4_freezing():
     assert model(torch.randn(10, 16)).shape == (10, 5)
     with pytest.raises(ValueError, match=r"\(b, 16\)"):
         model(torch.randn(10, 7))
-    hst = make_model("hst", 3, 5, train_labels=y, backbone="resnet18", image_dim=16, hidden=8, output_dim=8)
+    hst = make_model("hst", 3, 5, train_labels=y, backbone="resnet18", image_dim=16, hidden=8, output_dim=8,
+                     trainable="layer4")   # HST's default when a checkpoint is given
     frozen = [p.requires_grad for p in hst.backbone.body.parameters()]
     assert not any(frozen) and all(p.requires_grad for p in hst.backbone.layer4.parameters())
     hst.train()

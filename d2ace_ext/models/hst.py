@@ -28,7 +28,8 @@ divided by 3 (see below). Choices, one line each:
   semantic vectors of each label's positive training images, at epochs 5, 10, 15, ...
   (``start_epoch`` gets a pass over the training set from the protocol);
 * epoch 0 ramps the pair and instance terms linearly over its steps (released code);
-* backbone: only layer4 trained, earlier BatchNorm frozen (released code).
+* backbone: with a checkpoint only layer4 trained, earlier BatchNorm frozen (released code);
+  from random weights every layer trains (frozen random layers would be fixed noise).
 """
 from __future__ import annotations
 
@@ -120,12 +121,12 @@ class HST(MultiLabelModel):
     """images (b, 3, H, W) (or feature maps with backbone="none") -> logits (b, q).
 
     in_features: 3 for images, the channel count for backbone="none". train_labels build
-    the label graph (required). Weights: ``intra_weight`` / ``inter_weight`` (1.0, paper),
+    the label graph (required). ``trainable``: default "layer4" with a checkpoint, else "all". Weights: ``intra_weight`` / ``inter_weight`` (1.0, paper),
     margins ``theta_intra`` / ``theta_cross`` (1.0), ``prototypes`` (50).
     """
 
     def __init__(self, in_features: int, num_labels: int, train_labels: torch.Tensor | None = None, *,
-                 backbone: str = "resnet101", checkpoint: str | None = None, trainable: str = "layer4",
+                 backbone: str = "resnet101", checkpoint: str | None = None, trainable: str | None = None,
                  embeddings: str | None = None, image_dim: int = 1024, hidden: int = 512, output_dim: int = 1024,
                  steps: int = 3, theta_intra: float = 1.0, theta_cross: float = 1.0, intra_weight: float = 1.0,
                  inter_weight: float = 1.0, pseudo_bce_weight: float = 0.1, prototypes: int = 50,
@@ -134,6 +135,8 @@ class HST(MultiLabelModel):
         if train_labels is None:
             raise ValueError("HST builds its label graph from train_labels (n, q); pass them")
         q = num_labels
+        if trainable is None:   # freezing layers only keeps something when they hold pretrained weights
+            trainable = "layer4" if checkpoint else "all"
         self.backbone = Backbone(backbone, in_features, checkpoint=checkpoint, trainable=trainable)
         c = self.backbone.out_channels
         self.project = (nn.Sequential(nn.Conv2d(c, image_dim, 1, bias=False), nn.BatchNorm2d(image_dim))
