@@ -88,12 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--lr", type=float, default=p.lr)
         g.add_argument("--weight-decay", type=float, default=p.weight_decay)
         g.add_argument("--lr-step", type=int, default=p.lr_step, help="LR x0.1 every N epochs (0: constant)")
-        g.add_argument("--image-size", type=int, default=p.image_size)
+        g.add_argument("--image-size", type=int, default=None,
+                       help=f"input side (default {p.image_size}, the paper's; 32 when every set is digits-mosaic)")
         g.add_argument("--scale-size", type=int, default=None, help="resize before cropping (default 8/7 of --image-size)")
         g.add_argument("--model-selection", choices=["val", "last", "test"], default=p.model_selection)
         g.add_argument("--val-fraction", type=float, default=p.val_fraction)
         g.add_argument("--seed", type=int, default=p.seed)
-        g.add_argument("--backbone", default="resnet101", help="resnet18/34/50/101/152, or none for features")
+        g.add_argument("--backbone", default=None, help="resnet18/34/50/101/152, or none for features "
+                                                        "(default resnet101, the paper's; resnet18 for digits-mosaic, none for features)")
         g.add_argument("--checkpoint", default=None, help="ResNet weights file (never downloaded)")
         g.add_argument("--embeddings", default=None, help="label word embeddings (q, d) file; default one-hot")
         g.add_argument("--model-opt", action="append", metavar="KEY=VALUE")
@@ -114,6 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--threads", type=int, default=None)
         e.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def cpu_defaults(args, datasets) -> None:
+    """Fill --image-size and --backbone: the paper's 448 / ResNet-101, 32 / ResNet-18 when
+    every set is the embedded mosaic (a CPU-sized run), no backbone for features files."""
+    mosaic_only = all(d == "digits-mosaic" for d in datasets)
+    if args.image_size is None:
+        args.image_size = 32 if mosaic_only else 448
+    if args.backbone is None:
+        features_only = all(d == "features" or d.endswith((".pt", ".npz")) for d in datasets)
+        args.backbone = "none" if features_only else "resnet18" if mosaic_only else "resnet101"
 
 
 def protocol_from(args, models, selectors):
@@ -142,6 +155,7 @@ def execute(args, datasets, models, selectors) -> list[dict]:
     unknown = [s for s in selectors if s not in DISPLAY_NAMES]
     if unknown:
         raise SystemExit(f"unknown selector(s) {unknown}; valid: {', '.join(DISPLAY_NAMES)}")
+    cpu_defaults(args, datasets)
     protocol = protocol_from(args, models, selectors)
     store = ResultsStore(args.results_dir)
     done = store.records()
