@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         e = c.add_argument_group("execution")
         e.add_argument("--preset", choices=["paper", "reference"], default="paper", help="D2ACE's preset")
         e.add_argument("--data-dir", default=None, help="image folder (default: $D2ACE_DATA_DIR)")
-        e.add_argument("--results-dir", default="d2ace-results")
+        e.add_argument("--results-dir", default="d2ace-image-results")
         e.add_argument("--device", default="cpu")
         e.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: 4 for image files)")
         e.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
