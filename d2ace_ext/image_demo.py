@@ -2,7 +2,7 @@
 Random and with D2ACE batches, side by side: mAP (headline), Macro-AUC, Macro-F1, and
 what selection costs per training step.
 
-    python -m d2ace_ext.image_demo                # about 5-10 minutes on a 2-core CPU
+    python -m d2ace_ext.image_demo                # about 3-10 minutes on a shared 2-core CPU
     python -m d2ace_ext.image_demo --model hst --epochs 10 --device cuda
 
 Nothing is downloaded: the backbone starts from random weights (pass --checkpoint for

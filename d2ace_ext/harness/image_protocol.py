@@ -82,6 +82,16 @@ class ImageProtocol:
                 "t_end": round(_PAPER_T_END * ratio)}
 
 
+def model_options(protocol: ImageProtocol, model: str) -> dict:
+    """The model's options: HST's pseudo-label / prototype epochs (5 and every 5 of the
+    paper's 20) scaled to ``epochs`` like the selectors' schedule, then the user's."""
+    options = {}
+    if model == "hst":
+        start = max(1, round(5 * protocol.epochs / _PAPER_EPOCHS))
+        options = {"generate_label_epoch": start, "prototype_every": start}
+    return {**options, **protocol.model_options.get(model, {})}
+
+
 def build_image_sampler(selector: str, labels: torch.Tensor, features: torch.Tensor | None,
                         protocol: ImageProtocol, seed: int, preset: str = "paper", device=None):
     """The selector's batch sampler with the image schedule (T_w = 5, t_start 5, t_end 15

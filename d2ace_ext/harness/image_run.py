@@ -25,7 +25,7 @@ from ..datasets.images.registry import ImageData
 from ..metrics import evaluate
 from ..models import make_model
 from .experiment import RunKey
-from .image_protocol import ImageProtocol, build_image_sampler, mean_average_precision, needs_features
+from .image_protocol import ImageProtocol, build_image_sampler, mean_average_precision, model_options, needs_features
 
 
 class _Rows(Dataset):
@@ -127,7 +127,7 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
     fit_y = data.train_labels[fit_rows]
     in_features = 3 if data.kind == "image" else int(data.train.get_batch(torch.tensor([0]))[0].shape[1])
     model = make_model(key.model, in_features, data.num_labels, train_labels=fit_y,
-                       **protocol.model_options.get(key.model, {})).to(device)
+                       **model_options(protocol, key.model)).to(device)
     features = None
     if needs_features(key.selector, protocol, key.preset):
         features = (data.knn_features[fit_rows] if data.knn_features is not None else
