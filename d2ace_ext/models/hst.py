@@ -121,8 +121,9 @@ class HST(MultiLabelModel):
     """images (b, 3, H, W) (or feature maps with backbone="none") -> logits (b, q).
 
     in_features: 3 for images, the channel count for backbone="none". train_labels build
-    the label graph (required). ``trainable``: default "layer4" with a checkpoint, else "all". Weights: ``intra_weight`` / ``inter_weight`` (1.0, paper),
-    margins ``theta_intra`` / ``theta_cross`` (1.0), ``prototypes`` (50).
+    the label graph (required). ``trainable``: default "layer4" with a checkpoint, else
+    "all". Weights ``intra_weight`` / ``inter_weight`` (1.0, paper), margins
+    ``theta_intra`` / ``theta_cross`` (1.0), ``prototypes`` (50).
     """
 
     def __init__(self, in_features: int, num_labels: int, train_labels: torch.Tensor | None = None, *,
@@ -191,7 +192,8 @@ class HST(MultiLabelModel):
         q = self.num_labels
         found: list[list[torch.Tensor]] = [[] for _ in range(q)]
         for x, y in batches:
-            sem = self.semantic(x).float().cpu()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda):   # as the training steps
+                sem = self.semantic(x).float().cpu()
             y = y.cpu()
             for c in range(q):
                 found[c].append(sem[y[:, c] > 0, c])
