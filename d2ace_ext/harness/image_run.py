@@ -55,13 +55,15 @@ def _identity(batch):
 
 
 def loader(base: Dataset, rows: torch.Tensor, *, batch_sampler=None, batch_size: int = 64, workers: int = 0,
-           device: str = "cpu") -> DataLoader:
-    """(index, x, y) batches of ``base`` restricted to ``rows``, in order or by ``batch_sampler``."""
+           device: str = "cpu", persistent: bool = False) -> DataLoader:
+    """(index, x, y) batches of ``base`` restricted to ``rows``, in order or by ``batch_sampler``;
+    ``persistent`` keeps the workers between epochs (the sampler itself runs in this process)."""
     batched = hasattr(base, "get_batch")
     dataset = (_BatchedRows if batched else _Rows)(base, rows)
     extra = {"batch_sampler": batch_sampler} if batch_sampler is not None else {"batch_size": batch_size}
     return DataLoader(dataset, collate_fn=_identity if batched else default_collate, num_workers=workers,
-                      pin_memory=str(device).startswith("cuda"), persistent_workers=False, **extra)
+                      pin_memory=str(device).startswith("cuda"), persistent_workers=persistent and workers > 0,
+                      **extra)
 
 
 def _autocast(device: str, amp: bool):
@@ -133,7 +135,7 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
         features = (data.knn_features[fit_rows] if data.knn_features is not None else
                     backbone_features(model, _eval_base(data), fit_rows, device, workers))
     sampler = build_image_sampler(key.selector, fit_y.to(device), features, protocol, seed, key.preset, device)
-    train_loader = loader(data.train, fit_rows, batch_sampler=sampler, workers=workers, device=device)
+    train_loader = loader(data.train, fit_rows, batch_sampler=sampler, workers=workers, device=device, persistent=True)
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=protocol.lr,
                                  betas=(0.9, 0.999), weight_decay=protocol.weight_decay)
     step = protocol.lr_step or protocol.epochs + 1
