@@ -30,7 +30,7 @@ _SCHEDULED = {"active", "recent", "dihcl", "hard_imb", "ml_unc"}
 _PAPER_EPOCHS, _PAPER_WARMUP = 100, 10
 
 
-class _TensorBatches(Dataset):
+class TensorBatches(Dataset):
     """(index, x, y) of a whole batch in one indexing op (DataLoader's ``__getitems__``
     path), instead of b per-item calls and a collate."""
 
@@ -48,7 +48,7 @@ class _TensorBatches(Dataset):
         return index, self.x[index], self.y[index]
 
 
-def _whole_batch(batch):
+def whole_batch(batch):
     return batch
 
 
@@ -104,7 +104,7 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
     model = make_model(key.model, data.train_x.shape[1], q, train_labels=data.train_y,
                        **protocol.model_options.get(key.model, {})).to(device)
     sampler = build_sampler(key, data, protocol, seed, device)
-    loader = DataLoader(_TensorBatches(data.train_x, data.train_y), batch_sampler=sampler, collate_fn=_whole_batch)
+    loader = DataLoader(TensorBatches(data.train_x, data.train_y), batch_sampler=sampler, collate_fn=whole_batch)
     optimiser = torch.optim.Adam(model.parameters(), lr=protocol.lr, betas=(0.9, 0.999),
                                  weight_decay=protocol.weight_decay)
     warm_steps = protocol.lr_warmup_epochs * len(sampler)
