@@ -11,33 +11,16 @@ runs already there, so an interrupted comparison resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import ast
 import math
 import sys
 import time
 
 import numpy as np
 
+from .cli_options import options_per_name
 from .harness.experiment import DISPLAY_NAMES, Protocol, canonical_selector, with_published_variants
 
 DEFAULT_RESULTS = "d2ace-results"
-
-
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def _options(pairs: list[str], flag: str) -> dict:
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise SystemExit(f"{flag} takes key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = _value(value.strip())
-    return out
 
 
 def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,22 +72,8 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
                      help="run nothing: tables from the runs of this grid already in the results folder")
 
 
-def _per_name(pairs: list[str], flag: str, names: list[str], normalise=str) -> dict:
-    """{name: {option: value}} from NAME.KEY=VALUE (or KEY=VALUE when one name is run)."""
-    out: dict = {}
-    for key, value in _options(pairs, flag).items():
-        if "." in key:
-            name, field = key.split(".", 1)
-            out.setdefault(normalise(name), {})[field] = value
-        elif len(names) == 1:
-            out.setdefault(names[0], {})[key] = value
-        else:
-            raise SystemExit(f"{flag} {key}: name which one, e.g. {names[-1]}.{key}=...")
-    return out
-
-
 def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
-    model_options = _per_name(args.model_opt, "--model-opt", models)
+    model_options = options_per_name(args.model_opt, "--model-opt", models)
     if args.preset == "reference":
         model_options = with_published_variants(models, model_options)
     return Protocol(folds=args.folds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -113,7 +82,7 @@ def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
                     min_positives=args.min_positives, feature_fraction=args.feature_fraction,
                     model_selection=args.model_selection, importance_weights=args.importance_weights,
                     folds_from=args.folds_from, model_options=model_options,
-                    selector_options=_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
+                    selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
 
 
 def _execute(args, datasets, models, selectors):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from d2ace_ext import cli
+from d2ace_ext.cli_options import options_per_name, parse_options
 from d2ace_ext.datasets.synthetic import make_multilabel
 from d2ace_ext.harness.experiment import Protocol, RunKey
 from d2ace_ext.harness.fold_data import PreparedDataset
@@ -122,10 +123,14 @@ def test_every_base_model_trains_through_the_harness(model):
 
 
 def test_options_are_routed_by_name():
-    assert cli._per_name(["clif.graph=published", "clif.lam=0.01"], "--model-opt", ["mlp", "clif"]) == \
+    assert options_per_name(["clif.graph=published", "clif.lam=0.01"], "--model-opt", ["mlp", "clif"]) == \
         {"clif": {"graph": "published", "lam": 0.01}}
-    assert cli._per_name(["num_neighbors=8"], "--selector-opt", ["d2ace"]) == {"d2ace": {"num_neighbors": 8}}
-    assert cli._per_name(["ML-Unc.window_size=3"], "--selector-opt", ["random", "ml_unc"],
-                         cli.canonical_selector) == {"ml_unc": {"window_size": 3}}
+    assert options_per_name(["num_neighbors=8"], "--selector-opt", ["d2ace"]) == {"d2ace": {"num_neighbors": 8}}
+    assert options_per_name(["ML-Unc.window_size=3"], "--selector-opt", ["random", "ml_unc"],
+                            cli.canonical_selector) == {"ml_unc": {"window_size": 3}}
     with pytest.raises(SystemExit, match="name which one"):
-        cli._per_name(["lam=0.01"], "--model-opt", ["mlp", "clif"])
+        options_per_name(["lam=0.01"], "--model-opt", ["mlp", "clif"])
+    assert parse_options(["tau=0.4", "words=glove.txt", "sizes=[1, 2]"], "--mosaic-opt") == \
+        {"tau": 0.4, "words": "glove.txt", "sizes": [1, 2]}
+    with pytest.raises(SystemExit, match="--mosaic-opt takes key=value"):
+        parse_options(["tau"], "--mosaic-opt")

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from ..cli_options import options_per_name, parse_options
 from .experiment import DISPLAY_NAMES, RunKey, canonical_selector
 
 IMAGE_NAMES = ("voc2007", "coco2014", "digits-mosaic", "features")
@@ -42,27 +43,6 @@ def wants_images(argv: list[str]) -> bool:
         elif arg.startswith(("--dataset=", "--datasets=")):
             names.append(arg.split("=", 1)[1])
     return bool(names) and all(is_image_dataset(n) for n in names)
-
-
-def _options(pairs, flag):
-    from ..cli import _value
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise SystemExit(f"{flag} takes key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = _value(value.strip())
-    return out
-
-
-def _per_name(pairs, flag, names):
-    out: dict = {}
-    for key, value in _options(pairs, flag).items():
-        name, field = key.split(".", 1) if "." in key else (names[0] if len(names) == 1 else None, key)
-        if name is None:
-            raise SystemExit(f"{flag} {key}: name which one, e.g. {names[-1]}.{key}=...")
-        out.setdefault(canonical_selector(name) if flag == "--selector-opt" else name, {})[field] = value
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +111,7 @@ def cpu_defaults(args, datasets) -> None:
 
 def protocol_from(args, models, selectors):
     from .image_protocol import ImageProtocol
-    model_options = _per_name(args.model_opt, "--model-opt", models)
+    model_options = options_per_name(args.model_opt, "--model-opt", models)
     for m in models:
         base = {"backbone": args.backbone, "checkpoint": args.checkpoint, "embeddings": args.embeddings}
         model_options[m] = {**{k: v for k, v in base.items() if v is not None}, **model_options.get(m, {})}
@@ -139,9 +119,9 @@ def protocol_from(args, models, selectors):
     return ImageProtocol(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          lr_step=args.lr_step, image_size=args.image_size, scale_size=scale,
                          model_selection=args.model_selection, val_fraction=args.val_fraction, seed=args.seed,
-                         amp=not args.no_amp, mosaic=_options(args.mosaic_opt, "--mosaic-opt"),
+                         amp=not args.no_amp, mosaic=parse_options(args.mosaic_opt, "--mosaic-opt"),
                          model_options=model_options,
-                         selector_options=_per_name(args.selector_opt, "--selector-opt", selectors))
+                         selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
 
 
 def execute(args, datasets, models, selectors) -> list[dict]:
