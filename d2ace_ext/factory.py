@@ -19,8 +19,9 @@ def make_sampler(name: str, labels: torch.Tensor, batch_size: int, features: tor
                  rank: int | None = None, **options) -> SelectionBatchSampler:
     """A :class:`SelectionBatchSampler` driven by the selector ``name`` (see
     :func:`~d2ace_ext.selectors.registry.make_selector` for ``features`` and ``options``).
-    "balance" draws its loss-mask randomness from a generator seeded with ``seed``."""
-    if name == "balance" and "seed" not in options:
+    "balance" (its loss masks) and "dihcl" (its per-epoch subsets) draw from generators
+    seeded with ``seed``."""
+    if name in ("balance", "dihcl") and "seed" not in options:
         options["seed"] = seed
     selector = make_selector(name, labels, features, device=device, **options)
     return SelectionBatchSampler(selector, batch_size, seed, num_replicas=num_replicas, rank=rank)

@@ -126,18 +126,19 @@ def test_dihcl_by_hand():
     assert sel.inverse_temperature(5) == 20.0 and sel.inverse_temperature(100) == 1.0
     r = torch.tensor([0.75, 0.0, 5.0], **F64)
     expected = torch.softmax(eta * r / r.mean(), 0)
-    torch.testing.assert_close(sel.probabilities(12), expected)
+    torch.testing.assert_close(sel.exp3(12), expected)
+    torch.testing.assert_close(DIHCLSelector(Y3, gamma=0.5, draw="batch").probabilities(12), torch.full((3,), 1 / 3, **F64))
 
 
 def test_dihcl_flip_feedback_and_floors():
-    sel = DIHCLSelector(Y3, gamma=0.0, feedback="flip")
+    sel = DIHCLSelector(Y3, gamma=0.0, feedback="flip", draw="batch")
     assert not sel.needs_loss
     rec(sel, [0, 1], probs=[[0.6, 0.6], [0.6, 0.6]])
     rec(sel, [0, 1], probs=[[0.4, 0.7], [0.7, 0.7]])
     torch.testing.assert_close(sel.hardness, torch.tensor([1.0, 0.0, 0.0], **F64))
     p = sel.probabilities(10)  # exp(20 * 3) vs 1: tiny but strictly positive
     assert bool((p > 0).all()) and float(p.sum()) == pytest.approx(1.0)
-    assert torch.equal(DIHCLSelector(Y3).probabilities(10), torch.full((3,), 1 / 3, **F64))
+    assert torch.equal(DIHCLSelector(Y3, draw="batch").probabilities(10), torch.full((3,), 1 / 3, **F64))
 
 
 # -- Balance ------------------------------------------------------------------------------
@@ -318,6 +319,9 @@ def test_uniform_when_nothing_recorded(cls):
     (DIHCLSelector, dict(feedback="loss"), "feedback"),
     (DIHCLSelector, dict(temperature_decay=0.0), "temperature_decay"),
     (DIHCLSelector, dict(warmup_epochs=-1), "warmup_epochs"),
+    (DIHCLSelector, dict(draw="episode"), "draw"),
+    (DIHCLSelector, dict(subset_decay=1.0), "subset_decay"),
+    (DIHCLSelector, dict(subset_min=0.0), "subset_min"),
     (BalanceSelector, dict(max_weight=0.5), "max_weight"),
     (MLUncSelector, dict(window_size=1), "window_size"),
     (MLUncSelector, dict(lambda1=float("nan")), "lambda1"),

@@ -12,27 +12,42 @@ utility u = r / mean(r), P ∝ exp(η_e u), the inverse temperature η_e startin
 ``inverse_temperature`` (DIHCL's ``tmpt`` = 20) and multiplied by
 ``temperature_decay`` (0.8) each selection epoch, never below 1.
 
-How the draws relate to DIHCL's: DIHCL draws one subset per episode with
-``np.random.choice(p=P, replace=False)`` and walks it in batches; here every batch of a
-WEIGHTED epoch is drawn by the sampler's WeightedDraw with the same successive
-sampling without replacement from P, independently across batches (the shared protocol
-of the paper's comparison). The learning-rate normalisation of DIHCL's code (feedback
-divided by the learning-rate "pace" since the last visit) is omitted: the sampler does
-not see the optimiser.
+How the draws relate to DIHCL's (``draw="subset"``, the default): DIHCL draws one subset
+of k·n distinct instances per episode with ``np.random.choice(p=P, replace=False)`` and
+trains on it, k shrinking by ``subset_decay`` (DIHCL's ``dk`` = 0.1) each episode down to
+``subset_min`` (its ``mk`` = 0.3). Here an episode is a selection epoch: epoch e draws
+its subset S_e of ⌈k_e n⌉ instances by the same successive sampling from P, with
+k_e = max(subset_min, (1 - subset_decay)^(e - warmup + 1)) (DIHCL shrinks k before its
+first selection too), and the epoch's ⌈n/b⌉ batches are drawn uniformly from S_e, so
+every instance of the subset is equally likely, as when DIHCL walks it, and an epoch
+keeps the shared length. The subset comes from the selector's own generator, seeded
+per epoch from ``seed``, so it is reproducible and resumes exactly.
+
+``draw="batch"`` is the earlier reading: every batch is drawn from P itself. At DIHCL's
+η = 20 that P is so peaked that the epoch's batches keep drawing the same few hundred
+instances (the subset draw cannot: it must take ⌈k n⌉ distinct ones).
+
+The learning-rate normalisation of DIHCL's code (feedback divided by the learning-rate
+"pace" since the last visit) is omitted: the sampler does not see the optimiser.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
 
-from ..validation import check_labels
+from ..drawing import WeightedDraw
+from ..validation import check_labels, check_seed, seed64
 from ._common import check_choice, check_rule, is_int, is_real, load_tensor_state, make_config, tensor_state
 from .base import SHUFFLE, WEIGHTED, Selector
 
 # exp(-700) is still a normal float64: the floor keeps every P strictly positive.
 _LOGIT_FLOOR = -700.0
+# seed64's streams s >= 0 serve the sampler's epochs and -2 Balance's masks: the subset
+# generators hang off a stream of their own, so subsets and batches stay independent.
+_SUBSET_STREAM = -3
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,9 @@ class DIHCLConfig:
     flip_threshold: float = 0.5
     inverse_temperature: float = 20.0
     temperature_decay: float = 0.8
+    draw: str = "subset"
+    subset_decay: float = 0.1
+    subset_min: float = 0.3
 
     def __post_init__(self) -> None:
         own = "DIHCLConfig"
@@ -56,6 +74,9 @@ class DIHCLConfig:
         check_rule(own, "flip_threshold", self.flip_threshold, is_real(self.flip_threshold) and 0.0 < self.flip_threshold < 1.0, "in (0, 1)")
         check_rule(own, "inverse_temperature", self.inverse_temperature, is_real(self.inverse_temperature) and self.inverse_temperature > 0.0, "a finite number > 0")
         check_rule(own, "temperature_decay", self.temperature_decay, is_real(self.temperature_decay) and 0.0 < self.temperature_decay <= 1.0, "in (0, 1]")
+        check_choice(own, "draw", self.draw, ("subset", "batch"))
+        check_rule(own, "subset_decay", self.subset_decay, is_real(self.subset_decay) and 0.0 <= self.subset_decay < 1.0, "in [0, 1)")
+        check_rule(own, "subset_min", self.subset_min, is_real(self.subset_min) and 0.0 < self.subset_min <= 1.0, "in (0, 1]")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -82,9 +103,20 @@ def exp3_probabilities(hardness: torch.Tensor, inverse_temperature: float) -> to
     return weights / weights.sum()
 
 
+def subset_probabilities(probabilities: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Uniform probabilities over ``size`` distinct instances drawn from ``probabilities``
+    (n,) by successive sampling without replacement; every other instance gets the
+    floor weight exp(-700) relative to them, so P stays strictly positive. -> (n,) float64."""
+    chosen = WeightedDraw(probabilities).batch(size, generator)
+    weights = torch.full((probabilities.numel(),), math.exp(_LOGIT_FLOOR), dtype=torch.float64)
+    weights[chosen] = 1.0
+    return (weights / weights.sum()).to(probabilities.device)
+
+
 class DIHCLSelector(Selector):
     """labels (n, q) 0/1 (only the shape is used); ``config`` or keyword options of
-    :class:`DIHCLConfig`; device: where the state lives (default: labels').
+    :class:`DIHCLConfig`; seed: of the per-epoch subset draws (``draw="subset"``);
+    device: where the state lives (default: labels').
 
     State: previous (n, q) float32 (the last visit's losses or probabilities), seen (n,)
     bool, hardness (n,) float64 (r). Linear in nq per epoch.
@@ -92,9 +124,10 @@ class DIHCLSelector(Selector):
 
     TENSORS = ("previous", "seen", "hardness")
 
-    def __init__(self, labels: torch.Tensor, config: DIHCLConfig | None = None, *, device=None, **options) -> None:
+    def __init__(self, labels: torch.Tensor, config: DIHCLConfig | None = None, *, seed: int = 0, device=None, **options) -> None:
         labels = check_labels(labels)
         self.config = make_config(DIHCLConfig, config, options)
+        self.seed = check_seed(seed, "seed")
         self.n, self.q = labels.shape
         self.device = torch.device(device) if device is not None else labels.device
         self.labels = labels.to(self.device) != 0
@@ -111,6 +144,16 @@ class DIHCLSelector(Selector):
         steps = max(0, epoch - cfg.warmup_epochs)
         return max(1.0, cfg.inverse_temperature * cfg.temperature_decay ** steps)
 
+    def subset_size(self, epoch: int) -> int:
+        """⌈k_e n⌉, k_e = max(subset_min, (1 - subset_decay)^(epoch - warmup + 1))."""
+        cfg = self.config
+        episodes = max(0, epoch - cfg.warmup_epochs + 1)
+        fraction = max(cfg.subset_min, (1.0 - cfg.subset_decay) ** episodes)
+        return min(self.n, max(1, math.ceil(fraction * self.n - 1e-9)))
+
+    def subset_generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed64(seed64(self.seed, _SUBSET_STREAM), epoch))
+
     def record(self, indices, probs, losses, epoch) -> None:
         cfg = self.config
         new = losses if cfg.feedback == "dloss" else probs
@@ -121,11 +164,22 @@ class DIHCLSelector(Selector):
         self.previous[indices] = new.to(torch.float32)
         self.seen[indices] = True
 
-    def probabilities(self, epoch: int) -> torch.Tensor:
+    def exp3(self, epoch: int) -> torch.Tensor:
+        """DIHCL's Exp3 probabilities (n,) float64 at ``epoch``'s inverse temperature."""
         return exp3_probabilities(self.hardness, self.inverse_temperature(epoch))
 
+    def probabilities(self, epoch: int) -> torch.Tensor:
+        """The epoch's batch distribution (n,): Exp3 itself (``draw="batch"``) or uniform
+        over the epoch's subset drawn from it (``draw="subset"``)."""
+        exp3 = self.exp3(epoch)
+        if self.config.draw == "batch":
+            return exp3
+        return subset_probabilities(exp3.cpu(), self.subset_size(epoch), self.subset_generator(epoch)).to(self.device)
+
     def state_dict(self) -> dict:
-        return tensor_state(self, self.TENSORS)
+        return {**tensor_state(self, self.TENSORS), "seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:
+        if isinstance(state, dict) and state.get("seed") != self.seed:
+            raise ValueError(f"DIHCLSelector state has seed={state.get('seed')!r}, this one has {self.seed!r}")
         load_tensor_state(self, state, self.TENSORS, infinite_ok=("previous",))  # losses under "dloss"

@@ -66,7 +66,7 @@ def make_selector(name: str, labels: torch.Tensor, features: torch.Tensor | None
     features (n, d) are needed by "hard_imb" and "d2ace" (their K-NN; or pass
     ``neighbors=``); the others ignore them. ``options`` are the selector's config
     fields (e.g. ``num_epochs=30``), or ``config=`` a full config; "d2ace" also takes
-    ``preset=``; "balance" takes ``seed=``.
+    ``preset=``; "balance" and "dihcl" take ``seed=``.
     """
     if not isinstance(name, str) or name not in SELECTORS:
         raise ValueError(f"unknown selector {name!r}; valid names: {', '.join(SELECTORS)}")
