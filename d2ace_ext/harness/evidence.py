@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 
-from .results import key_tuple
+from .results import key_tuple, record_line
 
 #: Record fields a compact copy keeps as they are.
 KEPT_FIELDS = ("key", "metrics", "best_epoch", "best_val_macro_auc", "seconds", "selection_seconds", "shape")
@@ -60,7 +60,7 @@ def merge_compact(target: str, sources: list[str], digits: int = 6) -> int:
     partial = target + ".partial"
     with open(partial, "w", encoding="utf-8") as handle:
         for record in merged.values():
-            handle.write(json.dumps(record, allow_nan=True, default=float) + "\n")
+            handle.write(record_line(record) + "\n")
     os.replace(partial, target)
     return len(merged)
 

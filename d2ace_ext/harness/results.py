@@ -15,6 +15,11 @@ def key_tuple(key: dict) -> tuple:
             int(key.get("repeat", 0)))
 
 
+def record_line(record: dict) -> str:
+    """One record as its JSON line (without the newline); NaN metrics stay NaN."""
+    return json.dumps(record, allow_nan=True, default=float)
+
+
 class ResultsStore:
     """``folder/results.jsonl``. For a key written more than once the last record wins."""
 
@@ -41,7 +46,7 @@ class ResultsStore:
 
     def append(self, record: dict) -> None:
         os.makedirs(self.folder, exist_ok=True)
-        line = json.dumps(record, allow_nan=True, default=float)
+        line = record_line(record)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()

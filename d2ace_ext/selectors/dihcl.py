@@ -107,7 +107,7 @@ def subset_probabilities(probabilities: torch.Tensor, size: int, generator: torc
     """Uniform probabilities over ``size`` distinct instances drawn from ``probabilities``
     (n,) by successive sampling without replacement; every other instance gets the
     floor weight exp(-700) relative to them, so P stays strictly positive. -> (n,) float64."""
-    chosen = WeightedDraw(probabilities).batch(size, generator)
+    chosen = WeightedDraw(probabilities).batch(size, generator)  # draws on the CPU, whatever the device
     weights = torch.full((probabilities.numel(),), math.exp(_LOGIT_FLOOR), dtype=torch.float64)
     weights[chosen] = 1.0
     return (weights / weights.sum()).to(probabilities.device)
@@ -149,6 +149,7 @@ class DIHCLSelector(Selector):
         cfg = self.config
         episodes = max(0, epoch - cfg.warmup_epochs + 1)
         fraction = max(cfg.subset_min, (1.0 - cfg.subset_decay) ** episodes)
+        # the slack keeps float error (0.9 * 10 = 9.000000000000002) from adding an instance
         return min(self.n, max(1, math.ceil(fraction * self.n - 1e-9)))
 
     def subset_generator(self, epoch: int) -> torch.Generator:
@@ -174,7 +175,7 @@ class DIHCLSelector(Selector):
         exp3 = self.exp3(epoch)
         if self.config.draw == "batch":
             return exp3
-        return subset_probabilities(exp3.cpu(), self.subset_size(epoch), self.subset_generator(epoch)).to(self.device)
+        return subset_probabilities(exp3, self.subset_size(epoch), self.subset_generator(epoch))
 
     def state_dict(self) -> dict:
         return {**tensor_state(self, self.TENSORS), "seed": self.seed}
