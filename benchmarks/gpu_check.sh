@@ -23,7 +23,7 @@ export D2ACE_EXT_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
 
 stamp "CUDA tests"
 if "$PY" -c "import pytest" 2>/dev/null; then
-    "$PY" -m pytest -q -x -k "cuda" tests/test_ops.py tests/test_fused_ops.py || exit 1
+    "$PY" -m pytest -q -x -k "cuda" tests/test_ops.py tests/test_fused_*.py || exit 1
 else
     echo "pytest not installed here: running benchmarks/cuda_check.py only"
 fi

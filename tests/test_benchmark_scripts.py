@@ -50,3 +50,27 @@ def test_compare_runs_needs_two_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare_runs.main(["--fail", "median:ten", str(tmp_path / "a"), str(tmp_path / "b")])
     assert "median:10%" in capsys.readouterr().err
+
+
+def test_gpu_check_names_test_files_that_hold_cuda_cases():
+    # gpu_check.sh runs once on a lent GPU; a renamed test file would make it pass on nothing.
+    import glob
+    import re
+    import subprocess
+
+    root = os.path.dirname(BENCHMARKS)
+    script = open(os.path.join(BENCHMARKS, "gpu_check.sh")).read()
+    line = next(line for line in script.splitlines() if "pytest -q" in line)
+    patterns = re.findall(r"tests/\S+\.py", line)
+    assert patterns, line
+    files = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.join(root, pattern)))
+        assert matched, f"gpu_check.sh names {pattern}, which matches no file"
+        files += matched
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", "-k", "cuda", *files],
+                               cwd=root, capture_output=True, text=True)
+    assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
+    for path in files:
+        if os.path.basename(path) != "test_fused_sampler.py":  # the sampler test has no device axis
+            assert os.path.relpath(path, root) + "::" in collected.stdout, f"no CUDA case collected from {path}"

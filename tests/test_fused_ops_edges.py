@@ -1,5 +1,6 @@
 """The fused native operators on edge cases, under torch.library.opcheck and
-torch.compile, and on bad input. Helpers and the tolerance rule: test_fused_ops.py."""
+torch.compile, and on bad input. Helpers and the tolerance rule: fused_checks.py and
+the fused_record_checks / fused_score_checks modules."""
 from __future__ import annotations
 
 import pytest
@@ -11,14 +12,9 @@ from d2ace_ext.selectors.d2ace import D2ACESelector
 from d2ace_ext.sparse_rows import SparseRows
 from d2ace_ext.visits import VisitState
 
-from test_fused_ops import (
-    assert_scores_match,
-    assert_states_match,
-    context_of,
-    devices,
-    float64_state,
-    record_all,
-)
+from fused_checks import devices
+from fused_record_checks import assert_states_match, float64_state, record_all
+from fused_score_checks import assert_scores_match, context_of
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 

@@ -1,0 +1,63 @@
+"""The fused record_step operator against VisitState.record_outputs' fallback (float32
+and float64), over several epochs of random batches. Tolerance rule: fused_checks.py."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import d2ace_ext
+from d2ace_ext import ops
+from d2ace_ext.visits import VisitState
+
+from fused_checks import devices, forced_fallback
+from fused_record_checks import assert_states_match, float64_state, random_batch, record_all
+
+pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
+
+
+@pytest.mark.parametrize("device", devices("record_step"))
+@pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probs"])
+@pytest.mark.parametrize("per_epoch", [True, False], ids=["per_epoch", "per_visit"])
+@pytest.mark.parametrize("flip_on", ["prediction", "probability"])
+@pytest.mark.parametrize("seed", range(2))
+def test_record_step_matches_fallback_over_epochs(device, from_logits, per_epoch, flip_on, seed, monkeypatch):
+    g = torch.Generator().manual_seed(1000 * seed + 17)
+    n, q, n_t = 23 + 11 * seed, 6 + seed, 3 + seed
+    flags = dict(from_logits=from_logits, per_epoch=per_epoch, flip_on=flip_on,
+                 flip_threshold=0.5, lambda2=[0.7, 0.35][seed])
+    native, fallback32 = VisitState(n, q, n_t, device), VisitState(n, q, n_t, device)
+    reference64 = float64_state(n, q, n_t, device)
+    # Epochs need not be consecutive; several batches per epoch, so many instances get a
+    # second (third...) visit within one epoch, and some are first visited late.
+    for epoch in (0, 1, 2, 4, 5, 7):
+        for step in range(3):
+            batch = random_batch(g, n, q, from_logits)
+            record_all(native, fallback32, reference64, batch, epoch, monkeypatch, **flags)
+            assert_states_match(native, fallback32, reference64, f"epoch {epoch} step {step}")
+    # The run reached every regime of the ring: unvisited-then-visited, partial and wrapped.
+    pushes = native.pushes.cpu()
+    assert int(pushes.max()) > n_t and int(pushes.min()) >= 1
+    if per_epoch:
+        assert int(pushes.max()) <= 6  # one entry per epoch, whatever the visits
+    assert bool(torch.isinf(native.loss).any()) == from_logits  # ±inf logits, wrong side: loss inf
+
+
+@pytest.mark.parametrize("per_epoch", [True, False])
+def test_record_step_flip_at_threshold_uses_float32_comparison(per_epoch, monkeypatch):
+    # A probability exactly float32(0.3) with threshold 0.3: neither the kernel nor
+    # PyTorch's float32 path sees it above the threshold (it equals float32(0.3)), so the
+    # flips agree exactly with the float32 fallback.
+    n, q = 4, 3
+    at = torch.tensor(0.3, dtype=torch.float32).item()
+    seq = [torch.tensor([[0.9, at, 0.1]] * n), torch.full((n, q), at), torch.tensor([[0.1, 0.9, at]] * n)]
+    native, fallback = VisitState(n, q, 3), VisitState(n, q, 3)
+    flags = dict(per_epoch=per_epoch, flip_on="prediction", flip_threshold=0.3, lambda2=0.5)
+    targets = torch.ones(n, q)
+    for epoch, outputs in enumerate(seq):
+        ops.record_step(native, torch.arange(n), outputs, targets, epoch, from_logits=False, **flags)
+        with forced_fallback(monkeypatch):
+            fallback.record_outputs(torch.arange(n), outputs, targets, epoch, from_logits=False, **flags)
+    for name in VisitState.TENSORS:
+        assert torch.equal(getattr(native, name), getattr(fallback, name)), name
+    # flips: epoch 1: [1, 0, 0]; epoch 2: [0, 1, 0] -> f̄ = 0.5 [0, 1, 0] + 0.25 [1, 0, 0]
+    assert native.flip_average[0].tolist() == [0.25, 0.5, 0.0]
