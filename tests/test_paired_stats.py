@@ -81,6 +81,32 @@ def test_tables_over_repeats_pair_cells_and_report_effect_and_convergence(tmp_pa
     assert "6/6" in open(paths[0]).read()
 
 
+def test_tables_report_the_effect_per_data_set():
+    # Two data sets: on "a" D2ACE is ahead by 0.002 in every cell, on "b" behind by 0.004;
+    # the pooled effect hides the split, the per-data-set rows show it.
+    records = _records()
+    for r in _records():
+        r["key"]["dataset"] = "b"
+        if r["key"]["selector"] == "d2ace":
+            auc = r["metrics"]["macro_auc"] - 0.006
+            r["metrics"] = {"macro_auc": auc, "ranking_loss": 1 - auc}
+        records.append(r)
+    summary = summarise(records, ["a", "b"], ["mlp"], ["random", "d2ace"])
+    per = summary["macro_auc"]["mlp"]["dataset_effect"]["random"]
+    assert per["a"]["mean"] == pytest.approx(0.002, abs=2e-4) and per["a"]["low"] > 0 and per["a"]["cells"] == 6
+    assert per["b"]["mean"] == pytest.approx(-0.004, abs=2e-4) and per["b"]["high"] < 0
+    pooled = summary["macro_auc"]["mlp"]["effect"]["random"]
+    assert pooled["cells"] == 12 and pooled["mean"] == pytest.approx((per["a"]["mean"] + per["b"]["mean"]) / 2)
+    loss = summary["ranking_loss"]["mlp"]["dataset_effect"]["random"]
+    assert loss["b"]["mean"] == pytest.approx(per["b"]["mean"])  # signed so that positive is D2ACE better
+    text = markdown(summary, ["a", "b"], ["mlp"], ["random", "d2ace"])
+    assert "D2ACE better by, per data set (Macro-AUC, mlp" in text
+    row_b = next(line for line in text.splitlines() if line.startswith("| b | -0.00"))
+    assert row_b.endswith("(6) |")
+    missing = summarise(records, ["a", "c"], ["mlp"], ["random", "d2ace"])
+    assert missing["macro_auc"]["mlp"]["dataset_effect"]["random"]["c"]["cells"] == 0
+    assert "| c | – |" in markdown(missing, ["a", "c"], ["mlp"], ["random", "d2ace"])
+
 def test_repeats_in_keys_and_store():
     protocol = Protocol(folds=2)
     keys = Grid(("a",), ("mlp",), ("random",), repeats=3).keys(protocol)

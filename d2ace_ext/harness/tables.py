@@ -38,9 +38,11 @@ def _wilcoxon(a: list[float], b: list[float]) -> float:
 def summarise(records: list[dict], datasets, models, selectors, target: str = "d2ace") -> dict:
     """{metric: {model: {"rows": {dataset: {selector: {mean, std, folds, rank}}},
     "average_rank": {selector: r}, "wilcoxon": {baseline: {"datasets": p, "folds": p}},
-    "effect": {baseline: {mean, low, high, dz, cells}}}}}. ``folds`` counts the runs
-    (repeats x folds); the "folds" test and the effect pair runs by (data set, repeat,
-    fold); a positive effect means D2ACE did better, whichever way the metric points."""
+    "effect": {baseline: {mean, low, high, dz, cells}},
+    "dataset_effect": {baseline: {dataset: {mean, low, high, dz, cells}}}}}}. ``folds``
+    counts the runs (repeats x folds); the "folds" test and the effects pair runs by
+    (data set, repeat, fold); a positive effect means D2ACE did better, whichever way the
+    metric points."""
     by = {}
     for r in records:
         k = r["key"]
@@ -70,18 +72,21 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
             ranked = [d for d in datasets if all("rank" in rows[d][s] for s in selectors)]
             average = {s: float(np.mean([rows[d][s]["rank"] for d in ranked])) if ranked else float("nan")
                        for s in selectors}
-            tests, effects = {}, {}
+            tests, effects, dataset_effects = {}, {}, {}
             if target in selectors:
                 for s in selectors:
                     if s == target:
                         continue
                     a = [rows[d][target]["mean"] for d in ranked]
                     b = [rows[d][s]["mean"] for d in ranked]
-                    diffs = np.concatenate([paired_differences(fold_values[(d, target)], fold_values[(d, s)], True)
-                                            for d in datasets] or [np.zeros(0)])
+                    per_dataset = {d: paired_differences(fold_values[(d, target)], fold_values[(d, s)], higher)
+                                   for d in datasets}
+                    diffs = np.concatenate(list(per_dataset.values()) or [np.zeros(0)])
                     tests[s] = {"datasets": _wilcoxon(a, b), "folds": _wilcoxon(diffs, np.zeros_like(diffs))}
-                    effects[s] = bootstrap_effect(diffs if higher else -diffs)
-            out[metric][model] = {"rows": rows, "average_rank": average, "wilcoxon": tests, "effect": effects}
+                    effects[s] = bootstrap_effect(diffs)
+                    dataset_effects[s] = {d: bootstrap_effect(v) for d, v in per_dataset.items()}
+            out[metric][model] = {"rows": rows, "average_rank": average, "wilcoxon": tests, "effect": effects,
+                                  "dataset_effect": dataset_effects}
     return out
 
 
@@ -95,6 +100,17 @@ def _effect_text(e: dict) -> str:
     if not math.isfinite(e["low"]):
         return f"{e['mean']:+.4f} ({e['cells']})"
     return f"{e['mean']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}] ({e['cells']})"
+
+
+def _dataset_effect_lines(dataset_effect: dict, title: str, model: str, datasets, target: str) -> list[str]:
+    """Per data set, how much better the target did than each baseline over the runs
+    they share, with the bootstrap interval: where the pooled effect comes from."""
+    baselines = list(dataset_effect)
+    lines = [f"{_name(target)} better by, per data set ({title}, {model}; 95 % bootstrap CI, paired runs):", "",
+             "| data set | " + " | ".join(_name(s) for s in baselines) + " |", "|---|" + "---|" * len(baselines)]
+    for d in datasets:
+        lines.append(f"| {d} | " + " | ".join(_effect_text(dataset_effect[s][d]) for s in baselines) + " |")
+    return lines + [""]
 
 
 def convergence_markdown(late: dict, datasets, models, selectors, fraction: float = 0.05) -> str:
@@ -142,6 +158,8 @@ def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, 
                 lines.append(f"| {_name(target)} better by, 95 % bootstrap CI (paired runs) | "
                              + " | ".join(_effect_text(effects[s]) if s in effects else "" for s in selectors) + " |")
             lines.append("")
+            if block.get("dataset_effect"):
+                lines += _dataset_effect_lines(block["dataset_effect"], title, model, datasets, target)
     if late is not None:
         lines.append(convergence_markdown(late, datasets, models, selectors))
     return "\n".join(lines)
