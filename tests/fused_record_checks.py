@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from d2ace_ext import ops
+from d2ace_ext import D2ACEConfig, ops
 from d2ace_ext.visits import VisitState
 
 from fused_checks import STATE_FLOATS, STATE_INTS, assert_within_rule, forced_fallback
@@ -66,3 +66,12 @@ def assert_states_match(native, fallback32, reference64, where=""):
         got = getattr(native, name)
         assert got.dtype == torch.float32 and got.is_contiguous()
         assert_within_rule(f"{name} {where}", got, getattr(fallback32, name), getattr(reference64, name))
+
+
+def record(state, indices, outputs, targets, epoch, config=None, from_logits=True):
+    """One record_step through ops (kernel or fallback, as switched) with a preset's flags
+    (default: the paper preset)."""
+    config = config or D2ACEConfig.preset("paper")
+    ops.record_step(state, torch.as_tensor(indices), outputs, targets, epoch, from_logits=from_logits,
+                    per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
+                    flip_threshold=config.flip_threshold, lambda2=config.lambda2)
