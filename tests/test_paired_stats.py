@@ -81,6 +81,7 @@ def test_tables_over_repeats_pair_cells_and_report_effect_and_convergence(tmp_pa
     assert math.isnan(auc["wilcoxon"]["random"]["datasets"])
     assert "| Wilcoxon p vs D2ACE (data sets) | – |  |" in text
     assert "nan" not in text  # Macro-F1 has no records here: its ranks and p print "–" too
+    assert "per data set" not in text  # with one data set the pooled row is the per-set effect
     paths = write_tables(summary, ["a"], ["mlp"], ["random", "d2ace"], str(tmp_path), late=late)
     assert "6/6" in open(paths[0]).read()
 

@@ -170,7 +170,7 @@ def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, 
                 lines.append(f"| {_name(target)} better by, 95 % bootstrap CI (paired runs) | "
                              + " | ".join(_effect_text(effects[s]) if s in effects else "" for s in selectors) + " |")
             lines.append("")
-            if block.get("dataset_effect"):
+            if block.get("dataset_effect") and len(datasets) > 1:  # one set: the pooled row says it
                 lines += _dataset_effect_lines(block["dataset_effect"], title, model, datasets, target)
     if late is not None:
         lines.append(convergence_markdown(late, datasets, models, selectors))
