@@ -35,16 +35,10 @@ def _wilcoxon(a: list[float], b: list[float]) -> float:
     return float(wilcoxon(diff).pvalue)
 
 
-def _p_text(p: float | None) -> str:
-    """A p for the table: blank for the target's own column, "–" where the test is
-    undefined (fewer than two pairs, e.g. across data sets when only one is run)."""
-    if p is None:
-        return ""
-    return f"{p:.3g}" if math.isfinite(p) else "–"
-
-
-def _rank_text(rank: float) -> str:
-    return f"{rank:.2f}" if math.isfinite(rank) else "–"
+def _or_dash(value: float, spec: str) -> str:
+    """``value`` formatted with ``spec``, or "–" where it is undefined (NaN: a test over
+    fewer than two pairs, e.g. across data sets when only one is run; a rank without records)."""
+    return format(value, spec) if math.isfinite(value) else "–"
 
 
 def summarise(records: list[dict], datasets, models, selectors, target: str = "d2ace") -> dict:
@@ -160,12 +154,12 @@ def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, 
                     text = "–" if not math.isfinite(c["mean"]) else f"{c['mean']:.4f}±{c['std']:.4f}"
                     cells.append(text + (f" ({c['rank']})" if "rank" in c else ""))
                 lines.append(f"| {d} | " + " | ".join(cells) + " |")
-            lines.append("| Avg(Rank) | " + " | ".join(_rank_text(block['average_rank'][s]) for s in selectors) + " |")
+            lines.append("| Avg(Rank) | " + " | ".join(_or_dash(block['average_rank'][s], ".2f") for s in selectors) + " |")
             if block["wilcoxon"]:
                 for scope, label in (("datasets", "data sets"), ("folds", "data set × repeat × fold")):
                     p = [block["wilcoxon"][s][scope] if s in block["wilcoxon"] else None for s in selectors]
                     lines.append(f"| Wilcoxon p vs {_name(target)} ({label}) | "
-                                 + " | ".join(_p_text(v) for v in p) + " |")
+                                 + " | ".join("" if v is None else _or_dash(v, ".3g") for v in p) + " |")
                 effects = block.get("effect", {})
                 lines.append(f"| {_name(target)} better by, 95 % bootstrap CI (paired runs) | "
                              + " | ".join(_effect_text(effects[s]) if s in effects else "" for s in selectors) + " |")
