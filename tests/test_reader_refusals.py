@@ -3,6 +3,7 @@
 wrongly without a word (or fail with an error naming nothing) and checks the reader
 now reads it right or refuses it with one line that names the file and what is wrong.
 docs/inputs.md lists the same cases for users."""
+import json
 import os
 import re
 
@@ -11,6 +12,8 @@ import pytest
 import scipy.io
 from test_datasets import HEADER, write_set
 
+from d2ace_ext.datasets.images.coco import load_coco2014
+from d2ace_ext.datasets.images.voc import VOC_CLASSES, load_voc2007
 from d2ace_ext.datasets.mulan import load_dataset, read_arff
 
 # HEADER's attributes: 'it\'s numeric' numeric, colour {red,'dark blue',green},
@@ -55,6 +58,95 @@ def test_arff_attribute_named_twice_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'colour'.*line 4.*line 5") as err:
         load_dataset("samename", str(tmp_path))
     assert str(folder / "samename.arff") in one_line(err)
+
+
+# ----------------------------------------------------- item 2: COCO and VOC image lists
+
+
+def coco_folder(root, images, categories, annotations):
+    """``annotations/instances_train2014.json`` as given under ``root``, and a valid
+    one-image ``instances_val2014.json``; returns the train file's path."""
+    os.makedirs(root / "annotations")
+    val = {"images": [{"id": 900, "file_name": "v.jpg"}], "categories": categories,
+           "annotations": [{"id": 9, "image_id": 900, "category_id": categories[0]["id"]}]}
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(val))
+    path = root / "annotations" / "instances_train2014.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+CATEGORIES = [{"id": 1, "name": "car"}, {"id": 2, "name": "truck"}]
+
+
+def test_coco_duplicate_image_id_is_refused_not_given_the_later_file_name(tmp_path):
+    images = [{"id": 7, "file_name": "a.jpg"}, {"id": 8, "file_name": "b.jpg"}, {"id": 7, "file_name": "c.jpg"}]
+    annotations = [{"id": 1, "image_id": 7, "category_id": 1}, {"id": 2, "image_id": 8, "category_id": 2}]
+    path = coco_folder(tmp_path, images, CATEGORIES, annotations)
+    with pytest.raises(ValueError, match=re.escape(str(path))) as err:
+        load_coco2014(str(tmp_path))
+    assert "image id" in one_line(err) and "7" in str(err.value)
+
+
+def test_coco_duplicate_category_id_is_refused_not_read_as_an_extra_column(tmp_path):
+    categories = CATEGORIES + [{"id": 1, "name": "van"}]
+    path = coco_folder(tmp_path, [{"id": 7, "file_name": "a.jpg"}], categories,
+                       [{"id": 1, "image_id": 7, "category_id": 1}])
+    with pytest.raises(ValueError, match=re.escape(str(path))) as err:
+        load_coco2014(str(tmp_path))
+    assert "category id" in one_line(err) and "1" in str(err.value)
+
+
+def test_coco_file_named_by_two_image_ids_is_refused(tmp_path):
+    images = [{"id": 7, "file_name": "a.jpg"}, {"id": 8, "file_name": "a.jpg"}]
+    annotations = [{"id": 1, "image_id": 7, "category_id": 1}, {"id": 2, "image_id": 8, "category_id": 2}]
+    path = coco_folder(tmp_path, images, CATEGORIES, annotations)
+    with pytest.raises(ValueError, match=re.escape(str(path))) as err:
+        load_coco2014(str(tmp_path))
+    assert "a.jpg" in one_line(err)
+
+
+def test_coco_category_named_twice_is_refused(tmp_path):
+    categories = [{"id": 1, "name": "car"}, {"id": 3, "name": "car"}]
+    path = coco_folder(tmp_path, [{"id": 7, "file_name": "a.jpg"}], categories,
+                       [{"id": 1, "image_id": 7, "category_id": 3}])
+    with pytest.raises(ValueError, match=re.escape(str(path))) as err:
+        load_coco2014(str(tmp_path))
+    assert "'car'" in one_line(err)
+
+
+def voc_folder(root, splits):
+    """ImageSets/Main/<split>.txt (text as given) and an annotation per id."""
+    base = root / "VOC2007"
+    (base / "ImageSets" / "Main").mkdir(parents=True)
+    (base / "Annotations").mkdir()
+    for split, text in splits.items():
+        (base / "ImageSets" / "Main" / f"{split}.txt").write_bytes(text.encode("utf-8"))
+        for image_id in text.replace("\ufeff", "").split():
+            (base / "Annotations" / f"{image_id}.xml").write_text(
+                "<annotation><object><name>car</name><difficult>0</difficult></object></annotation>")
+    return base
+
+
+def test_voc_id_listed_twice_is_refused(tmp_path):
+    base = voc_folder(tmp_path, {"trainval": "000005\n000007\n000005\n", "test": "000001\n"})
+    with pytest.raises(ValueError, match=re.escape(str(base / "ImageSets" / "Main" / "trainval.txt"))) as err:
+        load_voc2007(str(tmp_path))
+    assert "000005" in one_line(err) and "lines 1 and 3" in str(err.value)
+
+
+def test_voc_id_in_both_trainval_and_test_is_refused(tmp_path):
+    voc_folder(tmp_path, {"trainval": "000005\n000007\n", "test": "000001\n000007\n"})
+    with pytest.raises(ValueError, match="000007") as err:
+        load_voc2007(str(tmp_path))
+    assert "trainval.txt" in one_line(err) and "test.txt" in str(err.value)
+
+
+def test_voc_split_list_with_a_utf8_bom_is_read(tmp_path):
+    voc_folder(tmp_path, {"trainval": "\ufeff000005\n000007\n", "test": "\ufeff000001\n"})
+    train, test = load_voc2007(str(tmp_path))
+    assert [os.path.basename(p) for p in train.paths] == ["000005.jpg", "000007.jpg"]
+    assert [os.path.basename(p) for p in test.paths] == ["000001.jpg"]
+    assert train.labels[:, VOC_CLASSES.index("car")].tolist() == [1, 1]
 
 
 # ------------------------------------------------------------------------ item 3: ARFF
