@@ -10,9 +10,11 @@ import re
 import numpy as np
 import pytest
 import scipy.io
+import torch
 from test_datasets import HEADER, write_set
 
 from d2ace_ext.datasets.images.coco import load_coco2014
+from d2ace_ext.datasets.images.features import load_features
 from d2ace_ext.datasets.images.voc import VOC_CLASSES, load_voc2007
 from d2ace_ext.datasets.mulan import load_dataset, read_arff
 
@@ -262,3 +264,44 @@ def test_malformed_mulan_xml_names_the_file(tmp_path):
     with pytest.raises(ValueError, match=re.escape(str(folder / "badxml.xml"))) as err:
         load_dataset("badxml", str(tmp_path))
     assert "line" in one_line(err)
+
+
+def _features_file(tmp_path, **changes):
+    rng = np.random.default_rng(0)
+    arrays = {"train_features": rng.normal(size=(6, 8)).astype(np.float32),
+              "train_labels": (rng.random((6, 3)) < 0.5).astype(np.float32),
+              "test_features": rng.normal(size=(4, 8)).astype(np.float32),
+              "test_labels": (rng.random((4, 3)) < 0.5).astype(np.float32), **changes}
+    path = str(tmp_path / "f.npz")
+    np.savez(path, **arrays)
+    return path
+
+
+def test_features_file_whose_train_and_test_widths_differ_is_refused_at_load(tmp_path):
+    path = _features_file(tmp_path, test_features=np.zeros((4, 7), np.float32))
+    with pytest.raises(ValueError, match=re.escape(path)) as err:
+        load_features(path)
+    assert "(8,)" in one_line(err) and "(7,)" in str(err.value)
+
+
+def test_features_file_with_nan_features_is_refused_at_load(tmp_path):
+    train = np.zeros((6, 8), np.float32)
+    train[3, 5] = np.nan
+    path = _features_file(tmp_path, train_features=train)
+    with pytest.raises(ValueError, match=re.escape(path)) as err:
+        load_features(path)
+    assert "train_features" in one_line(err) and "row 3" in str(err.value)
+
+
+def test_features_file_with_the_wrong_number_of_label_names_is_refused(tmp_path):
+    path = _features_file(tmp_path, label_names=np.array(["a", "b"]))
+    with pytest.raises(ValueError, match=re.escape(path)) as err:
+        load_features(path)
+    assert "label_names" in one_line(err)
+
+
+def test_features_files_still_load(tmp_path):
+    path = _features_file(tmp_path)
+    train, test = load_features(path)
+    assert train.x.shape == (6, 8) and test.x.shape == (4, 8) and train.label_names == ["label0", "label1", "label2"]
+    assert torch.equal(train.labels, torch.as_tensor(np.load(path)["train_labels"]))
