@@ -190,6 +190,14 @@ def test_train_file_without_its_test_file_is_refused(tmp_path):
     assert str(folder) in one_line(err)
 
 
+def test_train_and_test_files_of_different_sets_are_refused(tmp_path):
+    folder = write_set(tmp_path, "mixed", HEADER, ["1,red,1,1,1"], arff_name="a-train.arff")
+    (folder / "b-test.arff").write_text(HEADER + "3,green,2,0,0\n")
+    with pytest.raises(ValueError, match="a-train.arff.*b-test.arff") as err:
+        load_dataset("mixed", str(tmp_path))
+    assert str(folder) in one_line(err)
+
+
 def test_several_arff_files_without_a_pair_are_refused(tmp_path):
     folder = write_set(tmp_path, "many", HEADER, ["1,red,1,1,1"], arff_name="many.arff")
     (folder / "other.arff").write_text(HEADER + "2,red,1,1,1\n")
