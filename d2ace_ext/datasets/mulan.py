@@ -3,10 +3,13 @@
 Formats
 -------
 * MULAN: an ARFF file (dense rows or sparse ``{index value, ...}`` rows, plain or
-  ``.arff.gz``) plus an XML file listing the label attributes, which are the LAST q
-  attributes, returned in the file's order (the XML may list them in another order);
-  labels the XML lists elsewhere than last are taken by name. A ``<x>-train.arff`` /
-  ``<x>-test.arff`` pair is joined (train rows first).
+  ``.arff.gz``) plus an XML file listing the label attributes by name (in the shared
+  sets, the LAST q attributes), returned in the file's order (the XML may list them in
+  another order). A listed name that is no attribute of the ARFF, or a name listed
+  twice, is refused: labels are never guessed by position. A ``<x>-train.arff`` /
+  ``<x>-test.arff`` pair is joined (train rows first); a folder whose ARFF files leave
+  the choice open (two train files, a train file without its test file, two ARFF
+  files) is refused. docs/inputs.md lists every refusal.
 * MATLAB v5 ``.mat`` with variables ``data`` (instances x features) and ``target``
   (instances x labels); stored the other way round (features x instances) they are
   transposed, sparse matrices are densified and -1/1 targets become 0/1. Label names
@@ -29,8 +32,11 @@ Numeric attributes are read as float64; nominal attributes with the categories
 declared list (Weka's encoding): birds' ``location`` {2,10,1,...} gives 0..11, flags'
 ``landmass`` {1..6} gives 0..5, genbase's {YES, NO} gives YES = 0, NO = 1. Missing
 values ``?`` are 0, and so are the entries a sparse row omits (the first category of a
-nominal attribute, as in Weka: 1 for an attribute declared ``{1,0}``). Attributes that
+nominal attribute, as in Weka: 1 for an attribute declared ``{1,0}``). Label attributes
+are read by category name, not position: ``{0,1}`` in any order, ``{no,yes}`` and
+``{false,true}`` (any case) give 0/1; other categories are refused. Attributes that
 are identifiers, not features, are dropped (genbase's ``protein``, ``DROPPED_FEATURES``).
+nan and inf features are refused (ARFF and .mat), naming the file and column.
 
 The data folder comes from an argument or the ``D2ACE_DATA_DIR`` environment variable;
 a missing folder or file raises ``FileNotFoundError`` naming the path and what was
@@ -38,6 +44,7 @@ expected there.
 """
 from __future__ import annotations
 
+import difflib
 import glob
 import os
 import xml.etree.ElementTree as ElementTree
@@ -45,7 +52,7 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 
 # read_arff is imported from here by callers that predate the arff module.
-from .arff import _header_and_rows, _Parsed, read_arff  # noqa: F401
+from .arff import _Parsed, attribute_names, read_arff  # noqa: F401
 
 DATA_DIR_ENV = "D2ACE_DATA_DIR"
 
@@ -89,9 +96,21 @@ def data_dir(path: str | None = None) -> str:
 
 
 def label_names(xml_path: str) -> list[str]:
-    """Label names listed in a MULAN XML file."""
-    root = ElementTree.parse(xml_path).getroot()
-    return [el.attrib["name"] for el in root.iter() if el.tag.endswith("label") and "name" in el.attrib]
+    """Label names listed in a MULAN XML file, in its order. A malformed file or a label
+    listed twice raises ValueError naming the file."""
+    try:
+        root = ElementTree.parse(xml_path).getroot()
+    except ElementTree.ParseError as err:
+        raise ValueError(f"{xml_path}: malformed XML ({err}); a MULAN label file reads "
+                         '<labels xmlns="http://mulan.sourceforge.net/labels"><label name="..."/>...</labels>'
+                         ) from None
+    names = [el.attrib["name"] for el in root.iter() if el.tag.endswith("label") and "name" in el.attrib]
+    seen: set[str] = set()
+    twice = [n for n in names if n in seen or seen.add(n)]
+    if twice:
+        raise ValueError(f"{xml_path}: label(s) {', '.join(map(repr, dict.fromkeys(twice)))} listed twice; "
+                         "list each label once")
+    return names
 
 
 # ----------------------------------------------------------------------------- sets
@@ -105,13 +124,63 @@ def _expected(name: str) -> str:
            "or a .mat file with 'data' and 'target'"
 
 
+def _arff_candidates(base: str) -> tuple[list[str], list[str], list[str]]:
+    """(``*-train``, ``*-test`` and other ARFF files) of folder ``base``, sorted: ``.arff``
+    and ``.arff.gz`` files, a ``.gz`` left out where its unpacked ``.arff`` is there too."""
+    plain = glob.glob(os.path.join(base, "*.arff"))
+    files = sorted(plain + [f for f in glob.glob(os.path.join(base, "*.arff.gz")) if f[:-3] not in plain])
+    trains = [f for f in files if _stem(f).endswith("-train")]
+    tests = [f for f in files if _stem(f).endswith("-test")]
+    return trains, tests, [f for f in files if f not in trains and f not in tests]
+
+
+def _stem(path: str) -> str:
+    return os.path.basename(path).split(".")[0]
+
+
 def _arff_files(base: str) -> list[str]:
-    pair = [sorted(glob.glob(os.path.join(base, f"*-{part}.arff"))) or
-            sorted(glob.glob(os.path.join(base, f"*-{part}.arff.gz"))) for part in ("train", "test")]
-    if len(pair[0]) == 1 and len(pair[1]) == 1:
-        return pair[0] + pair[1]
-    single = sorted(glob.glob(os.path.join(base, "*.arff"))) or sorted(glob.glob(os.path.join(base, "*.arff.gz")))
-    return single[:1]
+    """The ARFF files of set folder ``base``: one ``<x>-train`` / ``<x>-test`` pair, else
+    its one ARFF file, else none. Anything that leaves the choice open (two train files,
+    a train file without its test file, two ARFF files) raises ValueError naming them:
+    reading one of them would silently read part of the set, or another set."""
+    trains, tests, others = _arff_candidates(base)
+
+    def names(paths: list[str]) -> str:
+        return ", ".join(os.path.basename(p) for p in paths)
+
+    if trains or tests:
+        if len(trains) == 1 and len(tests) == 1 and _stem(trains[0])[:-6] == _stem(tests[0])[:-5]:
+            return trains + tests
+        example = f"{_stem((trains or tests)[0]).rsplit('-', 1)[0]}-{'test' if trains else 'train'}.arff"
+        raise ValueError(f"{base}: expected one <name>-train.arff / <name>-test.arff pair, found train file(s) "
+                         f"[{names(trains)}] and test file(s) [{names(tests)}]"
+                         f"{f' (e.g. {example} is missing)' if not (trains and tests) else ''}; "
+                         "keep one pair in the folder")
+    if len(others) > 1:
+        raise ValueError(f"{base}: several ARFF files ({names(others)}) and no <name>-train/<name>-test pair; "
+                         "keep one ARFF file per set folder")
+    return others
+
+
+def _has_arff(base: str) -> bool:
+    """Whether folder ``base`` holds any ARFF file (a set to list; loading it says
+    which files are wrong, if any)."""
+    return any(_arff_candidates(base))
+
+
+def _xml_file(base: str, arff: str) -> str | None:
+    """The folder's MULAN XML label list: its one XML file, else the one named like the
+    ARFF file (``<stem>.xml``, ``Corel5k.xml`` for ``Corel5k-sparse.arff``)."""
+    xmls = sorted(glob.glob(os.path.join(base, "*.xml")))
+    if len(xmls) <= 1:
+        return xmls[0] if xmls else None
+    stem = _stem(arff).split("-")[0]
+    named = [x for x in xmls if os.path.basename(x) == stem + ".xml"] or \
+        [x for x in xmls if os.path.basename(x).startswith(stem)]
+    if len(named) == 1:
+        return named[0]
+    raise ValueError(f"{base}: several XML files ({', '.join(os.path.basename(x) for x in xmls)}) and none "
+                     f"is the label list of {os.path.basename(arff)} ({stem}.xml); keep one")
 
 
 def _mat_files(base: str) -> list[str]:
@@ -128,7 +197,7 @@ def available_datasets(folder: str | None = None) -> list[str]:
         base = os.path.join(root, entry)
         if not os.path.isdir(base):
             continue
-        has_arff = bool(_arff_files(base)) and bool(glob.glob(os.path.join(base, "*.xml")))
+        has_arff = _has_arff(base) and bool(glob.glob(os.path.join(base, "*.xml")))
         needs_mat = any(f.endswith(".mat") for f in EXPECTED_FILES.get(entry, ()))
         if needs_mat and not _mat_files(base):  # rcv1subset1 without its .mat: ARFF name only
             names += [entry + ARFF_SUFFIX] if has_arff else []
@@ -177,53 +246,71 @@ def _load_mat(path: str, base: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise ValueError(f"{path}: 'target' holds values other than 0/1")
     features = np.ascontiguousarray(x, dtype=np.float64)
     labels = np.ascontiguousarray(y, dtype=np.int64)
+    if not np.isfinite(features).all():
+        row, column = np.argwhere(~np.isfinite(features))[0]
+        raise ValueError(f"{path}: 'data' row {row}, column {column} is {float(features[row, column])}: features "
+                         "must be finite")
     q = labels.shape[1]
     names = [f"label{j}" for j in range(q)]
     # rcv1subset1: the folder's ARFF holds the same label columns (checked: equal arrays),
     # so their names are the last q attributes of its header, if the XML lists them.
-    arffs, xmls = _arff_files(base), glob.glob(os.path.join(base, "*.xml"))
-    if arffs and len(xmls) == 1:
-        header = [c.name for c in _header_and_rows(arffs[0], header_only=True)[0]]
-        if len(header) > q and set(header[-q:]) == set(label_names(xmls[0])):
+    try:
+        arffs = _arff_files(base)
+        xml = _xml_file(base, arffs[0]) if arffs else None
+        header = attribute_names(arffs[0]) if xml else []
+        if len(header) > q and set(header[-q:]) == set(label_names(xml)):
             names = header[-q:]
+    except ValueError:  # names are a courtesy: a wrong ARFF or XML beside the .mat leaves label<j>
+        pass
     return features, labels, names
+
+
+def _label_columns(names: list[str], listed: list[str], arff: str, xml: str) -> list[int]:
+    """Positions of the labels ``listed`` in the XML file ``xml`` among the attributes
+    ``names`` of ``arff``, in the file's order (the XML may list them in another order,
+    as enron's and yeast's do). A listed label that is no attribute is refused: taking
+    other columns instead would swap labels and features without a word."""
+    position = {n: j for j, n in enumerate(names)}
+    missing = [n for n in listed if n not in position]
+    if missing:
+        hints = [f"{n!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, names, 1, 0.6))
+                 else repr(n) for n in missing[:5]]
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ValueError(f"{xml}: label(s) {', '.join(hints)}{more} are not attributes of {arff}; correct the "
+                         "names (they are case-sensitive) or use the XML file of this ARFF file")
+    if not listed or len(listed) >= len(names):
+        raise ValueError(f"{xml}: lists {len(listed)} labels for the {len(names)} attributes of {arff}")
+    return sorted(position[n] for n in listed)
 
 
 def _load_arff(name: str, base: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     files = _arff_files(base)
-    xmls = sorted(glob.glob(os.path.join(base, "*.xml")))
-    if not files or not xmls:
+    xml = _xml_file(base, files[0]) if files else None
+    if not files or not xml:
         missing = "ARFF file" if not files else "XML label list"
         raise FileNotFoundError(f"{base!r} holds no {missing}: expected {_expected(name)} there "
                                 f"(found: {', '.join(sorted(os.listdir(base))) or 'nothing'})")
-    if len(xmls) > 1:  # the XML named like the ARFF file
-        stem = os.path.basename(files[0]).split(".")[0].split("-")[0]
-        xmls = [x for x in xmls if os.path.basename(x).startswith(stem)] or xmls
-    labels_listed = label_names(xmls[0])
-    q = len(labels_listed)
-    parts = [_Parsed(path) for path in files]
+    labels_listed = label_names(xml)
+    parts = [_Parsed(path, labels=frozenset(labels_listed)) for path in files]
     names = parts[0].names
     for path, part in zip(files[1:], parts[1:]):
         if part.names != names:
             raise ValueError(f"{path}: attributes differ from those of {files[0]}")
-    if q == 0 or q >= len(names):
-        raise ValueError(f"{xmls[0]}: lists {q} labels for {len(names)} attributes")
-    position = {n: j for j, n in enumerate(names)}
-    # The last q attributes, in the file's order (the XML may list them in another order,
-    # as enron's and yeast's do); listed labels found elsewhere are taken by name.
-    label_cols = list(range(len(names) - q, len(names)))
-    if set(names[-q:]) != set(labels_listed) and all(n in position for n in labels_listed):
-        label_cols = sorted(position[n] for n in labels_listed)
+    label_cols = _label_columns(names, labels_listed, files[0], xml)
     dropped = set(DROPPED_FEATURES.get(os.path.basename(base), ()))
     taken = set(label_cols)
     feature_cols = [j for j, n in enumerate(names) if j not in taken and n not in dropped]
+    label_blocks = [part.take(label_cols) for part in parts]
+    for path, block in zip(files, label_blocks):  # a numeric label attribute can hold anything
+        outside = ~np.isin(block, (0.0, 1.0))
+        if outside.any():
+            column = label_cols[int(np.argmax(outside.any(0)))]
+            raise ValueError(f"{path}: label attribute {names[column]!r} holds values other than 0/1")
     if len(parts) == 1:
-        features, label_block = parts[0].take(feature_cols), parts[0].take(label_cols)
+        features, label_block = parts[0].take(feature_cols), label_blocks[0]
     else:
         features = np.vstack([part.take(feature_cols) for part in parts])
-        label_block = np.vstack([part.take(label_cols) for part in parts])
-    if not np.isin(label_block, (0.0, 1.0)).all():
-        raise ValueError(f"{files[0]}: label attributes hold values other than 0/1")
+        label_block = np.vstack(label_blocks)
     return features, label_block.astype(np.int64), [names[j] for j in label_cols]
 
 
@@ -243,7 +330,7 @@ def load_dataset(name: str, folder: str | None = None) -> tuple[np.ndarray, np.n
     if wanted and not force_arff:  # rcv1subset1: the .mat or nothing, never the 500-feature ARFF
         path = os.path.join(base, wanted[0])
         if not os.path.isfile(path):
-            other = f"; its ARFF version (other features) is {name + ARFF_SUFFIX!r}" if _arff_files(base) else ""
+            other = f"; its ARFF version (other features) is {name + ARFF_SUFFIX!r}" if _has_arff(base) else ""
             raise FileNotFoundError(f"no file {path!r}: data set {name!r} is read from {wanted[0]} "
                                     f"(variables 'data' and 'target'){other}")
         mats = [path]

@@ -9,7 +9,9 @@ An image's labels are the categories of its instance annotations (crowd ones too
 the order of the category ids (1 ... 90 with gaps -> labels 0 ... 79). Images without
 any annotation are dropped, as in the ML-GCN protocol (82,081 training and 40,137 test
 images out of 82,783 and 40,504); ``keep_empty=True`` keeps them as all-zero rows.
-The JSON is parsed with the standard library.
+The JSON is parsed with the standard library. An image id, category id, category name
+or file name listed twice is refused (ValueError naming the file and the values): the
+later entry would silently overwrite the earlier one's file or add a column.
 """
 from __future__ import annotations
 
@@ -35,15 +37,30 @@ def _load_json(path: str) -> dict:
     return data
 
 
+def _refuse_repeats(values: list, what: str, why: str) -> None:
+    """ValueError naming the ``what`` values listed more than once: each must be listed
+    once, since it stands for ``why`` (a repeat would overwrite or add a column)."""
+    seen: set = set()
+    twice = list(dict.fromkeys(v for v in values if v in seen or seen.add(v)))
+    if twice:
+        shown = ", ".join(map(repr, twice[:10])) + (f" and {len(twice) - 10} more" if len(twice) > 10 else "")
+        raise ValueError(f"{what}(s) {shown} listed more than once; each {what} must be listed once "
+                         f"(it gives {why})")
+
+
 def read_split(root: str, split: str, keep_empty: bool = False) -> LabelledImages:
     """``split`` is "train2014" or "val2014"."""
     path = os.path.join(root, "annotations", f"instances_{split}.json")
     data = _load_json(path)
     try:
         categories = sorted(data["categories"], key=lambda c: int(c["id"]))
+        _refuse_repeats([int(c["id"]) for c in categories], "category id", "a column each")
+        _refuse_repeats([str(c["name"]) for c in categories], "category name", "a distinct label name each")
         column = {int(c["id"]): j for j, c in enumerate(categories)}
         names = [str(c["name"]) for c in categories]
+        _refuse_repeats([int(im["id"]) for im in data["images"]], "image id", "the labels of one file")
         images = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
+        _refuse_repeats(list(images.values()), "file_name", "one image id each")
         present: dict[int, set[int]] = {}
         for ann in data["annotations"]:
             image_id, category = int(ann["image_id"]), int(ann["category_id"])

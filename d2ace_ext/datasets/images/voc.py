@@ -12,6 +12,10 @@ objects with 0): such a class counts as present for training, and on the test sp
 it is *ignored* by mAP (the official VOC evaluation excludes difficult objects) and
 counted as present by the other metrics. ``difficult`` in {"ignore", "positive",
 "negative"} changes the test-side rule.
+
+Refused (ValueError naming the split list): an image id listed twice in one list, and
+an id listed in both trainval and test. A UTF-8 byte-order mark at the start of a list
+is dropped rather than read as part of the first id.
 """
 from __future__ import annotations
 
@@ -51,13 +55,21 @@ def find_root(data_dir: str, marker: str, candidates: tuple[str, ...], name: str
 
 
 def _read_ids(path: str) -> list[str]:
+    """The image ids of a split list, one per line (the first word; a UTF-8 BOM, which
+    some editors write, is dropped). An id listed twice raises ValueError naming its lines."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VOC2007 split list missing: {path}")
-    with open(path, encoding="utf-8") as handle:
-        ids = [line.split()[0] for line in handle if line.strip()]
-    if not ids:
+    with open(path, encoding="utf-8-sig") as handle:
+        listed = [(number, line.split()[0]) for number, line in enumerate(handle, 1) if line.strip()]
+    if not listed:
         raise ValueError(f"VOC2007 split list is empty: {path}")
-    return ids
+    first: dict[str, int] = {}
+    for number, image_id in listed:
+        if image_id in first:
+            raise ValueError(f"VOC2007 split list {path}: image id {image_id} is listed twice (lines "
+                             f"{first[image_id]} and {number}); list each image once")
+        first[image_id] = number
+    return [image_id for _, image_id in listed]
 
 
 def read_annotation(path: str) -> tuple[set[str], set[str]]:
@@ -105,4 +117,10 @@ def read_split(root: str, split: str, difficult: str = "ignore", train: bool = F
 def load_voc2007(data_dir: str, difficult: str = "ignore") -> tuple[LabelledImages, LabelledImages]:
     """(trainval, test) of VOC2007 under ``data_dir``; errors name the missing or bad path."""
     root = find_root(data_dir, "Annotations", ("VOCdevkit/VOC2007", "VOC2007", ""), "VOC2007")
+    lists = [os.path.join(root, "ImageSets", "Main", f"{split}.txt") for split in ("trainval", "test")]
+    both = sorted(set(_read_ids(lists[0])) & set(_read_ids(lists[1])))
+    if both:  # an image trained on and then tested on would inflate the test mAP
+        shown = ", ".join(both[:10]) + (f" and {len(both) - 10} more" if len(both) > 10 else "")
+        raise ValueError(f"VOC2007 image id(s) {shown} are listed in both {lists[0]} and {lists[1]}; "
+                         "the training and test splits must not share images")
     return read_split(root, "trainval", difficult, train=True), read_split(root, "test", difficult)
