@@ -138,6 +138,23 @@ def test_image_checkpoints_live_in_the_results_folder_one_per_protocol(tmp_path)
     assert resumed["history"]["epoch"] == [0, 1, 2, 3] and os.listdir(out / "checkpoints") == []
 
 
+def test_a_run_stopped_before_checkpoints_carried_the_digest_still_resumes(tmp_path):
+    feats, out = _features_file(str(tmp_path / "feats.pt"), seed=0), tmp_path / "out"
+    data = load_image_dataset("features", features=feats)
+    options = {"mlgcn": {"backbone": "none", "hidden": 8}}
+    long, short = (ImageProtocol(epochs=e, batch_size=8, lr=1e-2, model_options=options) for e in (3, 2))
+    long_key, short_key = (RunKey.make("features", "mlgcn", "random", "paper", 0, p) for p in (long, short))
+    assert image_run.run_image(long_key, data, long, results_dir=str(out), progress=False, stop_after=1) is None
+    legacy = out / "checkpoints" / (long_key.stem() + ".pt")          # the name used before the digest
+    os.replace(image_run.checkpoint_path(str(out), long_key, long.digest()), legacy)
+    saved_epoch0 = torch.load(legacy, weights_only=False)["history"]["loop_seconds"][0]
+    image_run.run_image(short_key, data, short, results_dir=str(out), progress=False)
+    assert legacy.exists()                                              # another protocol's: left alone
+    resumed = image_run.run_image(long_key, data, long, results_dir=str(out), progress=False)
+    assert resumed["history"]["loop_seconds"][0] == saved_epoch0       # epoch 0 came from the old file
+    assert resumed["history"]["epoch"] == [0, 1, 2] and os.listdir(out / "checkpoints") == []
+
+
 # Item 9: exact resume with DataLoader workers ---------------------------------------------
 
 def _image_folder(root, n=24, q=3):
