@@ -187,6 +187,7 @@ def test_a_resume_with_dataloader_workers_gives_the_uninterrupted_result(tmp_pat
     # each image's crop and flip are seeded by (seed, epoch, position), so the worker count does not matter
     in_process = image_run.run_image(key, data, protocol, workers=0, progress=False)
     assert in_process["history"]["train_loss"] == whole["history"]["train_loss"]
+    assert torch.equal(torch.get_rng_state(), whole_rng)              # in-process seeding is undone after each image
 
 
 # Item 14 (image CLI): a seed count below one, a negative worker count ------------------

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 from tqdm.auto import tqdm
 
@@ -45,18 +45,22 @@ _AUGMENT_STREAM, _LOADER_STREAM = -4, -5   # (balance: -2, dihcl: -3; epochs: >=
 
 @contextlib.contextmanager
 def _seeded(seed: int):
-    """Python's, NumPy's and torch's CPU global generators seeded from ``seed`` inside,
-    restored after (torchvision's random transforms draw from the first and the last)."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        random.seed(seed)
-        np.random.seed(seed & 0xFFFFFFFF)
-        torch.manual_seed(seed)
-        try:
-            yield
-        finally:
+    """Python's and torch's CPU global generators (those torchvision's random transforms
+    and ``files.MultiScaleCrop`` draw from) seeded from ``seed`` inside. In the main
+    process (no workers) both are restored after, so the run's own streams are untouched;
+    a worker's streams serve only its transforms and are left as they are (restoring
+    them would cost more than the seeding)."""
+    restore = get_worker_info() is None
+    if restore:
+        python_state, torch_state = random.getstate(), torch.get_rng_state()
+    random.seed(seed)
+    torch.default_generator.manual_seed(seed)   # the CPU generator only: torch.manual_seed visits every backend
+    try:
+        yield
+    finally:
+        if restore:
             random.setstate(python_state)
-            np.random.set_state(numpy_state)
+            torch.set_rng_state(torch_state)
 
 
 class _Rows(Dataset):
