@@ -1,6 +1,7 @@
 """The image protocol end to end on tiny sets: records with mAP, checkpoint + resume to
 the identical result, the d2ace command on fabricated VOC2007 files, mAP itself."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from d2ace_ext.cli import main as cli_main  # noqa: E402
 from d2ace_ext.datasets.images.registry import load_image_dataset  # noqa: E402
 from d2ace_ext.harness.experiment import RunKey  # noqa: E402
 from d2ace_ext.harness.image_protocol import ImageProtocol, mean_average_precision  # noqa: E402
-from d2ace_ext.harness.image_run import run_image  # noqa: E402
+from d2ace_ext.harness.image_run import checkpoint_path, run_image  # noqa: E402
 
 torch.set_num_threads(1)
 MOSAIC = {"train_size": 80, "test_size": 40, "grid": 2}
@@ -44,11 +45,13 @@ def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path):
     assert whole["shape"]["train"] + whole["shape"]["val"] == 80 and whole["steps"] > 0
     assert 0 <= whole["metrics"]["map"] <= 1 and "macro_auc" in whole["metrics"]
     assert run_image(key, data, protocol, results_dir=str(tmp_path), progress=False, stop_after=1) is None
-    assert (tmp_path / "checkpoints" / (key.stem() + ".pt")).exists()
+    saved = checkpoint_path(str(tmp_path), key, protocol.digest())
+    assert saved == str(tmp_path / "checkpoints" / f"{key.stem()}__{protocol.digest()}.pt")
+    assert os.path.exists(saved)
     resumed = run_image(key, data, protocol, results_dir=str(tmp_path), progress=False)
     assert resumed["metrics"] == whole["metrics"]
     assert resumed["history"]["train_loss"] == whole["history"]["train_loss"]
-    assert not (tmp_path / "checkpoints" / (key.stem() + ".pt")).exists()
+    assert not os.path.exists(saved)
 
 
 def test_hst_through_the_protocol_with_prototype_epochs():

@@ -10,9 +10,11 @@ features file): the image protocol over seeds instead of folds, mAP first.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -124,34 +126,91 @@ def protocol_from(args, models, selectors):
                          selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
 
 
+def protocol_for(args, protocol, dataset: str, files: dict):
+    """``protocol`` with the inputs of runs on ``dataset`` (``image_inputs.run_inputs``):
+    the features file's content hash, the image folder and its label rules, ``files``
+    (the model files' hashes). Raises FileNotFoundError naming a missing file or folder."""
+    from .image_inputs import run_inputs
+    inputs = run_inputs(dataset, data_dir=args.data_dir, features=args.features, difficult=args.difficult,
+                        keep_empty=args.keep_empty, files=files)
+    return dataclasses.replace(protocol, inputs=inputs)
+
+
+def check_counts(args) -> None:
+    """ValueError naming the option when a count is out of range (before anything runs)."""
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be an integer >= 1 (runs per configuration), got {args.seeds}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be an integer >= 0 (0: load in this process), got {args.workers}")
+
+
+def _check_writable(folder: str) -> None:
+    """ValueError naming ``folder`` unless a file can be created in it (it is made if missing).
+    Checked before any training so that no finished run is lost at its first write. (The
+    image CLI's own copy until the shared check of harness/results.py replaces it.)"""
+    try:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(0, "a file, not a folder")
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--results-dir: cannot write to {folder} ({exc.strerror or exc}); "
+                         f"pass a folder you can write") from None
+
+
+def _skipped_line(dataset: str, keys, skipped, path: str, digest: str) -> str:
+    """One line: which runs of ``dataset`` were skipped, where their records are and why."""
+    names = [f"{k.model}/{k.selector}/seed {k.fold}" for k in skipped]
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return (f"skipped {len(skipped)} of {len(keys)} run(s) of {dataset} already in {path} under protocol {digest} "
+            f"(same settings and inputs; another --results-dir or other settings train anew): {shown}")
+
+
 def execute(args, datasets, models, selectors) -> list[dict]:
-    """Every missing (data set, model, selector, seed) run; returns all their records."""
+    """Every missing (data set, model, selector, seed) run; returns all their records.
+    Everything that can be refused (counts, selectors, missing files, an unwritable
+    results folder) is refused before the first run trains."""
     import torch
     from ..datasets.images.registry import load_image_dataset
-    from .image_run import run_image
+    from . import image_run
+    from .image_inputs import model_files
     from .results import ResultsStore, key_tuple
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_counts(args)
     unknown = [s for s in selectors if s not in DISPLAY_NAMES]
     if unknown:
         raise SystemExit(f"unknown selector(s) {unknown}; valid: {', '.join(DISPLAY_NAMES)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cpu_defaults(args, datasets)
     protocol = protocol_from(args, models, selectors)
+    files = model_files(protocol.model_options)
     store = ResultsStore(args.results_dir)
     done = store.records()
-    records = []
+    plans = []
     for dataset in datasets:
-        keys = [RunKey.make(dataset, m, s, args.preset, k, protocol) for m in models for s in selectors
+        run_protocol = protocol_for(args, protocol, dataset, files)
+        keys = [RunKey.make(dataset, m, s, args.preset, k, run_protocol) for m in models for s in selectors
                 for k in range(args.seeds)]
-        todo = [k for k in keys if key_tuple(k.to_dict()) not in done]
+        plans.append((dataset, run_protocol, keys, [k for k in keys if key_tuple(k.to_dict()) not in done]))
+    if any(todo for *_, todo in plans) or args.command == "compare":
+        _check_writable(args.results_dir)
+    if any(todo for *_, todo in plans):
+        _check_writable(os.path.join(args.results_dir, image_run.CHECKPOINT_FOLDER))
+    records = []
+    for dataset, run_protocol, keys, todo in plans:
+        skipped = [k for k in keys if k not in todo]
+        if skipped:
+            print(_skipped_line(dataset, keys, skipped, store.path, run_protocol.digest()))
         if todo:
             data = load_image_dataset(dataset, args.data_dir, image_size=protocol.image_size,
                                       scale_size=protocol.scale_size, features=args.features,
                                       difficult=args.difficult, keep_empty=args.keep_empty, mosaic=protocol.mosaic)
             workers = args.workers if args.workers is not None else (4 if data.kind == "image" and data.train_eval is not None else 0)
             for key in todo:
-                record = run_image(key, data, protocol, device=args.device, results_dir=args.results_dir,
-                                   workers=workers, progress=not args.no_progress)
+                record = image_run.run_image(key, data, run_protocol, device=args.device,
+                                             results_dir=args.results_dir, workers=workers,
+                                             progress=not args.no_progress)
                 store.append(record)
                 done[key_tuple(record["key"])] = record
         records += [done[key_tuple(k.to_dict())] for k in keys]
@@ -199,7 +258,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - started
     if args.command == "run":
         print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selectors[0]]} · {args.seeds} seed(s) · "
-              f"{args.epochs} epochs · {args.backbone}")
+              f"{args.epochs} epochs · {args.backbone} · protocol {records[0]['key']['protocol']}")
         for metric in ("map", "macro_auc", "macro_f1", "micro_f1", "ranking_loss", "one_error", "average_precision"):
             v = [r["metrics"][metric] for r in records]
             print(f"  {metric:<18} {np.mean(v):.4f} ± {np.std(v):.4f}")

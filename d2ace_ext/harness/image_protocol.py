@@ -22,6 +22,9 @@ from ..factory import make_sampler
 _PAPER_EPOCHS, _PAPER_WARMUP, _PAPER_T_START, _PAPER_T_END = 20, 5, 5, 15
 _SCHEDULED = {"active", "recent", "dihcl", "hard_imb", "ml_unc"}
 MODEL_SELECTION = ("val", "last", "test")
+#: Fields added after image results were first recorded: left out of the digest while at
+#: their default, so earlier digests (docs/evidence/mosaic_dihcl_subset.jsonl) stay valid.
+_LATER_FIELDS = {"inputs": {}}
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class ImageProtocol:
     last epoch; "test" the best epoch on the test split itself, which is what the
     ML-GCN / HST code bases report (optimistic: the test set chooses the epoch).
     ``lr_step``: multiply the LR by 0.1 every ``lr_step`` epochs (HST's code: 10); 0 = constant.
+    ``inputs``: what the runs read besides these settings (a features file's content
+    hash, an image folder and its label rules, model files' hashes), filled per data
+    set by ``image_inputs.run_inputs``, so runs on other data never share a digest.
     """
 
     epochs: int = 20
@@ -49,6 +55,7 @@ class ImageProtocol:
     mosaic: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
     selector_options: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rules = [
@@ -72,7 +79,7 @@ class ImageProtocol:
     def digest(self) -> str:
         """8 hex digits naming these settings (``amp`` excluded: a numerics switch, not
         a protocol change, so a CPU and a GPU run of one protocol share results)."""
-        settings = {k: v for k, v in self.to_dict().items() if k != "amp"}
+        settings = {k: v for k, v in self.to_dict().items() if k != "amp" and _LATER_FIELDS.get(k, object()) != v}
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
     def schedule(self) -> dict:
