@@ -242,3 +242,15 @@ def test_committed_evidence_gives_the_issue_table():
     assert _pooled_median(mlp, converged, "hard_imb", "-") == (0.85, 30)
     assert _pooled_median(mlp, converged, "ml_unc", "-") == (0.92, 23)
     assert _pooled_median(mlp, {Protocol(epochs=1000).digest()}, "d2ace", "paper", "yahoo-Business1") == (0.48, 5)
+
+
+def test_compact_evidence_keeps_the_cost_series():
+    from d2ace_ext.harness.evidence import compact_record
+    full = run("d2ace", SELECTOR, samples_seen=[50, 100, 150, 200, 250],
+               elapsed_seconds=[1.00041, 2.1, 3.2, 4.3, 5.4], train_loss=[1.0] * 5, lr=[1e-4] * 5)
+    compact = compact_record(full)
+    assert sorted(compact["history"]) == ["elapsed_seconds", "samples_seen", "val_macro_auc"]
+    assert compact["history"]["samples_seen"] == [50, 100, 150, 200, 250]
+    assert compact["history"]["elapsed_seconds"][0] == 1.0
+    assert pair_time(compact, run("random", RANDOM), 0.01)["ratio"] == pair_time(full, run("random", RANDOM), 0.01)["ratio"]
+    assert sorted(compact_record(run("d2ace", SELECTOR))["history"]) == ["val_macro_auc"]  # old records: as before
