@@ -174,7 +174,7 @@ def cmd_compare(args) -> int:
 
 def cmd_plot(args) -> int:
     from .harness.plots import plot_results
-    paths = plot_results(args.results_dir, args.out or f"{args.results_dir}/figures")
+    paths = plot_results(args.results_dir, args.out or f"{args.results_dir}/figures", args.target_tolerance)
     for path in paths:
         print(path)
     return 0
@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="PNG figures from a results folder")
     plot.add_argument("--results-dir", default=DEFAULT_RESULTS)
     plot.add_argument("--out", default=None, help="figure folder (default: <results-dir>/figures)")
+    plot.add_argument("--target-tolerance", type=float, default=DEFAULT_TOLERANCE,
+                      help="compute_saved.png: sample passes to Random's best validation Macro-AUC minus this")
     plot.set_defaults(func=cmd_plot)
     return parser
 

@@ -254,3 +254,15 @@ def test_compact_evidence_keeps_the_cost_series():
     assert compact["history"]["elapsed_seconds"][0] == 1.0
     assert pair_time(compact, run("random", RANDOM), 0.01)["ratio"] == pair_time(full, run("random", RANDOM), 0.01)["ratio"]
     assert sorted(compact_record(run("d2ace", SELECTOR))["history"]) == ["val_macro_auc"]  # old records: as before
+
+
+def test_committed_clif_evidence_gives_the_issue_table():
+    from d2ace_ext.harness.plot_records import load_records
+    model = {"clif": {"variant": "published"}}
+    clif = paired_times(load_records(os.path.join(EVIDENCE, "grid_clif_published.jsonl")), 0.01)
+    both = {Protocol(model_options=model).digest(), Protocol(model_options=model, epochs=200).digest()}
+    assert _pooled_median(clif, both, "d2ace", "paper") == (0.98, 140)
+    assert _pooled_median(clif, both, "d2ace", "reference") == (1.02, 140)
+    assert _pooled_median(clif, both, "hard_imb", "-") == (0.97, 25)
+    assert _pooled_median(clif, both, "dihcl", "-") == (1.00, 25)
+    assert _pooled_median(clif, both, "ml_unc", "-") == (1.04, 25)

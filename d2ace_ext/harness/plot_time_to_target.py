@@ -11,7 +11,7 @@ import numpy as np
 
 from .plot_figure import _new_figure, _save
 from .series import preset_style, selector_color, series_name
-from .time_to_target import DEFAULT_TOLERANCE, results_report
+from .time_to_target import DEFAULT_TOLERANCE, results_report, tolerances
 
 #: Compute saved that the issue asks about (InfoBatch reports about 40 %): a dashed line.
 GOAL = 0.30
@@ -73,6 +73,7 @@ def plot_compute_saved(records: list[dict], out_path, tolerance: float = DEFAULT
     (``time_to_target.results_report``). A median or bound below the figure's floor
     (a target not reached by more than half the pairs: -inf) is a triangle on the bottom
     edge. Returns ``out_path``; ValueError when no selector run has a Random partner."""
+    tolerances(tolerance)  # refuses a bad tolerance by name
     panels = results_report(records, tolerance, protocols)
     if not panels:
         raise ValueError("no selector run has a Random run of the same data set, model, repeat and fold to pair with")
