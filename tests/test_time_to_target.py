@@ -240,8 +240,15 @@ def test_committed_evidence_gives_the_issue_table():
     assert _pooled_median(mlp, converged, "d2ace", "paper") == (0.87, 50)
     assert _pooled_median(mlp, converged, "d2ace", "reference") == (0.90, 40)
     assert _pooled_median(mlp, converged, "hard_imb", "-") == (0.85, 30)
+    assert _pooled_median(mlp, converged, "dihcl", "-") == (0.93, 30)
     assert _pooled_median(mlp, converged, "ml_unc", "-") == (0.92, 23)
-    assert _pooled_median(mlp, {Protocol(epochs=1000).digest()}, "d2ace", "paper", "yahoo-Business1") == (0.48, 5)
+    e1000 = {Protocol(epochs=1000).digest()}
+    assert _pooled_median(mlp, e1000, "d2ace", "paper", "yahoo-Business1") == (0.48, 5)
+    assert _pooled_median(mlp, e1000, "d2ace", "reference", "yahoo-Business1") == (0.65, 5)
+    tight = paired_times(load_records(os.path.join(EVIDENCE, "grid_mlp_large.jsonl")), 0.005)
+    assert [_pooled_median(tight, converged, s, p)[0] for s, p in (
+        ("d2ace", "paper"), ("d2ace", "reference"), ("hard_imb", "-"), ("dihcl", "-"), ("ml_unc", "-"))] == [
+        0.81, 0.89, 0.78, 0.85, 0.88]
 
 
 def test_compact_evidence_keeps_the_cost_series():
