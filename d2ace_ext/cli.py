@@ -141,13 +141,13 @@ def _time_to_target(args, protocol: Protocol, records: list[dict], selectors: li
     from .harness.time_to_target import BASELINE, full_budget, time_to_target
 
     baseline = full_budget(protocol)
-    if baseline.digest() != protocol.digest():
+    if baseline.digest() != protocol.digest() or BASELINE not in selectors:  # Random's runs are not in the grid
         done = ResultsStore(args.results_dir).records()
         keys = Grid(tuple(args.datasets), tuple(args.models), (BASELINE,), args.preset, args.repeats).keys(baseline)
         found = [done[key_tuple(k.to_dict())] for k in keys if key_tuple(k.to_dict()) in done]
         print(f"time to target: {len(found)} of {len(keys)} full-budget Random runs (protocol {baseline.digest()}) "
               f"in {args.results_dir}" + ("" if found else "; run this compare without the budget options "
-                                                            "and --selectors random to pair with them"))
+                                                            "and with --selectors random to pair with them"))
         records = records + found
     return time_to_target(records, args.datasets, args.models, selectors, args.target_tolerance,
                           {protocol.digest(): baseline.digest()})

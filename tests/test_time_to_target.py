@@ -273,3 +273,18 @@ def test_committed_clif_evidence_gives_the_issue_table():
     assert _pooled_median(clif, both, "hard_imb", "-") == (0.97, 25)
     assert _pooled_median(clif, both, "dihcl", "-") == (1.00, 25)
     assert _pooled_median(clif, both, "ml_unc", "-") == (1.04, 25)
+
+
+def test_compare_without_random_pairs_with_random_runs_already_in_the_folder(tmp_path, capsys):
+    from d2ace_ext import cli
+    protocol = Protocol(folds=2, epochs=5)
+    with open(tmp_path / "results.jsonl", "w") as handle:
+        for fold in range(2):
+            for selector, preset, curve in (("random", "-", RANDOM), ("hard_imb", "-", [0.5, 0.6, 0.8, 0.8, 0.8])):
+                record = run(selector, curve, dataset="emotions", fold=fold, protocol=protocol.digest(), preset=preset)
+                record["metrics"] = {"macro_auc": max(curve)}
+                handle.write(json.dumps(record) + "\n")
+    assert cli.main(["compare", "--datasets", "emotions", "--models", "mlp", "--selectors", "hard_imb", "--folds", "2",
+                     "--epochs", "5", "--results-dir", str(tmp_path), "--report-only", "--no-progress"]) == 0
+    assert "time to target: 2 of 2 full-budget Random runs" in capsys.readouterr().out
+    assert "| emotions | 0.75 [0.75, 0.75] 2/2 |" in (tmp_path / "comparison.md").read_text()
