@@ -19,6 +19,7 @@ import numpy as np
 
 from .cli_options import options_per_name
 from .harness.experiment import DISPLAY_NAMES, Protocol, canonical_selector, with_published_variants
+from .harness.time_to_target import DEFAULT_TOLERANCE
 
 DEFAULT_RESULTS = "d2ace-results"
 
@@ -100,6 +101,12 @@ def _execute(args, datasets, models, selectors):
                        threads=args.threads, trace=args.trace, progress=not args.no_progress,
                        report_only=args.report_only)
     wall = time.perf_counter() - started
+    if not args.report_only:  # the runs have written the folder: file the settings behind the digest
+        from .harness.protocol_index import remember_protocol
+        try:
+            remember_protocol(args.results_dir, protocol)
+        except (OSError, ValueError) as exc:  # the runs are saved; only the figures' labels and pairing lose it
+            print(f"warning: protocol settings not recorded: {exc}", file=sys.stderr)
     records = list(results.values())
     summary = summarise(records, datasets, models, selectors)
     return protocol, records, summary, wall, write_tables
@@ -126,14 +133,38 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _time_to_target(args, protocol: Protocol, records: list[dict], selectors: list[str]) -> dict:
+    """The grid's time-to-target report; a budgeted grid's runs pair with the full-budget
+    Random of the otherwise-equal protocol, read from the results folder."""
+    from .harness.results import ResultsStore, key_tuple
+    from .harness.runner import Grid
+    from .harness.time_to_target import BASELINE, full_budget, time_to_target
+
+    baseline = full_budget(protocol)
+    if baseline.digest() != protocol.digest() or BASELINE not in selectors:  # Random's runs are not in the grid
+        done = ResultsStore(args.results_dir).records()
+        keys = Grid(tuple(args.datasets), tuple(args.models), (BASELINE,), args.preset, args.repeats).keys(baseline)
+        found = [done[key_tuple(k.to_dict())] for k in keys if key_tuple(k.to_dict()) in done]
+        print(f"time to target: {len(found)} of {len(keys)} full-budget Random runs (protocol {baseline.digest()}) "
+              f"in {args.results_dir}" + ("" if found else "; run this compare without the budget options "
+                                                            "and with --selectors random to pair with them"))
+        records = records + found
+    return time_to_target(records, args.datasets, args.models, selectors, args.target_tolerance,
+                          {protocol.digest(): baseline.digest()})
+
+
 def cmd_compare(args) -> int:
+    from .harness.time_to_target import tolerances
+    tolerances(args.target_tolerance)  # a bad tolerance fails before any run
     protocol, records, summary, wall, write_tables = _execute(args, args.datasets, args.models, args.selectors)
     selectors = [canonical_selector(s) for s in args.selectors]
     from .harness.paired import convergence
     from .harness.tables import markdown
     late = convergence(records, args.datasets, args.models, selectors)
-    print("\n" + markdown(summary, args.datasets, args.models, selectors, late=late))
-    paths = write_tables(summary, args.datasets, args.models, selectors, args.results_dir, stem=args.stem, late=late)
+    times = _time_to_target(args, protocol, records, selectors)
+    print("\n" + markdown(summary, args.datasets, args.models, selectors, late=late, times=times))
+    paths = write_tables(summary, args.datasets, args.models, selectors, args.results_dir, stem=args.stem, late=late,
+                         times=times)
     run_seconds = sum(r["seconds"] for r in records)
     print(f"{len(records)} runs, {run_seconds / 60:.1f} min of training in total; this call {wall / 60:.1f} min "
           f"(protocol {protocol.digest()})")
@@ -143,7 +174,7 @@ def cmd_compare(args) -> int:
 
 def cmd_plot(args) -> int:
     from .harness.plots import plot_results
-    paths = plot_results(args.results_dir, args.out or f"{args.results_dir}/figures")
+    paths = plot_results(args.results_dir, args.out or f"{args.results_dir}/figures", args.target_tolerance)
     for path in paths:
         print(path)
     return 0
@@ -164,11 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--models", nargs="+", default=["clif"])
     compare.add_argument("--selectors", nargs="+", default=["random", "ml_unc", "hard_imb", "d2ace"])
     compare.add_argument("--stem", default="comparison", help="name of the table files")
+    compare.add_argument("--target-tolerance", type=float, default=DEFAULT_TOLERANCE,
+                         help="time to target: epochs, sample passes and seconds until a selector's best validation "
+                              "Macro-AUC reaches Random's best minus this (0.01 is reported too)")
     _protocol_arguments(compare)
     compare.set_defaults(func=cmd_compare)
     plot = sub.add_parser("plot", help="PNG figures from a results folder")
     plot.add_argument("--results-dir", default=DEFAULT_RESULTS)
     plot.add_argument("--out", default=None, help="figure folder (default: <results-dir>/figures)")
+    plot.add_argument("--target-tolerance", type=float, default=DEFAULT_TOLERANCE,
+                      help="compute_saved.png: sample passes to Random's best validation Macro-AUC minus this")
     plot.set_defaults(func=cmd_plot)
     return parser
 

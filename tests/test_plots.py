@@ -83,7 +83,8 @@ def test_plot_results_writes_every_supported_figure(tmp_path):
     out = tmp_path / "figures"
     written = plots.plot_results(results, out)
 
-    expected = [out / "convergence__yeast__clif__paper.png",
+    # No Random run: nothing to time against, so no compute-saved figure.
+    expected = [out / "convergence__yeast__clif.png",
                 out / f"deciles__{stem}.png", out / f"label_weights__{stem}.png"]
     assert written == [str(p) for p in expected]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in expected)
@@ -170,7 +171,7 @@ def test_edge_cases_single_fold_one_label_tiny_trace(tmp_path):
     with pytest.warns(UserWarning, match="missing"):
         written = plots.plot_results(tmp_path, out)
     names = [p.rsplit("/", 1)[-1] for p in written]
-    assert names == ["convergence__emotions__clif__-.png", "convergence__yeast__clif__-.png",
+    assert names == ["convergence__emotions__clif.png", "convergence__yeast__clif.png",
                      "deciles__t.png", "label_weights__t.png"]
     for path in written:
         assert_png(path)
@@ -190,12 +191,14 @@ def test_label_choice_and_explicit_labels(tmp_path):
     assert_png(out)
 
 
-def test_plot_convergence_keeps_baselines_in_a_preset_figure(tmp_path):
+def test_plot_convergence_keeps_baselines_in_each_preset_panel(tmp_path):
     records = [record("d2ace", "paper", 0, [0.5, 0.7], [1.0, 0.5]),
                record("d2ace", "fast", 0, [0.5, 0.6], [1.0, 0.6]),
                record("balance", "-", 0, [0.5, 0.65], [1.0, 0.7])]
-    labels = plots._line_labels(records)
-    assert sorted(labels.values()) == ["Balance", "D2ACE [fast]", "D2ACE [paper]"]
+    panels = plots.convergence_panels(records)
+    assert [(title, sorted((r["key"]["selector"], r["key"]["preset"]) for r in chosen)) for title, chosen in panels] == [
+        ("2 epochs, D2ACE fast preset", [("balance", "-"), ("d2ace", "fast")]),
+        ("2 epochs, D2ACE paper preset", [("balance", "-"), ("d2ace", "paper")])]
     out = plots.plot_convergence(records, "yeast", "clif", tmp_path / "c.png", preset="paper")
     assert_png(out)
     with pytest.raises(ValueError):
@@ -211,3 +214,64 @@ def test_default_decile_panels_skip_the_uniform_warm_up_snapshots():
     assert default_snapshot_epochs(trace) == [20, 99]
     trace["probabilities"] = np.stack([uniform] * 4)  # Random: every snapshot uniform
     assert default_snapshot_epochs(trace) == [0, 99]
+
+
+def _timed(selector, preset, fold, auc, protocol="3f2a9c1b", dataset="yeast"):
+    out = record(selector, preset, fold, auc, [1.0] * len(auc), dataset=dataset)
+    out["key"]["protocol"] = protocol
+    out["shape"] = {"train": 100}
+    del out["history"]["train_loss"]  # as in compact evidence records
+    return out
+
+
+def test_convergence_panels_one_per_protocol_labelled_by_what_differs(tmp_path):
+    from d2ace_ext.harness.experiment import Protocol
+    short, long_ = Protocol(epochs=3), Protocol(epochs=3, lr=1e-3)
+    records = [_timed("random", "-", 0, [0.5, 0.6, 0.7], short.digest()),
+               _timed("d2ace", "paper", 0, [0.5, 0.65, 0.7], short.digest()),
+               _timed("random", "-", 0, [0.5, 0.7, 0.8], long_.digest()),
+               _timed("hard_imb", "-", 0, [0.5, 0.75, 0.8], long_.digest())]
+    panels = plots.convergence_panels(records, {p.digest(): p.to_dict() for p in (short, long_)})
+    titles = sorted(title for title, _ in panels)
+    assert titles == ["3 epochs, lr 0.0001, D2ACE paper preset", "3 epochs, lr 0.001"]
+    # Without the settings the digest tells them apart (same epochs).
+    assert sorted(t for t, _ in plots.convergence_panels(records)) == [
+        f"3 epochs, protocol {long_.digest()}", f"3 epochs, protocol {short.digest()}, D2ACE paper preset"]
+
+
+def test_convergence_figure_has_no_empty_panel_and_one_colour_per_selector(tmp_path, monkeypatch):
+    from matplotlib.colors import to_hex
+    from d2ace_ext.harness import plot_convergence
+    drawn = []
+    monkeypatch.setattr(plot_convergence, "_save", lambda figure, path: drawn.append(figure) or str(path))
+    records = [_timed("random", "-", f, [0.5, 0.6, 0.7 + 0.01 * f]) for f in range(2)]
+    records += [_timed("d2ace", "paper", f, [0.5, 0.65, 0.72]) for f in range(2)]
+    records += [_timed("hard_imb", "-", 0, [0.5, 0.66, 0.71])]
+    plots.plot_convergence(records, "yeast", "clif", tmp_path / "c.png")
+    visible = [ax for ax in drawn[0].axes if ax.get_visible()]
+    assert len(visible) == 1  # no training loss in these records: no training-loss panel
+    colours = {line.get_label().split(" (")[0]: to_hex(line.get_color()) for line in visible[0].lines
+               if not line.get_label().startswith("_")}
+    assert colours == {"Random": plots.SELECTOR_COLORS["random"], "D2ACE": plots.SELECTOR_COLORS["d2ace"],
+                       "Hard-Imb": plots.SELECTOR_COLORS["hard_imb"]}
+    assert len(set(plots.SELECTOR_COLORS.values())) == len(plots.SELECTOR_COLORS)  # no two selectors share one
+    # Five panels wrap onto two rows of three; the unused place is hidden, not drawn empty.
+    more = [dict(r, key={**r["key"], "protocol": f"p{i}"}) for i in range(5) for r in records]
+    plots.plot_convergence(more, "yeast", "clif", tmp_path / "d.png")
+    assert sum(ax.get_visible() for ax in drawn[1].axes) == 5 and len(drawn[1].axes) == 6
+
+
+def test_compute_saved_figure_from_paired_runs(tmp_path):
+    records = []
+    for fold in range(3):
+        records += [_timed("random", "-", fold, [0.5, 0.6, 0.7, 0.8]),
+                    _timed("d2ace", "paper", fold, [0.5, 0.8, 0.8, 0.8]),
+                    _timed("d2ace", "reference", fold, [0.5, 0.6, 0.6, 0.6]),  # never reaches: drawn at the floor
+                    _timed("hard_imb", "-", fold, [0.5, 0.6, 0.8, 0.8], dataset="emotions")]
+    records += [_timed("random", "-", fold, [0.5, 0.6, 0.7, 0.8], dataset="emotions") for fold in range(3)]
+    assert_png(plots.plot_compute_saved(records, tmp_path / "saved.png"))
+    write_results(tmp_path, records)
+    names = [p.rsplit("/", 1)[-1] for p in plots.plot_results(tmp_path, tmp_path / "figures")]
+    assert names == ["convergence__emotions__clif.png", "convergence__yeast__clif.png", "compute_saved.png"]
+    with pytest.raises(ValueError, match="Random run"):
+        plots.plot_compute_saved([r for r in records if r["key"]["selector"] != "random"], tmp_path / "x.png")

@@ -4,9 +4,10 @@ A results record carries every epoch's training loss, learning rate and validati
 Macro-AUC: about 6 KB per 100-epoch run and 100 KB per 2,000-epoch run. The tables of
 ``d2ace compare --report-only`` read only the test metrics and, for the convergence
 check, the validation curve, so a compact record keeps those (the curve rounded to
-``digits`` decimals) and drops the rest. A folder whose ``results.jsonl`` holds compact
-records resumes and reports like the original; ``d2ace plot`` draws its validation
-curves but no training loss.
+``digits`` decimals) and, for time to target, the cumulative cost series
+``samples_seen`` and ``elapsed_seconds`` where recorded, and drops the rest. A folder
+whose ``results.jsonl`` holds compact records resumes and reports like the original;
+``d2ace plot`` draws its validation curves but no training loss.
 
     python -m d2ace_ext.harness.evidence TARGET.jsonl SOURCE.jsonl [SOURCE.jsonl ...]
 """
@@ -20,15 +21,25 @@ from .results import key_tuple, record_line
 
 #: Record fields a compact copy keeps as they are.
 KEPT_FIELDS = ("key", "metrics", "best_epoch", "best_val_macro_auc", "seconds", "selection_seconds", "shape")
+#: History series a compact copy keeps beside the validation curve: cumulative samples
+#: drawn and wall seconds per epoch (decimals kept), which time to target reads.
+COST_SERIES = {"samples_seen": 0, "elapsed_seconds": 3}
 
 
 def compact_record(record: dict, digits: int = 6) -> dict:
     """The record with its history reduced to the validation Macro-AUC curve rounded to
-    ``digits`` decimals (NaN stays NaN). record: one ``results.jsonl`` record."""
+    ``digits`` decimals (NaN stays NaN) and the ``COST_SERIES`` it has.
+    record: one ``results.jsonl`` record."""
     out = {name: record[name] for name in KEPT_FIELDS if name in record}
-    curve = (record.get("history") or {}).get("val_macro_auc")
+    history = record.get("history") or {}
+    curve = history.get("val_macro_auc")
     if curve is not None:
         out["history"] = {"val_macro_auc": [v if v is None or v != v else round(float(v), digits) for v in curve]}
+        # The time-to-target report's costs per epoch (harness/time_to_target.py), where recorded.
+        for name, decimals in COST_SERIES.items():
+            if history.get(name) is not None:
+                out["history"][name] = [v if v is None else round(float(v), decimals) if decimals else int(v)
+                                        for v in history[name]]
     return out
 
 

@@ -21,22 +21,43 @@ def paired_differences(target: dict, baseline: dict, higher: bool) -> np.ndarray
     return diffs if higher else -diffs
 
 
+def bootstrap_interval(values: np.ndarray, statistic=np.mean, resamples: int = 10_000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval (low, high) of ``statistic`` over ``values`` (m,):
+    the cells resampled with replacement ``resamples`` times by a fixed-seed generator,
+    so the report is reproducible. ``statistic(array (resamples, m), axis=1)`` -> (resamples,),
+    e.g. ``np.mean`` or ``np.median``. Fewer than two cells: (NaN, NaN).
+
+    Values may be +inf (a time-to-target pair that never reached the target). Linear
+    interpolation towards an infinite resample statistic is undefined (inf - inf), so
+    then the bounds are the order statistics just outside the percentile positions
+    (NumPy's "lower" and "higher" methods): the interval is, if anything, wider."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    if n < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    stats = statistic(values[rng.integers(0, n, size=(resamples, n))], axis=1)
+    tail = (1.0 - level) / 2.0
+    if np.isfinite(stats).all():
+        low, high = np.quantile(stats, [tail, 1.0 - tail])
+    else:
+        low, high = np.quantile(stats, tail, method="lower"), np.quantile(stats, 1.0 - tail, method="higher")
+    return float(low), float(high)
+
+
 def bootstrap_effect(diffs: np.ndarray, resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> dict:
-    """Mean paired difference with a percentile bootstrap interval (cells resampled with
-    replacement, a fixed-seed generator so the report is reproducible), the standardised
-    effect d_z = mean / sd of the differences, and the number of cells.
+    """Mean paired difference with a percentile bootstrap interval (``bootstrap_interval``),
+    the standardised effect d_z = mean / sd of the differences, and the number of cells.
     Fewer than two cells: NaN throughout (no spread to resample)."""
     diffs = np.asarray(diffs, dtype=np.float64)
     n = diffs.size
     if n < 2:
         nan = float("nan")
         return {"mean": float(diffs.mean()) if n else nan, "low": nan, "high": nan, "dz": nan, "cells": int(n)}
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
+    low, high = bootstrap_interval(diffs, np.mean, resamples, level, seed)
     sd = diffs.std(ddof=1)
-    return {"mean": float(diffs.mean()), "low": float(low), "high": float(high),
+    return {"mean": float(diffs.mean()), "low": low, "high": high,
             "dz": float(diffs.mean() / sd) if sd > 0 else float("nan"), "cells": int(n)}
 
 

@@ -1,12 +1,28 @@
-"""Fig. 3: validation Macro-AUC and training loss against the epoch, one line per
-selector, mean over folds with a +-std band; and the grouping of records into figures.
+"""Fig. 3: validation Macro-AUC (and training loss, where recorded) against the epoch,
+one figure per (data set, model), one panel per protocol and D2ACE preset, one line
+per selector (mean over folds with a +-std band), each selector in its own colour
+(``series.SELECTOR_COLORS``) in every figure.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .plot_figure import _empty_note, _new_figure, _save
+from .plot_figure import _new_figure, _save
 from .plot_records import _history_series
+from .protocol_index import protocol_epochs, protocol_labels
+from .series import AGNOSTIC_PRESETS, selector_color, series_name, series_order
+
+#: The validation panels show the top of the curves, where the selectors differ and
+#: the time-to-target targets lie: this much below the highest fold-mean value (the
+#: early rise comes in from below), unless the curves span less.
+AUC_WINDOW = 0.08
+#: History series drawn as panel rows, when any record of the figure has them.
+ROWS = (("val_macro_auc", "validation Macro-AUC"), ("train_loss", "training loss"))
+#: Panels per figure row; more protocols and presets wrap onto further rows.
+COLUMNS = 3
+#: Longer runs draw every k-th epoch (k = ceil(epochs / MAX_POINTS)), which keeps the
+#: PNG small; the best-epoch marker is placed from every epoch.
+MAX_POINTS = 500
 
 
 def _fold_matrix(records: list[dict], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -44,106 +60,107 @@ def _mean_std(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(std)
 
 
-#: Key ``preset`` of runs whose selector has no presets (the harness writes "-" for
-#: every selector but D2ACE); such runs belong in every preset's figure.
-AGNOSTIC_PRESETS = ("-", None, "")
-
-
 def _display_name(selector: str) -> str:
-    """The paper's spelling of a selector ("hard_imb" -> "Hard-Imb") when the harness knows it."""
-    try:  # soft dependency: the harness module is optional for plotting
-        from .experiment import DISPLAY_NAMES
-    except Exception:
-        DISPLAY_NAMES = {}
-    return DISPLAY_NAMES.get(selector, selector)
+    """The paper's spelling of a selector ("hard_imb" -> "Hard-Imb")."""
+    return series_name(selector, with_preset=False)
 
 
-def _line_labels(records: list[dict]) -> dict[tuple, str]:
-    """Legend label per line id (selector, preset, protocol).
-
-    Only the fields that vary inside the figure are shown: the preset when
-    several non-agnostic presets are drawn, the protocol digest when several
-    protocols are (they should not be compared silently).
-    """
-    ids = {_line_id(r) for r in records}
-    several_presets = len({p for _, p, _ in ids if p not in AGNOSTIC_PRESETS}) > 1
-    several_protocols = len({proto for _, _, proto in ids}) > 1
-    labels = {}
-    for selector, preset, protocol in ids:
-        label = _display_name(str(selector))
-        if several_presets and preset not in AGNOSTIC_PRESETS:
-            label += f" [{preset}]"
-        if several_protocols:
-            label += f" {{{protocol}}}"
-        labels[(selector, preset, protocol)] = label
-    return labels
+def _has_series(records: list[dict], name: str) -> bool:
+    return any(np.isfinite(_history_series(r, name)[1]).any() for r in records)
 
 
-def _line_id(record: dict) -> tuple:
-    key = record["key"]
-    return key.get("selector", "?"), key.get("preset"), key.get("protocol")
-
-
-def _draw_mean_band(ax, epochs, matrix, color, label, linewidth):
-    mean, std = _mean_std(matrix)
-    ax.plot(epochs, mean, color=color, label=label, linewidth=linewidth)
-    if np.isfinite(std).any():
-        ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
-    return mean
-
-
-def _convergence_figure(records: list[dict], title: str, out_path) -> str:
-    """Draw Fig. 3 for an already-filtered list of records (one line per selector[/preset])."""
-    labels = _line_labels(records)
-    lines: dict[str, list[dict]] = {}
+def convergence_panels(records: list[dict], protocols: dict | None = None) -> list[tuple[str, list[dict]]]:
+    """[(title, records)] for one (data set, model): one panel per protocol and, within
+    it, per D2ACE preset (the preset-less baselines drawn in each of that protocol's
+    preset panels). Titles say what differs: epochs, other protocol settings where
+    ``protocols`` ({digest: settings}) knows them, the preset. Ordered by epochs."""
+    by_protocol: dict[str, list[dict]] = {}
     for record in records:
-        lines.setdefault(labels[_line_id(record)], []).append(record)
+        by_protocol.setdefault(record["key"].get("protocol"), []).append(record)
+    epochs = protocol_epochs(records)
+    labels = protocol_labels(epochs, protocols)
+    panels = []
+    for digest in sorted(by_protocol, key=lambda d: (epochs[d], labels[d])):
+        group = by_protocol[digest]
+        presets = sorted({r["key"].get("preset") for r in group} - set(AGNOSTIC_PRESETS), key=str)
+        if not presets:
+            panels.append((labels[digest], group))
+        for preset in presets:
+            chosen = [r for r in group if r["key"].get("preset") in (preset, *AGNOSTIC_PRESETS)]
+            panels.append((f"{labels[digest]}, D2ACE {preset} preset", chosen))
+    return panels
 
-    figure, axes = _new_figure(1, 2, 12.0, 4.4)
-    auc_ax, loss_ax = axes[0]
-    colors = [f"C{i % 10}" for i in range(len(lines))]
-    drawn_auc = drawn_loss = False
-    for (label, group), color in zip(sorted(lines.items()), colors):
-        # D2ACE is the method under study: draw it a little heavier, as in the paper.
-        width = 2.2 if label.lower().startswith("d2ace") else 1.4
-        epochs, matrix = _fold_matrix(group, "val_macro_auc")
-        if matrix.size and np.isfinite(matrix).any():
-            mean = _draw_mean_band(auc_ax, epochs, matrix, color, f"{label} (n={len(group)})", width)
-            best = int(np.nanargmax(mean))
-            # The best epoch is the peak of the fold-mean curve, so the marker sits on the line.
-            auc_ax.plot(epochs[best], mean[best], marker="s", markersize=7, color=color,
-                        markeredgecolor="black", linestyle="none")
-            drawn_auc = True
-        epochs, matrix = _fold_matrix(group, "train_loss")
-        if matrix.size and np.isfinite(matrix).any():
-            _draw_mean_band(loss_ax, epochs, matrix, color, label, width)
-            drawn_loss = True
 
-    auc_ax.set(xlabel="epoch", ylabel="validation Macro-AUC", title="validation Macro-AUC (square: best epoch)")
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    if drawn_auc:
-        auc_ax.legend(fontsize="small")
-    else:
-        _empty_note(auc_ax, "no validation Macro-AUC recorded")
-    if not drawn_loss:
-        _empty_note(loss_ax, "no training loss recorded")
-    for ax in (auc_ax, loss_ax):
-        ax.grid(True, alpha=0.3)
-    figure.suptitle(title)
+def _draw_panel(ax, records: list[dict], name: str, zoom: bool) -> None:
+    """One line per selector of the panel: fold mean, +-std band, best epoch marked."""
+    by_selector: dict[str, list[dict]] = {}
+    for record in records:
+        by_selector.setdefault(record["key"].get("selector", "?"), []).append(record)
+    tops, lows = [], []
+    for selector in sorted(by_selector, key=series_order):
+        group = by_selector[selector]
+        epochs, matrix = _fold_matrix(group, name)
+        if not (matrix.size and np.isfinite(matrix).any()):
+            continue
+        color = selector_color(selector)
+        mean, std = _mean_std(matrix)
+        step = max(1, -(-mean.size // MAX_POINTS))
+        shown = slice(None, None, step)
+        # D2ACE is the method under study: drawn a little heavier, as in the paper.
+        ax.plot(epochs[shown], mean[shown], color=color, linewidth=2.0 if selector == "d2ace" else 1.3,
+                label=f"{_display_name(selector)} ({len(group)})")
+        if np.isfinite(std).any():
+            ax.fill_between(epochs[shown], (mean - std)[shown], (mean + std)[shown], color=color, alpha=0.15,
+                            linewidth=0)
+        if name == "val_macro_auc":
+            best = int(np.nanargmax(mean))  # the peak of the fold-mean curve, so the marker sits on the line
+            ax.plot(epochs[best], mean[best], marker="s", markersize=6, color=color, markeredgecolor="black",
+                    linestyle="none")
+        tops.append(np.nanmax(mean))
+        lows.append(np.nanmin(mean))
+    if zoom and tops:
+        top, low = max(tops), min(lows)
+        span = max(top - low, 1e-3) if top - low < AUC_WINDOW else AUC_WINDOW
+        ax.set_ylim(top - span, top + 0.08 * span)
+    ax.legend(fontsize="x-small", loc="lower right")
+    ax.grid(True, alpha=0.3)
+
+
+def _convergence_figure(records: list[dict], title: str, out_path, protocols: dict | None = None) -> str:
+    """One figure for an already-filtered list of records of one (data set, model):
+    panels (``convergence_panels``) ``COLUMNS`` to a row, under each a row per history
+    series present (no panel for a series no record has)."""
+    panels = convergence_panels(records, protocols)
+    rows = [(name, label) for name, label in ROWS if _has_series(records, name)]
+    if not rows:
+        raise ValueError(f"{title}: no record has a validation or training-loss history to draw")
+    columns = min(COLUMNS, len(panels))
+    panel_rows = -(-len(panels) // columns)
+    figure, axes = _new_figure(panel_rows * len(rows), columns, max(5.0, 4.3 * columns),
+                               3.1 * panel_rows * len(rows) + 0.4)
+    for index, (panel_title, chosen) in enumerate(panels):
+        for offset, (name, label) in enumerate(rows):
+            ax = axes[(index // columns) * len(rows) + offset][index % columns]
+            _draw_panel(ax, chosen, name, zoom=name == "val_macro_auc")
+            ax.set_xlabel("epoch")
+            if index % columns == 0:
+                ax.set_ylabel(label + (" (top of the curves)" if name == "val_macro_auc" else ""))
+            if offset == 0:
+                ax.set_title(panel_title, fontsize="medium")
+    for index in range(len(panels), panel_rows * columns):  # the last row's unused places
+        for offset in range(len(rows)):
+            axes[(index // columns) * len(rows) + offset][index % columns].set_visible(False)
+    figure.suptitle(f"{title}: mean over folds ± std, square = best epoch, (n) = runs")
     return _save(figure, out_path)
 
 
-def plot_convergence(records, dataset, model, out_path, preset=None) -> str:
-    """Fig. 3: validation Macro-AUC (left) and training loss (right) against the epoch.
-
-    One line per selector: the mean over folds, a shaded +-std band where at
-    least two folds have a finite value, and the best epoch (peak of the
-    fold-mean validation curve) marked with a square. ``preset`` picks
-    D2ACE's preset; runs of preset-less selectors (key preset "-") are always
-    drawn, since they are the baselines of every preset. ``preset=None``
-    keeps every preset, each (selector, preset) its own line. NaN entries in
-    a history are gaps in the line. Returns ``out_path``.
-    """
+def plot_convergence(records, dataset, model, out_path, preset=None, protocols: dict | None = None) -> str:
+    """Fig. 3 for one (data set, model): validation Macro-AUC (and training loss where
+    recorded) against the epoch, a panel per protocol and D2ACE preset
+    (``convergence_panels``), one line per selector in its own colour: the mean over
+    folds, a +-std band where at least two folds are finite, the best epoch (peak of
+    the fold-mean curve) marked. ``preset`` keeps only that D2ACE preset's panels
+    (the baselines are in each). Returns ``out_path``."""
     chosen = [
         r for r in records
         if r["key"].get("dataset") == dataset and r["key"].get("model") == model
@@ -151,29 +168,13 @@ def plot_convergence(records, dataset, model, out_path, preset=None) -> str:
     ]
     if not chosen:
         raise ValueError(f"no records for dataset={dataset!r}, model={model!r}, preset={preset!r}")
-    title = f"{dataset} / {model}" + (f" / {preset}" if preset is not None else "")
-    return _convergence_figure(chosen, title, out_path)
+    return _convergence_figure(chosen, f"{dataset} / {model}", out_path, protocols)
 
 
 def _convergence_groups(records: list[dict]) -> list[tuple[tuple, list[dict]]]:
-    """[((dataset, model, preset), records)] sorted, one per convergence figure.
-
-    Baseline runs carry the agnostic preset "-": they join the figure of each
-    D2ACE preset run on the same (dataset, model), so every figure compares
-    D2ACE with its baselines. A (dataset, model) without any preset run gets
-    one figure under its own (agnostic) preset.
-    """
-    by_pair: dict[tuple, list[dict]] = {}
+    """[((dataset, model), records)] sorted, one per convergence figure."""
+    groups: dict[tuple, list[dict]] = {}
     for record in records:
         key = record["key"]
-        by_pair.setdefault((key.get("dataset"), key.get("model")), []).append(record)
-    groups = []
-    for (dataset, model), pair in by_pair.items():
-        presets = {r["key"].get("preset") for r in pair}
-        named = sorted((p for p in presets if p not in AGNOSTIC_PRESETS), key=str)
-        if not named:
-            groups.append(((dataset, model, pair[0]["key"].get("preset")), pair))
-        for preset in named:
-            chosen = [r for r in pair if r["key"].get("preset") in (preset, *AGNOSTIC_PRESETS)]
-            groups.append(((dataset, model, preset), chosen))
-    return sorted(groups, key=lambda item: tuple(map(str, item[0])))
+        groups.setdefault((key.get("dataset"), key.get("model")), []).append(record)
+    return sorted(groups.items(), key=lambda item: tuple(map(str, item[0])))

@@ -25,11 +25,21 @@ def _new_figure(nrows: int, ncols: int, width: float, height: float):
 
 
 def _save(figure, out_path) -> str:
+    """Write the figure as a PNG of at most 256 colours (an adaptive palette: line
+    figures look the same and weigh a third or less, small enough to commit)."""
+    import io
+
+    from PIL import Image  # matplotlib's own dependency
+
     out_path = os.fspath(out_path)
     parent = os.path.dirname(out_path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    figure.savefig(out_path, dpi=DPI, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=DPI, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=256).save(out_path, format="PNG", optimize=True)
     return out_path
 
 

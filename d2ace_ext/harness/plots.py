@@ -6,7 +6,10 @@ last line wins) and optional ``.npz`` traces of the selector's state. This
 module turns them into figures:
 
 * :func:`plot_convergence` - Fig. 3: validation Macro-AUC and training loss
-  against the epoch, one line per selector, mean over folds with a +-std band.
+  against the epoch, a panel per protocol and D2ACE preset, one line per selector
+  in its own colour, mean over folds with a +-std band.
+* :func:`plot_compute_saved` - compute saved to reach Random's best validation
+  Macro-AUC minus a tolerance, per data set and selector, with intervals.
 * :func:`plot_probability_deciles` - Fig. 1 / A5: what kind of instances
   (outliers, high/medium/low loss) fill each decile of the sampling
   distribution.
@@ -15,7 +18,8 @@ module turns them into figures:
 * :func:`plot_results` - every figure a folder supports.
 
 The figures live in sibling modules (``plot_records``, ``plot_figure``,
-``plot_convergence``, ``plot_deciles``, ``plot_label_weights``); this module is
+``plot_convergence``, ``plot_time_to_target``, ``plot_deciles``,
+``plot_label_weights``); this module is
 their public entry point and re-exports their names.
 
 Only ``matplotlib.figure.Figure`` with an explicit Agg canvas is used, so
@@ -26,17 +30,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .time_to_target import BASELINE, DEFAULT_TOLERANCE
+
 # Every name this module defined before the split stays importable from it.
 from .plot_convergence import (  # noqa: F401
-    AGNOSTIC_PRESETS,
     _convergence_figure,
     _convergence_groups,
     _display_name,
-    _draw_mean_band,
     _fold_matrix,
-    _line_id,
-    _line_labels,
+    _has_series,
     _mean_std,
+    convergence_panels,
     plot_convergence,
 )
 from .plot_deciles import (  # noqa: F401
@@ -57,6 +61,9 @@ from .plot_label_weights import (  # noqa: F401
     _resolve_labels,
     plot_label_weights,
 )
+from .plot_time_to_target import plot_compute_saved  # noqa: F401
+from .protocol_index import read_protocols
+from .series import AGNOSTIC_PRESETS, SELECTOR_COLORS  # noqa: F401
 from .plot_records import (  # noqa: F401
     RESULTS_FILE,
     _as_float,
@@ -77,18 +84,22 @@ __all__ = [
     "decile_groups",
     "loss_tiers",
     "plot_convergence",
+    "plot_compute_saved",
     "plot_probability_deciles",
     "plot_label_weights",
     "plot_results",
 ]
 
 
-def plot_results(results_dir, out_dir) -> list[str]:
+def plot_results(results_dir, out_dir, tolerance: float | None = None) -> list[str]:
     """Write every figure the results folder supports; returns the written PNG paths.
 
-    * ``convergence__{dataset}__{model}__{preset}.png`` per (dataset, model, preset),
-      baselines (preset "-") included in each preset's figure (see
-      :func:`_convergence_groups`);
+    * ``convergence__{dataset}__{model}.png`` per (dataset, model) with a validation
+      or training-loss history: a panel per protocol and D2ACE preset
+      (:func:`convergence_panels`), baselines in each preset's panel;
+    * ``compute_saved.png`` when any selector run has a Random partner (time to
+      Random's best validation Macro-AUC minus ``tolerance``, default
+      ``time_to_target.DEFAULT_TOLERANCE``);
     * ``deciles__{trace stem}.png`` per trace with probability snapshots;
     * ``label_weights__{trace stem}.png`` per trace with per-label AUC.
 
@@ -101,11 +112,20 @@ def plot_results(results_dir, out_dir) -> list[str]:
         raise FileNotFoundError(f"no results: {path} holds no records")
     folder = path.parent
     out_dir = Path(out_dir)
+    protocols = read_protocols(str(path))
     written = []
 
-    for (dataset, model, preset), group in _convergence_groups(records):
-        name = f"convergence__{_safe(dataset)}__{_safe(model)}__{_safe(preset)}.png"
-        written.append(_convergence_figure(group, f"{dataset} / {model} / {preset}", out_dir / name))
+    for (dataset, model), group in _convergence_groups(records):
+        if not any(_has_series(group, name) for name in ("val_macro_auc", "train_loss")):
+            continue  # nothing to draw: no figure rather than an empty one
+        name = f"convergence__{_safe(dataset)}__{_safe(model)}.png"
+        written.append(_convergence_figure(group, f"{dataset} / {model}", out_dir / name, protocols))
+    if any(_has_series([r], "val_macro_auc") and r["key"].get("selector") != BASELINE for r in records):
+        try:
+            written.append(plot_compute_saved(records, out_dir / "compute_saved.png",
+                                              DEFAULT_TOLERANCE if tolerance is None else tolerance, protocols))
+        except ValueError:
+            pass  # no selector run has a Random partner: nothing to compare
 
     for trace_path in _trace_files(folder, records):
         trace = load_trace(trace_path)

@@ -14,6 +14,7 @@ from scipy.stats import rankdata, wilcoxon
 
 from .experiment import DISPLAY_NAMES
 from .paired import bootstrap_effect, convergence, paired_differences
+from .time_to_target_tables import CSV_HEADER, csv_rows, grid_markdown
 
 #: metric -> (printed name, True when higher is better)
 METRICS = {
@@ -136,9 +137,10 @@ def convergence_markdown(late: dict, datasets, models, selectors, fraction: floa
 
 
 def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, target: str = "d2ace",
-             late: dict | None = None) -> str:
+             late: dict | None = None, times: dict | None = None) -> str:
     """Markdown tables, one per (metric, model), in the paper's layout; then the
-    convergence tables when ``late`` (``paired.convergence``) is given."""
+    convergence tables when ``late`` (``paired.convergence``) is given, and the
+    time-to-target tables when ``times`` (``time_to_target.time_to_target``) is."""
     lines = []
     for metric in metrics:
         title, higher = METRICS[metric]
@@ -168,16 +170,20 @@ def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, 
                 lines += _dataset_effect_lines(block["dataset_effect"], title, model, datasets, target)
     if late is not None:
         lines.append(convergence_markdown(late, datasets, models, selectors))
+    if times is not None:
+        lines.append(grid_markdown(times, datasets, models))
     return "\n".join(lines)
 
 
 def write_tables(summary: dict, datasets, models, selectors, folder: str, stem: str = "comparison",
-                 target: str = "d2ace", late: dict | None = None) -> list[str]:
-    """``stem``.md (the paper's three metrics, convergence), .csv and .json (every metric)."""
+                 target: str = "d2ace", late: dict | None = None, times: dict | None = None) -> list[str]:
+    """``stem``.md (the paper's three metrics, convergence, time to target), .csv and .json
+    (every metric; the JSON also the time-to-target report), and with ``times``
+    ``stem``_time_to_target.csv (``time_to_target_tables.CSV_HEADER``)."""
     os.makedirs(folder, exist_ok=True)
     paths = [os.path.join(folder, f"{stem}.{ext}") for ext in ("md", "csv", "json")]
     with open(paths[0], "w", encoding="utf-8") as handle:
-        handle.write(markdown(summary, datasets, models, selectors, target=target, late=late) + "\n")
+        handle.write(markdown(summary, datasets, models, selectors, target=target, late=late, times=times) + "\n")
     with open(paths[1], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["metric", "model", "dataset", "selector", "mean", "std", "folds", "rank"])
@@ -188,5 +194,12 @@ def write_tables(summary: dict, datasets, models, selectors, folder: str, stem: 
                         writer.writerow([metric, model, d, s, c["mean"], c["std"], c["folds"], c.get("rank", "")])
     with open(paths[2], "w", encoding="utf-8") as handle:
         json.dump({"datasets": list(datasets), "models": list(models), "selectors": list(selectors),
-                   "target": target, "summary": summary, "convergence": late}, handle, indent=1, allow_nan=True)
+                   "target": target, "summary": summary, "convergence": late, "time_to_target": times},
+                  handle, indent=1, allow_nan=True)
+    if times is not None:
+        paths.append(os.path.join(folder, f"{stem}_time_to_target.csv"))
+        with open(paths[-1], "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_HEADER)
+            writer.writerows(csv_rows(times))
     return paths
