@@ -6,7 +6,8 @@ selector given options is built once on the data set's first fold, exactly as a 
 builds it (``make_model``, ``build_sampler``), and anything it raises becomes one line
 naming the options and what the model or selector accepts. Building on the real fold
 also catches values that only the data can refute (``num_neighbors`` above the
-training rows).
+training rows). :func:`check_options` is the check for any command (the image command
+passes its own builders); :func:`check_run_options` is the tabular grid's.
 """
 from __future__ import annotations
 
@@ -36,41 +37,55 @@ def selector_options_accepted(name: str) -> list[str]:
     return [o for o in selector_option_names(name) if o not in _NOT_FROM_THE_COMMAND_LINE]
 
 
-def check_run_options(grid, protocol: Protocol, data: PreparedDataset) -> None:
-    """Build every model and selector of ``grid`` that has options on fold 0 of ``data``
-    (CPU, nothing trained). Raises ValueError, one line: the options as given, the
-    error, and the options accepted."""
-    from ..models import make_model
-
-    models = [m for m in grid.models if protocol.model_options.get(m)]
-    selectors = [s for s in dict.fromkeys(grid.selectors) if protocol.selector_options.get(s)]
-    if not models and not selectors:
-        return
-    fold = data.fold(0)
+def check_options(model_options: dict, selector_options: dict, build_model, build_selector, where: str) -> None:
+    """The check itself, for any command: ``model_options`` / ``selector_options``:
+    {name: {option: value}} of the models and selectors that will run (only those);
+    ``build_model(name)`` / ``build_selector(name)`` build one with its options exactly
+    as a run does (on CPU, nothing trained); ``where``: the data set, for the message.
+    Raises ValueError, one line: the options as given, the error, the options accepted."""
     with warnings.catch_warnings():  # the runs themselves warn where there is cause to
         warnings.simplefilter("ignore")
-        for model in models:
-            options = dict(protocol.model_options[model])
+        for model, options in model_options.items():
             try:
-                make_model(model, fold.train_x.shape[1], fold.train_y.shape[1], train_labels=fold.train_y, **options)
+                build_model(model)
             except Exception as error:  # noqa: BLE001  (any failure to build is the options' fault here)
-                raise ValueError(f"--model-opt {_given(model, options)}: cannot build {model} on {data.name} "
+                raise ValueError(f"--model-opt {_given(model, options)}: cannot build {model} on {where} "
                                  f"({_one_line(error)}); {model} takes: "
                                  f"{', '.join(_accepted_models(model, options))}") from None
-        for selector in selectors:
-            options = protocol.selector_options[selector]
+        for selector, options in selector_options.items():
             accepted = selector_options_accepted(selector)
             unknown = [key for key in options if key not in accepted]
             if unknown:
                 raise ValueError(f"--selector-opt {_given(selector, {k: options[k] for k in unknown})}: {selector} "
                                  f"has no such option; it takes: {', '.join(accepted) or 'no options'}")
-            key = RunKey.make(data.name, grid.models[0], selector, grid.preset, 0, protocol)
             try:
-                build_sampler(key, fold, protocol, protocol.run_seed(0, 0), "cpu")
+                build_selector(selector)
             except Exception as error:  # noqa: BLE001
                 raise ValueError(f"--selector-opt {_given(selector, options)}: cannot build {selector} on "
-                                 f"{data.name} ({_one_line(error)}); {selector} takes: "
+                                 f"{where} ({_one_line(error)}); {selector} takes: "
                                  f"{', '.join(accepted) or 'no options'}") from None
+
+
+def check_run_options(grid, protocol: Protocol, data: PreparedDataset) -> None:
+    """:func:`check_options` for a tabular grid: every model and selector of ``grid``
+    that has options, built on fold 0 of ``data`` by ``make_model`` and ``build_sampler``."""
+    from ..models import make_model
+
+    models = {m: protocol.model_options[m] for m in grid.models if protocol.model_options.get(m)}
+    selectors = {s: protocol.selector_options[s] for s in grid.selectors if protocol.selector_options.get(s)}
+    if not models and not selectors:
+        return
+    fold = data.fold(0)
+
+    def build_model(name):
+        return make_model(name, fold.train_x.shape[1], fold.train_y.shape[1], train_labels=fold.train_y,
+                          **protocol.model_options[name])
+
+    def build_selector(name):
+        key = RunKey.make(data.name, grid.models[0], name, grid.preset, 0, protocol)
+        return build_sampler(key, fold, protocol, protocol.run_seed(0, 0), "cpu")
+
+    check_options(models, selectors, build_model, build_selector, data.name)
 
 
 def _accepted_models(model: str, options: dict) -> list[str]:
