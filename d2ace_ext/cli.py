@@ -75,6 +75,8 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
 def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
     from .models.registry import MODELS
     model_options = options_per_name(args.model_opt, "--model-opt", models, known=list(MODELS))
+    selector_options = options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector,
+                                        known=list(DISPLAY_NAMES))
     if args.preset == "reference":
         model_options = with_published_variants(models, model_options)
     return Protocol(folds=args.folds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -83,8 +85,7 @@ def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
                     min_positives=args.min_positives, feature_fraction=args.feature_fraction,
                     model_selection=args.model_selection, importance_weights=args.importance_weights,
                     folds_from=args.folds_from, model_options=model_options,
-                    selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector,
-                                                                     known=list(DISPLAY_NAMES)))
+                    selector_options=selector_options)
 
 
 def _execute(args, datasets, models, selectors):

@@ -3,7 +3,6 @@
 protects; each failed on the code before its fix."""
 import json
 import os
-import warnings
 
 import numpy as np
 import pytest
