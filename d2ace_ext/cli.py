@@ -74,7 +74,10 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
-    model_options = options_per_name(args.model_opt, "--model-opt", models)
+    from .models.registry import MODELS
+    model_options = options_per_name(args.model_opt, "--model-opt", models, known=list(MODELS))
+    selector_options = options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector,
+                                        known=list(DISPLAY_NAMES))
     if args.preset == "reference":
         model_options = with_published_variants(models, model_options)
     return Protocol(folds=args.folds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -83,7 +86,7 @@ def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
                     min_positives=args.min_positives, feature_fraction=args.feature_fraction,
                     model_selection=args.model_selection, importance_weights=args.importance_weights,
                     folds_from=args.folds_from, model_options=model_options,
-                    selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
+                    selector_options=selector_options)
 
 
 def _execute(args, datasets, models, selectors):
@@ -215,12 +218,18 @@ def _sweep(args) -> int:
     epochs = getattr(args, "epochs", None)
     if not isinstance(epochs, list):
         return args.func(args)
-    code = 0
+    from .harness.run_failures import RunFailures
+    code, failed = 0, []
     for value in epochs:
         one = argparse.Namespace(**{**vars(args), "epochs": value})
         if len(epochs) > 1 and hasattr(one, "stem"):
             one.stem = f"{args.stem}_e{value}"
-        code = one.func(one) or code
+        try:
+            code = one.func(one) or code
+        except RunFailures as failures:  # the other lengths still run; all failures are reported at the end
+            failed.append(failures)
+    if failed:
+        raise RunFailures([f for e in failed for f in e.failures], sum(e.finished for e in failed), failed[0].path)
     return code
 
 
@@ -229,9 +238,15 @@ def main(argv=None) -> int:
     if wants_images(sys.argv[1:] if argv is None else list(argv)):  # image sets: their own protocol and options
         from .harness.image_cli import main as image_main
         return image_main(argv)
+    from .harness.run_failures import RunFailures
     args = build_parser().parse_args(argv)
     try:
         return _sweep(args)
+    except RunFailures as failures:
+        for failure in failures.failures:
+            print(f"--- {failure.key.stem()} ---\n{failure.traceback}", file=sys.stderr)
+        print(f"d2ace {args.command}: {failures}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"d2ace {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -96,6 +96,6 @@ def test_two_cpu_processes_take_their_shards_and_plain_prepare_would_reshard(tmp
     for name, tensor in ranks[0]["state"]["selector"]["visits"].items():
         assert torch.equal(ranks[1]["state"]["selector"]["visits"][name], tensor), name
     # Plain accelerator.prepare(loader) wraps the sampler in BatchSamplerShard (caught by
-    # check_loader), which drops the shards: fewer batches than an epoch has (none today).
+    # check_loader), which drops the shards: fewer batches than an epoch has (rank 0 none, rank 1 one).
     assert all(r["resharded"] for r in ranks)
     assert len(ranks[0]["plain_batches"]) < len(expected) // worker.EPOCHS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS_FILE = "results.jsonl"
+from .results import RESULTS_FILE, read_results, warn_about
 
 
 def _results_path(results_dir) -> Path:
@@ -26,30 +26,21 @@ def _key_id(key: dict) -> str:
 def load_records(results_dir) -> list[dict]:
     """Read ``results.jsonl``; when a key repeats (a rerun) the last line wins.
 
-    Records keep the position of the key's first appearance. Blank lines are
-    ignored; a line that is not valid JSON is skipped with a warning, because
-    the harness may be appending to the file while it is read (a torn last line).
+    Records keep the position of the key's first appearance. Read by the results
+    store's own reader (:func:`~d2ace_ext.harness.results.read_results`): blank lines
+    and a torn last line (a run being written) are passed over; other unreadable lines
+    are skipped with a warning naming them.
 
     Raises FileNotFoundError naming the expected ``results.jsonl`` when it is missing.
     """
     path = _results_path(results_dir)
     if not path.is_file():
         raise FileNotFoundError(f"no results: expected {path}")
+    lines = read_results(str(path))
+    warn_about(lines, stacklevel=3)
     records: dict[str, dict] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)  # json reads NaN / Infinity as floats
-            except json.JSONDecodeError as error:
-                warnings.warn(f"{path}:{number}: skipping unreadable line ({error})", stacklevel=2)
-                continue
-            if not isinstance(record, dict) or not isinstance(record.get("key"), dict):
-                warnings.warn(f"{path}:{number}: skipping a line without a 'key' object", stacklevel=2)
-                continue
-            records[_key_id(record["key"])] = record
+    for _, record in lines.records:
+        records[_key_id(record["key"])] = record
     return list(records.values())
 
 

@@ -1,10 +1,14 @@
 """Running the (data set, model, selector, fold) grid of a comparison: loads and cuts
 each data set once, skips the runs the results file already holds, and runs the rest
-in this process or in ``jobs`` worker processes, writing each record as it ends."""
+in this process or in ``jobs`` worker processes, writing each record as it ends.
+
+A run that fails does not take the others with it: every run that finishes is written,
+and the failures are raised together at the end (:class:`RunFailures`)."""
 from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -15,7 +19,10 @@ from ..datasets.mulan import load_dataset
 from .experiment import Protocol, RunKey, canonical_selector
 from .fold_data import PreparedDataset
 from .fold_run import run_fold
+from .option_checks import check_run_options
 from .results import ResultsStore, key_tuple
+from .run_failures import RunFailure, RunFailures, failure_of
+from .writable import require_writable
 
 
 @dataclass(frozen=True)
@@ -67,38 +74,57 @@ def run_grid(grid: Grid, protocol: Protocol, results_dir: str, *, data_dir: str 
     trace: "none", "first" (fold 0 of each configuration) or "all" runs write figure traces.
     report_only: run nothing; return the grid's runs already in the results file (a
     partial grid's tables: unpaired runs simply drop out of the paired statistics).
+    Raises :class:`RunFailures` after the last run when any run raised; the records of
+    all the others are written by then.
     """
     if trace not in ("none", "first", "all"):
         raise ValueError(f"trace must be 'none', 'first' or 'all', got {trace!r}")
     store = ResultsStore(results_dir)
+    if not report_only:  # before hours of runs: where the records (and traces) go, then every data set
+        require_writable(results_dir, "results folder (--results-dir)", store.path)
     done = store.records()
     keys = grid.keys(protocol)
     todo = [k for k in keys if key_tuple(k.to_dict()) not in done]
     if report_only:
         print(f"{len(keys) - len(todo)} of {len(keys)} runs in {store.path}; reporting those, running none")
         return {key_tuple(k.to_dict()): done[key_tuple(k.to_dict())] for k in keys if k not in todo}
-    for name in grid.datasets:  # fail fast on a missing set, before hours of runs
+    wants_trace = {k: trace == "all" or (trace == "first" and k.fold == 0) for k in todo}
+    if any(wants_trace.values()):
+        require_writable(os.path.join(results_dir, "traces"), "trace folder (--trace)")
+    for name in grid.datasets:
         if any(k.dataset == name for k in todo):
-            _prepared(name, data_dir, protocol)
+            check_run_options(grid, protocol, _prepared(name, data_dir, protocol))
     if len(todo) < len(keys):
         print(f"{len(keys) - len(todo)} of {len(keys)} runs already in {store.path}: skipped")
-    wants_trace = {k: trace == "all" or (trace == "first" and k.fold == 0) for k in todo}
+    failures: list[RunFailure] = []
+
+    def finished(record: dict) -> None:
+        store.append(record)
+        done[key_tuple(record["key"])] = record
+        bar.update()
+
     bar = tqdm(total=len(todo), desc="runs", disable=not progress or not todo, position=0, dynamic_ncols=True)
     if jobs <= 1:
         for key in todo:
-            record = _run_one(key, data_dir, protocol, device, results_dir, wants_trace[key], progress, threads, 1)
-            store.append(record)
-            done[key_tuple(record["key"])] = record
-            bar.update()
+            try:
+                record = _run_one(key, data_dir, protocol, device, results_dir, wants_trace[key], progress, threads, 1)
+            except Exception as error:  # noqa: BLE001  (reported with the others at the end)
+                failures.append(failure_of(key, error))
+                continue
+            finished(record)
     else:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
         with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = [pool.submit(_run_one, key, data_dir, protocol, device, results_dir, wants_trace[key],
-                                   False, threads or 1) for key in todo]
+            futures = {pool.submit(_run_one, key, data_dir, protocol, device, results_dir, wants_trace[key],
+                                   False, threads or 1): key for key in todo}
             for future in as_completed(futures):
-                record = future.result()
-                store.append(record)
-                done[key_tuple(record["key"])] = record
-                bar.update()
+                try:
+                    record = future.result()
+                except Exception as error:  # noqa: BLE001  (reported with the others at the end)
+                    failures.append(failure_of(futures[future], error))
+                    continue
+                finished(record)
     bar.close()
+    if failures:
+        raise RunFailures(failures, len(todo) - len(failures), store.path)
     return {key_tuple(k.to_dict()): done[key_tuple(k.to_dict())] for k in keys}

@@ -6,8 +6,11 @@ and world size from the process group) and gathers all ranks' records in ``updat
 ``accelerator.prepare(loader)`` on several processes wraps any batch sampler in
 ``BatchSamplerShard``, which shards the shards again: it keeps every other local batch
 and, with ``even_batches`` (the default), only batches of the full global size, which
-a shard never is; with Accelerate 1.15 on two processes the epoch comes out empty,
-without an error (``check_loader`` detects the wrapping). :func:`prepare_loader` builds Accelerate's
+a shard never is. With Accelerate 1.16 on two processes and 8 batches an epoch, rank 0
+gets no batch and rank 1 one (padded from its first shards), so the ranks' collective
+calls no longer pair up and a DDP loop hangs. :class:`~d2ace_ext.integrations.resume.LoopCheckpoint`
+refuses such a sampler (when it is made, and at its first step), and :func:`check_loader`
+checks a loader. :func:`prepare_loader` builds Accelerate's
 ``DataLoaderShard`` around the loader as on a single process (device placement,
 end-of-epoch bookkeeping for gradient accumulation, ``set_epoch``) and marks it
 prepared, so a later ``accelerator.prepare(model, optimizer, loader)`` registers it and
@@ -32,6 +35,8 @@ count when iterated, so set the epoch on the prepared loader. Do not use
 itself.
 """
 from __future__ import annotations
+
+import gc
 
 from torch.utils.data import DataLoader
 
@@ -68,6 +73,11 @@ def prepare_loader(accelerator, loader: DataLoader, *, device_placement: bool | 
     return accelerator.prepare_data_loader(prepared)
 
 
+_RESHARDED = ("Accelerate wrapped the selection sampler in BatchSamplerShard (accelerator.prepare(loader) on {} "
+              "processes), which shards its shards again: ranks get different numbers of batches and DDP hangs; "
+              "prepare the loader with d2ace_ext.integrations.accelerate.prepare_loader")
+
+
 def check_loader(loader: DataLoader) -> None:
     """Raises ValueError if Accelerate re-sharded a :class:`SelectionBatchSampler`
     (``accelerator.prepare(loader)`` on several processes); use :func:`prepare_loader`."""
@@ -75,5 +85,25 @@ def check_loader(loader: DataLoader) -> None:
     if isinstance(batch_sampler, BatchSamplerShard) and isinstance(batch_sampler.batch_sampler,
                                                                   SelectionBatchSampler):
         if batch_sampler.num_processes > 1:
-            raise ValueError("Accelerate wrapped the selection sampler in BatchSamplerShard, which shards its shards "
-                             "again; prepare the loader with d2ace_ext.integrations.accelerate.prepare_loader")
+            raise ValueError(_RESHARDED.format(batch_sampler.num_processes))
+
+
+def check_sampler(sampler: SelectionBatchSampler) -> None:
+    """Raises ValueError if a live ``BatchSamplerShard`` of several processes wraps
+    ``sampler``: :func:`check_loader` for a loader the caller does not hold. Called by
+    :class:`~d2ace_ext.integrations.resume.LoopCheckpoint`. Asks the garbage collector
+    what refers to the sampler (a scan of every object: about 0.2 s in a process holding
+    torch and Lightning), so it is meant for once per run, not per step."""
+    for referrer in gc.get_referrers(sampler):
+        if type(referrer) is BatchSamplerShard:  # type(), not isinstance: no __class__ lookups on proxies
+            processes = referrer.num_processes if referrer.batch_sampler is sampler else 1
+        elif type(referrer) is dict and _SHARD_FIELDS <= referrer.keys() and referrer["batch_sampler"] is sampler:
+            processes = referrer["num_processes"]  # a BatchSamplerShard's own __dict__ (once materialised)
+        else:
+            continue
+        if processes > 1:
+            raise ValueError(_RESHARDED.format(processes))
+
+
+#: The attributes BatchSamplerShard sets on itself: how its __dict__ is recognised.
+_SHARD_FIELDS = frozenset({"batch_sampler", "num_processes", "process_index", "split_batches", "even_batches"})

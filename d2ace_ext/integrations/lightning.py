@@ -8,11 +8,16 @@ The LightningModule's ``training_step`` returns a dict with
 - ``"logits"``: (b, q) the logits of that same forward pass (``"probs"`` with ``kind="probs"``);
 - ``"targets"``: (b, q) the 0/1 labels.
 
+A step that returns None (Lightning's way to skip a batch) counts the batch as consumed
+and records nothing.
+
 The callback calls ``sampler.set_epoch`` at each training epoch start and
 ``sampler.update`` after each training batch, and keeps the sampler state in
 Lightning's checkpoints: a checkpoint saved mid-epoch resumes at the first batch the
 loop had not consumed, although Lightning's fetcher had already drawn the next one
-(see :mod:`d2ace_ext.integrations.resume`).
+(see :mod:`d2ace_ext.integrations.resume`). It refuses a validation, test or predict
+DataLoader built on the training sampler: iterating it would take the batches of the
+training epoch (give those loaders their own ``batch_size``).
 
 The sampler is passed in, or found as ``<attribute>`` (default ``sampler``) on the
 LightningDataModule or the LightningModule. To restore it from a checkpoint it must
@@ -89,6 +94,31 @@ class SelectionCallback(Callback):
                 f"sampler in setup() (as `self.{self.attribute}`) or pass it to SelectionCallback")
         self.tracker()
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        # Also runs for the sanity check, and for every validation inside an epoch
+        # (val_check_interval), before its first step.
+        self._refuse_shared_sampler(trainer.val_dataloaders, "validation")
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._refuse_shared_sampler(trainer.test_dataloaders, "test")
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self._refuse_shared_sampler(trainer.predict_dataloaders, "predict")
+
+    def _refuse_shared_sampler(self, loaders, stage: str) -> None:
+        """A loader of another stage iterating the training sampler advances its position:
+        the training epoch then silently loses those batches (2 of 8 to the sanity check)."""
+        sampler = self._find()
+        if sampler is None:
+            return
+        for loader in _loaders(loaders):
+            if any(part is sampler for part in (getattr(loader, "batch_sampler", None),
+                                                getattr(loader, "sampler", None))):
+                raise ValueError(
+                    f"the {stage} DataLoader draws its batches from the training SelectionBatchSampler, which "
+                    f"would take them from the training epoch; give the {stage} loader its own batches, e.g. "
+                    f"DataLoader({stage}_set, batch_size=...)")
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         # Lightning already calls set_epoch on the loader's batch sampler; this covers a
         # sampler reached another way. Re-setting the current epoch keeps a resumed position.
@@ -96,7 +126,9 @@ class SelectionCallback(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         tracker = self.tracker()
-        if outputs is None:  # a skipped step: the batch is consumed, nothing recorded
+        # A skipped step (training_step returned None, which Lightning hands on as None or
+        # as an empty dict): the batch is consumed, nothing recorded.
+        if outputs is None or (isinstance(outputs, Mapping) and not outputs):
             tracker.step()
             return
         key = "logits" if self.kind == "logits" else "probs"
@@ -119,3 +151,15 @@ class SelectionCallback(Callback):
         if self._find() is not None:  # runs after the setup hooks: apply before any batch is drawn
             self.tracker().load_state_dict(self._pending)
             self._pending = None
+
+
+def _loaders(loaders) -> list:
+    """The DataLoaders in what ``trainer.val_dataloaders`` and its kin return: one
+    loader, or a list, tuple or dict of them (nested), or None."""
+    if loaders is None:
+        return []
+    if isinstance(loaders, Mapping):
+        return [leaf for value in loaders.values() for leaf in _loaders(value)]
+    if isinstance(loaders, (list, tuple)):
+        return [leaf for value in loaders for leaf in _loaders(value)]
+    return [loaders]

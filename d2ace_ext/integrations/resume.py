@@ -16,6 +16,7 @@ resume will skip the prefetched batches.
 """
 from __future__ import annotations
 
+import sys
 import warnings
 
 import torch
@@ -76,18 +77,32 @@ def rewound_state(sampler: SelectionBatchSampler, consumed: int) -> dict:
     return state
 
 
+def _check_not_resharded(sampler: SelectionBatchSampler) -> None:
+    """Under Accelerate, refuse a sampler that ``accelerator.prepare(loader)`` wrapped in
+    ``BatchSamplerShard`` (its ranks would get different batch counts and DDP would hang)."""
+    if "accelerate" in sys.modules:  # nothing else can have wrapped it; never import it here
+        from .accelerate import check_sampler
+        check_sampler(sampler)
+
+
 class LoopCheckpoint:
     """Counts the batches a training loop consumes and saves the sampler state as of
     that count. Call :meth:`update` instead of ``sampler.update`` (or :meth:`step`
     after it) once per training step; save :meth:`state_dict` with the checkpoint
-    (e.g. ``accelerator.register_for_checkpointing(tracker)``)."""
+    (e.g. ``accelerator.register_for_checkpointing(tracker)``).
+
+    Under Accelerate it raises ValueError, when made and again at the first step, if
+    the sampler was prepared with plain ``accelerator.prepare(loader)`` on several
+    processes (use :func:`~d2ace_ext.integrations.accelerate.prepare_loader`)."""
 
     def __init__(self, sampler: SelectionBatchSampler) -> None:
         if not isinstance(sampler, SelectionBatchSampler):
             raise TypeError(f"sampler must be a SelectionBatchSampler, got {type(sampler).__name__}")
+        _check_not_resharded(sampler)
         self.sampler = sampler
         self._epoch = sampler.epoch
         self._count = 0
+        self._stepped = False
 
     @property
     def consumed(self) -> int:
@@ -102,14 +117,21 @@ class LoopCheckpoint:
 
     def step(self) -> None:
         """One batch consumed (call after each training step)."""
+        self._first_step_check()
         if self._epoch != self.sampler.epoch:
             self._epoch, self._count = self.sampler.epoch, 0
         self._count += 1
 
     def update(self, indices, outputs: torch.Tensor, targets: torch.Tensor, *, kind: str = "logits") -> None:
         """``sampler.update(indices, outputs, targets, kind=kind)``, then :meth:`step`."""
+        self._first_step_check()  # before update's collective call, which a re-sharded rank would hang in
         self.sampler.update(indices, outputs, targets, kind=kind)
         self.step()
+
+    def _first_step_check(self) -> None:
+        if not self._stepped:  # the loader may have been prepared after this tracker was made
+            _check_not_resharded(self.sampler)
+            self._stepped = True
 
     def state_dict(self) -> dict:
         return {"sampler": rewound_state(self.sampler, self.consumed), "consumed": self.consumed}

@@ -39,6 +39,20 @@ def _options(cls: type) -> list[str]:
     return [n for n in names if n not in ("in_features", "num_labels", "train_labels")]
 
 
+def option_names(name: str, variant: str = "paper") -> list[str]:
+    """The keyword options ``make_model(name, ...)`` accepts for ``variant`` (with ``variant``
+    itself where the model has other variants); unknown names or variants raise ValueError."""
+    cls = MODELS.get(name) or (_image_model(name) if name in IMAGE_MODELS else None)
+    if cls is None:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted([*MODELS, *IMAGE_MODELS]))}")
+    if variant != "paper":
+        cls = VARIANTS.get(name, {}).get(variant)
+        if cls is None:
+            raise ValueError(f"model {name!r} has no variant {variant!r}; valid variants: "
+                             f"{', '.join(['paper', *VARIANTS.get(name, {})])}")
+    return _options(cls) + (["variant"] if name in VARIANTS else [])
+
+
 def make_model(name: str, in_features: int, num_labels: int, *, train_labels=None, **options) -> MultiLabelModel:
     """Build model ``name`` for features (b, in_features) and ``num_labels`` labels.
 

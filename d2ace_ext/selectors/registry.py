@@ -4,20 +4,21 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
 
 from ..config import D2ACEConfig
-from .active import ActiveSelector
-from .balance import BalanceSelector
+from .active import ActiveConfig, ActiveSelector
+from .balance import BalanceConfig, BalanceSelector
 from .base import Selector
 from .d2ace import D2ACESelector
-from .dihcl import DIHCLSelector
-from .hard_imb import HardImbSelector
-from .ml_unc import MLUncSelector
+from .dihcl import DIHCLConfig, DIHCLSelector
+from .hard_imb import HardImbConfig, HardImbSelector
+from .ml_unc import MLUncConfig, MLUncSelector
 from .random import RandomSelector
-from .recent import RecentSelector
+from .recent import RecentConfig, RecentSelector
 from ..validation import check_labels
 
 
@@ -57,6 +58,29 @@ SELECTORS: dict[str, Callable[..., Selector]] = {
     "ml_unc": _without_features(MLUncSelector),
     "d2ace": _d2ace,
 }
+
+
+#: name -> (config class whose fields are its options, further keyword options)
+_OPTIONS: dict[str, tuple[type | None, tuple[str, ...]]] = {
+    "random": (None, ()),
+    "active": (ActiveConfig, ()),
+    "recent": (RecentConfig, ()),
+    "dihcl": (DIHCLConfig, ("seed",)),
+    "balance": (BalanceConfig, ("seed",)),
+    "hard_imb": (HardImbConfig, ("neighbors",)),
+    "ml_unc": (MLUncConfig, ()),
+    "d2ace": (D2ACEConfig, ("preset", "neighbors")),
+}
+
+
+def option_names(name: str) -> list[str]:
+    """The keyword options ``make_selector(name, ...)`` accepts besides ``config=``: the
+    fields of the selector's config, then its other options (seed, neighbors, preset)."""
+    if name not in _OPTIONS:
+        raise ValueError(f"unknown selector {name!r}; valid names: {', '.join(SELECTORS)}")
+    config, extra = _OPTIONS[name]
+    fields = [f.name for f in dataclasses.fields(config)] if config is not None else []
+    return fields + list(extra)
 
 
 def make_selector(name: str, labels: torch.Tensor, features: torch.Tensor | None = None, *,

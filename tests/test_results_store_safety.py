@@ -1,0 +1,190 @@
+"""Nothing lost, nothing silently wrong around the results store (issue 25, items 5, 6,
+7, 10 and the command-line options of 14). One test per item, named after what it
+protects; each failed on the code before its fix."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from d2ace_ext import cli
+from d2ace_ext.harness.evidence import main as evidence_main
+from d2ace_ext.harness.evidence import merge_compact
+from d2ace_ext.harness.experiment import Protocol, RunKey
+from d2ace_ext.harness.results import ResultsStore
+
+
+def read_results(path):
+    from d2ace_ext.harness.results import read_results  # the shared reader (new with item 5)
+    return read_results(path)
+
+
+def _record(fold, auc=0.7, selector="random", epochs=3):
+    key = RunKey.make("toy", "mlp", selector, "paper", fold, Protocol()).to_dict()
+    return {"key": key, "metrics": {"macro_auc": auc}, "best_epoch": 1,
+            "history": {"epoch": list(range(epochs)), "train_loss": [1.0] * epochs,
+                        "val_macro_auc": [0.5 + 0.01 * e for e in range(epochs)], "lr": [1e-4] * epochs},
+            "trace": None}
+
+
+def write_toy_mulan(root, name="toy", n=90, d=5, q=3, seed=0):
+    """A small dense MULAN set (ARFF + XML) in root/name; every label has >= 20 positives."""
+    rng = np.random.default_rng(seed)
+    folder = root / name
+    folder.mkdir(parents=True)
+    x = rng.random((n, d))
+    y = (rng.random((n, q)) < 0.45).astype(int)
+    y[np.arange(n), np.arange(n) % q] = 1
+    header = [f"@relation {name}"] + [f"@attribute f{j} numeric" for j in range(d)] \
+        + [f"@attribute l{j} {{0,1}}" for j in range(q)] + ["@data"]
+    rows = [",".join([f"{v:.4f}" for v in x[i]] + [str(v) for v in y[i]]) for i in range(n)]
+    (folder / f"{name}.arff").write_text("\n".join(header + rows) + "\n")
+    labels = "".join(f'<label name="l{j}"></label>' for j in range(q))
+    (folder / f"{name}.xml").write_text(f'<?xml version="1.0"?><labels xmlns="http://mulan.sourceforge.net/labels">'
+                                        f"{labels}</labels>\n")
+    return str(root)
+
+
+def _grid_argv(data_dir, results_dir, *extra):
+    return ["compare", "--datasets", "toy", "--models", "mlp", "--selectors", "random", "--folds", "2",
+            "--epochs", "1", "--min-positives", "5", "--no-progress", "--data-dir", data_dir,
+            "--results-dir", str(results_dir), *extra]
+
+
+# -- item 5 -------------------------------------------------------------------------------
+def test_an_append_after_a_torn_line_starts_a_fresh_line_and_keeps_the_fragment(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    store.append(_record(0))
+    with open(store.path, "a") as handle:
+        handle.write('{"key": {"dataset": "toy", "mod')  # a write cut short: no newline
+    assert len(store.records()) == 1  # the torn tail is passed over without a word
+    with pytest.warns(UserWarning, match=r"torn line.*results\.jsonl\.torn"):
+        store.append(_record(1))  # the resumed run's record
+    records = store.records()
+    assert sorted(k[4] for k in records) == [0, 1]
+    assert open(store.path).read().count("\n") == 2
+    assert open(store.path + ".torn").read() == '{"key": {"dataset": "toy", "mod\n'
+    # a complete record that only lost its newline is kept and ended, not moved away
+    with open(store.path, "a") as handle:
+        handle.write(json.dumps(_record(2)))
+    store.append(_record(3))
+    assert sorted(k[4] for k in store.records()) == [0, 1, 2, 3]
+    assert open(store.path + ".torn").read().count("\n") == 1
+
+
+def test_unreadable_lines_before_the_last_are_named_in_a_warning_and_glued_records_kept(tmp_path):
+    store = ResultsStore(str(tmp_path))
+    good, glued = json.dumps(_record(0)), json.dumps(_record(1))
+    # line 2: garbage; line 3: a torn fragment with the next record glued on (what
+    # appending after a torn line used to leave); line 5: a record without a key
+    with open(store.path, "w") as handle:
+        handle.write(good + "\n{oops\n" + '{"key": {"data' + glued + "\n\n" + '{"metrics": {}}\n')
+    with pytest.warns(UserWarning) as caught:
+        records = store.records()
+    message = str(caught[0].message)
+    assert "unreadable line(s) 2, 5" in message and "line(s) 3 began with a torn fragment" in message
+    assert sorted(k[4] for k in records) == [0, 1]
+    lines = read_results(store.path)
+    assert lines.unreadable == [2, 5] and lines.salvaged == [3] and lines.torn is None
+
+
+# -- item 6 -------------------------------------------------------------------------------
+def test_a_failing_run_under_jobs_keeps_every_other_runs_record_and_exits_non_zero(tmp_path, capsys):
+    data_dir = write_toy_mulan(tmp_path / "data")
+    out = tmp_path / "res"
+    key = RunKey.make("toy", "mlp", "random", "paper", 0, Protocol(folds=2, epochs=1, min_positives=5))
+    # fold 0's trace file cannot be written (a folder is in its way): that run fails
+    # after training, fold 1 and the other selector finish in the other worker
+    os.makedirs(out / "traces" / f"{key.stem()}.npz")
+    argv = _grid_argv(data_dir, out, "--trace", "first", "--jobs", "2", "--selectors", "random", "ml_unc")
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "1 of 4 runs failed" in err and key.stem() in err and "IsADirectoryError" in err
+    records = ResultsStore(str(out)).records()
+    assert sorted((k[2], k[4]) for k in records) == [("ml_unc", 0), ("ml_unc", 1), ("random", 1)]
+
+
+# -- item 7 -------------------------------------------------------------------------------
+def test_an_unwritable_results_folder_is_refused_before_any_training(tmp_path, capsys):
+    data_dir = write_toy_mulan(tmp_path / "data")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert cli.main(_grid_argv(data_dir, blocker / "res")) == 2
+    err = capsys.readouterr().err
+    assert "results folder (--results-dir)" in err and "not writable" in err and str(blocker) in err
+    assert len(err.strip().splitlines()) == 1
+    # results.jsonl itself unwritable (a folder in its place): refused, nothing trained
+    out = tmp_path / "res2"
+    (out / "results.jsonl").mkdir(parents=True)
+    assert cli.main(_grid_argv(data_dir, out)) == 2
+    assert "results.jsonl" in capsys.readouterr().err
+    from d2ace_ext.harness.writable import require_writable  # where the image command checks its folders
+    with pytest.raises(ValueError, match="checkpoint folder"):
+        require_writable(str(blocker / "checkpoints"), "checkpoint folder")
+    require_writable(str(tmp_path / "fine" / "checkpoints"), "checkpoint folder")
+    assert os.listdir(tmp_path / "fine" / "checkpoints") == []  # the check leaves nothing behind
+
+
+# -- item 10 ------------------------------------------------------------------------------
+def test_the_evidence_tool_never_compacts_a_results_file_in_place(tmp_path, capsys):
+    store = ResultsStore(str(tmp_path / "res"))
+    store.append(_record(0))
+    store.append(_record(1))
+    before = open(store.path).read()
+    assert evidence_main([store.path, store.path]) == 2
+    assert "also a source" in capsys.readouterr().err
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps(_record(2)) + "\n")
+    assert evidence_main([store.path, str(other)]) == 2
+    assert "holds full results records (with trace, history.epoch" in capsys.readouterr().err
+    assert open(store.path).read() == before  # histories intact
+    evidence = tmp_path / "evidence.jsonl"
+    assert evidence_main([str(evidence), store.path]) == 0
+    assert evidence_main([str(evidence), str(other)]) == 0  # an evidence target takes more sources
+    assert len(read_results(str(evidence)).records) == 3
+
+
+def test_the_evidence_tool_reads_a_torn_last_line_as_compare_does_and_refuses_nonsense_digits(tmp_path, capsys):
+    store = ResultsStore(str(tmp_path / "res"))
+    store.append(_record(0))
+    store.append(_record(1))
+    with open(store.path, "a") as handle:
+        handle.write('{"key": {"dataset": "to')
+    target = tmp_path / "evidence.jsonl"
+    assert evidence_main([str(target), store.path]) == 0
+    assert "torn last line" in capsys.readouterr().err
+    assert len(read_results(str(target)).records) == len(store.records()) == 2
+    for digits in ("-1", "0", "18"):
+        assert evidence_main([str(tmp_path / "e2.jsonl"), store.path, "--digits", digits]) == 2
+        assert "--digits" in capsys.readouterr().err
+    assert not (tmp_path / "e2.jsonl").exists()
+    with pytest.raises(ValueError, match="digits"):
+        merge_compact(str(tmp_path / "e3.jsonl"), [store.path], digits=True)
+
+
+# -- item 14 (command-line options) ---------------------------------------------------------
+@pytest.mark.parametrize("option,expected", [
+    (["--model-opt", "hidden=-5"], "--model-opt mlp.hidden=-5: cannot build mlp on toy (RuntimeError: "),
+    (["--model-opt", "nosuch=1"], "unknown option(s) nosuch; valid options: hidden, dropout"),
+    (["--selector-opt", "nosuchopt=1"], "--selector-opt d2ace.nosuchopt=1: d2ace has no such option; it takes: "
+                                        "window_size, window_unit"),
+    (["--selector-opt", "window_size=1"], "D2ACEConfig.window_size must be an integer >= 2"),
+    (["--selector-opt", "num_neighbors=500"], "cannot build d2ace on toy"),
+])
+def test_bad_model_and_selector_options_are_one_line_errors_before_training(tmp_path, capsys, option, expected):
+    data_dir = write_toy_mulan(tmp_path / "data")
+    out = tmp_path / "res"
+    argv = ["run", "--dataset", "toy", "--model", "mlp", "--selector", "d2ace", "--folds", "2", "--epochs", "1",
+            "--min-positives", "5", "--no-progress", "--data-dir", data_dir, "--results-dir", str(out), *option]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1, err
+    assert not os.path.exists(out / "results.jsonl")
+
+
+def test_options_for_a_model_or_selector_that_does_not_exist_are_refused(tmp_path):
+    argv = ["compare", "--datasets", "toy", "--selectors", "random", "ml_unc", "--results-dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"--selector-opt mlunc.window_size=3: no model or selector is called 'mlunc'"):
+        cli.main(argv + ["--selector-opt", "mlunc.window_size=3"])
+    with pytest.raises(SystemExit, match=r"--model-opt mpl.hidden=8: no model or selector is called 'mpl'"):
+        cli.main(argv + ["--model-opt", "mpl.hidden=8"])
