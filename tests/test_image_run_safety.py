@@ -217,3 +217,19 @@ def test_the_image_cli_refuses_an_unwritable_results_folder_before_training(tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(out) in err and "--results-dir" in err
     assert trained == []
+
+
+# Item 14 (image CLI): a model or selector option that cannot build --------------------
+
+@pytest.mark.parametrize("option, value, named", [("--model-opt", "mlgcn.nosuchopt=1", "nosuchopt"),
+                                                  ("--selector-opt", "d2ace.nosuchopt=1", "nosuchopt"),
+                                                  ("--selector-opt", "d2ace.window_size=0", "window_size")])
+def test_the_image_cli_refuses_bad_model_and_selector_options_before_training(tmp_path, trained, capsys, option,
+                                                                               value, named):
+    argv = ["run", "--dataset", "digits-mosaic", "--mosaic-opt", "train_size=40", "--mosaic-opt", "test_size=20",
+            "--model", "mlgcn", "--selector", "d2ace", "--results-dir", str(tmp_path / "out"), "--epochs", "1",
+            "--no-progress", option, value]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and option in err and named in err
+    assert trained == []

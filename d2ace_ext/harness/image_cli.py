@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -144,19 +143,38 @@ def check_counts(args) -> None:
         raise ValueError(f"--workers must be an integer >= 0 (0: load in this process), got {args.workers}")
 
 
-def _check_writable(folder: str) -> None:
-    """ValueError naming ``folder`` unless a file can be created in it (it is made if missing).
-    Checked before any training so that no finished run is lost at its first write. (The
-    image CLI's own copy until the shared check of harness/results.py replaces it.)"""
-    try:
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise NotADirectoryError(0, "a file, not a folder")
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ValueError(f"--results-dir: cannot write to {folder} ({exc.strerror or exc}); "
-                         f"pass a folder you can write") from None
+def check_image_options(protocol, data, dataset: str, models, selectors, preset: str) -> None:
+    """One-line ValueError for a ``--model-opt`` / ``--selector-opt`` that cannot build,
+    before any run on ``dataset`` trains (``option_checks.check_options`` with this
+    command's builders: the model as ``run_image`` builds it, the selector on random
+    features of the K-NN's width where it needs features)."""
+    import torch
+    from ..models import make_model
+    from .image_protocol import build_image_sampler, model_options, needs_features
+    from .image_run import split_rows
+    from .option_checks import check_options
+    chosen_models = {m: protocol.model_options[m] for m in models
+                     if set(protocol.model_options.get(m, {})) - _SET_BY_THE_COMMAND}
+    chosen_selectors = {s: protocol.selector_options[s] for s in selectors if protocol.selector_options.get(s)}
+    if not chosen_models and not chosen_selectors:
+        return
+    fit_y = data.train_labels[split_rows(data, protocol)[0]]
+    in_features = 3 if data.kind == "image" else int(data.train.get_batch(torch.tensor([0]))[0].shape[1])
+
+    def build_model(name):
+        return make_model(name, in_features, data.num_labels, train_labels=fit_y, **model_options(protocol, name))
+
+    def build_selector(name):
+        features = None
+        if needs_features(name, protocol, preset):  # the K-NN only needs rows of some width here
+            features = torch.rand(fit_y.shape[0], 8, generator=torch.Generator().manual_seed(0))
+        return build_image_sampler(name, fit_y, features, protocol, protocol.seed, preset, "cpu")
+
+    check_options(chosen_models, chosen_selectors, build_model, build_selector, dataset)
+
+
+#: Model options the command fills from its own flags (--backbone, --checkpoint, --embeddings).
+_SET_BY_THE_COMMAND = {"backbone", "checkpoint", "embeddings"}
 
 
 def _skipped_line(dataset: str, keys, skipped, path: str, digest: str) -> str:
@@ -176,6 +194,7 @@ def execute(args, datasets, models, selectors) -> list[dict]:
     from . import image_run
     from .image_inputs import model_files
     from .results import ResultsStore, key_tuple
+    from .writable import require_writable
     check_counts(args)
     unknown = [s for s in selectors if s not in DISPLAY_NAMES]
     if unknown:
@@ -194,9 +213,9 @@ def execute(args, datasets, models, selectors) -> list[dict]:
                 for k in range(args.seeds)]
         plans.append((dataset, run_protocol, keys, [k for k in keys if key_tuple(k.to_dict()) not in done]))
     if any(todo for *_, todo in plans) or args.command == "compare":
-        _check_writable(args.results_dir)
+        require_writable(args.results_dir, "results folder (--results-dir)", store.path)
     if any(todo for *_, todo in plans):
-        _check_writable(os.path.join(args.results_dir, image_run.CHECKPOINT_FOLDER))
+        require_writable(os.path.join(args.results_dir, image_run.CHECKPOINT_FOLDER), "checkpoint folder (under --results-dir)")
     records = []
     for dataset, run_protocol, keys, todo in plans:
         skipped = [k for k in keys if k not in todo]
@@ -206,6 +225,7 @@ def execute(args, datasets, models, selectors) -> list[dict]:
             data = load_image_dataset(dataset, args.data_dir, image_size=protocol.image_size,
                                       scale_size=protocol.scale_size, features=args.features,
                                       difficult=args.difficult, keep_empty=args.keep_empty, mosaic=protocol.mosaic)
+            check_image_options(run_protocol, data, dataset, models, selectors, args.preset)
             workers = args.workers if args.workers is not None else (4 if data.kind == "image" and data.train_eval is not None else 0)
             for key in todo:
                 record = image_run.run_image(key, data, run_protocol, device=args.device,
