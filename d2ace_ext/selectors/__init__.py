@@ -1,7 +1,7 @@
 """Selectors: the D2ACE scorer and the baselines, behind one interface."""
 from .active import ActiveConfig, ActiveSelector
 from .balance import BalanceConfig, BalanceSelector
-from .base import FIXED, SHUFFLE, WEIGHTED, Selector
+from .base import FIXED, PRUNED, SHUFFLE, WEIGHTED, Selector
 from .d2ace import D2ACESelector
 from .dihcl import DIHCLConfig, DIHCLSelector
 from .hard_imb import HardImbConfig, HardImbSelector
@@ -31,4 +31,5 @@ __all__ = [
     "SHUFFLE",
     "FIXED",
     "WEIGHTED",
+    "PRUNED",
 ]
