@@ -5,6 +5,7 @@ from .base import FIXED, PRUNED, SHUFFLE, WEIGHTED, Selector
 from .d2ace import D2ACESelector
 from .dihcl import DIHCLConfig, DIHCLSelector
 from .hard_imb import HardImbConfig, HardImbSelector
+from .infobatch import InfoBatchConfig, InfoBatchSelector
 from .ml_unc import MLUncConfig, MLUncSelector
 from .random import RandomSelector
 from .recent import RecentConfig, RecentSelector
@@ -26,6 +27,8 @@ __all__ = [
     "HardImbConfig",
     "MLUncSelector",
     "MLUncConfig",
+    "InfoBatchSelector",
+    "InfoBatchConfig",
     "SELECTORS",
     "make_selector",
     "SHUFFLE",

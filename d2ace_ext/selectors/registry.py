@@ -15,6 +15,7 @@ from .base import Selector
 from .d2ace import D2ACESelector
 from .dihcl import DIHCLSelector
 from .hard_imb import HardImbSelector
+from .infobatch import InfoBatchSelector
 from .ml_unc import MLUncSelector
 from .random import RandomSelector
 from .recent import RecentSelector
@@ -56,6 +57,7 @@ SELECTORS: dict[str, Callable[..., Selector]] = {
     "hard_imb": _hard_imb,
     "ml_unc": _without_features(MLUncSelector),
     "d2ace": _d2ace,
+    "infobatch": _without_features(InfoBatchSelector),
 }
 
 
@@ -66,7 +68,7 @@ def make_selector(name: str, labels: torch.Tensor, features: torch.Tensor | None
     features (n, d) are needed by "hard_imb" and "d2ace" (their K-NN; or pass
     ``neighbors=``); the others ignore them. ``options`` are the selector's config
     fields (e.g. ``num_epochs=30``), or ``config=`` a full config; "d2ace" also takes
-    ``preset=``; "balance" and "dihcl" take ``seed=``.
+    ``preset=``; "balance", "dihcl" and "infobatch" take ``seed=``.
     """
     if not isinstance(name, str) or name not in SELECTORS:
         raise ValueError(f"unknown selector {name!r}; valid names: {', '.join(SELECTORS)}")
