@@ -338,3 +338,88 @@ def test_a_tiny_budget_tops_the_last_batch_up_for_the_ranks():
     last = [i for r in range(4) for i in shards[r][1]]
     assert len(last) == len(set(last)) == 4  # 1 sample topped up to one distinct instance per rank
 
+
+# -- the harness ------------------------------------------------------------------------------------
+def test_protocol_digests_of_the_committed_evidence_are_unchanged():
+    import glob
+    import json
+    import os
+
+    from d2ace_ext.harness.experiment import Protocol, with_published_variants
+
+    clif = with_published_variants(["clif"], {})
+    expected = {
+        "32866394": Protocol(), "198f7a2e": Protocol(epochs=200), "a426e612": Protocol(epochs=300),
+        "a19821f9": Protocol(epochs=1000), "3218acbb": Protocol(epochs=2000),
+        "15451d80": Protocol(model_options=clif), "1e6eeb1f": Protocol(epochs=200, model_options=clif),
+        "cda0a8c1": Protocol(folds_from="published", model_selection="last", model_options=clif),
+    }
+    for digest, protocol in expected.items():
+        assert protocol.digest() == digest
+        assert Protocol(**{**protocol.to_dict(), "budget": 1.0, "anneal": 0.0}).digest() == digest
+    assert Protocol(budget=0.5).digest() not in expected and Protocol(budget=0.5, anneal=0.1).digest() != \
+        Protocol(budget=0.5).digest()
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "evidence")
+    found = set()
+    for path in glob.glob(os.path.join(root, "*.jsonl")):
+        with open(path, encoding="utf-8") as handle:
+            found |= {json.loads(line)["key"]["protocol"] for line in handle if line.strip() and '"mlgcn"' not in line}
+    assert found and found <= set(expected)  # every tabular evidence digest is one of these
+
+
+def test_protocol_rejects_a_bad_budget():
+    from d2ace_ext.harness.experiment import Protocol
+
+    for field, value in (("budget", 0), ("budget", 1.2), ("budget", True), ("anneal", -0.5), ("anneal", float("nan"))):
+        with pytest.raises(ValueError, match=f"protocol {field} must be"):
+            Protocol(**{field: value})
+
+
+def test_command_line_budget_reaches_the_protocol():
+    from d2ace_ext import cli
+
+    args = cli.build_parser().parse_args(["run", "--dataset", "emotions", "--budget", "0.5", "--anneal", "0.1"])
+    args.epochs = args.epochs[0]  # one value of the --epochs sweep
+    protocol = cli._protocol(args, ["mlp"], ["random"])
+    assert (protocol.budget, protocol.anneal) == (0.5, 0.1)
+    args = cli.build_parser().parse_args(["compare", "--datasets", "emotions"])
+    args.epochs = args.epochs[0]
+    assert cli._protocol(args, ["mlp"], ["random"]).digest() == "32866394"
+
+
+def _fold(protocol):
+    from d2ace_ext.datasets.synthetic import make_multilabel
+    from d2ace_ext.harness.fold_data import PreparedDataset
+
+    x, y = make_multilabel(n=300, d=12, q=4, cardinality=1.5, seed=3)
+    return PreparedDataset("toy", x.double().numpy(), y.long().numpy(), [f"l{j}" for j in range(4)], protocol).fold(0)
+
+
+@pytest.mark.parametrize("selector", ["random", "d2ace", "infobatch"])
+def test_a_budgeted_run_records_samples_and_seconds_and_scales_the_warmup(selector):
+    from d2ace_ext.harness.experiment import Protocol, RunKey
+    from d2ace_ext.harness.fold_run import build_sampler, run_fold, warmup_steps
+
+    protocol = Protocol(folds=3, epochs=8, batch_size=16, lr=1e-3, lr_warmup_epochs=2, min_positives=5,
+                        budget=0.5, anneal=0.25, selector_options={"d2ace": {"warmup_epochs": 1}})
+    data = _fold(protocol)
+    n = data.train_y.shape[0]
+    key = RunKey.make("toy", "mlp", selector, "paper", 0, protocol)
+    record = run_fold(key, data, protocol, progress=False)
+    history = record["history"]
+    per_epoch = [b - a for a, b in zip([0] + history["samples_seen"][:-1], history["samples_seen"])]
+    half = math.ceil(0.5 * n)
+    if selector == "infobatch":  # pruned epochs: at most the budget, fewer where it prunes more
+        assert per_epoch[0] == half and all(s <= half for s in per_epoch[:6])
+        assert per_epoch[6] < n and per_epoch[7] == n  # the budget's anneal: 2 epochs, InfoBatch's own: ⌈8/8⌉
+    else:
+        assert per_epoch == [half] * 6 + [n] * 2
+    seconds = history["elapsed_seconds"]
+    assert len(seconds) == 8 and all(b > a for a, b in zip([0.0] + seconds[:-1], seconds))
+    assert seconds[-1] <= record["seconds"]
+    sampler = build_sampler(key, data, protocol, 0, "cpu")
+    batches = 6 * math.ceil(half / 16) + 2 * math.ceil(n / 16)
+    assert sampler.planned_batches(8) == batches
+    assert warmup_steps(sampler, protocol) == (2 * batches + 4) // 8
+    full = Protocol(folds=3, epochs=8, batch_size=16, lr_warmup_epochs=2, min_positives=5)
+    assert warmup_steps(build_sampler(key, data, full, 0, "cpu"), full) == 2 * math.ceil(n / 16)  # as before budgets

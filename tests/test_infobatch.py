@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from d2ace_ext import make_sampler, make_selector
+from d2ace_ext.harness.experiment import Protocol
+from d2ace_ext.harness.fold_run import _loss_weights
 from d2ace_ext.selectors import PRUNED, SHUFFLE, InfoBatchSelector
 
 from conftest import drive, random_problem
@@ -145,6 +147,18 @@ def test_a_budget_caps_a_pruned_epoch():
         kept = int((sampler.selector.pruned_weights(epoch) > 0).sum())
         flat = [i for batch in sampler for i in batch]
         assert len(flat) == min(15, kept) and len(set(flat)) == len(flat)
+
+
+def test_the_harness_always_applies_infobatch_s_weights():
+    sampler, y = _sampler()
+    drive(sampler, y, 1, seed=3)
+    sampler.set_epoch(1)
+    batch = torch.tensor(next(iter(sampler)))
+    weights = _loss_weights(sampler, batch, y[batch], Protocol())  # importance_weights off
+    assert weights is not None and torch.equal(weights.squeeze(1), sampler.importance_weights(batch))
+    random_sampler = make_sampler("random", y, 8)
+    random_sampler.set_epoch(0)
+    assert _loss_weights(random_sampler, batch, y[batch], Protocol()) is None
 
 
 def test_bad_options_and_states_are_rejected():
