@@ -423,3 +423,25 @@ def test_a_budgeted_run_records_samples_and_seconds_and_scales_the_warmup(select
     assert warmup_steps(sampler, protocol) == (2 * batches + 4) // 8
     full = Protocol(folds=3, epochs=8, batch_size=16, lr_warmup_epochs=2, min_positives=5)
     assert warmup_steps(build_sampler(key, data, full, 0, "cpu"), full) == 2 * math.ceil(n / 16)  # as before budgets
+
+
+def test_image_protocol_budget_keeps_earlier_digests_and_reaches_the_sampler():
+    from d2ace_ext.harness import image_cli
+    from d2ace_ext.harness.image_protocol import ImageProtocol, build_image_sampler
+
+    mosaic = ImageProtocol(epochs=8, lr=1e-3, weight_decay=1e-4, image_size=32, scale_size=37,
+                           mosaic={"train_size": 3000, "test_size": 1000, "grid": 2},
+                           model_options={"mlgcn": {"backbone": "resnet18", "hidden": 256}})
+    assert mosaic.digest() == "6f926316"  # docs/evidence/mosaic_dihcl_subset.jsonl
+    assert ImageProtocol().digest() == ImageProtocol(budget=1.0).digest() == "8505bd54"
+    assert ImageProtocol(budget=0.5).digest() != "8505bd54"
+    with pytest.raises(ValueError, match="image protocol budget must be"):
+        ImageProtocol(budget=0)
+    args = image_cli.build_parser().parse_args(["run", "--dataset", "digits-mosaic", "--budget", "0.5"])
+    image_cli.cpu_defaults(args, ["digits-mosaic"])
+    protocol = image_cli.protocol_from(args, ["mlgcn"], ["d2ace"])
+    assert protocol.budget == 0.5
+    _, y = random_problem(100, 3, seed=1)
+    sampler = build_image_sampler("random", y, None, protocol, seed=0)
+    sampler.set_epoch(0)
+    assert len(sampler) == math.ceil(50 / protocol.batch_size) and sum(len(b) for b in sampler) == 50

@@ -18,10 +18,13 @@ import torch
 
 from ..config import D2ACEConfig
 from ..factory import make_sampler
+from ..validation import is_real
 
 _PAPER_EPOCHS, _PAPER_WARMUP, _PAPER_T_START, _PAPER_T_END = 20, 5, 5, 15
 _SCHEDULED = {"active", "recent", "dihcl", "hard_imb", "ml_unc"}
 MODEL_SELECTION = ("val", "last", "test")
+#: Fields added after image results were first recorded, left out of the digest at their default.
+_LATER_FIELDS = {"budget": 1.0}
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class ImageProtocol:
     last epoch; "test" the best epoch on the test split itself, which is what the
     ML-GCN / HST code bases report (optimistic: the test set chooses the epoch).
     ``lr_step``: multiply the LR by 0.1 every ``lr_step`` epochs (HST's code: 10); 0 = constant.
+    ``budget``: each epoch trains on ⌈budget · n⌉ images (the sampler's epoch budget).
     """
 
     epochs: int = 20
@@ -49,6 +53,7 @@ class ImageProtocol:
     mosaic: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
     selector_options: dict = field(default_factory=dict)
+    budget: float = 1.0
 
     def __post_init__(self) -> None:
         rules = [
@@ -61,6 +66,7 @@ class ImageProtocol:
             ("scale_size", self.scale_size >= self.image_size, ">= image_size"),
             ("model_selection", self.model_selection in MODEL_SELECTION, f"one of {MODEL_SELECTION}"),
             ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
+            ("budget", is_real(self.budget) and 0 < self.budget <= 1, "a number in (0, 1]"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -71,8 +77,9 @@ class ImageProtocol:
 
     def digest(self) -> str:
         """8 hex digits naming these settings (``amp`` excluded: a numerics switch, not
-        a protocol change, so a CPU and a GPU run of one protocol share results)."""
-        settings = {k: v for k, v in self.to_dict().items() if k != "amp"}
+        a protocol change, so a CPU and a GPU run of one protocol share results; fields
+        added later left out while at their default, so earlier digests stay valid)."""
+        settings = {k: v for k, v in self.to_dict().items() if k != "amp" and _LATER_FIELDS.get(k, object()) != v}
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
     def schedule(self) -> dict:
@@ -104,7 +111,8 @@ def build_image_sampler(selector: str, labels: torch.Tensor, features: torch.Ten
     elif selector in _SCHEDULED:
         options.setdefault("num_epochs", protocol.epochs)
         options.setdefault("warmup_epochs", sched["warmup_epochs"])
-    return make_sampler(selector, labels, protocol.batch_size, features, seed=seed, device=device, **options)
+    return make_sampler(selector, labels, protocol.batch_size, features, seed=seed, device=device,
+                        budget=protocol.budget, run_epochs=protocol.epochs, **options)
 
 
 def needs_features(selector: str, protocol: ImageProtocol, preset: str = "paper") -> bool:
