@@ -175,3 +175,21 @@ def test_bad_options_and_states_are_rejected():
     state["score"] = torch.full((10,), float("nan"))
     with pytest.raises(ValueError, match="corrupt"):
         InfoBatchSelector(y, seed=1).load_state_dict(state)
+
+
+def test_every_rank_yields_the_same_pruned_epoch_shards():
+    x, y = random_problem(50, 4, seed=1)
+    single = make_sampler("infobatch", y, 8, x, seed=6, num_epochs=8)
+    drive(single, y, 2, seed=3)
+    state = single.selector.state_dict()
+    single.set_epoch(2)
+    expected = list(single)
+    shards = []
+    for rank in range(3):
+        sampler = make_sampler("infobatch", y, 8, x, seed=6, num_epochs=8, num_replicas=3, rank=rank)
+        sampler.selector.load_state_dict(state)  # the records every rank holds after gathering
+        sampler.set_epoch(2)
+        shards.append(list(sampler))
+        assert len(sampler) == len(expected)
+    for step, batch in enumerate(expected):
+        assert sorted(batch) == sorted(i for r in range(3) for i in shards[r][step])
