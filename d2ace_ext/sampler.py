@@ -105,8 +105,12 @@ class SelectionBatchSampler(Sampler):
     # -- epochs -------------------------------------------------------------------
     def __len__(self) -> int:
         """The current epoch's batch count: ceil(n / b) for a full pass, fewer under a
-        budget or in a pruned epoch (whose count is known once its plan is made)."""
-        if self._plan is None and self.selector.batch_mode(self._epoch) == PRUNED:
+        budget or in a pruned epoch, whose count is known once its plan is made: asking
+        makes the plan, except under an active process group, where making it is a
+        collective call that ``len`` must not hide (there the budget's count, an upper
+        bound, is returned until the epoch starts)."""
+        if self._plan is None and self.selector.batch_mode(self._epoch) == PRUNED \
+                and not (self.num_replicas > 1 and distributed.active()):
             self._prepare()
         if self._plan is not None:
             return self._plan["batches"]

@@ -193,3 +193,19 @@ def test_every_rank_yields_the_same_pruned_epoch_shards():
         assert len(sampler) == len(expected)
     for step, batch in enumerate(expected):
         assert sorted(batch) == sorted(i for r in range(3) for i in shards[r][step])
+
+
+def test_len_makes_no_hidden_collective_call_under_a_process_group(monkeypatch):
+    from d2ace_ext import distributed
+
+    x, y = random_problem(50, 4, seed=1)
+    single = make_sampler("infobatch", y, 8, x, seed=6, num_epochs=8)
+    drive(single, y, 1, seed=3)
+    single.set_epoch(1)
+    assert len(single) == 5  # 38 kept: the plan is made to count them
+    sampler = make_sampler("infobatch", y, 8, x, seed=6, num_epochs=8, num_replicas=2, rank=0)
+    sampler.selector.load_state_dict(single.selector.state_dict())
+    sampler.set_epoch(1)
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed, "from_rank_zero", lambda tensor: pytest.fail("len() broadcast"))
+    assert len(sampler) == 7  # the budget's count, an upper bound, until the epoch's plan exists
