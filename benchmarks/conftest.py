@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from d2ace_ext import build_info
+from d2ace_ext import SELECTORS, build_info
 from pipeline_state import BATCH, PUBLISHED_MEDIAMILL_SECONDS, SHAPES
 
 _REGISTRY: dict = {}
@@ -95,7 +95,7 @@ def _selector_table(write) -> None:
     cells = sorted({k[1] for k in _REGISTRY if k[0] == "selectors"})
     if not cells:
         return
-    names = ["random", "active", "recent", "dihcl", "balance", "hard_imb", "ml_unc", "d2ace"]
+    names = list(SELECTORS)  # the registry's order: every selector it knows gets a column
     write("selectors: median ms per epoch (record every batch + score once; Balance: loss_mask per batch); "
           "last column ML-Unc / D2ACE")
     write(f"{'n':>6} {'q':>5} " + " ".join(f"{s:>9}" for s in names) + f" {'ML-Unc/D2':>9}")

@@ -5,7 +5,8 @@ One round is one epoch: all ⌈n/128⌉ batches of 128 recorded through
 ``sampler.update`` calls after its argument checks, so each selector pays for its own
 per-step path, fused or not), then one scoring (``probabilities`` of a weighted epoch).
 Balance records nothing: its per-step ``loss_mask`` is timed in the recording slot;
-Random does nothing. Labels from ``make_multilabel`` (cardinality about 4); Hard-Imb
+Random does nothing; InfoBatch's scoring is its pruning draw (``pruned_weights``), and
+it records a full pass here although its pruned epochs record only the kept instances. Labels from ``make_multilabel`` (cardinality about 4); Hard-Imb
 and D2ACE get precomputed random neighbours (the one-off K-NN is not a per-epoch cost).
 ``extra_info`` holds the recording and scoring medians apart and the ratio to ML-Unc at
 the same shape. The paper's claim (Appendix B): D2ACE's per-epoch cost grows with the
@@ -23,7 +24,7 @@ import torch
 from d2ace_ext import make_selector
 from d2ace_ext.datasets.synthetic import make_multilabel
 
-NAMES = ["random", "active", "recent", "dihcl", "balance", "hard_imb", "ml_unc", "d2ace"]
+NAMES = ["random", "active", "recent", "dihcl", "balance", "hard_imb", "ml_unc", "d2ace", "infobatch"]
 SIZES = [5000, 31600]
 LABELS = [14, 101, 374, 1000]
 BATCH = 128
@@ -57,6 +58,8 @@ def build(name: str, data: dict):
         return make_selector(name, labels, neighbors=neighbors[5], **schedule)
     if name == "d2ace":
         return make_selector(name, labels, neighbors=neighbors[6], **schedule)
+    if name == "infobatch":
+        return make_selector(name, labels, num_epochs=100)
     return make_selector(name, labels, **schedule)
 
 
@@ -70,7 +73,9 @@ def one_epoch(selector, name: str, data: dict, epoch: int, split: list) -> None:
         for index, targets in data["batches"]:
             selector.record_outputs(index, data["logits"][:index.numel()], targets, "logits", epoch)
     recorded = time.perf_counter()
-    if name not in ("random", "balance"):
+    if name == "infobatch":
+        selector.pruned_weights(10)
+    elif name not in ("random", "balance"):
         selector.probabilities(10)
     split.append((recorded - started, time.perf_counter() - recorded))
 

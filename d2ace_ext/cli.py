@@ -51,6 +51,11 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--folds-from", choices=["stratified", "published"], default=p.folds_from,
                        help="published: the authors' split exactly (scikit-multilearn folds from NumPy seed, "
                             "random_split validation, one model seed for every fold)")
+    group.add_argument("--budget", type=float, default=p.budget, metavar="RHO",
+                       help="each epoch trains on ceil(RHO n) samples, RHO in (0, 1], for every selector "
+                            "(Random: a uniform subset); default 1, full passes")
+    group.add_argument("--anneal", type=float, default=p.anneal, metavar="DELTA",
+                       help="the last ceil(DELTA epochs) epochs are full passes again (InfoBatch-style); default 0")
     group.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                        help="model option (MODEL.KEY=VALUE when several models run), repeatable")
     group.add_argument("--selector-opt", action="append", metavar="KEY=VALUE",
@@ -85,7 +90,7 @@ def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
                     val_fraction=args.val_fraction, seed=args.seed, preprocessing=args.preprocessing,
                     min_positives=args.min_positives, feature_fraction=args.feature_fraction,
                     model_selection=args.model_selection, importance_weights=args.importance_weights,
-                    folds_from=args.folds_from, model_options=model_options,
+                    folds_from=args.folds_from, budget=args.budget, anneal=args.anneal, model_options=model_options,
                     selector_options=selector_options)
 
 
@@ -115,12 +120,19 @@ def _execute(args, datasets, models, selectors):
     return protocol, records, summary, wall, write_tables
 
 
+def _budget_note(protocol: Protocol) -> str:
+    if protocol.budget >= 1:
+        return ""
+    anneal = f", last {protocol.anneal:g} full" if protocol.anneal > 0 else ""
+    return f" · budget {protocol.budget:g}{anneal}"
+
+
 def cmd_run(args) -> int:
     protocol, records, summary, wall, _ = _execute(args, [args.dataset], [args.model], [args.selector])
     selector = canonical_selector(args.selector)
     print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selector]}"
           f"{' (' + args.preset + ')' if selector == 'd2ace' else ''} · {protocol.folds} folds · "
-          f"{protocol.epochs} epochs · protocol {protocol.digest()}")
+          f"{protocol.epochs} epochs{_budget_note(protocol)} · protocol {protocol.digest()}")
     from .harness.tables import METRICS
     for metric, (title, higher) in METRICS.items():
         values = [r["metrics"][metric] for r in records if metric in r["metrics"]]

@@ -15,16 +15,19 @@ from .selectors.registry import SELECTORS, make_selector
 
 
 def make_sampler(name: str, labels: torch.Tensor, batch_size: int, features: torch.Tensor | None = None,
-                 seed: int = 0, *, device: torch.device | str | None = None, num_replicas: int | None = None,
+                 seed: int = 0, *, device: torch.device | str | None = None, budget: float = 1.0,
+                 anneal: float = 0.0, run_epochs: int | None = None, num_replicas: int | None = None,
                  rank: int | None = None, **options) -> SelectionBatchSampler:
     """A :class:`SelectionBatchSampler` driven by the selector ``name`` (see
     :func:`~d2ace_ext.selectors.registry.make_selector` for ``features`` and ``options``).
-    "balance" (its loss masks) and "dihcl" (its per-epoch subsets) draw from generators
-    seeded with ``seed``."""
-    if name in ("balance", "dihcl") and "seed" not in options:
+    "balance" (its loss masks), "dihcl" (its per-epoch subsets) and "infobatch" (its
+    pruning) draw from generators seeded with ``seed``. ``budget``, ``anneal`` and
+    ``run_epochs``: the epoch budget, for every selector (see the sampler)."""
+    if name in ("balance", "dihcl", "infobatch") and "seed" not in options:
         options["seed"] = seed
     selector = make_selector(name, labels, features, device=device, **options)
-    return SelectionBatchSampler(selector, batch_size, seed, num_replicas=num_replicas, rank=rank)
+    return SelectionBatchSampler(selector, batch_size, seed, budget=budget, anneal=anneal, run_epochs=run_epochs,
+                                 num_replicas=num_replicas, rank=rank)
 
 
 __all__ = ["make_sampler", "make_selector", "SELECTORS"]

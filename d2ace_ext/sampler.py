@@ -1,11 +1,16 @@
 """The batch sampler users hand to ``DataLoader(dataset, batch_sampler=...)``.
 
-Every epoch yields exactly ceil(n / b) batches (the last may be smaller), each without
-repeats. Warm-up epochs are shuffled (or fixed) passes; afterwards every batch is drawn
-independently from the selector's probabilities, computed once at the start of the
-epoch from the records of the epochs before. All randomness comes from a CPU
-``torch.Generator`` seeded from (seed, epoch), so batches are the same on CPU and GPU
-and ``state_dict()`` / ``load_state_dict()`` resume to the identical sequence.
+Every epoch yields ceil(S / b) batches (the last may be smaller), each without repeats,
+where S = n for a full pass and S = ⌈ρ n⌉ under a budget ρ < 1 (:mod:`~d2ace_ext.budget`;
+the annealed last epochs are full passes again). Warm-up epochs are shuffled (or fixed)
+passes; afterwards every batch is drawn independently from the selector's probabilities,
+computed once at the start of the epoch from the records of the epochs before. A budget
+only shortens the epoch: its batches are the first ones the full epoch would have
+yielded, so ρ = 1 is exactly the unbudgeted sampler. A pruning selector (InfoBatch)
+instead names the instances it keeps; the epoch walks those in a shuffled order.
+All randomness comes from a CPU ``torch.Generator`` seeded from (seed, epoch), so
+batches are the same on CPU and GPU and ``state_dict()`` / ``load_state_dict()`` resume
+to the identical sequence.
 """
 from __future__ import annotations
 
@@ -17,10 +22,11 @@ import torch
 from torch.utils.data import Sampler
 
 from . import distributed
+from .budget import EpochBudget
 from .config import D2ACEConfig
 from .drawing import WeightedDraw
-from .sampler_state import plan_from_state
-from .selectors.base import FIXED, SHUFFLE, WEIGHTED, Selector
+from .sampler_state import check_pruned_weights, plan_from_state
+from .selectors.base import FIXED, PRUNED, SHUFFLE, WEIGHTED, Selector
 from .selectors.d2ace import D2ACESelector
 from .validation import (
     as_index_tensor,
@@ -56,6 +62,12 @@ class SelectionBatchSampler(Sampler):
     from the process group unless given); ``update`` gathers all ranks' records, so
     every rank holds the same state. A last global batch smaller than the number of
     ranks is topped up with further distinct instances, so no rank gets an empty batch.
+
+    ``budget`` ρ in (0, 1]: each epoch trains on ⌈ρ n⌉ samples, ⌈ρ n / b⌉ batches;
+    ``anneal`` δ in [0, 1]: the last ⌊δ T⌋ of the ``run_epochs`` = T epochs are full
+    passes (T defaults to the selector's own ``config.num_epochs``). An ordered epoch
+    under a budget trains on a uniform random subset: the head of its shuffled order, or
+    for a fixed-order warm-up a uniform subset walked in index order.
     """
 
     def __init__(
@@ -64,6 +76,9 @@ class SelectionBatchSampler(Sampler):
         batch_size: int,
         seed: int = 0,
         *,
+        budget: float = 1.0,
+        anneal: float = 0.0,
+        run_epochs: int | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
     ) -> None:
@@ -77,6 +92,10 @@ class SelectionBatchSampler(Sampler):
         if self.num_replicas > self.n:
             raise ValueError(f"num_replicas ({self.num_replicas}) must not exceed the n = {self.n} instances: "
                              "every global batch gives each rank at least one distinct instance")
+        if run_epochs is None:
+            run_epochs = getattr(getattr(selector, "config", None), "num_epochs", None)
+        self.budget = EpochBudget(budget, anneal, run_epochs)
+        #: batches of a full pass, ceil(n / b); ``len(sampler)`` is the current epoch's count
         self.num_batches = math.ceil(self.n / self.batch_size)
         self.overhead_seconds = 0.0  # time spent in update(), scoring and drawing
         self._epoch = 0
@@ -85,25 +104,40 @@ class SelectionBatchSampler(Sampler):
 
     # -- epochs -------------------------------------------------------------------
     def __len__(self) -> int:
-        return self.num_batches
+        """The current epoch's batch count: ceil(n / b) for a full pass, fewer under a
+        budget or in a pruned epoch, whose count is known once its plan is made: asking
+        makes the plan, except under an active process group, where making it is a
+        collective call that ``len`` must not hide (there the budget's count, an upper
+        bound, is returned until the epoch starts)."""
+        if self._plan is None and self.selector.batch_mode(self._epoch) == PRUNED \
+                and not (self.num_replicas > 1 and distributed.active()):
+            self._prepare()
+        if self._plan is not None:
+            return self._plan["batches"]
+        return self.budget.batches(self._epoch, self.n, self.batch_size)
 
     @property
     def epoch(self) -> int:
         return self._epoch
 
+    def planned_batches(self, num_epochs: int | None = None) -> int:
+        """The batches of epochs 0 .. num_epochs - 1 (default: ``run_epochs``) under the
+        budget and its annealing; a pruning selector's epochs may come out shorter."""
+        return self.budget.planned_batches(self.n, self.batch_size, num_epochs)
+
     def set_epoch(self, epoch: int) -> None:
         """Move to ``epoch`` (0-based). Re-setting the epoch a half-consumed iteration is
         in keeps its position, so a resumed run continues mid-epoch."""
         check_non_negative_int(epoch, "epoch")
-        if epoch == self._epoch and 0 < self._position < self.num_batches:
+        if epoch == self._epoch and self._plan is not None and 0 < self._position < self._plan["batches"]:
             return
         self._epoch, self._position, self._plan = epoch, 0, None
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self._position >= self.num_batches:
+        if self._plan is not None and self._position >= self._plan["batches"]:
             self.set_epoch(self._epoch + 1)
         self._prepare()
-        while self._position < self.num_batches:
+        while self._position < self._plan["batches"]:
             started = time.perf_counter()
             batch = self._batch(self._position)
             self._position += 1
@@ -116,18 +150,28 @@ class SelectionBatchSampler(Sampler):
         started = time.perf_counter()
         mode = self.selector.batch_mode(self._epoch)
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self._epoch))
-        plan: dict = {"mode": mode, "generator": generator, "order": None, "draw": None}
+        samples = self.budget.samples(self._epoch, self.n)
+        plan: dict = {"mode": mode, "generator": generator, "order": None, "draw": None, "weights": None}
         if mode == SHUFFLE:
             plan["order"] = torch.randperm(self.n, generator=generator)
         elif mode == FIXED:
-            plan["order"] = torch.arange(self.n)
+            plan["order"] = _fixed_order(self.n, samples, generator)
         elif mode == WEIGHTED:
             probabilities = self.selector.probabilities(self._epoch)
             if self.num_replicas > 1 and distributed.active():
                 probabilities = distributed.from_rank_zero(probabilities)
             plan["draw"] = WeightedDraw(probabilities)
+        elif mode == PRUNED:
+            weights = self.selector.pruned_weights(self._epoch)
+            if self.num_replicas > 1 and distributed.active():
+                weights = distributed.from_rank_zero(weights)
+            weights = check_pruned_weights(weights, self.n, f"{type(self.selector).__name__}.pruned_weights")
+            plan["weights"] = weights
+            plan["order"] = _kept_first(weights, generator)
+            samples = min(samples, int((weights > 0).sum()))
         else:
             raise RuntimeError(f"selector returned an unknown batch mode {mode!r}")
+        plan["samples"], plan["batches"] = samples, math.ceil(samples / self.batch_size)
         self._plan = plan
         self.overhead_seconds += time.perf_counter() - started
 
@@ -140,7 +184,7 @@ class SelectionBatchSampler(Sampler):
         epoch by drawing more; either way no index repeats (num_replicas <= n)."""
         plan = self._plan
         start = k * self.batch_size
-        size = max(min(self.batch_size, self.n - start), self.num_replicas)
+        size = max(min(self.batch_size, plan["samples"] - start), self.num_replicas)
         if plan["order"] is not None:
             if start + size <= self.n:
                 return plan["order"][start:start + size]
@@ -150,19 +194,35 @@ class SelectionBatchSampler(Sampler):
     # -- probabilities --------------------------------------------------------------
     @property
     def probabilities(self) -> torch.Tensor:
-        """P (n,) float64 on the CPU used for the current epoch (uniform in warm-up)."""
+        """P (n,) float64 on the CPU used for the current epoch: uniform in an ordered
+        epoch (also under a budget: its subset is uniform), the selector's in a weighted
+        one, uniform over the kept instances (0 for the pruned) in a pruned one."""
         self._prepare()
-        if self._plan["draw"] is None:
+        plan = self._plan
+        if plan["weights"] is not None:
+            kept = (plan["weights"] > 0).to(torch.float64)
+            return kept / kept.sum()
+        if plan["draw"] is None:
             return torch.full((self.n,), 1.0 / self.n, dtype=torch.float64)
-        return self._plan["draw"].probabilities.clone()
+        return plan["draw"].probabilities.clone()
 
     def importance_weights(self, indices) -> torch.Tensor:
-        """1 / (n P_i) for each index (b,) float32: multiply per-instance losses by these
-        for the unbiased gradient estimator of Appendix C (Lemma 2)."""
+        """Per-instance loss weights for the current epoch, (b,) float32 for indices (b,).
+
+        Weighted epoch: 1 / (n P_i), so that (1/b) Σ_batch w_i f_i is Lemma 2's (Appendix C)
+        estimator of the full-data mean (1/n) Σ_i f_i: unbiased for draws with replacement,
+        and for a batch drawn without replacement up to a relative bias of order b max P.
+        Ordered epoch: 1 (every batch, and every budgeted epoch's subset, is a uniform
+        sample, so the plain mean is already unbiased). Pruned epoch: the selector's
+        weights (InfoBatch: 1/(1 - r) on the kept low-loss instances, 1 otherwise), so the
+        epoch's summed weighted loss estimates the full pass's summed loss. A budget does
+        not change any of this: it only shortens the epoch, each batch keeping its law."""
         index = as_index_tensor(indices, self.n, "indices")
         self._prepare()
-        draw = self._plan["draw"]
-        if draw is None:
+        draw, kept = self._plan["draw"], self._plan["weights"]
+        if kept is not None:
+            weights = kept[index].to(torch.float32)
+        elif draw is None:
             weights = torch.ones(index.numel(), dtype=torch.float32)
         else:
             weights = (1.0 / (self.n * draw.probabilities[index])).to(torch.float32)
@@ -232,6 +292,7 @@ class SelectionBatchSampler(Sampler):
             "n": self.n,
             "batch_size": self.batch_size,
             "seed": self.seed,
+            "budget": self.budget.to_dict(),
             "epoch": self._epoch,
             "position": self._position,
             "plan": None if plan is None else {
@@ -239,6 +300,8 @@ class SelectionBatchSampler(Sampler):
                 "generator": plan["generator"].get_state(),
                 "order": None if plan["order"] is None else plan["order"].clone(),
                 "probabilities": None if plan["draw"] is None else plan["draw"].probabilities.clone(),
+                "weights": None if plan["weights"] is None else plan["weights"].clone(),
+                "samples": plan["samples"],
             },
             "selector": self.selector.state_dict(),
             "overhead_seconds": self.overhead_seconds,
@@ -252,21 +315,44 @@ class SelectionBatchSampler(Sampler):
         for key in ("n", "batch_size", "seed"):
             if state.get(key) != getattr(self, key):
                 raise ValueError(f"state_dict has {key}={state.get(key)!r}, this sampler has {getattr(self, key)!r}")
+        budget = state.get("budget", EpochBudget().to_dict())  # states saved before budgets: full passes
+        if budget != self.budget.to_dict():
+            raise ValueError(f"state_dict has budget {budget!r}, this sampler has {self.budget.to_dict()!r}: "
+                             "build the sampler with the budget, anneal and run_epochs of the saved run")
         for key in ("epoch", "position", "plan", "selector"):
             if key not in state:
                 raise ValueError(f"state_dict is missing {key!r}")
         epoch, position = state["epoch"], state["position"]
         if not is_int(epoch) or epoch < 0:
             raise ValueError(f"state_dict epoch must be an integer >= 0, got {epoch!r}")
-        if not is_int(position) or not 0 <= position <= self.num_batches:
-            raise ValueError(f"state_dict position must be an integer in [0, {self.num_batches}], got {position!r}")
+        if not is_int(position) or position < 0:
+            raise ValueError(f"state_dict position must be an integer >= 0, got {position!r}")
         overhead = state.get("overhead_seconds", 0.0)
         if not is_real(overhead) or overhead < 0:
             raise ValueError(f"state_dict overhead_seconds must be a finite number >= 0, got {overhead!r}")
-        plan = plan_from_state(state["plan"], self.n, position)
+        plan = plan_from_state(state["plan"], self.n, position, self.batch_size)
         self.selector.load_state_dict(state["selector"])  # checks everything before assigning
         self._epoch, self._position, self._plan = epoch, position, plan
         self.overhead_seconds = float(overhead)
+
+
+def _fixed_order(n: int, samples: int, generator: torch.Generator) -> torch.Tensor:
+    """A fixed-order epoch's order (n,): 0..n-1 for a full pass (the generator untouched);
+    under a budget a uniform subset of ``samples`` instances in index order, then the
+    others (reached only to top up a batch for the ranks). Taking the head of 0..n-1
+    instead would train every warm-up epoch on the same instances."""
+    if samples >= n:
+        return torch.arange(n)
+    perm = torch.randperm(n, generator=generator)
+    return torch.cat([perm[:samples].sort().values, perm[samples:].sort().values])
+
+
+def _kept_first(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A pruned epoch's order (n,): the kept instances (weight > 0) in a shuffled order,
+    then the pruned ones (reached only to top up a batch for the ranks)."""
+    perm = torch.randperm(weights.numel(), generator=generator)
+    kept = weights[perm] > 0
+    return torch.cat([perm[kept], perm[~kept]])
 
 
 class D2ACESampler(SelectionBatchSampler):
@@ -275,8 +361,10 @@ class D2ACESampler(SelectionBatchSampler):
     labels: (n, q) 0/1 training labels; features: (n, d) training inputs for the K-NN
     of Eq. 10 (or ``neighbors=`` (n, K), or ``num_neighbors=0`` in the config);
     preset: ``"paper"`` or ``"reference"``; config: a full :class:`D2ACEConfig`
-    instead; device: where the per-instance state lives; num_replicas, rank: for
-    DistributedDataParallel (default: from the process group).
+    instead; device: where the per-instance state lives; budget, anneal, run_epochs:
+    the epoch budget (see :class:`SelectionBatchSampler`; run_epochs defaults to the
+    config's num_epochs); num_replicas, rank: for DistributedDataParallel (default:
+    from the process group).
     """
 
     def __init__(
@@ -290,12 +378,16 @@ class D2ACESampler(SelectionBatchSampler):
         seed: int = 0,
         device: torch.device | str | None = None,
         neighbors: torch.Tensor | None = None,
+        budget: float = 1.0,
+        anneal: float = 0.0,
+        run_epochs: int | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
     ) -> None:
         config = config if config is not None else D2ACEConfig.preset(preset)
         selector = D2ACESelector(labels, features, config, neighbors=neighbors, device=device)
-        super().__init__(selector, batch_size, seed, num_replicas=num_replicas, rank=rank)
+        super().__init__(selector, batch_size, seed, budget=budget, anneal=anneal, run_epochs=run_epochs,
+                         num_replicas=num_replicas, rank=rank)
 
     @property
     def report(self):

@@ -1,7 +1,8 @@
 """Checked restoration of a saved epoch plan (``SelectionBatchSampler.load_state_dict``).
 
-A plan is what an epoch's batches are drawn from: its mode, the CPU generator, and the
-order (ordered epochs) or the probabilities (weighted epochs). A checkpoint may come
+A plan is what an epoch's batches are drawn from: its mode, the CPU generator, the
+order (ordered and pruned epochs) or the probabilities (weighted epochs), a pruned
+epoch's loss weights, and how many samples the epoch trains on (its budget). A checkpoint may come
 from another run, another version or a damaged file, so every field is checked before
 the sampler assigns anything.
 """
@@ -9,14 +10,35 @@ from __future__ import annotations
 
 import torch
 
+import math
+
 from .drawing import WeightedDraw
-from .selectors.base import FIXED, SHUFFLE, WEIGHTED
+from .selectors.base import FIXED, PRUNED, SHUFFLE, WEIGHTED
+from .validation import is_int
+
+_MODES = (SHUFFLE, FIXED, WEIGHTED, PRUNED)
 
 
-def plan_from_state(saved, n: int, position: int) -> dict | None:
+def check_pruned_weights(weights, n: int, what: str) -> torch.Tensor:
+    """A pruned epoch's loss weights as (n,) float64 on the CPU: finite, >= 0 (0 =
+    pruned), at least one instance kept; errors name ``what``."""
+    if not isinstance(weights, torch.Tensor) or tuple(weights.shape) != (n,) or not weights.is_floating_point():
+        got = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+        raise ValueError(f"{what} must be a floating-point ({n},) tensor, got {got}")
+    weights = weights.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        raise ValueError(f"{what} must be finite and >= 0 (0 prunes an instance)")
+    if not bool((weights > 0).any()):
+        raise ValueError(f"{what} prunes every instance: keep at least one")
+    return weights
+
+
+def plan_from_state(saved, n: int, position: int, batch_size: int) -> dict | None:
     """The epoch plan of a saved sampler state for n instances, every field checked
-    (errors name it): None, or {"mode", "generator", "order" (n,) | None, "draw"}.
-    ``position`` is the saved batch position (a missing plan requires 0)."""
+    (errors name it): None, or {"mode", "generator", "order" (n,) | None, "draw",
+    "weights" (n,) | None, "samples", "batches"}. ``position`` is the saved batch
+    position: 0 without a plan, at most the plan's batches with one. States saved
+    before budgets have no "samples" (a full pass: n) and no "weights"."""
     if saved is None:
         if position != 0:
             raise ValueError("state_dict plan is None, so its position must be 0 (the epoch has not started)")
@@ -24,14 +46,21 @@ def plan_from_state(saved, n: int, position: int) -> dict | None:
     if not isinstance(saved, dict):
         raise ValueError(f"state_dict plan must be a dict or None, got {type(saved).__name__}")
     mode = saved.get("mode")
-    if mode not in (SHUFFLE, FIXED, WEIGHTED):
-        raise ValueError(f"state_dict plan.mode must be one of {(SHUFFLE, FIXED, WEIGHTED)}, got {mode!r}")
+    if mode not in _MODES:
+        raise ValueError(f"state_dict plan.mode must be one of {_MODES}, got {mode!r}")
     generator = torch.Generator()
     try:
         generator.set_state(saved.get("generator"))
     except (TypeError, RuntimeError, ValueError) as exc:
         raise ValueError(f"state_dict plan.generator is not a CPU generator state ({exc})") from None
-    order, probabilities = saved.get("order"), saved.get("probabilities")
+    order, probabilities, weights = saved.get("order"), saved.get("probabilities"), saved.get("weights")
+    samples = saved.get("samples", n)
+    if not is_int(samples) or not 1 <= samples <= n:
+        raise ValueError(f"state_dict plan.samples must be an integer in [1, {n}], got {samples!r}")
+    if mode == PRUNED:
+        weights = check_pruned_weights(weights, n, "state_dict plan.weights")
+    elif weights is not None:
+        raise ValueError(f"state_dict plan.weights must be None in a {mode} epoch")
     draw = None
     if mode == WEIGHTED:
         if order is not None:
@@ -54,4 +83,11 @@ def plan_from_state(saved, n: int, position: int) -> dict | None:
         order = order.to("cpu", torch.int64)
         if not torch.equal(torch.sort(order).values, torch.arange(n)):
             raise ValueError(f"state_dict plan.order must be a permutation of 0..{n - 1}")
-    return {"mode": mode, "generator": generator, "order": order, "draw": draw}
+        if mode == PRUNED and not bool((weights[order[:samples]] > 0).all()):
+            raise ValueError("state_dict plan: the first plan.samples instances of plan.order must all be kept "
+                             "(plan.weights > 0)")
+    batches = math.ceil(samples / batch_size)
+    if position > batches:
+        raise ValueError(f"state_dict position must be at most the plan's {batches} batches, got {position}")
+    return {"mode": mode, "generator": generator, "order": order, "draw": draw, "weights": weights,
+            "samples": samples, "batches": batches}

@@ -55,7 +55,9 @@ def test_best_copy_differs_from_last_epoch_model_selection(tmp_path):
     last_protocol = Protocol(**{**protocol.to_dict(), "model_selection": "last"})
     last = run_fold(key, data, last_protocol, progress=False)
     assert last["best_epoch"] == 4
-    assert best["history"] == last["history"]  # same seeds: the same training
+    timed = ("elapsed_seconds",)  # wall time differs from run to run
+    assert {k: v for k, v in best["history"].items() if k not in timed} == \
+        {k: v for k, v in last["history"].items() if k not in timed}  # same seeds: the same training
     if best["best_epoch"] != 4:
         assert best["metrics"]["macro_auc"] != last["metrics"]["macro_auc"]
 

@@ -5,15 +5,16 @@ import pytest
 import torch
 
 from d2ace_ext import SELECTORS, SelectionBatchSampler, make_sampler, make_selector
-from d2ace_ext.selectors import WEIGHTED, BalanceSelector
+from d2ace_ext.selectors import PRUNED, WEIGHTED, BalanceSelector
 
 from conftest import drive, random_problem
 
-NAMES = ["random", "active", "recent", "dihcl", "balance", "hard_imb", "ml_unc", "d2ace"]
+NAMES = ["random", "active", "recent", "dihcl", "balance", "hard_imb", "ml_unc", "d2ace", "infobatch"]
 SHORT = {
     "random": {},
     "balance": {},
     "d2ace": dict(num_epochs=6, warmup_epochs=2, t_start=2, t_end=5, num_neighbors=3),
+    "infobatch": dict(num_epochs=6),
 }
 
 
@@ -44,11 +45,16 @@ def test_every_name_runs_warmup_and_weighted_epochs(name):
                 mask = sampler.selector.loss_mask(index, y[index])
                 assert mask.shape == (len(batch), 4) and bool((mask >= 0).all())
             batches.append(batch)
-        assert len(batches) == len(sampler) == 7
         modes.add(sampler.selector.batch_mode(epoch))
         p = sampler.probabilities
-        assert bool((p > 0).all()) and float(p.sum()) == pytest.approx(1.0)
-    if name not in ("random", "balance"):
+        if name == "infobatch":  # a pruned epoch is shorter: its pruned instances have P = 0
+            assert len(batches) == len(sampler) <= 7 and bool((p >= 0).all())
+        else:
+            assert len(batches) == len(sampler) == 7 and bool((p > 0).all())
+        assert float(p.sum()) == pytest.approx(1.0)
+    if name == "infobatch":
+        assert PRUNED in modes
+    elif name not in ("random", "balance"):
         assert WEIGHTED in modes
 
 
@@ -99,7 +105,7 @@ def test_state_dict_round_trip_mid_run(name):
 
 def test_unknown_name_lists_valid_names():
     _, y = random_problem(10, 3)
-    with pytest.raises(ValueError, match="valid names: random, active, recent, dihcl, balance, hard_imb, ml_unc, d2ace"):
+    with pytest.raises(ValueError, match="valid names: random, active, recent, dihcl, balance, hard_imb, ml_unc, d2ace, infobatch"):
         make_selector("mlunc", y)
     with pytest.raises(TypeError, match="no options"):
         make_selector("random", y, num_epochs=3)

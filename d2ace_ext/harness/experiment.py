@@ -13,9 +13,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from ..validation import is_real
+
 #: Selector names as the paper prints them.
 DISPLAY_NAMES = {"random": "Random", "active": "Active", "recent": "Recent", "dihcl": "DIHCL",
-                 "balance": "Balance", "hard_imb": "Hard-Imb", "ml_unc": "ML-Unc", "d2ace": "D2ACE"}
+                 "balance": "Balance", "hard_imb": "Hard-Imb", "ml_unc": "ML-Unc", "d2ace": "D2ACE",
+                 "infobatch": "InfoBatch"}
 PREPROCESSING = ("reference", "leak_free")
 MODEL_SELECTION = ("best", "last")
 FOLDS_FROM = ("stratified", "published")
@@ -23,7 +26,7 @@ FOLDS_FROM = ("stratified", "published")
 REPEAT_STRIDE = 1000
 #: Protocol fields added after results were first recorded: left out of the digest while
 #: at their default, so the digests of earlier results folders stay valid.
-_LATER_FIELDS = {"folds_from": "stratified"}
+_LATER_FIELDS = {"folds_from": "stratified", "budget": 1.0, "anneal": 0.0}
 #: Models whose D2ACE-authors' build (variant "published") the "reference" preset selects.
 PUBLISHED_VARIANT_MODELS = ("clif", "dela", "paca")
 
@@ -46,7 +49,9 @@ class Protocol:
     ``folds_from``: "stratified" (``iterative-stratification``'s k-fold, a stratified
     validation part, model seed ``seed + fold``) or "published" (the authors' split
     exactly, ``published_split``: scikit-multilearn's folds, ``random_split``'s validation
-    part, and, as their script reseeds for every fold, model seed ``seed`` in every fold)."""
+    part, and, as their script reseeds for every fold, model seed ``seed`` in every fold).
+    ``budget``: each epoch trains on ⌈budget · n⌉ samples (every selector, Random a
+    uniform subset); ``anneal``: the last ⌈anneal · epochs⌉ epochs are full passes again."""
 
     folds: int = 5
     epochs: int = 100
@@ -64,6 +69,8 @@ class Protocol:
     model_options: dict = field(default_factory=dict)
     selector_options: dict = field(default_factory=dict)
     folds_from: str = "stratified"
+    budget: float = 1.0
+    anneal: float = 0.0
 
     def __post_init__(self) -> None:
         rules = [
@@ -79,6 +86,8 @@ class Protocol:
             ("feature_fraction", self.feature_fraction is None or 0 < self.feature_fraction <= 1, "None or in (0, 1]"),
             ("model_selection", self.model_selection in MODEL_SELECTION, f"one of {MODEL_SELECTION}"),
             ("folds_from", self.folds_from in FOLDS_FROM, f"one of {FOLDS_FROM}"),
+            ("budget", is_real(self.budget) and 0 < self.budget <= 1, "a number in (0, 1]"),
+            ("anneal", is_real(self.anneal) and 0 <= self.anneal <= 1, "a number in [0, 1]"),
         ]
         for name, ok, rule in rules:
             if not ok:

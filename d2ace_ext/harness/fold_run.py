@@ -4,6 +4,13 @@ The loop is the paper's (Appendix D.2): Adam, linear LR warm-up over the first
 ``lr_warmup_epochs`` epochs' steps, batches from the selector's sampler through a
 standard DataLoader, the sampler fed each step's training-mode logits, validation
 Macro-AUC after every epoch, test metrics from the best-validation weights.
+
+Under an epoch budget the warm-up keeps its share of the run: it spans
+``lr_warmup_epochs / epochs`` of the steps the budget plans for the whole run (exactly
+``lr_warmup_epochs`` epochs' steps without annealing, and today's count at budget 1).
+Each epoch's history also records ``samples_seen`` (training samples yielded so far)
+and ``elapsed_seconds`` (wall seconds of training and selection so far, without the
+validation passes and tracing), the cost axes of a time-to-target comparison.
 """
 from __future__ import annotations
 
@@ -62,8 +69,18 @@ def build_sampler(key: RunKey, data: FoldData, protocol: Protocol, seed: int, de
     elif key.selector in _SCHEDULED:
         options.setdefault("num_epochs", protocol.epochs)
         options.setdefault("warmup_epochs", round(_PAPER_WARMUP * protocol.epochs / _PAPER_EPOCHS))
+    elif key.selector == "infobatch":  # its annealed last epochs are a share of the run
+        options.setdefault("num_epochs", protocol.epochs)
     return make_sampler(key.selector, data.train_y.to(device), protocol.batch_size, data.train_x.to(device),
-                        seed=seed, device=device, **options)
+                        seed=seed, device=device, budget=protocol.budget, anneal=protocol.anneal,
+                        run_epochs=protocol.epochs, **options)
+
+
+def warmup_steps(sampler, protocol: Protocol) -> int:
+    """Steps of the linear LR warm-up: the share lr_warmup_epochs / epochs of the run's
+    planned steps, rounded (= lr_warmup_epochs × ceil(n / b) at budget 1)."""
+    total = sampler.planned_batches(protocol.epochs)
+    return (protocol.lr_warmup_epochs * total + protocol.epochs // 2) // protocol.epochs
 
 
 @torch.no_grad()
@@ -82,12 +99,13 @@ def instance_losses(model, x: torch.Tensor, y: torch.Tensor, device) -> torch.Te
 
 
 def _loss_weights(sampler, index, y, protocol) -> torch.Tensor | None:
-    """Per-entry loss weights (b, q) or None: Balance's loss mask, importance weights."""
+    """Per-entry loss weights (b, q) or None: Balance's loss mask, importance weights
+    (asked for, or part of the selector's method: InfoBatch's rescaling)."""
     weights = None
     mask = getattr(sampler.selector, "loss_mask", None)
     if mask is not None:
         weights = mask(index, y)
-    if protocol.importance_weights:
+    if protocol.importance_weights or sampler.selector.weights_losses:
         w = sampler.importance_weights(index).to(y.device).unsqueeze(1)
         weights = w if weights is None else weights * w
     return weights
@@ -107,20 +125,25 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
     loader = DataLoader(TensorBatches(data.train_x, data.train_y), batch_sampler=sampler, collate_fn=whole_batch)
     optimiser = torch.optim.Adam(model.parameters(), lr=protocol.lr, betas=(0.9, 0.999),
                                  weight_decay=protocol.weight_decay)
-    warm_steps = protocol.lr_warmup_epochs * len(sampler)
+    warm_steps = warmup_steps(sampler, protocol)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / warm_steps) if warm_steps else 1.0)
     if trace and results_dir is None:
         raise ValueError("trace=True needs results_dir, where the trace file is written")
     tracer = RunTrace(key.selector, data.train_x, data.train_y, data.label_names, protocol.epochs) if trace else None
-    history = {"epoch": [], "train_loss": [], "val_macro_auc": [], "lr": []}
+    history = {"epoch": [], "train_loss": [], "val_macro_auc": [], "lr": [], "samples_seen": [], "elapsed_seconds": []}
+    samples_seen, elapsed = 0, 0.0
     best_auc, best_epoch, best_state = -np.inf, -1, None
     bar = tqdm(range(protocol.epochs), desc=f"{key.dataset} {key.model} {key.selector} f{key.fold}",
                disable=not progress, leave=False, position=position, dynamic_ncols=True)
     for epoch in bar:
         sampler.set_epoch(epoch)
+        selection_before = sampler.overhead_seconds
         if tracer is not None and epoch in tracer.snapshot_epochs:
             tracer.snapshot(epoch, sampler.probabilities, instance_losses(model, data.train_x, data.train_y, device))
+        # the trace's probabilities may have prepared the epoch: that selection time counts, its loss pass not
+        elapsed += sampler.overhead_seconds - selection_before
+        loop_started = time.perf_counter()
         model.train()
         total, seen, lr = 0.0, 0, optimiser.param_groups[0]["lr"]
         for index, x, y in loader:
@@ -138,12 +161,16 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
             sampler.update(index, logits.detach(), y)
             total += float(loss.detach()) * index.numel()
             seen += index.numel()
+        elapsed += time.perf_counter() - loop_started
+        samples_seen += seen
         label_auc = per_label_auc(data.val_y, predict(model, data.val_x, device))
         val_auc = mean_auc(label_auc)
         history["epoch"].append(epoch)
         history["train_loss"].append(total / max(1, seen))
         history["val_macro_auc"].append(val_auc)
         history["lr"].append(lr)
+        history["samples_seen"].append(samples_seen)
+        history["elapsed_seconds"].append(elapsed)
         if protocol.model_selection == "best" and val_auc > best_auc:
             best_auc, best_epoch = val_auc, epoch
             best_state = copy.deepcopy(model.state_dict())

@@ -18,13 +18,14 @@ import torch
 
 from ..config import D2ACEConfig
 from ..factory import make_sampler
+from ..validation import is_real
 
 _PAPER_EPOCHS, _PAPER_WARMUP, _PAPER_T_START, _PAPER_T_END = 20, 5, 5, 15
 _SCHEDULED = {"active", "recent", "dihcl", "hard_imb", "ml_unc"}
 MODEL_SELECTION = ("val", "last", "test")
 #: Fields added after image results were first recorded: left out of the digest while at
 #: their default, so earlier digests (docs/evidence/mosaic_dihcl_subset.jsonl) stay valid.
-_LATER_FIELDS = {"inputs": {}}
+_LATER_FIELDS = {"inputs": {}, "budget": 1.0}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ImageProtocol:
     ``inputs``: what the runs read besides these settings (a features file's content
     hash, an image folder and its label rules, model files' hashes), filled per data
     set by ``image_inputs.run_inputs``, so runs on other data never share a digest.
+    ``budget``: each epoch trains on ⌈budget · n⌉ images (the sampler's epoch budget).
     """
 
     epochs: int = 20
@@ -56,6 +58,7 @@ class ImageProtocol:
     model_options: dict = field(default_factory=dict)
     selector_options: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
+    budget: float = 1.0
 
     def __post_init__(self) -> None:
         rules = [
@@ -68,6 +71,7 @@ class ImageProtocol:
             ("scale_size", self.scale_size >= self.image_size, ">= image_size"),
             ("model_selection", self.model_selection in MODEL_SELECTION, f"one of {MODEL_SELECTION}"),
             ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
+            ("budget", is_real(self.budget) and 0 < self.budget <= 1, "a number in (0, 1]"),
         ]
         for name, ok, rule in rules:
             if not ok:
@@ -78,7 +82,8 @@ class ImageProtocol:
 
     def digest(self) -> str:
         """8 hex digits naming these settings (``amp`` excluded: a numerics switch, not
-        a protocol change, so a CPU and a GPU run of one protocol share results)."""
+        a protocol change, so a CPU and a GPU run of one protocol share results; fields
+        added later left out while at their default, so earlier digests stay valid)."""
         settings = {k: v for k, v in self.to_dict().items() if k != "amp" and _LATER_FIELDS.get(k, object()) != v}
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -111,7 +116,8 @@ def build_image_sampler(selector: str, labels: torch.Tensor, features: torch.Ten
     elif selector in _SCHEDULED:
         options.setdefault("num_epochs", protocol.epochs)
         options.setdefault("warmup_epochs", sched["warmup_epochs"])
-    return make_sampler(selector, labels, protocol.batch_size, features, seed=seed, device=device, **options)
+    return make_sampler(selector, labels, protocol.batch_size, features, seed=seed, device=device,
+                        budget=protocol.budget, run_epochs=protocol.epochs, **options)
 
 
 def needs_features(selector: str, protocol: ImageProtocol, preset: str = "paper") -> bool:

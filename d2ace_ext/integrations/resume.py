@@ -41,7 +41,9 @@ def _redraw(sampler: SelectionBatchSampler, state: dict, consumed: int) -> dict 
     """The plan's generator state after ``consumed`` batches, or None if re-drawing
     does not reproduce the saved generator."""
     plan = state["plan"]
-    replay = SelectionBatchSampler(_SavedPlan(sampler.n), sampler.batch_size, sampler.seed,
+    budget = sampler.budget
+    replay = SelectionBatchSampler(_SavedPlan(sampler.n), sampler.batch_size, sampler.seed, budget=budget.fraction,
+                                   anneal=budget.anneal, run_epochs=budget.num_epochs,
                                    num_replicas=sampler.num_replicas, rank=sampler.rank)
     fresh = torch.Generator().manual_seed(epoch_seed(sampler.seed, state["epoch"])).get_state()
     replay.load_state_dict({**state, "selector": {}, "position": 0, "plan": {**plan, "generator": fresh}})

@@ -1,10 +1,11 @@
 """Selectors: the D2ACE scorer and the baselines, behind one interface."""
 from .active import ActiveConfig, ActiveSelector
 from .balance import BalanceConfig, BalanceSelector
-from .base import FIXED, SHUFFLE, WEIGHTED, Selector
+from .base import FIXED, PRUNED, SHUFFLE, WEIGHTED, Selector
 from .d2ace import D2ACESelector
 from .dihcl import DIHCLConfig, DIHCLSelector
 from .hard_imb import HardImbConfig, HardImbSelector
+from .infobatch import InfoBatchConfig, InfoBatchSelector
 from .ml_unc import MLUncConfig, MLUncSelector
 from .random import RandomSelector
 from .recent import RecentConfig, RecentSelector
@@ -26,9 +27,12 @@ __all__ = [
     "HardImbConfig",
     "MLUncSelector",
     "MLUncConfig",
+    "InfoBatchSelector",
+    "InfoBatchConfig",
     "SELECTORS",
     "make_selector",
     "SHUFFLE",
     "FIXED",
     "WEIGHTED",
+    "PRUNED",
 ]

@@ -2,7 +2,8 @@
 
 A selector sees the per-step records the sampler passes on and, at each epoch
 boundary, says how the next epoch's batches are formed: a shuffled permutation, the
-fixed order 0..n-1, or weighted draws from probabilities it computes.
+fixed order 0..n-1, weighted draws from probabilities it computes, or a shuffled pass
+over the instances it keeps (PRUNED: the others sit the epoch out, InfoBatch).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from .. import functional
 
-SHUFFLE, FIXED, WEIGHTED = "shuffle", "fixed", "weighted"
+SHUFFLE, FIXED, WEIGHTED, PRUNED = "shuffle", "fixed", "weighted", "pruned"
 
 
 class Selector(abc.ABC):
@@ -30,10 +31,14 @@ class Selector(abc.ABC):
     #: (n, q) bool training labels on ``device`` when the selector was built from them:
     #: the sampler compares each step's targets with these rows (None: no check)
     labels: torch.Tensor | None = None
+    #: whether the method itself weights each instance's loss by the sampler's
+    #: ``importance_weights`` (InfoBatch's rescaling of the kept instances): a training
+    #: loop must then apply them, whatever its importance-weighting setting
+    weights_losses: bool = False
 
     @abc.abstractmethod
     def batch_mode(self, epoch: int) -> str:
-        """How epoch ``epoch`` (0-based) forms batches: SHUFFLE, FIXED or WEIGHTED."""
+        """How epoch ``epoch`` (0-based) forms batches: SHUFFLE, FIXED, WEIGHTED or PRUNED."""
 
     def record(self, indices: torch.Tensor, probs: torch.Tensor, losses: torch.Tensor | None, epoch: int) -> None:
         """One training step. indices (b,) int64 distinct, on ``device``;
@@ -59,6 +64,13 @@ class Selector(abc.ABC):
         """Sampling probabilities (n,) for a WEIGHTED epoch, computed from the records
         so far. Called once, at the start of that epoch."""
         raise NotImplementedError(f"{type(self).__name__} has no weighted epochs")
+
+    def pruned_weights(self, epoch: int) -> torch.Tensor:
+        """Loss weights (n,) float64 >= 0 for a PRUNED epoch: 0 prunes the instance from
+        the epoch, a positive value keeps it with that weight on its loss. Called once,
+        at the start of that epoch; the sampler walks the kept instances in a shuffled
+        order and hands the weights out through ``importance_weights``."""
+        raise NotImplementedError(f"{type(self).__name__} has no pruned epochs")
 
     def state_dict(self) -> dict:
         return {}

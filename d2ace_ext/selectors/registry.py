@@ -16,6 +16,7 @@ from .base import Selector
 from .d2ace import D2ACESelector
 from .dihcl import DIHCLConfig, DIHCLSelector
 from .hard_imb import HardImbConfig, HardImbSelector
+from .infobatch import InfoBatchConfig, InfoBatchSelector
 from .ml_unc import MLUncConfig, MLUncSelector
 from .random import RandomSelector
 from .recent import RecentConfig, RecentSelector
@@ -57,6 +58,7 @@ SELECTORS: dict[str, Callable[..., Selector]] = {
     "hard_imb": _hard_imb,
     "ml_unc": _without_features(MLUncSelector),
     "d2ace": _d2ace,
+    "infobatch": _without_features(InfoBatchSelector),
 }
 
 
@@ -70,6 +72,7 @@ _OPTIONS: dict[str, tuple[type | None, tuple[str, ...]]] = {
     "hard_imb": (HardImbConfig, ("neighbors",)),
     "ml_unc": (MLUncConfig, ()),
     "d2ace": (D2ACEConfig, ("preset", "neighbors")),
+    "infobatch": (InfoBatchConfig, ("seed",)),
 }
 
 
@@ -90,7 +93,7 @@ def make_selector(name: str, labels: torch.Tensor, features: torch.Tensor | None
     features (n, d) are needed by "hard_imb" and "d2ace" (their K-NN; or pass
     ``neighbors=``); the others ignore them. ``options`` are the selector's config
     fields (e.g. ``num_epochs=30``), or ``config=`` a full config; "d2ace" also takes
-    ``preset=``; "balance" and "dihcl" take ``seed=``.
+    ``preset=``; "balance", "dihcl" and "infobatch" take ``seed=``.
     """
     if not isinstance(name, str) or name not in SELECTORS:
         raise ValueError(f"unknown selector {name!r}; valid names: {', '.join(SELECTORS)}")
