@@ -233,3 +233,28 @@ def test_the_image_cli_refuses_bad_model_and_selector_options_before_training(tm
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and option in err and named in err
     assert trained == []
+
+
+# The image loop trains with the loss weights a selector asks for -------------------------
+
+@pytest.mark.parametrize("selector, expected", [("infobatch", 2.0), ("balance", 0.0)])
+def test_the_image_loop_applies_the_selector_s_loss_weights(tmp_path, monkeypatch, selector, expected):
+    """InfoBatch's 1 / (1 − r) on its kept low-loss instances and Balance's 0/1 label mask
+    reach the image loop's loss, as they reach the tabular one (one shared objective)."""
+    import d2ace_ext.harness.selection_loss as selection_loss
+    seen = []
+    original = selection_loss.loss_weights
+
+    def recording(*args, **kwargs):
+        weights = original(*args, **kwargs)
+        seen.append(None if weights is None else weights.detach().clone())
+        return weights
+    monkeypatch.setattr(selection_loss, "loss_weights", recording)
+    data = load_image_dataset("features", features=_features_file(str(tmp_path / "feats.pt"), seed=0))
+    protocol = ImageProtocol(epochs=4, batch_size=8, lr=1e-2, model_options={"mlgcn": {"backbone": "none", "hidden": 8}},
+                             selector_options={"infobatch": {"num_epochs": 4}} if selector == "infobatch" else {})
+    key = RunKey.make("features", "mlgcn", selector, "paper", 0, protocol)
+    image_run.run_image(key, data, protocol, progress=False)
+    weighted = [w for w in seen if w is not None]
+    assert weighted, "the selector's loss weights never reached the image loop"
+    assert any(bool((w == expected).any()) for w in weighted)

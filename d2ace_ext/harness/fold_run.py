@@ -30,6 +30,7 @@ from ..metrics import evaluate, mean_auc, per_label_auc
 from ..models import make_model
 from .experiment import Protocol, RunKey
 from .fold_data import FoldData
+from .selection_loss import selection_objective
 from .trace import RunTrace
 
 # Selectors with the shared warm-up / pressure schedule (Eq. 21), scaled to the run.
@@ -98,19 +99,6 @@ def instance_losses(model, x: torch.Tensor, y: torch.Tensor, device) -> torch.Te
     return F.binary_cross_entropy(probs, y.double(), reduction="none").mean(1)
 
 
-def _loss_weights(sampler, index, y, protocol) -> torch.Tensor | None:
-    """Per-entry loss weights (b, q) or None: Balance's loss mask, importance weights
-    (asked for, or part of the selector's method: InfoBatch's rescaling)."""
-    weights = None
-    mask = getattr(sampler.selector, "loss_mask", None)
-    if mask is not None:
-        weights = mask(index, y)
-    if protocol.importance_weights or sampler.selector.weights_losses:
-        w = sampler.importance_weights(index).to(y.device).unsqueeze(1)
-        weights = w if weights is None else weights * w
-    return weights
-
-
 def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "cpu", results_dir: str | None = None,
              trace: bool = False, progress: bool = True, position: int = 0) -> dict:
     """Train, validate every epoch, test; returns the results-file record of this run.
@@ -148,12 +136,7 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
         total, seen, lr = 0.0, 0, optimiser.param_groups[0]["lr"]
         for index, x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits, loss = model.objective(x, y)
-            weights = _loss_weights(sampler, index, y, protocol)
-            if weights is not None:  # swap the plain mean BCE inside the objective for the weighted one
-                plain = F.binary_cross_entropy_with_logits(logits, y)
-                weighted = F.binary_cross_entropy_with_logits(logits, y, weight=weights)
-                loss = loss + model.bce_weight * (weighted - plain)
+            logits, loss = selection_objective(model, sampler, index, x, y, protocol.importance_weights)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -204,8 +204,6 @@ def execute(args, datasets, models, selectors) -> list[dict]:
         raise SystemExit(f"unknown selector(s) {unknown}; valid: {', '.join(DISPLAY_NAMES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if "infobatch" in selectors:  # its loss weights are part of the method; the image loop does not apply them yet
-        raise SystemExit("infobatch runs on tabular sets only for now: the image loop does not apply its loss weights")
     cpu_defaults(args, datasets)
     protocol = protocol_from(args, models, selectors)
     files = model_files(protocol.model_options)

@@ -35,6 +35,7 @@ from ..metrics import evaluate
 from ..models import make_model
 from ..validation import seed64
 from .experiment import RunKey
+from .selection_loss import selection_objective
 from .image_protocol import ImageProtocol, build_image_sampler, mean_average_precision, model_options, needs_features
 
 
@@ -278,7 +279,7 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
                 continue
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with _autocast(device, protocol.amp):
-                logits, loss = model.objective(x, y)
+                logits, loss = selection_objective(model, sampler, index, x, y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
