@@ -8,7 +8,7 @@ import torch
 
 from d2ace_ext import make_sampler, make_selector
 from d2ace_ext.harness.experiment import Protocol
-from d2ace_ext.harness.fold_run import _loss_weights
+from d2ace_ext.harness.selection_loss import loss_weights
 from d2ace_ext.selectors import PRUNED, SHUFFLE, InfoBatchSelector
 
 from conftest import drive, random_problem
@@ -154,11 +154,11 @@ def test_the_harness_always_applies_infobatch_s_weights():
     drive(sampler, y, 1, seed=3)
     sampler.set_epoch(1)
     batch = torch.tensor(next(iter(sampler)))
-    weights = _loss_weights(sampler, batch, y[batch], Protocol())  # importance_weights off
+    weights = loss_weights(sampler, batch, y[batch], Protocol().importance_weights)  # off
     assert weights is not None and torch.equal(weights.squeeze(1), sampler.importance_weights(batch))
     random_sampler = make_sampler("random", y, 8)
     random_sampler.set_epoch(0)
-    assert _loss_weights(random_sampler, batch, y[batch], Protocol()) is None
+    assert loss_weights(random_sampler, batch, y[batch], Protocol().importance_weights) is None
 
 
 def test_bad_options_and_states_are_rejected():
