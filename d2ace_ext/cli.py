@@ -23,6 +23,15 @@ from .harness.experiment import DISPLAY_NAMES, Protocol, canonical_selector, wit
 DEFAULT_RESULTS = "d2ace-results"
 
 
+def _label_noise(text: str) -> str:
+    """--label-noise's value in its canonical spelling; argparse reports a bad one."""
+    from .datasets.label_noise import LabelNoise
+    try:
+        return LabelNoise.parse(text, "the value").spec()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     p = Protocol()
     group = parser.add_argument_group("protocol (defaults: the paper's Appendix D.2)")
@@ -50,6 +59,10 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--folds-from", choices=["stratified", "published"], default=p.folds_from,
                        help="published: the authors' split exactly (scikit-multilearn folds from NumPy seed, "
                             "random_split validation, one model seed for every fold)")
+    group.add_argument("--label-noise", type=_label_noise, default=None, metavar="KIND:RATE",
+                       help="corrupt the training and validation labels of each fold (never the test labels): "
+                            "missing:R drops each positive with probability R, extra:R adds round(R x positives) "
+                            "irrelevant labels per instance, flip:R flips class-conditionally keeping label counts")
     group.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                        help="model option (MODEL.KEY=VALUE when several models run), repeatable")
     group.add_argument("--selector-opt", action="append", metavar="KEY=VALUE",
@@ -81,7 +94,7 @@ def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
                     val_fraction=args.val_fraction, seed=args.seed, preprocessing=args.preprocessing,
                     min_positives=args.min_positives, feature_fraction=args.feature_fraction,
                     model_selection=args.model_selection, importance_weights=args.importance_weights,
-                    folds_from=args.folds_from, model_options=model_options,
+                    folds_from=args.folds_from, label_noise=args.label_noise, model_options=model_options,
                     selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
 
 
@@ -105,12 +118,17 @@ def _execute(args, datasets, models, selectors):
     return protocol, records, summary, wall, write_tables
 
 
+def _noise_note(protocol: Protocol) -> str:
+    """' · label noise KIND:RATE' for a noisy protocol, '' for clean labels."""
+    return f" · label noise {protocol.label_noise}" if protocol.label_noise else ""
+
+
 def cmd_run(args) -> int:
     protocol, records, summary, wall, _ = _execute(args, [args.dataset], [args.model], [args.selector])
     selector = canonical_selector(args.selector)
     print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selector]}"
           f"{' (' + args.preset + ')' if selector == 'd2ace' else ''} · {protocol.folds} folds · "
-          f"{protocol.epochs} epochs · protocol {protocol.digest()}")
+          f"{protocol.epochs} epochs{_noise_note(protocol)} · protocol {protocol.digest()}")
     from .harness.tables import METRICS
     for metric, (title, higher) in METRICS.items():
         values = [r["metrics"][metric] for r in records if metric in r["metrics"]]
@@ -136,7 +154,7 @@ def cmd_compare(args) -> int:
     paths = write_tables(summary, args.datasets, args.models, selectors, args.results_dir, stem=args.stem, late=late)
     run_seconds = sum(r["seconds"] for r in records)
     print(f"{len(records)} runs, {run_seconds / 60:.1f} min of training in total; this call {wall / 60:.1f} min "
-          f"(protocol {protocol.digest()})")
+          f"(protocol {protocol.digest()}{_noise_note(protocol)})")
     print("written: " + ", ".join(paths))
     return 0
 

@@ -13,6 +13,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from ..datasets.label_noise import LabelNoise
+
 #: Selector names as the paper prints them.
 DISPLAY_NAMES = {"random": "Random", "active": "Active", "recent": "Recent", "dihcl": "DIHCL",
                  "balance": "Balance", "hard_imb": "Hard-Imb", "ml_unc": "ML-Unc", "d2ace": "D2ACE"}
@@ -23,7 +25,7 @@ FOLDS_FROM = ("stratified", "published")
 REPEAT_STRIDE = 1000
 #: Protocol fields added after results were first recorded: left out of the digest while
 #: at their default, so the digests of earlier results folders stay valid.
-_LATER_FIELDS = {"folds_from": "stratified"}
+_LATER_FIELDS = {"folds_from": "stratified", "label_noise": None}
 #: Models whose D2ACE-authors' build (variant "published") the "reference" preset selects.
 PUBLISHED_VARIANT_MODELS = ("clif", "dela", "paca")
 
@@ -46,7 +48,11 @@ class Protocol:
     ``folds_from``: "stratified" (``iterative-stratification``'s k-fold, a stratified
     validation part, model seed ``seed + fold``) or "published" (the authors' split
     exactly, ``published_split``: scikit-multilearn's folds, ``random_split``'s validation
-    part, and, as their script reseeds for every fold, model seed ``seed`` in every fold)."""
+    part, and, as their script reseeds for every fold, model seed ``seed`` in every fold).
+    ``label_noise``: None (clean labels) or ``KIND:RATE`` (``missing``, ``extra``, ``flip``;
+    ``datasets/label_noise.py``), applied to the training and validation parts of each
+    fold, never the test part, from a seed of (seed, repeat, fold); kept in its canonical
+    spelling (``missing:.2`` becomes ``missing:0.2``)."""
 
     folds: int = 5
     epochs: int = 100
@@ -64,8 +70,11 @@ class Protocol:
     model_options: dict = field(default_factory=dict)
     selector_options: dict = field(default_factory=dict)
     folds_from: str = "stratified"
+    label_noise: str | None = None
 
     def __post_init__(self) -> None:
+        if self.label_noise is not None:  # one spelling per setting, so one digest
+            object.__setattr__(self, "label_noise", LabelNoise.parse(self.label_noise, "protocol label_noise").spec())
         rules = [
             ("folds", isinstance(self.folds, int) and self.folds >= 2, "an integer >= 2"),
             ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
