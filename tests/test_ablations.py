@@ -2,17 +2,21 @@
 component it names. Every test scores a full and an ablated sampler from the same
 recorded warm-up epochs and compares their reports part by part."""
 import contextlib
+import os
 
 import pytest
 import torch
 
-from d2ace_ext import D2ACEConfig, D2ACESampler, ops
+from d2ace_ext import D2ACEConfig, D2ACESampler, cli, ops
 from d2ace_ext.cli_options import options_per_name
 from d2ace_ext.config import ABLATIONS
 from d2ace_ext.datasets.synthetic import make_multilabel
+from d2ace_ext.harness import ablation_report
+from d2ace_ext.harness.ablation_report import ablation_records, with_ablation
 from d2ace_ext.harness.experiment import Protocol, RunKey, canonical_selector
 from d2ace_ext.harness.fold_data import PreparedDataset
 from d2ace_ext.harness.fold_run import build_sampler
+from d2ace_ext.harness.tables import summarise
 from d2ace_ext.selectors.registry import make_selector
 
 from conftest import drive, random_problem
@@ -176,3 +180,45 @@ def test_the_harness_option_builds_the_variant_and_keys_it_by_digest():
     assert config == D2ACEConfig.preset("paper").scaled_to(20).ablate("no_correlation")
     selector = make_selector("d2ace", data.train_y, data.train_x, preset="reference", ablation="hardness_only")
     assert selector.config == D2ACEConfig.preset("reference").ablate("hardness_only")
+
+
+def _record(dataset, selector, preset, fold, protocol, auc):
+    key = RunKey.make(dataset, "mlp", selector, preset, fold, protocol).to_dict()
+    return {"key": key, "metrics": {"macro_auc": auc}, "history": {"val_macro_auc": [0.5, 0.6, 0.55]}}
+
+
+def test_the_ablation_report_pairs_each_variant_with_the_full_method():
+    protocol = Protocol(epochs=3, folds=2, label_noise="extra:1.0")
+    variant = with_ablation(protocol, "no_correlation")
+    assert variant.selector_options == {"d2ace": {"ablation": "no_correlation"}}
+    assert variant.digest() == Protocol(epochs=3, folds=2, label_noise="extra:1.0",
+                                        selector_options=options_per_name(["ablation=no_correlation"], "--selector-opt",
+                                                                          ["d2ace"])).digest()
+    records = [_record("scene", "d2ace", "paper", f, protocol, 0.80 + 0.01 * f) for f in range(2)]
+    records += [_record("scene", "d2ace", "paper", f, variant, 0.78 + 0.01 * f) for f in range(2)]
+    records += [_record("scene", "d2ace", "reference", 0, variant, 0.1),  # another preset
+                _record("scene", "random", "-", 0, protocol, 0.1),         # another selector
+                _record("scene", "d2ace", "paper", 0, Protocol(epochs=3, folds=2), 0.1)]  # clean labels
+    chosen = ablation_records(records, protocol, ["scene"], "mlp", "paper", ["no_correlation", "hardness_only"])
+    assert sorted((r["key"]["selector"], r["key"]["fold"]) for r in chosen) == \
+        [("d2ace", 0), ("d2ace", 1), ("no_correlation", 0), ("no_correlation", 1)]
+    summary = summarise(chosen, ["scene"], ["mlp"], ["d2ace", "no_correlation", "hardness_only"])
+    effect = summary["macro_auc"]["mlp"]["effect"]["no_correlation"]
+    assert effect["mean"] == pytest.approx(0.02) and effect["cells"] == 2
+    assert summary["macro_auc"]["mlp"]["effect"]["hardness_only"]["cells"] == 0
+
+
+def test_ablation_report_command_on_a_real_set(data_dir, tmp_path, capsys):
+    out = str(tmp_path / "res")
+    common = ["compare", "--datasets", "emotions", "--models", "mlp", "--selectors", "d2ace", "--data-dir", data_dir,
+              "--results-dir", out, "--folds", "2", "--epochs", "3", "--no-progress", "--label-noise", "missing:0.2"]
+    assert cli.main(common) == 0
+    for name in ("no_correlation", "fixed_mix_0.5"):
+        assert cli.main(common + ["--selector-opt", f"ablation={name}"]) == 0
+    capsys.readouterr()
+    assert ablation_report.main(["--results-dir", out, "--datasets", "emotions", "--epochs", "3", "--folds", "2",
+                                 "--label-noise", "missing:0.2", "--ablations", "no_correlation", "fixed_mix_0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "| emotions |" in text and "no_correlation" in text and "fixed_mix_0.5" in text
+    assert "6 runs" in text
+    assert os.path.getsize(os.path.join(out, "ablation_paper_missing0.2.md")) > 0
