@@ -131,6 +131,10 @@ class D2ACEConfig:
         return dataclasses.asdict(self)
 
 
+#: Fields added after D2ACE states were first saved: a saved config without them had
+#: their defaults (the full method), so ``D2ACESelector.load_state_dict`` fills them in.
+LATER_FIELDS = ("label_weight_form", "correlation_enhancement")
+
 #: The paper's ablations (Figure 5, letters B-I) as the fields each one sets. The paper does
 #: not print the fixed mixing coefficients of D-F: 0.7, 0.5 and 0.3 are p_β's start, middle
 #: and end values under the full method.

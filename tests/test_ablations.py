@@ -222,3 +222,18 @@ def test_ablation_report_command_on_a_real_set(data_dir, tmp_path, capsys):
     assert "| emotions |" in text and "no_correlation" in text and "fixed_mix_0.5" in text
     assert "6 runs" in text
     assert os.path.getsize(os.path.join(out, "ablation_paper_missing0.2.md")) > 0
+
+
+def test_states_saved_before_the_ablation_fields_still_load():
+    x, y = random_problem(30, 4, seed=0)
+    sampler = D2ACESampler(y, 8, x, config=D2ACEConfig(num_neighbors=3))
+    drive(sampler, y, epochs=2)
+    state = sampler.state_dict()
+    for name in ("label_weight_form", "correlation_enhancement"):
+        del state["selector"]["config"][name]  # as a state written before these fields
+    fresh = D2ACESampler(y, 8, x, config=D2ACEConfig(num_neighbors=3))
+    fresh.load_state_dict(state)
+    assert fresh.selector.visits.loss.equal(sampler.selector.visits.loss)
+    ablated = D2ACESampler(y, 8, x, config=D2ACEConfig(num_neighbors=3).ablate("no_correlation"))
+    with pytest.raises(ValueError, match="different D2ACEConfig"):
+        ablated.load_state_dict(state)  # the missing fields mean the full method

@@ -6,7 +6,7 @@ import warnings
 import torch
 
 from .. import ops
-from ..config import D2ACEConfig
+from ..config import LATER_FIELDS, D2ACEConfig
 from ..neighbors import local_label_appearance, resolve_neighbors
 from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
@@ -154,6 +154,10 @@ class D2ACESelector(Selector):
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or "visits" not in state:
             raise ValueError("D2ACESelector state must be a dict with 'config' and 'visits'")
-        if state.get("config") != self.config.to_dict():
+        saved = state.get("config")
+        if isinstance(saved, dict):  # states saved before the ablation fields existed
+            defaults = D2ACEConfig().to_dict()
+            saved = {**{name: defaults[name] for name in LATER_FIELDS}, **saved}
+        if saved != self.config.to_dict():
             raise ValueError("state_dict was saved with a different D2ACEConfig")
         self.visits.load_state_dict(state["visits"])
