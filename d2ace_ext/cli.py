@@ -24,6 +24,15 @@ from .harness.time_to_target import DEFAULT_TOLERANCE
 DEFAULT_RESULTS = "d2ace-results"
 
 
+def _label_noise(text: str) -> str:
+    """--label-noise's value in its canonical spelling; argparse reports a bad one."""
+    from .datasets.label_noise import LabelNoise
+    try:
+        return LabelNoise.parse(text, "the value").spec()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
     p = Protocol()
     group = parser.add_argument_group("protocol (defaults: the paper's Appendix D.2)")
@@ -56,6 +65,10 @@ def _protocol_arguments(parser: argparse.ArgumentParser) -> None:
                             "(Random: a uniform subset); default 1, full passes")
     group.add_argument("--anneal", type=float, default=p.anneal, metavar="DELTA",
                        help="the last ceil(DELTA epochs) epochs are full passes again (InfoBatch-style); default 0")
+    group.add_argument("--label-noise", type=_label_noise, default=None, metavar="KIND:RATE",
+                       help="corrupt the training and validation labels of each fold (never the test labels): "
+                            "missing:R drops each positive with probability R, extra:R adds round(R x positives) "
+                            "irrelevant labels per instance, flip:R flips class-conditionally keeping label counts")
     group.add_argument("--model-opt", action="append", metavar="KEY=VALUE",
                        help="model option (MODEL.KEY=VALUE when several models run), repeatable")
     group.add_argument("--selector-opt", action="append", metavar="KEY=VALUE",
@@ -90,8 +103,8 @@ def _protocol(args, models: list[str], selectors: list[str]) -> Protocol:
                     val_fraction=args.val_fraction, seed=args.seed, preprocessing=args.preprocessing,
                     min_positives=args.min_positives, feature_fraction=args.feature_fraction,
                     model_selection=args.model_selection, importance_weights=args.importance_weights,
-                    folds_from=args.folds_from, budget=args.budget, anneal=args.anneal, model_options=model_options,
-                    selector_options=selector_options)
+                    folds_from=args.folds_from, budget=args.budget, anneal=args.anneal,
+                    label_noise=args.label_noise, model_options=model_options, selector_options=selector_options)
 
 
 def _execute(args, datasets, models, selectors):
@@ -127,12 +140,17 @@ def _budget_note(protocol: Protocol) -> str:
     return f" · budget {protocol.budget:g}{anneal}"
 
 
+def _noise_note(protocol: Protocol) -> str:
+    """' · label noise KIND:RATE' for a noisy protocol, '' for clean labels."""
+    return f" · label noise {protocol.label_noise}" if protocol.label_noise else ""
+
+
 def cmd_run(args) -> int:
     protocol, records, summary, wall, _ = _execute(args, [args.dataset], [args.model], [args.selector])
     selector = canonical_selector(args.selector)
     print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selector]}"
           f"{' (' + args.preset + ')' if selector == 'd2ace' else ''} · {protocol.folds} folds · "
-          f"{protocol.epochs} epochs{_budget_note(protocol)} · protocol {protocol.digest()}")
+          f"{protocol.epochs} epochs{_budget_note(protocol)}{_noise_note(protocol)} · protocol {protocol.digest()}")
     from .harness.tables import METRICS
     for metric, (title, higher) in METRICS.items():
         values = [r["metrics"][metric] for r in records if metric in r["metrics"]]
@@ -182,7 +200,7 @@ def cmd_compare(args) -> int:
                          times=times)
     run_seconds = sum(r["seconds"] for r in records)
     print(f"{len(records)} runs, {run_seconds / 60:.1f} min of training in total; this call {wall / 60:.1f} min "
-          f"(protocol {protocol.digest()})")
+          f"(protocol {protocol.digest()}{_budget_note(protocol)}{_noise_note(protocol)})")
     print("written: " + ", ".join(paths))
     return 0
 

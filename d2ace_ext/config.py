@@ -1,7 +1,9 @@
-"""Configuration of the D2ACE selector, with the ``paper`` and ``reference`` presets.
+"""Configuration of the D2ACE selector, with the ``paper`` and ``reference`` presets and
+the paper's ablations (Figure 5) as named variants.
 
 Each field that differs between the presets corresponds to a row of
-``docs/fidelity.md`` (and of the published-code notes it was written from).
+``docs/fidelity.md`` (and of the published-code notes it was written from); each
+ablation is a set of field values, listed in :data:`ABLATIONS` and in the same document.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ _CHOICES = {
     "pressure_schedule": ("paper", "reference"),
     "schedule_epoch": ("current", "finished"),
     "warmup_order": ("shuffle", "fixed"),
+    "label_weight_form": ("exponential", "linear", "none"),
 }
 
 
@@ -36,7 +39,10 @@ class D2ACEConfig:
     flip_on: str = "prediction"            # 0/1 predictions, or probabilities
     flip_threshold: float = 0.5
     loss_transform: str = "identity"       # ℓ, or 2 - e^(-ℓ)
-    # Eqs. 9-11: correlation with local context.
+    # Eq. 7: label weights v = exp((μ + σ)/2); "linear": (μ + σ)/2; "none": v = 1 (ablations I, G).
+    label_weight_form: str = "exponential"
+    # Eqs. 9-11: correlation with local context; False sets φ = 0, so w = δ (ablation H).
+    correlation_enhancement: bool = True
     num_neighbors: int = 6                 # K; 0 means N(x_i) = {x_i}
     include_self: bool = False             # add x_i itself to its K neighbours
     norm_eps: float = 0.0                  # added to the column norms of M
@@ -62,7 +68,7 @@ class D2ACEConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"D2ACEConfig.{name} must be one of {allowed}, got {value!r}")
-        for name in ("include_self", "row_normalize_correlation", "label_weights_in_phi"):
+        for name in ("include_self", "row_normalize_correlation", "label_weights_in_phi", "correlation_enhancement"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"D2ACEConfig.{name} must be True or False, got {getattr(self, name)!r}")
         # (name, kind, test, rule): every integer field must be a Python int (not a bool
@@ -89,13 +95,26 @@ class D2ACEConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "D2ACEConfig":
-        """``paper`` (the defaults) or ``reference`` (the published code), with overrides."""
+        """``paper`` (the defaults) or ``reference`` (the published code), with overrides
+        (``ablation=`` among them names a variant of :data:`ABLATIONS`, as in :meth:`replace`)."""
         if name not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
-        return dataclasses.replace(PRESETS[name], **overrides)
+        return PRESETS[name].replace(**overrides)
 
-    def replace(self, **changes) -> "D2ACEConfig":
-        return dataclasses.replace(self, **changes)
+    def replace(self, *, ablation: str | None = None, **changes) -> "D2ACEConfig":
+        """A copy with ``changes``; ``ablation`` (e.g. ``"no_correlation"``) then applies that
+        variant, so harness options such as ``{"ablation": ...}`` pass through here."""
+        if ablation is None:
+            return dataclasses.replace(self, **changes)
+        clash = sorted(set(changes) & set(_ablation_fields(ablation)))
+        if clash:
+            raise ValueError(f"ablation {ablation!r} sets {clash} itself; drop them from the other options")
+        return dataclasses.replace(self, **changes).ablate(ablation)
+
+    def ablate(self, name: str) -> "D2ACEConfig":
+        """This configuration with one component of Figure 5 removed or changed: one of
+        :data:`ABLATIONS` (``docs/fidelity.md`` has the table). Everything else is kept."""
+        return dataclasses.replace(self, **_ablation_fields(name))
 
     def scaled_to(self, num_epochs: int) -> "D2ACEConfig":
         """The same schedule stretched or shrunk to ``num_epochs`` (warm-up, t_start, t_end)."""
@@ -110,6 +129,31 @@ class D2ACEConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+#: Fields added after D2ACE states were first saved: a saved config without them had
+#: their defaults (the full method), so ``D2ACESelector.load_state_dict`` fills them in.
+LATER_FIELDS = ("label_weight_form", "correlation_enhancement")
+
+#: The paper's ablations (Figure 5, letters B-I) as the fields each one sets. The paper does
+#: not print the fixed mixing coefficients of D-F: 0.7, 0.5 and 0.3 are p_β's start, middle
+#: and end values under the full method.
+ABLATIONS: dict[str, dict] = {
+    "hardness_only": {"p_beta_start": 0.0, "p_beta_end": 0.0},          # B: P = P_H
+    "uncertainty_only": {"p_beta_start": 1.0, "p_beta_end": 1.0},       # C: P = P_U
+    "fixed_mix_0.7": {"p_beta_start": 0.7, "p_beta_end": 0.7},          # D
+    "fixed_mix_0.5": {"p_beta_start": 0.5, "p_beta_end": 0.5},          # E
+    "fixed_mix_0.3": {"p_beta_start": 0.3, "p_beta_end": 0.3},          # F
+    "no_label_weights": {"label_weight_form": "none"},                  # G: v_A = 1
+    "no_correlation": {"correlation_enhancement": False},               # H: φ_A = 0
+    "linear_label_weights": {"label_weight_form": "linear"},            # I: v_A = (μ + σ)/2
+}
+
+
+def _ablation_fields(name) -> dict:
+    if not isinstance(name, str) or name not in ABLATIONS:
+        raise ValueError(f"ablation must be one of {', '.join(ABLATIONS)}, got {name!r}")
+    return ABLATIONS[name]
 
 
 PRESETS = {

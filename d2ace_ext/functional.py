@@ -129,11 +129,20 @@ def hardness(loss: torch.Tensor, flip_average: torch.Tensor, transform: str) -> 
     return scaled * (1.0 - flip_average)
 
 
-def label_weights(metric: torch.Tensor) -> torch.Tensor:
-    """Eqs. 6-7: v = exp((μ + σ) / 2) with column mean and population std. (n, q) -> (q,)."""
+def label_weights(metric: torch.Tensor, form: str = "exponential") -> torch.Tensor:
+    """Eqs. 6-7: v = exp((μ + σ) / 2) with column mean and population std. (n, q) -> (q,).
+
+    ``form="linear"`` (ablation I): v = (μ + σ) / 2; ``form="none"`` (ablation G): v = 1.
+    """
+    if form == "none":
+        return torch.ones(metric.shape[1], dtype=metric.dtype, device=metric.device)
     mean = metric.mean(0)
     std = metric.var(0, correction=0).clamp(min=0).sqrt()
-    return torch.exp(0.5 * (mean + std))
+    if form == "exponential":
+        return torch.exp(0.5 * (mean + std))
+    if form == "linear":
+        return 0.5 * (mean + std)
+    raise ValueError(f"label_weight_form must be 'exponential', 'linear' or 'none', got {form!r}")
 
 
 def dynamic_weight(metric: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

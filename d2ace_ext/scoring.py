@@ -79,10 +79,15 @@ def correlation_phi(
 
 
 def score_metric(metric: torch.Tensor, ctx: LabelContext, config: D2ACEConfig, pressure: float) -> MetricScore:
-    """Eqs. 6-14 for one metric matrix (n, q)."""
-    weights = functional.label_weights(metric)
+    """Eqs. 6-14 for one metric matrix (n, q). Without ``config.correlation_enhancement``
+    (ablation H) φ and C are zero, so w = δ."""
+    weights = functional.label_weights(metric, config.label_weight_form)
     delta = functional.dynamic_weight(metric, weights)
-    phi, gram = correlation_phi(metric, weights, ctx, config)
+    if config.correlation_enhancement:
+        phi, gram = correlation_phi(metric, weights, ctx, config)
+    else:
+        phi = torch.zeros_like(delta)
+        gram = metric.new_zeros(metric.shape[1], metric.shape[1])
     probs = functional.quantized_probabilities(delta + phi, pressure, config.quant_index_min)
     return MetricScore(weights, gram, delta, phi, probs)
 

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..validation import is_real
+from ..datasets.label_noise import LabelNoise
 
 #: Selector names as the paper prints them.
 DISPLAY_NAMES = {"random": "Random", "active": "Active", "recent": "Recent", "dihcl": "DIHCL",
@@ -26,7 +27,7 @@ FOLDS_FROM = ("stratified", "published")
 REPEAT_STRIDE = 1000
 #: Protocol fields added after results were first recorded: left out of the digest while
 #: at their default, so the digests of earlier results folders stay valid.
-_LATER_FIELDS = {"folds_from": "stratified", "budget": 1.0, "anneal": 0.0}
+_LATER_FIELDS = {"folds_from": "stratified", "budget": 1.0, "anneal": 0.0, "label_noise": None}
 #: Models whose D2ACE-authors' build (variant "published") the "reference" preset selects.
 PUBLISHED_VARIANT_MODELS = ("clif", "dela", "paca")
 
@@ -51,7 +52,11 @@ class Protocol:
     exactly, ``published_split``: scikit-multilearn's folds, ``random_split``'s validation
     part, and, as their script reseeds for every fold, model seed ``seed`` in every fold).
     ``budget``: each epoch trains on ⌈budget · n⌉ samples (every selector, Random a
-    uniform subset); ``anneal``: the last ⌈anneal · epochs⌉ epochs are full passes again."""
+    uniform subset); ``anneal``: the last ⌈anneal · epochs⌉ epochs are full passes again.
+    ``label_noise``: None (clean labels) or ``KIND:RATE`` (``missing``, ``extra``, ``flip``;
+    ``datasets/label_noise.py``), applied to the training and validation parts of each
+    fold, never the test part, from a seed of (seed, repeat, fold); kept in its canonical
+    spelling (``missing:.2`` becomes ``missing:0.2``)."""
 
     folds: int = 5
     epochs: int = 100
@@ -71,8 +76,11 @@ class Protocol:
     folds_from: str = "stratified"
     budget: float = 1.0
     anneal: float = 0.0
+    label_noise: str | None = None
 
     def __post_init__(self) -> None:
+        if self.label_noise is not None:  # one spelling per setting, so one digest
+            object.__setattr__(self, "label_noise", LabelNoise.parse(self.label_noise, "protocol label_noise").spec())
         rules = [
             ("folds", isinstance(self.folds, int) and self.folds >= 2, "an integer >= 2"),
             ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),

@@ -1,4 +1,5 @@
-"""From a loaded data set to the tensors of each fold, under either preprocessing mode."""
+"""From a loaded data set to the tensors of each fold, under either preprocessing mode,
+with the protocol's label noise (if any) on the training and validation parts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..datasets.label_noise import LabelNoise, part_generators
 from ..datasets.preprocess import Preprocessor, preprocess_whole, published_feature_fraction
 from .experiment import Protocol
 from .folds import fold_indices, validation_split
@@ -69,7 +71,12 @@ class PreparedDataset:
 
     def fold(self, k: int, repeat: int = 0) -> FoldData:
         """Fold k of repeat ``repeat``. Published folds keep ``random_split``'s row order in
-        the fitting part (the published warm-up walks it in that order)."""
+        the fitting part (the published warm-up walks it in that order).
+
+        Under ``protocol.label_noise`` the fitting and validation labels are corrupted after
+        the preprocessing filters (which see clean labels, as a data set's own curation
+        would), from a seed of (seed, repeat, k) alone; the test labels stay clean. A noisy
+        part may then hold label columns or rows without positives."""
         train_rows, test_rows = self.splits_of(repeat)[k]
         if self.protocol.folds_from == "published":
             fit_rows, val_rows = published_validation_split(train_rows, self.protocol.val_fraction,
@@ -86,5 +93,9 @@ class PreparedDataset:
             parts = [prep.transform(x[fit_rows], y[fit_rows])[:2], prep.transform(x[val_rows], y[val_rows])[:2],
                      prep.transform(x[test_rows], y[test_rows], drop_unlabelled=False)[:2]]
             names = [self.label_names[j] for j in prep.labels_kept]
+        if self.protocol.label_noise is not None:
+            noise = LabelNoise.parse(self.protocol.label_noise)
+            rngs = part_generators(self.protocol.seed, repeat, k)
+            parts = [(part_x, noise.apply(part_y, rng)) for (part_x, part_y), rng in zip(parts[:2], rngs)] + parts[2:]
         tensors = [torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32) for part in parts for a in part]
         return FoldData(k, *tensors, label_names=names)

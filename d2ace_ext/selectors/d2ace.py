@@ -6,7 +6,7 @@ import warnings
 import torch
 
 from .. import ops
-from ..config import D2ACEConfig
+from ..config import LATER_FIELDS, D2ACEConfig
 from ..neighbors import local_label_appearance, resolve_neighbors
 from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
@@ -116,8 +116,10 @@ class D2ACESelector(Selector):
 
     def score(self, epoch: int) -> ScoreReport:
         """Score every instance from the records so far, for epoch ``epoch``: the fused
-        ops when the extension serves the state's device, the pure-PyTorch scorer otherwise."""
-        if ops.native_for(self.visits.window):
+        ops when the extension serves the state's device, the pure-PyTorch scorer otherwise
+        (and for the label-weight ablations G and I: the fused kernel computes
+        v = exp((μ + σ)/2) inside and returns no U or H to reweight)."""
+        if ops.native_for(self.visits.window) and self.config.label_weight_form == "exponential":
             self.last_report = self._score_native(epoch)
         else:
             unc, hard = self.visits.metrics(self.config.lambda1, self.config.loss_transform)
@@ -136,6 +138,8 @@ class D2ACESelector(Selector):
             row_normalize=cfg.row_normalize_correlation,
             label_weights_in_phi=cfg.label_weights_in_phi,
         )
+        if not cfg.correlation_enhancement:  # ablation H: w = δ; the kernel's φ and C are dropped
+            phi, correlation, weight_range = torch.zeros_like(phi), torch.zeros_like(correlation), None
         pressure, p_beta = schedule_values(epoch, cfg)
         per_metric, mixed = ops.quantized_mixture(delta + phi, pressure, p_beta, cfg.quant_index_min, weight_range)
         scores = [MetricScore(weights[m], correlation[m], delta[m], phi[m], per_metric[m]) for m in range(2)]
@@ -150,6 +154,10 @@ class D2ACESelector(Selector):
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict) or "visits" not in state:
             raise ValueError("D2ACESelector state must be a dict with 'config' and 'visits'")
-        if state.get("config") != self.config.to_dict():
+        saved = state.get("config")
+        if isinstance(saved, dict):  # states saved before the ablation fields existed
+            defaults = D2ACEConfig().to_dict()
+            saved = {**{name: defaults[name] for name in LATER_FIELDS}, **saved}
+        if saved != self.config.to_dict():
             raise ValueError("state_dict was saved with a different D2ACEConfig")
         self.visits.load_state_dict(state["visits"])
