@@ -71,7 +71,7 @@ _OPTIONS: dict[str, tuple[type | None, tuple[str, ...]]] = {
     "balance": (BalanceConfig, ("seed",)),
     "hard_imb": (HardImbConfig, ("neighbors",)),
     "ml_unc": (MLUncConfig, ()),
-    "d2ace": (D2ACEConfig, ("preset", "neighbors")),
+    "d2ace": (D2ACEConfig, ("preset", "neighbors", "ablation")),
     "infobatch": (InfoBatchConfig, ("seed",)),
 }
 
