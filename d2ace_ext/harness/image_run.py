@@ -249,7 +249,7 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
     # label-row files (embeddings=, graph=) are matched to the data set's label names
     names = {"label_names": list(data.label_names)} if key.model in IMAGE_MODELS else {}
     model = make_model(key.model, in_features, data.num_labels, train_labels=fit_y,
-                       **names, **model_options(protocol, key.model)).to(device)
+                       **{**names, **model_options(protocol, key.model)}).to(device)
     grad_clip = getattr(model, "grad_clip", None)   # ML-GCN's released engine: 10 (off by default)
     features = None
     if needs_features(key.selector, protocol, key.preset):
