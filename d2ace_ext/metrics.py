@@ -26,6 +26,9 @@ Conventions (``evaluate`` returns all of them):
   with relevant labels; ``coverage`` returns scikit-learn's value.
 * ``average_precision``: ``sklearn.metrics.label_ranking_average_precision_score``
   (ties pessimistic; a row with no relevant label, or with all labels relevant, scores 1).
+* ``voc_interpolated_map``: the per-label AP that HST's release reports (PASCAL VOC
+  2010+ all-point interpolation, its ``Compute_mAP_VOC2012``), averaged over the labels
+  with a positive; the image protocol's ``map_voc_interpolated``. Not in ``evaluate``.
 """
 from __future__ import annotations
 
@@ -156,6 +159,32 @@ def coverage(targets, scores) -> float:
 def average_precision(targets, scores) -> float:
     """scikit-learn's label ranking average precision (LRAP)."""
     return float(label_ranking_average_precision_score(*_inputs(targets, scores)))
+
+
+def voc_interpolated_map(targets, scores, ignore=None) -> float:
+    """Mean over labels with a positive of the all-point interpolated average precision:
+    precision made non-increasing in recall (each point takes the best precision at any
+    higher recall), integrated over recall. targets (n, q) 0/1, scores (n, q), ``ignore``
+    (n, q) bool entries left out of their label's ranking (VOC's difficult objects under
+    ML-GCN's rule). Tied scores count as one threshold (scikit-learn's convention); the
+    release's ``np.argsort`` breaks ties in whatever order it returns. Never above 1 and
+    never below the non-interpolated AP of the same ranking."""
+    y, s = _inputs(targets, scores)
+    keep = None if ignore is None else ~_numpy(ignore).astype(bool)
+    values = []
+    for j in range(y.shape[1]):
+        yj, sj = (y[:, j], s[:, j]) if keep is None else (y[keep[:, j], j], s[keep[:, j], j])
+        positives = yj.sum()
+        if positives == 0:
+            continue
+        order = np.argsort(-sj, kind="stable")
+        hits, ranked = np.cumsum(yj[order]), sj[order]
+        last = np.r_[ranked[1:] != ranked[:-1], True]        # the last row of each group of tied scores
+        recall = hits[last] / positives
+        precision = hits[last] / (np.flatnonzero(last) + 1)
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]
+        values.append(float(np.sum(np.diff(recall, prepend=0.0) * envelope)))
+    return float(np.mean(values)) if values else float("nan")
 
 
 def evaluate(targets, probs) -> dict:

@@ -90,7 +90,8 @@ def test_every_option_that_changes_the_data_changes_the_run_key(tmp_path, traine
         ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc_copy")],                         # another location
         ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc"), "--embeddings", str(weights)],
         ["--dataset", "coco2014", "--data-dir", str(tmp_path / "coco")],
-        ["--dataset", "coco2014", "--data-dir", str(tmp_path / "coco"), "--keep-empty"],            # empty-image rule
+        ["--dataset", "coco2014", "--data-dir", str(tmp_path / "coco"), "--drop-empty"],            # empty-image rule
+        ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc"), "--transform", "hst"],       # HST's crops
     ]
     for call in calls:
         assert cli_main(base + call) == 0

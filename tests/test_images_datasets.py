@@ -46,8 +46,11 @@ def make_voc(root):
     return base
 
 
-def make_coco(root):
-    categories = [{"id": i, "name": f"cat{i}"} for i in (1, 2, 3, 5, 90)]
+def make_coco(root, names=None):
+    """train2014: images 10 (cats 1, 3), 11 (90), 12 (none); val2014: 20 (2, 5), 21 (none).
+    ``names``: the five category names in id order (default cat1 ... cat90, which sort alike)."""
+    names = names or [f"cat{i}" for i in (1, 2, 3, 5, 90)]
+    categories = [{"id": i, "name": name} for i, name in zip((1, 2, 3, 5, 90), names)]
     splits = {"train2014": {10: [1, 3, 3], 11: [90], 12: []}, "val2014": {20: [2, 5], 21: []}}
     for split, images in splits.items():
         data = {"images": [], "annotations": [], "categories": categories}
@@ -109,12 +112,13 @@ def test_coco2014_labels_empty_images_and_errors(tmp_path):
     make_coco(str(root))
     data = load_image_dataset("coco2014", str(tmp_path), image_size=32, scale_size=36)
     assert data.label_names == ["cat1", "cat2", "cat3", "cat5", "cat90"]   # category-id order
-    # images without objects are dropped (ML-GCN's 82,081 / 40,137)
-    assert data.train_labels.tolist() == [[1, 0, 1, 0, 0], [0, 0, 0, 0, 1]]
-    assert data.test_labels.tolist() == [[0, 1, 0, 1, 0]]
+    # images without objects are kept as all-zero rows (the paper's 82,783 / 40,504)
+    assert data.train_labels.tolist() == [[1, 0, 1, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]]
+    assert data.test_labels.tolist() == [[0, 1, 0, 1, 0], [0, 0, 0, 0, 0]]
     assert data.train[1][0].shape == (3, 32, 32)
-    kept = load_image_dataset("coco2014", str(tmp_path), keep_empty=True)
-    assert kept.train_labels.shape == (3, 5) and kept.train_labels[2].sum() == 0
+    dropped = load_image_dataset("coco2014", str(tmp_path), drop_empty=True)   # ML-GCN's 82,081 / 40,137
+    assert dropped.train_labels.tolist() == [[1, 0, 1, 0, 0], [0, 0, 0, 0, 1]]
+    assert dropped.test_labels.tolist() == [[0, 1, 0, 1, 0]]
     with open(root / "annotations" / "instances_val2014.json", "w") as handle:
         handle.write('{"images": [], "annotations": [')
     with pytest.raises(ValueError, match="instances_val2014.json"):
@@ -132,7 +136,7 @@ def test_coco2014_labels_empty_images_and_errors(tmp_path):
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     make_coco(str(tmp_path))
     monkeypatch.setenv("D2ACE_DATA_DIR", str(tmp_path))
-    assert load_image_dataset("coco2014").train_labels.shape == (2, 5)
+    assert load_image_dataset("coco2014").train_labels.shape == (3, 5)
     monkeypatch.delenv("D2ACE_DATA_DIR")
     with pytest.raises(FileNotFoundError, match="--data-dir"):
         load_image_dataset("coco2014")

@@ -86,9 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--mosaic-opt", action="append", metavar="KEY=VALUE",
                        help="digits-mosaic option: train_size, test_size, grid, label_noise, imbalance, pixel_noise, seed")
         g.add_argument("--features", default=None, help="precomputed features file for --dataset features")
-        g.add_argument("--difficult", choices=["ignore", "positive", "negative"], default="ignore",
-                       help="VOC2007 test classes seen only as difficult objects")
-        g.add_argument("--keep-empty", action="store_true", help="MS-COCO: keep images without objects")
+        g.add_argument("--difficult", choices=["mlgcn", "hst", "positive", "negative", "ignore"], default=None,
+                       help="VOC2007 classes seen only as difficult objects (default: the base model's own rule; "
+                            "ignore = mlgcn)")
+        g.add_argument("--transform", choices=["hst", "mlgcn"], default=None,
+                       help="image folders: the released crops of HST or ML-GCN (default: the base model's own)")
+        g.add_argument("--drop-empty", action="store_true",
+                       help="MS-COCO: drop images without objects, as ML-GCN (default: keep them, the paper's count)")
+        g.add_argument("--keep-empty", action="store_true", help="MS-COCO: keep images without objects (the default)")
         e = c.add_argument_group("execution")
         e.add_argument("--preset", choices=["paper", "reference"], default="paper", help="D2ACE's preset")
         e.add_argument("--data-dir", default=None, help="image folder (default: $D2ACE_DATA_DIR)")
@@ -128,13 +133,18 @@ def protocol_from(args, models, selectors):
                          selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
 
 
-def protocol_for(args, protocol, dataset: str, files: dict):
-    """``protocol`` with the inputs of runs on ``dataset`` (``image_inputs.run_inputs``):
-    the features file's content hash, the image folder and its label rules, ``files``
-    (the model files' hashes). Raises FileNotFoundError naming a missing file or folder."""
+def protocol_for(args, protocol, dataset: str, files: dict, model: str | None = None):
+    """``protocol`` with the inputs of ``model``'s runs on ``dataset`` (``image_inputs.run_inputs``):
+    the features file's content hash, the image folder with its label rules and transform
+    (the base model's own unless given: ``registry.data_rules``), ``files`` (the model
+    files' hashes). Raises FileNotFoundError naming a missing file or folder."""
+    from ..datasets.images.registry import data_rules
     from .image_inputs import run_inputs
-    inputs = run_inputs(dataset, data_dir=args.data_dir, features=args.features, difficult=args.difficult,
-                        keep_empty=args.keep_empty, files=files)
+    if args.keep_empty and args.drop_empty:
+        raise ValueError("--keep-empty and --drop-empty contradict each other; pass one (keeping is the default)")
+    rules = data_rules(model, args.difficult, args.transform)
+    inputs = run_inputs(dataset, data_dir=args.data_dir, features=args.features, difficult=rules["difficult"],
+                        keep_empty=not args.drop_empty, files=files, transform=rules["transform"])
     return dataclasses.replace(protocol, inputs=inputs)
 
 
@@ -193,7 +203,7 @@ def execute(args, datasets, models, selectors) -> list[dict]:
     Everything that can be refused (counts, selectors, missing files, an unwritable
     results folder) is refused before the first run trains."""
     import torch
-    from ..datasets.images.registry import load_image_dataset
+    from ..datasets.images.registry import data_rules, load_image_dataset
     from . import image_run
     from .image_inputs import model_files
     from .results import ResultsStore, key_tuple
@@ -211,24 +221,31 @@ def execute(args, datasets, models, selectors) -> list[dict]:
     done = store.records()
     plans = []
     for dataset in datasets:
-        run_protocol = protocol_for(args, protocol, dataset, files)
-        keys = [RunKey.make(dataset, m, s, args.preset, k, run_protocol) for m in models for s in selectors
-                for k in range(args.seeds)]
-        plans.append((dataset, run_protocol, keys, [k for k in keys if key_tuple(k.to_dict()) not in done]))
+        for m in models:   # each base model reads image folders by its own rules (registry.data_rules)
+            run_protocol = protocol_for(args, protocol, dataset, files, m)
+            keys = [RunKey.make(dataset, m, s, args.preset, k, run_protocol) for s in selectors
+                    for k in range(args.seeds)]
+            plans.append((dataset, m, run_protocol, keys, [k for k in keys if key_tuple(k.to_dict()) not in done]))
     if any(todo for *_, todo in plans) or args.command == "compare":
         require_writable(args.results_dir, "results folder (--results-dir)", store.path)
     if any(todo for *_, todo in plans):
         require_writable(os.path.join(args.results_dir, image_run.CHECKPOINT_FOLDER), "checkpoint folder (under --results-dir)")
-    records = []
-    for dataset, run_protocol, keys, todo in plans:
+    records, loaded = [], {}
+    for dataset, model, run_protocol, keys, todo in plans:
         skipped = [k for k in keys if k not in todo]
         if skipped:
             print(_skipped_line(dataset, keys, skipped, store.path, run_protocol.digest()))
         if todo:
-            data = load_image_dataset(dataset, args.data_dir, image_size=protocol.image_size,
-                                      scale_size=protocol.scale_size, features=args.features,
-                                      difficult=args.difficult, keep_empty=args.keep_empty, mosaic=protocol.mosaic)
-            check_image_options(run_protocol, data, dataset, models, selectors, args.preset)
+            rules = data_rules(model, args.difficult, args.transform)
+            # one load per data set and rules (the rules shape image folders only)
+            which = (dataset, *rules.values()) if dataset in ("voc2007", "coco2014") else (dataset,)
+            if which not in loaded:
+                loaded[which] = load_image_dataset(
+                    dataset, args.data_dir, image_size=protocol.image_size, scale_size=protocol.scale_size,
+                    features=args.features, drop_empty=args.drop_empty, mosaic=protocol.mosaic, **rules)
+                print(loaded[which].describe())
+            data = loaded[which]
+            check_image_options(run_protocol, data, dataset, [model], selectors, args.preset)
             workers = args.workers if args.workers is not None else (4 if data.kind == "image" and data.train_eval is not None else 0)
             for key in todo:
                 record = image_run.run_image(key, data, run_protocol, device=args.device,
@@ -282,9 +299,11 @@ def main(argv=None) -> int:
     if args.command == "run":
         print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selectors[0]]} · {args.seeds} seed(s) · "
               f"{args.epochs} epochs · {args.backbone} · protocol {records[0]['key']['protocol']}")
-        for metric in ("map", "macro_auc", "macro_f1", "micro_f1", "ranking_loss", "one_error", "average_precision"):
-            v = [r["metrics"][metric] for r in records]
-            print(f"  {metric:<18} {np.mean(v):.4f} ± {np.std(v):.4f}")
+        for metric in ("map", "map_voc_interpolated", "macro_auc", "macro_f1", "micro_f1", "ranking_loss",
+                       "one_error", "average_precision"):
+            v = [r["metrics"][metric] for r in records if metric in r["metrics"]]   # older records lack newer ones
+            if v:
+                print(f"  {metric:<18} {np.mean(v):.4f} ± {np.std(v):.4f}")
     else:
         text = table(records, datasets, models, selectors)
         print("\nmAP (mean ± std over seeds, rank)\n\n" + text)

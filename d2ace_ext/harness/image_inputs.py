@@ -11,7 +11,8 @@ the digest of an image run also names (``ImageProtocol.inputs``):
   size + time check. The cost is one more sequential read of each file per command
   (about a second per GB; the features file is read whole anyway);
 * an image folder (VOC2007, MS-COCO) by its resolved absolute path, with the rules
-  that shape its labels: VOC's difficult-object rule, MS-COCO's empty-image rule.
+  that shape its labels and images: VOC's difficult-object rule, MS-COCO's empty-image
+  rule, the transform (``hst`` or ``mlgcn``).
   Hashing tens of thousands of images per command is too slow, so images changed in
   place under the same folder are *not* detected: use another ``--results-dir``.
 
@@ -24,7 +25,7 @@ import hashlib
 import os
 
 #: Model options that name a file whose content shapes the run.
-MODEL_FILE_OPTIONS = ("checkpoint", "embeddings")
+MODEL_FILE_OPTIONS = ("checkpoint", "embeddings", "graph")
 
 
 def file_sha256(path: str, what: str) -> str:
@@ -59,7 +60,7 @@ def model_files(model_options: dict) -> dict:
 
 
 def run_inputs(dataset: str, *, data_dir: str | None, features: str | None, difficult: str, keep_empty: bool,
-               files: dict) -> dict:
+               files: dict, transform: str | None = None) -> dict:
     """The inputs of runs on ``dataset`` (see the module docstring); ``files``: the
     :func:`model_files` of the command. {} for digits-mosaic without model files.
     Raises FileNotFoundError naming a missing features file or folder."""
@@ -74,6 +75,8 @@ def run_inputs(dataset: str, *, data_dir: str | None, features: str | None, diff
             inputs["difficult"] = difficult
         else:
             inputs["keep_empty"] = bool(keep_empty)
+        if transform is not None:
+            inputs["transform"] = transform
     if files:
         inputs["files_sha256"] = dict(files)
     return inputs

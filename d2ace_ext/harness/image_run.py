@@ -31,8 +31,9 @@ from torch.utils.data._utils.collate import default_collate
 from tqdm.auto import tqdm
 
 from ..datasets.images.registry import ImageData
-from ..metrics import evaluate
+from ..metrics import evaluate, voc_interpolated_map
 from ..models import make_model
+from ..models.registry import IMAGE_MODELS
 from ..validation import seed64
 from .experiment import RunKey
 from .selection_loss import selection_objective
@@ -40,8 +41,9 @@ from .image_protocol import ImageProtocol, build_image_sampler, mean_average_pre
 
 
 CHECKPOINT_FOLDER = "checkpoints"
-#: seed64 streams of a run seed: the training images' augmentation, the loader's base seed.
-_AUGMENT_STREAM, _LOADER_STREAM = -4, -5   # (balance: -2, dihcl: -3; epochs: >= 0)
+#: seed64 streams of a run seed: the training images' augmentation, the loader's base seed,
+#: the augmentation of HST's prototype passes.
+_AUGMENT_STREAM, _LOADER_STREAM, _PROTOTYPE_STREAM = -4, -5, -6   # (balance: -2, dihcl: -3; epochs: >= 0)
 
 
 @contextlib.contextmanager
@@ -105,6 +107,23 @@ class _SeededBatches:
         for batch in self.sampler:
             yield [(seed64(stream, position + k), int(i)) for k, i in enumerate(batch)]
             position += len(batch)
+
+
+class _SeededPass:
+    """Batches of ``batch_size`` consecutive positions 0 ... n-1, item k loaded under
+    ``seed64(seed64(seed64(s, _PROTOTYPE_STREAM), epoch), k)``: a pass over the training
+    images under their random transform that is the same with any worker count or resume."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        stream = seed64(seed64(self.seed % 2**63, _PROTOTYPE_STREAM), self.epoch)
+        for start in range(0, self.n, self.batch_size):
+            yield [(seed64(stream, k), k) for k in range(start, min(self.n, start + self.batch_size))]
 
 
 class _BatchedRows(_Rows):
@@ -228,8 +247,11 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
     fit_rows, val_rows = split_rows(data, protocol)
     fit_y = data.train_labels[fit_rows]
     in_features = 3 if data.kind == "image" else int(data.train.get_batch(torch.tensor([0]))[0].shape[1])
+    # label-row files (embeddings=, graph=) are matched to the data set's label names
+    names = {"label_names": list(data.label_names)} if key.model in IMAGE_MODELS else {}
     model = make_model(key.model, in_features, data.num_labels, train_labels=fit_y,
-                       **model_options(protocol, key.model)).to(device)
+                       **{**names, **model_options(protocol, key.model)}).to(device)
+    grad_clip = getattr(model, "grad_clip", None)   # ML-GCN's released engine: 10 (off by default)
     features = None
     if needs_features(key.selector, protocol, key.preset):
         features = (data.knn_features[fit_rows] if data.knn_features is not None else
@@ -263,15 +285,23 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
             source = None   # another protocol's legacy file: not ours to remove
         legacy = legacy if source == legacy else None
     eval_base = _eval_base(data)
-    feature_pass = lambda: ((x.to(device), y.to(device))   # noqa: E731  (HST's prototype pass)
-                            for _, x, y in loader(eval_base, fit_rows, batch_size=64, workers=workers, device=device))
+
+    def feature_pass(epoch: int):
+        """HST's prototype pass: the training rows in order, under the training transform
+        when the model asks for it (HST's release) and the images have a random one."""
+        if getattr(model, "prototype_augment", False) and not hasattr(data.train, "get_batch"):
+            batches = loader(data.train, fit_rows, batch_sampler=_SeededPass(fit_rows.numel(), 64, seed, epoch),
+                             workers=workers, device=device)
+        else:
+            batches = loader(eval_base, fit_rows, batch_size=64, workers=workers, device=device)
+        return ((x.to(device), y.to(device)) for _, x, y in batches)
     selecting = protocol.model_selection
     bar = tqdm(range(first_epoch, protocol.epochs), desc=f"{key.dataset} {key.model} {key.selector} s{key.fold}",
                disable=not progress, leave=False, dynamic_ncols=True, initial=first_epoch, total=protocol.epochs)
     for epoch in bar:
         batches.set_epoch(epoch)
         if hasattr(model, "start_epoch"):
-            model.start_epoch(epoch, len(sampler), feature_pass)
+            model.start_epoch(epoch, len(sampler), lambda: feature_pass(epoch))
         model.train()
         total, seen, select_before, loop_start = 0.0, 0, sampler.overhead_seconds, time.perf_counter()
         for index, x, y in train_loader:
@@ -282,6 +312,8 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
                 logits, loss = selection_objective(model, sampler, index, x, y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimiser.step()
             sampler.update(index, logits.detach().float(), y)
             total += float(loss.detach()) * index.numel()
@@ -322,7 +354,9 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
         best["epoch"] = protocol.epochs - 1
     test_rows = torch.arange(len(data.test))
     probs = predict(model, data.test, test_rows, device, workers, protocol.amp)
-    metrics = {"map": mean_average_precision(data.test_labels, probs, data.test_ignore), **evaluate(data.test_labels, probs)}
+    metrics = {"map": mean_average_precision(data.test_labels, probs, data.test_ignore),
+               "map_voc_interpolated": voc_interpolated_map(data.test_labels, probs, data.test_ignore),
+               **evaluate(data.test_labels, probs)}
     loop, selection = sum(history["loop_seconds"]), sum(history["selection_seconds"])
     record = {
         "key": key.to_dict(), "metrics": metrics, "best_epoch": best["epoch"],
@@ -331,7 +365,7 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
         "steps": int(sum(history["steps"])),
         "shape": {"train": int(fit_rows.numel()), "val": int(val_rows.numel()), "test": len(data.test),
                   "q": data.num_labels},
-        "history": history, "inputs": protocol.inputs,
+        "history": history, "inputs": protocol.inputs, "label_names": list(data.label_names),
     }
     if ckpt is not None and os.path.exists(ckpt):
         os.remove(ckpt)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .label_files import label_embeddings  # noqa: F401  (its earlier home; the models import it from here)
 
 RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
 TRAINABLE = ("all", "layer4", "none")
@@ -40,7 +43,10 @@ def _load_checkpoint(net: nn.Module, path: str, name: str) -> None:
 
 class Backbone(nn.Module):
     """images (b, 3, H, W) -> feature map (b, C, H/32, W/32); C = ``out_channels``
-    (512 for ResNet-18/34, 2048 for 50/101/152).
+    (512 for ResNet-18/34, 2048 for 50/101/152). ``pool`` > 1 averages the map over
+    ``pool`` × ``pool`` windows after layer4 (b, C, H/32/pool, W/32/pool): HST's released
+    ResNet adds ``AvgPool2d(2, 2)`` there (7 × 7 positions at 448 px instead of 14 × 14).
+    A map smaller than the window (inputs under 64 px with ``pool = 2``) is left as it is.
 
     name "none": the inputs already are features, (b, d) vectors (returned as (b, d, 1, 1))
     or (b, C, h, w) maps; ``in_features`` is then d or C. ``trainable``: "all" layers,
@@ -49,11 +55,13 @@ class Backbone(nn.Module):
     """
 
     def __init__(self, name: str = "resnet101", in_features: int = 3, *, checkpoint: str | None = None,
-                 trainable: str = "all") -> None:
+                 trainable: str = "all", pool: int = 1) -> None:
         super().__init__()
         if trainable not in TRAINABLE:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {trainable!r}")
-        self.name, self.trainable = name, trainable
+        if not isinstance(pool, int) or pool < 1:
+            raise ValueError(f"pool must be an integer >= 1 (1: no pooling), got {pool!r}")
+        self.name, self.trainable, self.pool = name, trainable, pool
         if name == "none":
             if checkpoint:
                 raise ValueError("checkpoint= needs a ResNet backbone, not backbone='none'")
@@ -94,28 +102,7 @@ class Backbone(nn.Module):
             return x
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images (b, 3, H, W), got {tuple(x.shape)}")
-        return self.layer4(self.body(x))
-
-
-def label_embeddings(path: str | None, num_labels: int) -> torch.Tensor:
-    """(q, d_w) label word embeddings from ``path`` (.npy, .npz with one array, .pt, or a
-    pickle of an array, as ML-GCN ships GloVe), or the identity (q, q) when ``path`` is
-    None: the documented one-hot fallback when no word vectors are available."""
-    if path is None:
-        return torch.eye(num_labels)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"label embedding file not found: {path}")
-    import numpy as np
-    if path.endswith((".npy", ".npz")):
-        data = np.load(path, allow_pickle=False)
-        data = data[data.files[0]] if hasattr(data, "files") else data
-    elif path.endswith(".pt"):
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        import pickle
-        with open(path, "rb") as handle:
-            data = pickle.load(handle)
-    emb = torch.as_tensor(np.asarray(data), dtype=torch.float32)
-    if emb.dim() != 2 or emb.shape[0] != num_labels:
-        raise ValueError(f"label embeddings in {path} must be ({num_labels}, d), got {tuple(emb.shape)}")
-    return emb
+        fmap = self.layer4(self.body(x))
+        if self.pool > 1 and min(fmap.shape[-2:]) >= self.pool:
+            fmap = F.avg_pool2d(fmap, self.pool, self.pool)
+        return fmap

@@ -1,8 +1,20 @@
-"""The label graph CLIF builds from the training labels."""
+"""Label graphs from training labels: the co-occurrence counts every graph starts from,
+and the graph CLIF builds from them."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+
+def cooccurrence_counts(labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """labels (n, q) 0/1 -> (pair counts (q, q) float64 with a zero diagonal, label counts (q,)
+    float64): n_ij rows carrying both i and j, n_i rows carrying i. The layout of ML-GCN's
+    ``*_adj.pkl`` files ({'adj': n_ij, 'nums': n_i}), so a file and labels feed one formula."""
+    y = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels).to(torch.float64)
+    if y.dim() != 2:
+        raise ValueError(f"labels must be a (n, q) matrix, got shape {tuple(y.shape)}")
+    counts = y.t() @ y
+    return counts.fill_diagonal_(0.0), y.sum(0)
 
 
 def label_cooccurrence_graph(labels) -> torch.Tensor:

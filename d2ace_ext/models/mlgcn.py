@@ -5,7 +5,9 @@ Settings (the D2ACE paper's Appendix D.2): 2 GCN layers with outputs 1024 and 20
 LeakyReLU(0.2) between them, correlation matrix with τ = 0.4 and p = 0.2.
 
 Choices, one line each:
-* co-occurrence from the training labels: P(L_j | L_i) = M_ij / N_i, binarised at τ;
+* co-occurrence from the training labels: P(L_j | L_i) = M_ij / N_i, binarised at τ; or,
+  with ``graph=PATH``, from a counts file in ML-GCN's ``*_adj.pkl`` layout (its counts
+  come from the whole training split), matched to the labels by name (``label_files``);
 * re-weighting as the paper's equation: A'_ij = p · A_ij / Σ_{k≠i} A_ik (i ≠ j), A'_ii = 1 − p;
   a label with no neighbour after binarising keeps A'_ii = 1 (the equation divides by 0);
   (the released code instead scales by column sums with p = 0.25 and adds I);
@@ -15,7 +17,14 @@ Choices, one line each:
   in the paper, 512 for ResNet-18), since each output row is a classifier of that feature;
 * GCN weights uniform(±1/√out), no bias, as the released ``GraphConvolution``;
 * label word embeddings from a user file (GloVe 300-d in the paper; ``embeddings=PATH``),
-  else one-hot (q, q) inputs: GloVe cannot be downloaded here.
+  else one-hot (q, q) inputs: GloVe cannot be downloaded here. Files are matched to the
+  data set's ``label_names`` (ML-GCN's own files are in alphabetical order: pass
+  ``label_order="alphabetical"``; ``models/label_files.py``);
+* the classifier product runs in float32 with autocast off: under bf16 autocast its
+  logits would be rounded to bf16, whose ties move mAP by 1-2 × 10⁻⁴;
+* gradient clipping: the released ``engine.py`` clips the gradient norm at 10 (with its
+  SGD at lr 0.1); the paper trains both image models with one Adam recipe, so no clip by
+  default, ``grad_clip=10`` for the release's (the image protocol applies it).
 """
 from __future__ import annotations
 
@@ -25,16 +34,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import Backbone, label_embeddings
+from .backbone import Backbone
 from .base import MultiLabelModel
+from .label_files import label_count_file, label_embeddings
+from .label_graph import cooccurrence_counts
 
 
 def mlgcn_adjacency(labels: torch.Tensor, tau: float = 0.4, p: float = 0.2) -> torch.Tensor:
     """labels (n, q) 0/1 -> the normalised propagation matrix (q, q) of ML-GCN."""
-    y = labels.double()
-    counts = y.T @ y                                    # M_ij (diagonal = N_i)
-    n_i = counts.diagonal().clone()
-    cond = counts / n_i.clamp(min=1).unsqueeze(1)       # P(L_j | L_i), row i
+    return mlgcn_adjacency_from_counts(*cooccurrence_counts(labels), tau, p)
+
+
+def mlgcn_adjacency_from_counts(pairs: torch.Tensor, n_i: torch.Tensor, tau: float = 0.4,
+                                p: float = 0.2) -> torch.Tensor:
+    """pair counts M (q, q) and label counts N (q,) -> ML-GCN's propagation matrix (q, q)."""
+    cond = pairs.double() / n_i.double().clamp(min=1).unsqueeze(1)   # P(L_j | L_i), row i
     cond.fill_diagonal_(0)
     binary = (cond >= tau).double()
     row = binary.sum(1, keepdim=True)
@@ -62,24 +76,33 @@ class MLGCN(MultiLabelModel):
     in_features: 3 for images, the feature width d / channels C for backbone="none".
     train_labels (n, q) build the label graph (required). Options: backbone, checkpoint
     (ResNet weights file), trainable ("all" as ML-GCN fine-tunes), embeddings (file),
-    tau, p, hidden (1024), negative_slope (0.2).
+    graph (counts file instead of train_labels' counts), label_order (of files without
+    names: "alphabetical" or "dataset"), tau, p, hidden (1024), negative_slope (0.2),
+    grad_clip (None; the release: 10). ``label_names``: the data set's labels in column
+    order, which files are matched to (the image protocol passes them).
     """
 
     def __init__(self, in_features: int, num_labels: int, train_labels: torch.Tensor | None = None, *,
                  backbone: str = "resnet101", checkpoint: str | None = None, trainable: str = "all",
-                 embeddings: str | None = None, tau: float = 0.4, p: float = 0.2, hidden: int = 1024,
-                 negative_slope: float = 0.2) -> None:
+                 embeddings: str | None = None, graph: str | None = None, label_order: str | None = None,
+                 label_names: list[str] | None = None, tau: float = 0.4, p: float = 0.2, hidden: int = 1024,
+                 negative_slope: float = 0.2, grad_clip: float | None = None) -> None:
         super().__init__()
-        if train_labels is None:
-            raise ValueError("ML-GCN builds its label graph from train_labels (n, q); pass them")
-        if train_labels.shape[1] != num_labels:
+        if train_labels is None and graph is None:
+            raise ValueError("ML-GCN builds its label graph from train_labels (n, q) or a graph= counts file; pass one")
+        if train_labels is not None and train_labels.shape[1] != num_labels:
             raise ValueError(f"train_labels has {train_labels.shape[1]} labels, expected {num_labels}")
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 (the largest gradient norm) or None, got {grad_clip!r}")
         self.backbone = Backbone(backbone, in_features, checkpoint=checkpoint, trainable=trainable)
-        self.register_buffer("adjacency", mlgcn_adjacency(train_labels, tau, p))
-        self.register_buffer("label_inputs", label_embeddings(embeddings, num_labels))
+        counts = (label_count_file(graph, num_labels, label_names, label_order) if graph is not None
+                  else cooccurrence_counts(train_labels))
+        self.register_buffer("adjacency", mlgcn_adjacency_from_counts(*counts, tau, p))
+        self.register_buffer("label_inputs", label_embeddings(embeddings, num_labels, label_names, label_order))
         self.gc1 = GraphConvolution(self.label_inputs.shape[1], hidden)
         self.gc2 = GraphConvolution(hidden, self.backbone.out_channels)
         self.negative_slope = negative_slope
+        self.grad_clip = grad_clip   # read by the image protocol after each backward
 
     def classifiers(self) -> torch.Tensor:
         """(q, C): one classifier per label from the GCN."""
@@ -88,4 +111,5 @@ class MLGCN(MultiLabelModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feature = torch.amax(self.backbone(x), dim=(2, 3))      # global max pooling, (b, C)
-        return feature @ self.classifiers().T.to(feature.dtype)
+        with torch.autocast(x.device.type, enabled=False):      # float32 logits (module notes)
+            return feature.float() @ self.classifiers().float().T

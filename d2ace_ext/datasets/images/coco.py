@@ -5,10 +5,17 @@ On-disk layout (the official archives unpacked), under the data folder as ``coco
 
     train2014/<file_name>   val2014/<file_name>   annotations/instances_{train,val}2014.json
 
-An image's labels are the categories of its instance annotations (crowd ones too), in
-the order of the category ids (1 ... 90 with gaps -> labels 0 ... 79). Images without
-any annotation are dropped, as in the ML-GCN protocol (82,081 training and 40,137 test
-images out of 82,783 and 40,504); ``keep_empty=True`` keeps them as all-zero rows.
+An image's labels are the categories of its instance annotations (crowd ones too).
+Label order: by category id (1 ... 90 with gaps -> columns 0 ... 79; person = 0), recorded
+as ``label_names``. ML-GCN numbers the classes by *name* instead (person = 49 of its
+``coco_adj.pkl`` and ``coco_glove_word2vec.pkl``): files with one row per label are
+matched by name (``models/label_files.py``), never by position alone.
+
+Images: all of them by default, those without any annotation as all-zero label rows:
+82,783 training and 40,504 test images, the paper's count (Table 2: 123,287) and what
+HST's and torchvision's readers load. ``drop_empty=True`` drops them as ML-GCN does
+(82,081 and 40,137). mAP skips no class either way (every class has positives); kept
+empty images are negatives of every class.
 The JSON is parsed with the standard library. An image id, category id, category name
 or file name listed twice is refused (ValueError naming the file and the values): the
 later entry would silently overwrite the earlier one's file or add a column.
@@ -48,8 +55,8 @@ def _refuse_repeats(values: list, what: str, why: str) -> None:
                          f"(it gives {why})")
 
 
-def read_split(root: str, split: str, keep_empty: bool = False) -> LabelledImages:
-    """``split`` is "train2014" or "val2014"."""
+def read_split(root: str, split: str, drop_empty: bool = False) -> LabelledImages:
+    """``split`` is "train2014" or "val2014"; ``drop_empty``: leave out images without annotations."""
     path = os.path.join(root, "annotations", f"instances_{split}.json")
     data = _load_json(path)
     try:
@@ -71,19 +78,20 @@ def read_split(root: str, split: str, keep_empty: bool = False) -> LabelledImage
             present.setdefault(image_id, set()).add(column[category])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed MS-COCO annotation file {path}: {exc}") from exc
-    kept = sorted(images) if keep_empty else sorted(present)
+    kept = sorted(present) if drop_empty else sorted(images)
     labels = torch.zeros(len(kept), len(names))
     for i, image_id in enumerate(kept):
         for j in present.get(image_id, ()):
             labels[i, j] = 1
     paths = [os.path.join(root, split, images[image_id]) for image_id in kept]
-    return LabelledImages(paths, labels, torch.zeros_like(labels, dtype=torch.bool), names)
+    return LabelledImages(paths, labels, torch.zeros_like(labels, dtype=torch.bool), names,
+                          empty=len(images) - len(present), empty_dropped=drop_empty)
 
 
-def load_coco2014(data_dir: str, keep_empty: bool = False) -> tuple[LabelledImages, LabelledImages]:
+def load_coco2014(data_dir: str, drop_empty: bool = False) -> tuple[LabelledImages, LabelledImages]:
     """(train2014, val2014) under ``data_dir``; errors name the missing or bad path."""
     root = find_root(data_dir, "annotations", ("coco2014", "coco", ""), "MS-COCO 2014")
-    train, test = read_split(root, "train2014", keep_empty), read_split(root, "val2014", keep_empty)
+    train, test = read_split(root, "train2014", drop_empty), read_split(root, "val2014", drop_empty)
     if train.label_names != test.label_names:
         raise ValueError(f"MS-COCO categories differ between the train2014 and val2014 files under {root}")
     return train, test

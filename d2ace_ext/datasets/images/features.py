@@ -4,7 +4,8 @@ One file, ``.pt`` (``torch.save`` of a dict) or ``.npz`` (``numpy.savez``), with
 
     train_features (n, d) or (n, C, h, w)   train_labels (n, q) 0/1
     test_features  (m, d) or (m, C, h, w)   test_labels  (m, q) 0/1
-    label_names    (q,) strings, optional
+    label_names    (q,) strings, optional (without them: "label00", "label01", ... in
+                   column order, zero-padded so that the names sort in that order)
 
 Pooled vectors (n, d) suit ML-GCN; HST attends over a map, so it takes (n, C, h, w)
 (on pooled vectors its attention sees a single position). Errors name the file and key:
@@ -80,7 +81,9 @@ def load_features(path: str) -> tuple[TensorImages, TensorImages]:
     if widths["train"] != widths["test"]:
         raise ValueError(f"features file {path}: train_features rows have shape {widths['train']} but test_features "
                          f"rows {widths['test']}; both splits must come from the same backbone and pooling")
-    names = [str(s) for s in data["label_names"]] if "label_names" in data else [f"label{j}" for j in range(q)]
+    width = len(str(q - 1))
+    names = ([str(s) for s in data["label_names"]] if "label_names" in data else
+             [f"label{j:0{width}d}" for j in range(q)])
     if len(names) != q:
         raise ValueError(f"features file {path}: label_names has {len(names)} names for {q} label columns")
     return (TensorImages(t["train_features"].float(), t["train_labels"], names),

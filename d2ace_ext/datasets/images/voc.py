@@ -5,13 +5,17 @@ On-disk layout (the devkit's), found under the data folder as ``VOCdevkit/VOC200
 
     JPEGImages/<id>.jpg   Annotations/<id>.xml   ImageSets/Main/trainval.txt, test.txt
 
-An image's labels are the classes of the ``<object>`` elements of its XML file.
-``difficult`` objects, as the common multi-label protocol treats them (ML-GCN, SSGRL,
-HST code bases, whose per-class lists mark a class present only through difficult
-objects with 0): such a class counts as present for training, and on the test split
-it is *ignored* by mAP (the official VOC evaluation excludes difficult objects) and
-counted as present by the other metrics. ``difficult`` in {"ignore", "positive",
-"negative"} changes the test-side rule.
+An image's labels are the classes of the ``<object>`` elements of its XML file. A class
+seen only through ``difficult`` objects is treated by one of these named rules
+(``difficult=``; the image protocol's default is the base model's own):
+
+* ``"mlgcn"`` (ML-GCN: its per-class lists mark such a class 0, its engine turns 0 into 1
+  for training and its AP meter skips 0 at test): present for training; on the test
+  split *ignored* by mAP and counted present by the other metrics. ``"ignore"`` is an
+  older name of this rule.
+* ``"hst"`` (HCP-MLR-PL ``datasets/voc2007.py`` skips every difficult object): absent,
+  for training and test alike, so the class is a negative everywhere.
+* ``"positive"`` / ``"negative"``: present for training; present / absent on the test split.
 
 Refused (ValueError naming the split list): an image id listed twice in one list, and
 an id listed in both trainval and test. A UTF-8 byte-order mark at the start of a list
@@ -28,18 +32,25 @@ import torch
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
                "train", "tvmonitor")
-DIFFICULT_RULES = ("ignore", "positive", "negative")
+#: rule name -> (present for training?, test-side treatment: "ignore", "positive" or "negative")
+DIFFICULT_RULES = {"mlgcn": (True, "ignore"), "hst": (False, "negative"), "positive": (True, "positive"),
+                   "negative": (True, "negative")}
+_RULE_ALIASES = {"ignore": "mlgcn"}   # the rule's name before it was named after its code base
 
 
 @dataclass
 class LabelledImages:
-    """One split: image paths (n), labels (n, q) float32 0/1, and ``ignore`` (n, q) bool
-    (entries mAP skips; all False where the set has no such entries)."""
+    """One split: image paths (n), labels (n, q) float32 0/1, ``ignore`` (n, q) bool
+    (entries mAP skips; all False where the set has no such entries), the label names in
+    column order, and how many listed images had no label (``empty``: kept as all-zero
+    rows unless ``empty_dropped``)."""
 
     paths: list[str]
     labels: torch.Tensor
     ignore: torch.Tensor
     label_names: list[str]
+    empty: int = 0
+    empty_dropped: bool = False
 
 
 def find_root(data_dir: str, marker: str, candidates: tuple[str, ...], name: str) -> str:
@@ -92,10 +103,19 @@ def read_annotation(path: str) -> tuple[set[str], set[str]]:
     return clear, hard - clear
 
 
-def read_split(root: str, split: str, difficult: str = "ignore", train: bool = False) -> LabelledImages:
-    """One official split ("trainval" or "test") of the VOC2007 folder ``root``."""
-    if difficult not in DIFFICULT_RULES:
-        raise ValueError(f"difficult must be one of {DIFFICULT_RULES}, got {difficult!r}")
+def difficult_rule(name: str) -> str:
+    """The canonical name of difficult-object rule ``name`` (module notes); ValueError
+    listing the valid names otherwise."""
+    name = _RULE_ALIASES.get(name, name)
+    if name not in DIFFICULT_RULES:
+        raise ValueError(f"difficult must be one of {', '.join([*DIFFICULT_RULES, *_RULE_ALIASES])}, got {name!r}")
+    return name
+
+
+def read_split(root: str, split: str, difficult: str = "mlgcn", train: bool = False) -> LabelledImages:
+    """One official split ("trainval" or "test") of the VOC2007 folder ``root``; ``train``
+    says which side of the ``difficult`` rule applies."""
+    train_present, test_side = DIFFICULT_RULES[difficult_rule(difficult)]
     ids = _read_ids(os.path.join(root, "ImageSets", "Main", f"{split}.txt"))
     index = {name: j for j, name in enumerate(VOC_CLASSES)}
     labels = torch.zeros(len(ids), len(VOC_CLASSES))
@@ -105,17 +125,17 @@ def read_split(root: str, split: str, difficult: str = "ignore", train: bool = F
         for name in clear:
             labels[i, index[name]] = 1
         for name in hard_only:
-            # Training: present (ML-GCN's engine turns its 0 = difficult into 1).
-            if train or difficult in ("ignore", "positive"):
+            if (train_present if train else test_side != "negative"):
                 labels[i, index[name]] = 1
-            if not train and difficult == "ignore":
+            if not train and test_side == "ignore":
                 ignore[i, index[name]] = True
     paths = [os.path.join(root, "JPEGImages", f"{image_id}.jpg") for image_id in ids]
     return LabelledImages(paths, labels, ignore, list(VOC_CLASSES))
 
 
-def load_voc2007(data_dir: str, difficult: str = "ignore") -> tuple[LabelledImages, LabelledImages]:
+def load_voc2007(data_dir: str, difficult: str = "mlgcn") -> tuple[LabelledImages, LabelledImages]:
     """(trainval, test) of VOC2007 under ``data_dir``; errors name the missing or bad path."""
+    difficult_rule(difficult)   # an unknown rule is refused before any file is read
     root = find_root(data_dir, "Annotations", ("VOCdevkit/VOC2007", "VOC2007", ""), "VOC2007")
     lists = [os.path.join(root, "ImageSets", "Main", f"{split}.txt") for split in ("trainval", "test")]
     both = sorted(set(_read_ids(lists[0])) & set(_read_ids(lists[1])))
