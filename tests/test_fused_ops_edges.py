@@ -210,12 +210,15 @@ def test_record_step_rejects_bad_input_and_keeps_state():
         for name in VisitState.TENSORS:
             assert torch.equal(getattr(state, name), before[name]), (message, name)
     # state tensors of the wrong kind
-    raw = [state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base]
+    raw = [state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
+           state.index_errors]
     tail = (good["indices"], good["outputs"], good["targets"], 1, True, True, False, 0.5, 0.7)
     for position, bad, message in [(1, state.pushes.int(), "pushes must have dtype Long"),
                                    (3, state.loss.double(), "loss must have dtype Float"),
                                    (0, state.window.transpose(1, 2).contiguous().transpose(1, 2), "window must be contiguous"),
-                                   (4, state.flip_average[:-1], "flip_average has shape")]:
+                                   (4, state.flip_average[:-1], "flip_average has shape"),
+                                   (6, torch.zeros(2, dtype=torch.int64), "index_errors has shape"),
+                                   (6, state.index_errors.int(), "index_errors must have dtype Long")]:
         args = list(raw)
         args[position] = bad
         with pytest.raises(RuntimeError, match=message):
@@ -246,6 +249,8 @@ def test_score_visits_rejects_bad_input():
         ({"label_cols": y.cols.int()}, "label_cols must have dtype Long"),
         ({"label_cols": torch.where(y.cols == 2, 3, y.cols)}, "label_cols and context_cols must lie in"),
         ({"context_cols": y.cols[:-1]}, "context_ptr does not describe context_cols"),
+        # right ends, but row 1 would span [4, 2): the ends alone are not enough
+        ({"label_ptr": torch.tensor([0, 4, 2, 6, 6, 7, 8])}, "label_ptr does not describe label_cols: it decreases at row 1"),
         ({"workspace": torch.empty(2, n, q + 1)}, "workspace has shape"),
         ({"workspace": torch.empty(2, n, q, dtype=torch.float64)}, "workspace must have dtype Float"),
         ({"workspace": torch.empty(2, q, n).transpose(1, 2)}, "workspace must be contiguous"),
