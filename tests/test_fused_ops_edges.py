@@ -280,3 +280,24 @@ def test_quantized_mixture_rejects_bad_input():
             torch.ops.d2ace_ext.quantized_mixture(*args)
     with pytest.raises(RuntimeError, match="pressure must be >= 1"):
         ops.quantized_mixture(weights, 0.9, 0.5, 0)
+
+
+def test_sparse_rows_reject_corrupt_rows_where_they_are_built():
+    # The scoring kernels trust the rows: on CUDA a row_ptr that runs past cols is read
+    # out of bounds (and breaks the CUDA context), so SparseRows checks them once.
+    good = sparse([[1, 0, 1], [0, 1, 0], [1, 1, 1]])  # row_ptr [0, 2, 3, 6]
+    fields = dict(rows=good.rows, cols=good.cols, row_ptr=good.row_ptr, shape=good.shape)
+    assert SparseRows(**fields).nnz == 6
+    cases = [
+        ({"row_ptr": torch.tensor([0, 4, 3, 6])}, r"row_ptr must start at 0, never decrease .* and it decreases"),
+        ({"row_ptr": torch.tensor([0, 2, 3, 7])}, r"end at the number of nonzeros \(6\); got first 0, last 7"),
+        ({"row_ptr": torch.tensor([1, 2, 3, 6])}, "got first 1"),
+        ({"row_ptr": torch.tensor([0, 2, 6])}, r"row_ptr must have n \+ 1 = 4 entries"),
+        ({"row_ptr": good.row_ptr.int()}, "row_ptr must be a 1-D int64 tensor"),
+        ({"cols": torch.tensor([0, 2, 1, 0, 1, 3])}, r"cols must lie in \[0, 3\)"),
+        ({"cols": good.cols[:-1]}, "rows and cols must have one entry per nonzero"),
+        ({"rows": torch.tensor([0, 0, 1, 2, 2, 1])}, "rows must give each nonzero's row"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(ValueError, match=message):
+            SparseRows(**{**fields, **changes})
