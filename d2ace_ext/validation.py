@@ -106,6 +106,35 @@ def check_targets_match(targets: torch.Tensor, labels: torch.Tensor | None, inde
     )
 
 
+def check_step(outputs: torch.Tensor, kind: str, targets: torch.Tensor, labels: torch.Tensor | None,
+               index: torch.Tensor, values: bool = True) -> None:
+    """One training step's values, with one host read in all: outputs (b, q) as
+    :func:`check_outputs`, targets (b, q) as :func:`check_binary` (both skipped with
+    ``values=False``, for a consumer that checks values itself) and as
+    :func:`check_targets_match` against labels (n, q) at index (b,) int64 CPU.
+
+    On CUDA each of those checks alone is a synchronisation (3-4 per training step);
+    here their flags are reduced on the device and read together. Only when one is set
+    are the individual checks run again, to raise their own messages in their order.
+    """
+    flags = []
+    if values:
+        flags.append(torch.isnan(outputs).any())
+        if kind == "probs":
+            flags.append(((outputs < 0) | (outputs > 1)).any())
+        if targets.dtype != torch.bool:
+            flags.append((targets * (1 - targets)).any())  # 0 exactly for 0 and 1 (check_binary)
+    if labels is not None:
+        expected = labels[index.to(labels.device, non_blocking=True)]
+        flags.append(targets.ne(expected).any())
+    if not flags or not any(torch.stack(flags).tolist()):
+        return
+    if values:
+        check_outputs(outputs, kind)
+        check_binary(targets, "targets")
+    check_targets_match(targets, labels, index)
+
+
 def check_labels(labels, name: str = "labels") -> torch.Tensor:
     """The training label matrix: (n, q) 0/1 with n >= 2 and q >= 1.
 
