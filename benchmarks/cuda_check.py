@@ -2,7 +2,7 @@
 package; benchmarks/gpu_check.sh runs each subcommand as one step).
 
     python benchmarks/cuda_check.py check     # equivalence, kernel paths, opcheck, launch count
-    python benchmarks/cuda_check.py small     # the kernel paths alone (the compute-sanitizer run)
+    python benchmarks/cuda_check.py small     # the CUDA ops alone on the kernel paths (for compute-sanitizer)
     python benchmarks/cuda_check.py timing [--json FILE] [--repeats N]
     python benchmarks/cuda_check.py compare BASELINE.json NEW.json
 
@@ -106,12 +106,14 @@ def copy_state(state: VisitState, device) -> VisitState:
     return other
 
 
-def check_kernel_paths(presets=("reference",)) -> None:
-    """Each kernel-path shape: batches recorded by the CUDA and the CPU op (states compared),
-    then the CUDA state scored by both ops and its weights quantised by both."""
+def check_kernel_paths(presets=("reference",), against_cpu: bool = True) -> None:
+    """Each kernel-path shape: batches recorded by the CUDA op, the state scored and its
+    weights quantised. ``against_cpu``: the CPU op does the same (states compared, the
+    CUDA state scored by both); without it the CUDA ops alone run (the sanitizer runs,
+    which look for memory and barrier errors, not for differences)."""
     for name, (n, q, n_t, reaches) in KERNEL_PATH_SHAPES.items():
         for preset in presets:
-            print(f"kernel path {name} (n={n:,}, q={q:,}, n_t={n_t}), preset {preset}: {reaches}")
+            print(f"kernel path {name} (n={n:,}, q={q:,}, n_t={n_t}), preset {preset}: {reaches}", flush=True)
             config = D2ACEConfig.preset(preset)  # the state has n_t slots; a config needs >= 2
             flags = dict(from_logits=True, per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
                          flip_threshold=config.flip_threshold, lambda2=config.lambda2)
@@ -120,20 +122,25 @@ def check_kernel_paths(presets=("reference",)) -> None:
             for epoch in range(n_t + 1):
                 for idx, logits, targets in random_batches(n, q, labels, epoch % 2, epoch, batches=2):
                     ops.record_step(on_gpu, idx.cuda(), logits.cuda(), targets.cuda(), epoch, **flags)
-                    ops.record_step(on_cpu, idx, logits, targets, epoch, **flags)
-            for tensor in VisitState.TENSORS:
-                compare(f"record_step {tensor}", getattr(on_gpu, tensor), getattr(on_cpu, tensor), 1e-5)
-            same = copy_state(on_gpu, "cpu")
+                    if against_cpu:
+                        ops.record_step(on_cpu, idx, logits, targets, epoch, **flags)
             options = dict(lambda1=config.lambda1, loss_transform=config.loss_transform, norm_eps=config.norm_eps,
                            row_normalize=config.row_normalize_correlation,
                            label_weights_in_phi=config.label_weights_in_phi)
             gpu = ops.score_visits(on_gpu, *sparse_rows(labels, context, "cuda"), **options)
+            weights = gpu[2] + gpu[3]
+            p_gpu = ops.quantized_mixture(weights, 50.0, 0.5, config.quant_index_min, gpu[4])[1]
+            torch.cuda.synchronize()
+            if not against_cpu:
+                print(f"  ran: sum of P = {p_gpu.sum().item():.6f}")
+                continue
+            for tensor in VisitState.TENSORS:
+                compare(f"record_step {tensor}", getattr(on_gpu, tensor), getattr(on_cpu, tensor), 1e-5)
+            same = copy_state(on_gpu, "cpu")
             cpu = ops.score_visits(same, *sparse_rows(labels, context, "cpu"), **options)
             for field, got, want in zip(SCORE_FIELDS, gpu, cpu):
                 compare(f"score_visits {field}", got, want, 1e-5)
             compare("score_visits metrics workspace", on_gpu.workspace(), same.workspace(), 1e-5)
-            weights = gpu[2] + gpu[3]
-            p_gpu = ops.quantized_mixture(weights, 50.0, 0.5, config.quant_index_min, gpu[4])[1]
             p_cpu = ops.quantized_mixture(weights.cpu(), 50.0, 0.5, config.quant_index_min, gpu[4].cpu())[1]
             compare("quantized_mixture (same weights)", p_gpu, p_cpu, 1e-12)
 
@@ -267,7 +274,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="equivalence, kernel paths, opcheck, launch count")
-    commands.add_parser("small", help="the kernel paths alone (for compute-sanitizer)")
+    commands.add_parser("small", help="the CUDA ops alone on the kernel paths (for compute-sanitizer)")
     timed = commands.add_parser("timing", help="median kernel times")
     timed.add_argument("--json", help="also write the results to this file")
     timed.add_argument("--repeats", type=int, default=20)
@@ -290,7 +297,7 @@ def main(argv=None) -> int:
                 json.dump(result, out, indent=1)
         return 0
     if args.command == "small":
-        check_kernel_paths()
+        check_kernel_paths(against_cpu=False)
         return 0
     for preset in ("paper", "reference"):
         check_equivalence(preset)
