@@ -38,13 +38,23 @@ def as_index_tensor(indices, n: int, name: str = "indices") -> torch.Tensor:
     return tensor
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are the same one: ``cuda`` without an index is the current
+    CUDA device, where tensors made for it land (a sampler built with device="cuda"
+    holds torch.device("cuda"), its outputs arrive on cuda:0)."""
+    def resolved(d: torch.device) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if d.type == "cuda" and d.index is None else d
+
+    return a.type == b.type and (a.index == b.index or resolved(a) == resolved(b))
+
+
 def check_matrix(value, name: str, rows: int, cols: int, device: torch.device) -> torch.Tensor:
     """A (rows, cols) tensor on ``device``, floating point or 0/1-valued."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dim() != 2 or tuple(value.shape) != (rows, cols):
         raise ValueError(f"{name} must have shape ({rows}, {cols}), got {tuple(value.shape)}")
-    if value.device != device:
+    if not same_device(value.device, torch.device(device)):
         raise ValueError(
             f"{name} is on {value.device} but the sampler's state is on {device}; "
             f"move it, or build the sampler with device={str(value.device)!r}"

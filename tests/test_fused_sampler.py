@@ -76,3 +76,19 @@ def test_sampler_update_reads_tensor_values_on_the_host_once_per_step(monkeypatc
     monkeypatch.undo()
     assert reads == ["tolist", "tolist"], reads
     assert int(sampler.selector.visits.pushes.sum()) == len(index)
+
+
+def test_outputs_on_cuda_0_are_on_a_sampler_built_with_device_cuda(monkeypatch):
+    # D2ACESampler(..., device="cuda") holds torch.device("cuda"); the model's outputs
+    # arrive on cuda:0, and check_matrix compared the two with != and rejected every
+    # step (bench_image_step.py on a GPU would have stopped at its first update).
+    from d2ace_ext.validation import check_matrix, same_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    cuda, cuda0, cuda1 = torch.device("cuda"), torch.device("cuda:0"), torch.device("cuda:1")
+    assert same_device(cuda0, cuda) and same_device(cuda, cuda0) and same_device(cuda, cuda)
+    assert not same_device(cuda1, cuda) and not same_device(cuda0, cuda1)
+    assert same_device(torch.device("cpu"), torch.device("cpu")) and not same_device(torch.device("cpu"), cuda)
+    meta = torch.empty(2, 3, device="meta")
+    with pytest.raises(ValueError, match="outputs is on meta but the sampler's state is on cuda"):
+        check_matrix(meta, "outputs", 2, 3, cuda)
