@@ -15,7 +15,7 @@
 # Every stage begins with `machine` and `build` (a no-op rebuild on a warm machine) and stops
 # early only when one of those fails; every other step runs whatever the steps before did.
 # A step gets its own time limit, cut to what is left of the stage's budget; a step that
-# would start with under 15 s left is skipped. Each stage ends with a Markdown table
+# would start with under STEP_MIN_S (15) seconds left is skipped. Each stage ends with a Markdown table
 # (step | outcome | seconds), also written to $GPU_CHECK_SUMMARY when set; exit status 1
 # when a step failed. PYTHON picks the interpreter; CUDA_HOME the toolkit.
 set -uo pipefail
@@ -164,7 +164,7 @@ for entry in "${STEPS[@]}"; do
         continue
     fi
     left=$(( BUDGET - $(elapsed) ))
-    if (( left < 15 )); then
+    if (( left < ${STEP_MIN_S:-15} )); then
         ROWS+=("| $name | skip (the stage's ${BUDGET} s budget was spent) | 0 |")
         continue
     fi
