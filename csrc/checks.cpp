@@ -36,8 +36,9 @@ void check_binary_entropy_input(const at::Tensor& probs) {
 void check_record_step_inputs(const at::Tensor& window, const at::Tensor& pushes,
                               const at::Tensor& last_epoch, const at::Tensor& loss,
                               const at::Tensor& flip_average, const at::Tensor& flip_base,
-                              const at::Tensor& indices, const at::Tensor& outputs,
-                              const at::Tensor& targets, double flip_threshold, double lambda2) {
+                              const at::Tensor& index_errors, const at::Tensor& indices,
+                              const at::Tensor& outputs, const at::Tensor& targets, double flip_threshold,
+                              double lambda2) {
   const char* op = "record_step";
   TORCH_CHECK(window.dim() == 3, op, ": window must be (n, n_t, q), got shape ", window.sizes());
   const int64_t n = window.size(0), n_t = window.size(1), q = window.size(2);
@@ -49,6 +50,7 @@ void check_record_step_inputs(const at::Tensor& window, const at::Tensor& pushes
   expect_state(loss, op, "loss", at::kFloat, {n, q}, dev);
   expect_state(flip_average, op, "flip_average", at::kFloat, {n, q}, dev);
   expect_state(flip_base, op, "flip_base", at::kFloat, {n, q}, dev);
+  expect_state(index_errors, op, "index_errors", at::kLong, {1}, dev);
   expect_tensor(indices, op, "indices", at::kLong, {-1}, dev);
   const int64_t b = indices.size(0);
   expect_tensor(outputs, op, "outputs", at::kFloat, {b, q}, dev);

@@ -22,8 +22,9 @@ void check_binary_entropy_input(const at::Tensor& probs);
 void check_record_step_inputs(const at::Tensor& window, const at::Tensor& pushes,
                               const at::Tensor& last_epoch, const at::Tensor& loss,
                               const at::Tensor& flip_average, const at::Tensor& flip_base,
-                              const at::Tensor& indices, const at::Tensor& outputs,
-                              const at::Tensor& targets, double flip_threshold, double lambda2);
+                              const at::Tensor& index_errors, const at::Tensor& indices,
+                              const at::Tensor& outputs, const at::Tensor& targets, double flip_threshold,
+                              double lambda2);
 
 void check_score_visits_inputs(const at::Tensor& window, const at::Tensor& pushes,
                                const at::Tensor& loss, const at::Tensor& flip_average,

@@ -17,7 +17,8 @@ TORCH_LIBRARY(d2ace_ext, m) {
   m.def("binary_entropy(Tensor probs) -> Tensor");
   m.def(
       "record_step(Tensor(a!) window, Tensor(b!) pushes, Tensor(c!) last_epoch, Tensor(d!) loss, "
-      "Tensor(e!) flip_average, Tensor(f!) flip_base, Tensor indices, Tensor outputs, Tensor targets, "
+      "Tensor(e!) flip_average, Tensor(f!) flip_base, Tensor(g!) index_errors, Tensor indices, Tensor outputs, "
+      "Tensor targets, "
       "int epoch, bool from_logits, bool per_epoch, bool flip_on_probability, float flip_threshold, "
       "float lambda2) -> ()");
   m.def(

@@ -18,10 +18,13 @@ at::Tensor binary_entropy_cpu(const at::Tensor& probs);
 
 // One training step recorded in place (Eqs. 1-5 inputs): sigmoid / BCE of the batch's
 // outputs (b, q), the window ring (n, n_t, q), pushes and last_epoch (n,), latest loss,
-// flip EMA and its per-epoch base (n, q). indices (b,) int64 distinct.
+// flip EMA and its per-epoch base (n, q). indices (b,) int64 distinct. index_errors (1,)
+// int64: the CUDA kernel adds the number of out-of-range indices it skipped (the CPU
+// kernel raises instead).
 void record_step_cpu(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& last_epoch,
                      const at::Tensor& loss, const at::Tensor& flip_average, const at::Tensor& flip_base,
-                     const at::Tensor& indices, const at::Tensor& outputs, const at::Tensor& targets,
+                     const at::Tensor& index_errors, const at::Tensor& indices, const at::Tensor& outputs,
+                     const at::Tensor& targets,
                      int64_t epoch, bool from_logits, bool per_epoch, bool flip_on_probability,
                      double flip_threshold, double lambda2);
 
@@ -45,7 +48,8 @@ MixtureOutputs quantized_mixture_cpu(const at::Tensor& weights, const at::Tensor
 at::Tensor binary_entropy_cuda(const at::Tensor& probs);
 void record_step_cuda(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& last_epoch,
                       const at::Tensor& loss, const at::Tensor& flip_average, const at::Tensor& flip_base,
-                      const at::Tensor& indices, const at::Tensor& outputs, const at::Tensor& targets,
+                      const at::Tensor& index_errors, const at::Tensor& indices, const at::Tensor& outputs,
+                     const at::Tensor& targets,
                       int64_t epoch, bool from_logits, bool per_epoch, bool flip_on_probability,
                       double flip_threshold, double lambda2);
 ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& loss,

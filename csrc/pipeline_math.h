@@ -99,8 +99,12 @@ struct Ring {
   bool full;
 };
 
-// k mod n_t for any integer k (k = -1 before the first push).
-D2ACE_HD long long ring_slot(long long k, long long n_t) { return ((k % n_t) + n_t) % n_t; }
+// k mod n_t for any integer k (k = -1 before the first push); one division, not two:
+// k % n_t lies in (-n_t, n_t), so adding n_t once to a negative remainder suffices.
+D2ACE_HD long long ring_slot(long long k, long long n_t) {
+  const long long r = k % n_t;
+  return r < 0 ? r + n_t : r;
+}
 
 D2ACE_HD Ring ring_of(long long pushes, long long n_t) {
   Ring r;

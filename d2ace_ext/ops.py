@@ -21,8 +21,8 @@ if extension_loaded():
         return torch.empty_like(probs, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("d2ace_ext::record_step")
-    def _record_step_fake(window, pushes, last_epoch, loss, flip_average, flip_base, indices, outputs,
-                          targets, epoch, from_logits, per_epoch, flip_on_probability, flip_threshold,
+    def _record_step_fake(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
+                          outputs, targets, epoch, from_logits, per_epoch, flip_on_probability, flip_threshold,
                           lambda2) -> None:
         torch._check(window.dim() == 3, lambda: "record_step: window must be (n, n_t, q)")
         torch._check(outputs.shape == targets.shape, lambda: "record_step: outputs and targets differ in shape")
@@ -70,15 +70,22 @@ def record_step(state, indices: torch.Tensor, outputs: torch.Tensor, targets: to
     indices (b,) int64 distinct, on the state's device; outputs (b, q) float32 logits
     (``from_logits``) or probabilities; targets (b, q) float32 0/1. Computes the
     probabilities and per-label BCE itself, then the flip EMA (Eq. 4) and the window write.
-    The CPU kernel rejects out-of-range or repeated indices itself; for CUDA tensors they
-    are checked here on the host (one synchronisation) unless ``indices_checked`` says the
-    caller already did (the sampler does, on every step).
+
+    What is checked where. The CPU kernel checks everything before writing anything:
+    index range and repeats, NaN outputs, probabilities in [0, 1], 0/1 targets. The CUDA
+    kernel checks no values (that would synchronise with the host every step): for CUDA
+    tensors this wrapper checks the indices on the host (one synchronisation) unless
+    ``indices_checked`` says the caller already did (the sampler checks indices, outputs
+    and targets itself, with one synchronisation per step). An out-of-range index that
+    still reaches the CUDA kernel skips its row and is counted in
+    ``state.index_errors``; the next :func:`score_visits` raises for it. Repeated indices
+    on CUDA are a data race between their rows' updates: the caller must rule them out.
     """
     if indices.is_cuda and not indices_checked:
         as_index_tensor(indices, state.n, "indices")
     torch.ops.d2ace_ext.record_step.default(
         state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
-        indices, outputs, targets, int(epoch), bool(from_logits), bool(per_epoch),
+        state.index_errors, indices, outputs, targets, int(epoch), bool(from_logits), bool(per_epoch),
         flip_on == "probability", float(flip_threshold), float(lambda2),
     )
 
@@ -89,8 +96,10 @@ def score_visits(state, labels, context, *, lambda1: float, loss_transform: str,
 
     state: a VisitState; labels, context: :class:`~d2ace_ext.sparse_rows.SparseRows` of
     Y and Z. Returns float64 (v (2, q), C (2, q, q), δ (2, n), φ (2, n), range of w (2, 2)),
-    row 0 for uncertainty and row 1 for hardness.
+    row 0 for uncertainty and row 1 for hardness. Raises first if a CUDA record_step
+    skipped out-of-range indices since the last scoring (one synchronisation per epoch).
     """
+    state.raise_index_errors()
     return torch.ops.d2ace_ext.score_visits.default(
         state.window, state.pushes, state.loss, state.flip_average, labels.row_ptr, labels.cols,
         context.row_ptr, context.cols, state.workspace(), float(lambda1), loss_transform == "two_minus_exp", float(norm_eps),

@@ -30,13 +30,12 @@ from .selectors.base import FIXED, PRUNED, SHUFFLE, WEIGHTED, Selector
 from .selectors.d2ace import D2ACESelector
 from .validation import (
     as_index_tensor,
-    check_binary,
     check_matrix,
     check_non_negative_int,
     check_outputs,
     check_positive_int,
     check_seed,
-    check_targets_match,
+    check_step,
     is_int,
     is_real,
     seed64,
@@ -255,8 +254,7 @@ class SelectionBatchSampler(Sampler):
             index, outputs, targets = distributed.gather_records(index, outputs, targets, error)
             index = as_index_tensor(index, self.n, "indices (gathered from all ranks)")
         device = self.selector.device
-        index = index.to(device)
-        check_targets_match(targets, self.selector.labels, index)
+        index = index.to(device, non_blocking=True)  # no stream synchronisation for a pageable copy
         self.selector.record_outputs(index, outputs, targets, kind, self._epoch)
         self.overhead_seconds += time.perf_counter() - started
 
@@ -273,9 +271,9 @@ class SelectionBatchSampler(Sampler):
         # Values are checked in the dtype given (one rule for every path): a native
         # kernel checks float32 values itself, but a cast could round 1 + 1e-9 into range.
         selector_checks = self.selector.checks_outputs() and outputs.dtype == torch.float32
-        check_outputs(outputs, kind, values=not selector_checks)
-        if not selector_checks:
-            check_binary(targets, "targets")
+        check_outputs(outputs, kind, values=False)
+        # Values and the match with the training labels in one host read (one sync on CUDA).
+        check_step(outputs, kind, targets, self.selector.labels, index, values=not selector_checks)
         return index, outputs.to(torch.float32), targets.to(torch.float32)
 
     # -- checkpoints ------------------------------------------------------------------

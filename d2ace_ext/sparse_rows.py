@@ -28,6 +28,39 @@ class SparseRows:
     row_ptr: torch.Tensor
     shape: tuple[int, int]
 
+    def __post_init__(self) -> None:
+        """Checked once here, where the rows are built: the scoring kernels trust them
+        (a corrupt row_ptr would make the CUDA kernel read past ``cols``). Two host reads
+        (synchronisations on CUDA), once per training set."""
+        n, q = self.shape
+        for name, extent in (("rows", None), ("cols", None), ("row_ptr", n + 1)):
+            t = getattr(self, name)
+            if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.dim() != 1:
+                raise ValueError(f"SparseRows.{name} must be a 1-D int64 tensor, got "
+                                 f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
+            if extent is not None and t.numel() != extent:
+                raise ValueError(f"SparseRows.{name} must have n + 1 = {extent} entries for shape {self.shape}, "
+                                 f"got {t.numel()}")
+            if t.device != self.row_ptr.device:
+                raise ValueError(f"SparseRows.{name} is on {t.device}, row_ptr on {self.row_ptr.device}")
+        nnz = self.cols.numel()
+        if self.rows.numel() != nnz:
+            raise ValueError(f"SparseRows.rows and cols must have one entry per nonzero, got {self.rows.numel()} and {nnz}")
+        counts = self.row_ptr[1:] - self.row_ptr[:-1]
+        first, last, decreases = torch.stack([self.row_ptr[0], self.row_ptr[-1], (counts < 0).any().long()]).tolist()
+        if first != 0 or last != nnz or decreases:
+            raise ValueError(f"SparseRows.row_ptr must start at 0, never decrease and end at the number of nonzeros "
+                             f"({nnz}); got first {first}, last {last}" + (", and it decreases" if decreases else ""))
+        if nnz == 0:
+            return
+        expected_rows = torch.repeat_interleave(torch.arange(n, device=counts.device), counts, output_size=nnz)
+        cols_outside, rows_differ = torch.stack([((self.cols < 0) | (self.cols >= q)).any(),
+                                                 (self.rows != expected_rows).any()]).tolist()
+        if cols_outside:
+            raise ValueError(f"SparseRows.cols must lie in [0, {q}) for shape {self.shape}")
+        if rows_differ:
+            raise ValueError("SparseRows.rows must give each nonzero's row, as row_ptr does")
+
     @classmethod
     def from_dense(cls, matrix: torch.Tensor) -> "SparseRows":
         """matrix: (n, q) of 0/1 (any dtype) -> its nonzeros."""

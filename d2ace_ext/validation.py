@@ -38,13 +38,23 @@ def as_index_tensor(indices, n: int, name: str = "indices") -> torch.Tensor:
     return tensor
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are the same one: ``cuda`` without an index is the current
+    CUDA device, where tensors made for it land (a sampler built with device="cuda"
+    holds torch.device("cuda"), its outputs arrive on cuda:0)."""
+    def resolved(d: torch.device) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if d.type == "cuda" and d.index is None else d
+
+    return a.type == b.type and (a.index == b.index or resolved(a) == resolved(b))
+
+
 def check_matrix(value, name: str, rows: int, cols: int, device: torch.device) -> torch.Tensor:
     """A (rows, cols) tensor on ``device``, floating point or 0/1-valued."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dim() != 2 or tuple(value.shape) != (rows, cols):
         raise ValueError(f"{name} must have shape ({rows}, {cols}), got {tuple(value.shape)}")
-    if value.device != device:
+    if not same_device(value.device, torch.device(device)):
         raise ValueError(
             f"{name} is on {value.device} but the sampler's state is on {device}; "
             f"move it, or build the sampler with device={str(value.device)!r}"
@@ -104,6 +114,35 @@ def check_targets_match(targets: torch.Tensor, labels: torch.Tensor | None, inde
         "d2ace_ext.IndexedDataset and pass the indices it yields to update(), and build the "
         "sampler from the labels in the dataset's own order"
     )
+
+
+def check_step(outputs: torch.Tensor, kind: str, targets: torch.Tensor, labels: torch.Tensor | None,
+               index: torch.Tensor, values: bool = True) -> None:
+    """One training step's values, with one host read in all: outputs (b, q) as
+    :func:`check_outputs`, targets (b, q) as :func:`check_binary` (both skipped with
+    ``values=False``, for a consumer that checks values itself) and as
+    :func:`check_targets_match` against labels (n, q) at index (b,) int64 CPU.
+
+    On CUDA each of those checks alone is a synchronisation (3-4 per training step);
+    here their flags are reduced on the device and read together. Only when one is set
+    are the individual checks run again, to raise their own messages in their order.
+    """
+    flags = []
+    if values:
+        flags.append(torch.isnan(outputs).any())
+        if kind == "probs":
+            flags.append(((outputs < 0) | (outputs > 1)).any())
+        if targets.dtype != torch.bool:
+            flags.append((targets * (1 - targets)).any())  # 0 exactly for 0 and 1 (check_binary)
+    if labels is not None:
+        expected = labels[index.to(labels.device, non_blocking=True)]
+        flags.append(targets.ne(expected).any())
+    if not flags or not any(torch.stack(flags).tolist()):
+        return
+    if values:
+        check_outputs(outputs, kind)
+        check_binary(targets, "targets")
+    check_targets_match(targets, labels, index)
 
 
 def check_labels(labels, name: str = "labels") -> torch.Tensor:

@@ -38,7 +38,25 @@ class VisitState:
         self.loss = torch.full((n, q), math.log(2.0), dtype=torch.float32, device=device)
         self.flip_average = torch.zeros(n, q, dtype=torch.float32, device=device)
         self.flip_base = torch.zeros(n, q, dtype=torch.float32, device=device)
+        # Rows the CUDA record_step kernel skipped for an index outside [0, n): counted on
+        # the device (no synchronisation per step), read at the next scoring. Not saved.
+        self.index_errors = torch.zeros(1, dtype=torch.int64, device=device)
         self._workspace: torch.Tensor | None = None
+
+    def raise_index_errors(self) -> None:
+        """Raise if the CUDA record_step skipped rows for out-of-range indices since the
+        last call (and reset the count). A no-op on the CPU, whose kernel raises at once;
+        on CUDA one synchronisation."""
+        if self.index_errors.device.type == "cpu":
+            return
+        skipped = int(self.index_errors.item())
+        if skipped:
+            self.index_errors.zero_()
+            raise RuntimeError(
+                f"record_step: indices must lie in [0, {self.n}); {skipped} batch row(s) recorded on "
+                f"{self.device} since the last scoring had an index outside it and were skipped. "
+                "Check the indices passed to the sampler (or to ops.record_step with indices_checked=True)"
+            )
 
     def workspace(self) -> torch.Tensor:
         """A (2, n, q) float32 buffer the scoring op writes U and H into, kept between

@@ -70,8 +70,10 @@ def assert_states_match(native, fallback32, reference64, where=""):
 
 def record(state, indices, outputs, targets, epoch, config=None, from_logits=True):
     """One record_step through ops (kernel or fallback, as switched) with a preset's flags
-    (default: the paper preset)."""
+    (default: the paper preset); indices, outputs and targets go to the state's device."""
     config = config or D2ACEConfig.preset("paper")
-    ops.record_step(state, torch.as_tensor(indices), outputs, targets, epoch, from_logits=from_logits,
+    device = state.device
+    ops.record_step(state, torch.as_tensor(indices, device=device), outputs.to(device), targets.to(device), epoch,
+                    from_logits=from_logits,
                     per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
                     flip_threshold=config.flip_threshold, lambda2=config.lambda2)

@@ -28,7 +28,7 @@ def record_args(device, from_logits, per_epoch, flip_on_probability, n=9, q=4, n
            torch.ones((n + 1) // 2, q, device=device), 0)
     outputs = torch.randn(5, q, generator=g) if from_logits else torch.rand(5, q, generator=g)
     tensors = [t.clone() for t in (state.window, state.pushes, state.last_epoch, state.loss,
-                                   state.flip_average, state.flip_base)]
+                                   state.flip_average, state.flip_base, state.index_errors)]
     return (*tensors, torch.tensor([3, 0, 8, 5, 1], device=device), outputs.to(device),
             (torch.rand(5, q, generator=g) < 0.5).float().to(device), 1 if per_epoch else 0, from_logits,
             per_epoch, flip_on_probability, 0.5, 0.7)

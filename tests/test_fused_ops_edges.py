@@ -21,8 +21,13 @@ pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_
 PAPER, REFERENCE = D2ACEConfig.preset("paper"), D2ACEConfig.preset("reference")
 
 
-def sparse(rows) -> SparseRows:
-    return SparseRows.from_dense(torch.tensor(rows, dtype=torch.float32))
+def sparse(rows, device="cpu") -> SparseRows:
+    return SparseRows.from_dense(torch.tensor(rows, dtype=torch.float32, device=device))
+
+
+def ones64(*shape):
+    """float64 ones on the CPU, to compare results from any device with."""
+    return torch.ones(*shape, dtype=torch.float64)
 
 
 def mixture_of(scores, pressure=50.0, p_beta=0.5, index_min=0):
@@ -33,26 +38,32 @@ def mixture_of(scores, pressure=50.0, p_beta=0.5, index_min=0):
 # 4. Edge cases
 # ---------------------------------------------------------------------------------------
 
+# Every edge case runs on each device: the CUDA kernels have their own code for each.
+SCORE_DEVICES = devices("score_visits")
+
+
+@pytest.mark.parametrize("device", SCORE_DEVICES)
 @pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
 @pytest.mark.parametrize("visits", [0, 1, 3])
-def test_single_instance(config, visits, monkeypatch):
+def test_single_instance(config, visits, device, monkeypatch):
     # n = 1 at the op level (the selector itself asks for n >= 2).
-    state = VisitState(1, 3, 2)
+    state = VisitState(1, 3, 2, device)
     g = torch.Generator().manual_seed(visits)
     for epoch in range(visits):
         record(state, [0], torch.randn(1, 3, generator=g) * 3, torch.tensor([[1.0, 0.0, 1.0]]), epoch, config)
-    labels, context = sparse([[1, 0, 1]]), sparse([[1, 1, 0]])
+    labels, context = sparse([[1, 0, 1]], device), sparse([[1, 1, 0]], device)
     got, _ = assert_scores_match(state, context_of(labels, context), config, monkeypatch)
     p, mixed = mixture_of(got, index_min=config.quant_index_min)
     assert p.tolist() == [[1.0], [1.0]] and mixed.tolist() == [1.0]
 
 
+@pytest.mark.parametrize("device", SCORE_DEVICES)
 @pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
-def test_single_label_column(config, monkeypatch):
+def test_single_label_column(config, device, monkeypatch):
     g = torch.Generator().manual_seed(3)
     labels = (torch.rand(20, 1, generator=g) < 0.5).float()
     selector = D2ACESelector(labels, None, config.replace(num_neighbors=2),
-                             neighbors=torch.randint(0, 20, (20, 2), generator=g))
+                             neighbors=torch.randint(0, 20, (20, 2), generator=g), device=device)
     for epoch in range(4):
         record(selector.visits, torch.randperm(20, generator=g)[:12], torch.randn(12, 1, generator=g) * 2,
                torch.ones(12, 1), epoch, config)
@@ -60,12 +71,13 @@ def test_single_label_column(config, monkeypatch):
     assert got["C"].shape == (2, 1, 1)
     # one column: M̄ is a unit vector, C = [[1]] for both metrics (less ~ε/‖M‖ with norm_eps)
     rtol = 1e-12 if config.norm_eps == 0.0 else 1e-6
-    torch.testing.assert_close(got["C"], torch.ones(2, 1, 1, dtype=torch.float64), rtol=rtol, atol=0)
+    torch.testing.assert_close(got["C"].cpu(), ones64(2, 1, 1), rtol=rtol, atol=0)
     assert got["C"].max().item() <= 1.0
 
 
+@pytest.mark.parametrize("device", SCORE_DEVICES)
 @pytest.mark.parametrize("config", [PAPER, REFERENCE, PAPER.replace(norm_eps=0.1)], ids=["paper", "reference", "eps"])
-def test_label_columns_without_positives_and_all_positive(config, monkeypatch):
+def test_label_columns_without_positives_and_all_positive(config, device, monkeypatch):
     g = torch.Generator().manual_seed(11)
     n, q = 30, 5
     labels = (torch.rand(n, q, generator=g) < 0.4).float()
@@ -73,7 +85,7 @@ def test_label_columns_without_positives_and_all_positive(config, monkeypatch):
     labels[:, 3] = 1.0  # all positive
     with pytest.warns(RuntimeWarning, match="no positive"):
         selector = D2ACESelector(labels, None, config.replace(num_neighbors=3),
-                                 neighbors=torch.randint(0, n, (n, 3), generator=g))
+                                 neighbors=torch.randint(0, n, (n, 3), generator=g), device=device)
     for epoch in range(3):
         idx = torch.randperm(n, generator=g)[:20]
         record(selector.visits, idx, torch.randn(20, q, generator=g) * 2, labels[idx], epoch, config)
@@ -81,11 +93,12 @@ def test_label_columns_without_positives_and_all_positive(config, monkeypatch):
     assert bool(torch.isfinite(got["phi"]).all())
     assert got["C"][:, 0, :].abs().max().item() == 0.0 and got["C"][:, :, 0].abs().max().item() == 0.0
     if config.norm_eps == 0.0:  # diagonal of a normalised Gram matrix: 1 where the column has mass
-        torch.testing.assert_close(got["C"][:, 3, 3], torch.ones(2, dtype=torch.float64), rtol=1e-12, atol=0)
+        torch.testing.assert_close(got["C"][:, 3, 3].cpu(), ones64(2), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("device", SCORE_DEVICES)
 @pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
-def test_saturated_probabilities_and_zero_metric_columns(config, monkeypatch):
+def test_saturated_probabilities_and_zero_metric_columns(config, device, monkeypatch):
     # Probabilities exactly 0/1 (entropy 0, losses 0 or the clamped 100) and a column
     # whose hardness is 0 at every positive (f̄ = 1): with norm_eps = 0 its norm is 0,
     # and 0/0 must give 0 in C, never NaN.
@@ -95,7 +108,7 @@ def test_saturated_probabilities_and_zero_metric_columns(config, monkeypatch):
     labels[:, 1] = 1
     labels[1::3, 2] = 1
     labels[:, 3] = torch.arange(n) % 2
-    selector = D2ACESelector(labels, None, config.replace(num_neighbors=0))
+    selector = D2ACESelector(labels, None, config.replace(num_neighbors=0), device=device)
     state = selector.visits
     for epoch in range(3):
         outputs = ((torch.arange(n * q).view(n, q) + epoch) % 2).float()  # 0/1, flipping every epoch
@@ -105,40 +118,42 @@ def test_saturated_probabilities_and_zero_metric_columns(config, monkeypatch):
     got, _ = assert_scores_match(state, selector.context, config.replace(norm_eps=0.0), monkeypatch)
     assert bool(torch.isfinite(got["C"]).all()) and got["C"][1, 0].abs().max().item() == 0.0
     p, _ = mixture_of(got, index_min=config.quant_index_min)
-    assert bool((p > 0).all()) and torch.allclose(p.sum(1), torch.ones(2, dtype=torch.float64))
+    assert bool((p > 0).all()) and torch.allclose(p.sum(1).cpu(), ones64(2))
 
 
+@pytest.mark.parametrize("device", SCORE_DEVICES)
 @pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
-def test_unvisited_state_and_all_equal_metrics(config, monkeypatch):
+def test_unvisited_state_and_all_equal_metrics(config, device, monkeypatch):
     # No visit at all: every instance reads as p = 0.5, ℓ = ln 2, f̄ = 0, so U and H are
     # constant. With every Y and Z row identical, w is constant too -> P exactly uniform.
     n, q = 10, 3
-    same = sparse([[1, 1, 1]] * n)
-    state = VisitState(n, q, 4)
+    same = sparse([[1, 1, 1]] * n, device)
+    state = VisitState(n, q, 4, device)
     got, _ = assert_scores_match(state, context_of(same, same), config, monkeypatch)
     assert got["range"][:, 0].tolist() == got["range"][:, 1].tolist()
     p, mixed = mixture_of(got, pressure=100.0, index_min=config.quant_index_min)
-    assert bool((p == 1.0 / n).all()) and torch.allclose(mixed, torch.full((n,), 1.0 / n, dtype=torch.float64))
+    assert bool((p == 1.0 / n).all()) and torch.allclose(mixed.cpu(), torch.full((n,), 1.0 / n, dtype=torch.float64))
     # Unvisited, but with varied Y and Z: φ differs between rows, still matching.
     g = torch.Generator().manual_seed(2)
-    labels = SparseRows.from_dense(torch.rand(n, q, generator=g) < 0.5)
-    context = SparseRows.from_dense(torch.rand(n, q, generator=g) < 0.5)
+    labels = SparseRows.from_dense((torch.rand(n, q, generator=g) < 0.5).to(device))
+    context = SparseRows.from_dense((torch.rand(n, q, generator=g) < 0.5).to(device))
     assert_scores_match(state, context_of(labels, context), config, monkeypatch)
 
 
+@pytest.mark.parametrize("device", SCORE_DEVICES)
 @pytest.mark.parametrize("config", [PAPER, REFERENCE], ids=["paper", "reference"])
-def test_empty_context_rows(config, monkeypatch):
+def test_empty_context_rows(config, device, monkeypatch):
     g = torch.Generator().manual_seed(4)
     n, q = 16, 4
     labels = (torch.rand(n, q, generator=g) < 0.6).float()
     labels[0] = 1.0
     context = (torch.rand(n, q, generator=g) < 0.5).float()
     context[::3] = 0.0  # empty Z rows, many of them where Y is not empty
-    state = VisitState(n, q, 3)
+    state = VisitState(n, q, 3, device)
     for epoch in range(4):
         record(state, torch.randperm(n, generator=g)[:10], torch.randn(10, q, generator=g),
                (torch.rand(10, q, generator=g) < 0.5).float(), epoch, config)
-    y, z = SparseRows.from_dense(labels), SparseRows.from_dense(context)
+    y, z = SparseRows.from_dense(labels.to(device)), SparseRows.from_dense(context.to(device))
     got, _ = assert_scores_match(state, context_of(y, z), config, monkeypatch)
     assert got["phi"][:, ::3].abs().max().item() == 0.0  # nothing to propagate from
 
@@ -210,12 +225,15 @@ def test_record_step_rejects_bad_input_and_keeps_state():
         for name in VisitState.TENSORS:
             assert torch.equal(getattr(state, name), before[name]), (message, name)
     # state tensors of the wrong kind
-    raw = [state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base]
+    raw = [state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
+           state.index_errors]
     tail = (good["indices"], good["outputs"], good["targets"], 1, True, True, False, 0.5, 0.7)
     for position, bad, message in [(1, state.pushes.int(), "pushes must have dtype Long"),
                                    (3, state.loss.double(), "loss must have dtype Float"),
                                    (0, state.window.transpose(1, 2).contiguous().transpose(1, 2), "window must be contiguous"),
-                                   (4, state.flip_average[:-1], "flip_average has shape")]:
+                                   (4, state.flip_average[:-1], "flip_average has shape"),
+                                   (6, torch.zeros(2, dtype=torch.int64), "index_errors has shape"),
+                                   (6, state.index_errors.int(), "index_errors must have dtype Long")]:
         args = list(raw)
         args[position] = bad
         with pytest.raises(RuntimeError, match=message):
@@ -246,6 +264,8 @@ def test_score_visits_rejects_bad_input():
         ({"label_cols": y.cols.int()}, "label_cols must have dtype Long"),
         ({"label_cols": torch.where(y.cols == 2, 3, y.cols)}, "label_cols and context_cols must lie in"),
         ({"context_cols": y.cols[:-1]}, "context_ptr does not describe context_cols"),
+        # right ends, but row 1 would span [4, 2): the ends alone are not enough
+        ({"label_ptr": torch.tensor([0, 4, 2, 6, 6, 7, 8])}, "label_ptr does not describe label_cols: it decreases at row 1"),
         ({"workspace": torch.empty(2, n, q + 1)}, "workspace has shape"),
         ({"workspace": torch.empty(2, n, q, dtype=torch.float64)}, "workspace must have dtype Float"),
         ({"workspace": torch.empty(2, q, n).transpose(1, 2)}, "workspace must be contiguous"),
@@ -275,3 +295,24 @@ def test_quantized_mixture_rejects_bad_input():
             torch.ops.d2ace_ext.quantized_mixture(*args)
     with pytest.raises(RuntimeError, match="pressure must be >= 1"):
         ops.quantized_mixture(weights, 0.9, 0.5, 0)
+
+
+def test_sparse_rows_reject_corrupt_rows_where_they_are_built():
+    # The scoring kernels trust the rows: on CUDA a row_ptr that runs past cols is read
+    # out of bounds (and breaks the CUDA context), so SparseRows checks them once.
+    good = sparse([[1, 0, 1], [0, 1, 0], [1, 1, 1]])  # row_ptr [0, 2, 3, 6]
+    fields = dict(rows=good.rows, cols=good.cols, row_ptr=good.row_ptr, shape=good.shape)
+    assert SparseRows(**fields).nnz == 6
+    cases = [
+        ({"row_ptr": torch.tensor([0, 4, 3, 6])}, r"row_ptr must start at 0, never decrease .* and it decreases"),
+        ({"row_ptr": torch.tensor([0, 2, 3, 7])}, r"end at the number of nonzeros \(6\); got first 0, last 7"),
+        ({"row_ptr": torch.tensor([1, 2, 3, 6])}, "got first 1"),
+        ({"row_ptr": torch.tensor([0, 2, 6])}, r"row_ptr must have n \+ 1 = 4 entries"),
+        ({"row_ptr": good.row_ptr.int()}, "row_ptr must be a 1-D int64 tensor"),
+        ({"cols": torch.tensor([0, 2, 1, 0, 1, 3])}, r"cols must lie in \[0, 3\)"),
+        ({"cols": good.cols[:-1]}, "rows and cols must have one entry per nonzero"),
+        ({"rows": torch.tensor([0, 0, 1, 2, 2, 1])}, "rows must give each nonzero's row"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(ValueError, match=message):
+            SparseRows(**{**fields, **changes})

@@ -61,3 +61,17 @@ def test_record_step_flip_at_threshold_uses_float32_comparison(per_epoch, monkey
         assert torch.equal(getattr(native, name), getattr(fallback, name)), name
     # flips: epoch 1: [1, 0, 0]; epoch 2: [0, 1, 0] -> f̄ = 0.5 [0, 1, 0] + 0.25 [1, 0, 0]
     assert native.flip_average[0].tolist() == [0.25, 0.5, 0.0]
+
+
+def test_record_helper_puts_its_tensors_on_the_state_device(monkeypatch):
+    # The helper once built indices on the CPU for a CUDA state, so the first CUDA run of
+    # gpu_check.sh stopped at "indices must be on cuda:0 like the state". A meta state
+    # shows where the helper puts its tensors without a GPU.
+    from fused_record_checks import record
+
+    seen = {}
+    monkeypatch.setattr(ops, "record_step",
+                        lambda state, indices, outputs, targets, *args, **kwargs: seen.update(
+                            indices=indices.device, outputs=outputs.device, targets=targets.device))
+    record(VisitState(4, 2, 2, "meta"), [0, 2], torch.randn(2, 2), torch.ones(2, 2), 0)
+    assert seen == {"indices": torch.device("meta"), "outputs": torch.device("meta"), "targets": torch.device("meta")}

@@ -53,3 +53,42 @@ def test_sampler_native_and_fallback_draw_identical_batches(preset, seed, monkey
     for name in STATE_FLOATS:
         torch.testing.assert_close(getattr(native[2].selector.visits, name), getattr(fallback[2].selector.visits, name),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_sampler_update_reads_tensor_values_on_the_host_once_per_step(monkeypatch):
+    # On CUDA every read of a tensor value on the host is a synchronisation; a step used
+    # to make four (NaN outputs, 0/1 targets, targets against the labels, and the index
+    # copy). Counted here on the CPU, with float64 outputs so the sampler checks values
+    # itself: the index list (a CPU tensor, no sync on any device) and one merged read.
+    # test_fused_cuda_paths.py counts the real synchronisations on a GPU.
+    g = torch.Generator().manual_seed(1)
+    n, q = 30, 4
+    labels = (torch.rand(n, q, generator=g) < 0.4).float()
+    labels[0] = 1.0
+    sampler = D2ACESampler(labels, 8, config=D2ACEConfig(num_neighbors=0))
+    sampler.set_epoch(0)
+    index = torch.tensor(next(iter(sampler)))
+    reads = []
+    for name in ("__bool__", "item", "tolist"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _f=original, _n=name, **k: reads.append(_n) or _f(self, *a, **k))
+    sampler.update(index, torch.randn(len(index), q, generator=g, dtype=torch.float64), labels[index])
+    monkeypatch.undo()
+    assert reads == ["tolist", "tolist"], reads
+    assert int(sampler.selector.visits.pushes.sum()) == len(index)
+
+
+def test_outputs_on_cuda_0_are_on_a_sampler_built_with_device_cuda(monkeypatch):
+    # D2ACESampler(..., device="cuda") holds torch.device("cuda"); the model's outputs
+    # arrive on cuda:0, and check_matrix compared the two with != and rejected every
+    # step (bench_image_step.py on a GPU would have stopped at its first update).
+    from d2ace_ext.validation import check_matrix, same_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    cuda, cuda0, cuda1 = torch.device("cuda"), torch.device("cuda:0"), torch.device("cuda:1")
+    assert same_device(cuda0, cuda) and same_device(cuda, cuda0) and same_device(cuda, cuda)
+    assert not same_device(cuda1, cuda) and not same_device(cuda0, cuda1)
+    assert same_device(torch.device("cpu"), torch.device("cpu")) and not same_device(torch.device("cpu"), cuda)
+    meta = torch.empty(2, 3, device="meta")
+    with pytest.raises(ValueError, match="outputs is on meta but the sampler's state is on cuda"):
+        check_matrix(meta, "outputs", 2, 3, cuda)

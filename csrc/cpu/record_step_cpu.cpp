@@ -68,17 +68,18 @@ void check_values(const float* out, const float* tgt, int64_t count, bool from_l
 
 void record_step_cpu(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& last_epoch,
                      const at::Tensor& loss, const at::Tensor& flip_average, const at::Tensor& flip_base,
-                     const at::Tensor& indices, const at::Tensor& outputs, const at::Tensor& targets,
+                     const at::Tensor& index_errors, const at::Tensor& indices, const at::Tensor& outputs,
+                     const at::Tensor& targets,
                      int64_t epoch, bool from_logits, bool per_epoch, bool flip_on_probability,
                      double flip_threshold, double lambda2) {
-  check_record_step_inputs(window, pushes, last_epoch, loss, flip_average, flip_base, indices, outputs,
-                           targets, flip_threshold, lambda2);
+  check_record_step_inputs(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
+                           outputs, targets, flip_threshold, lambda2);
   TORCH_CHECK(window.device().is_cpu(), "record_step_cpu: tensors must be on the CPU");
   const int64_t n = window.size(0), n_t = window.size(1), q = window.size(2);
   const at::Tensor idx_c = indices.contiguous(), out_c = outputs.contiguous(), tgt_c = targets.contiguous();
   const int64_t b = idx_c.size(0);
   const int64_t* idx = idx_c.const_data_ptr<int64_t>();
-  check_indices(idx, b, n);
+  check_indices(idx, b, n);  // an error at once: index_errors is for the CUDA kernel, which cannot raise
 
   const float* out = out_c.const_data_ptr<float>();
   const float* tgt = tgt_c.const_data_ptr<float>();

@@ -82,6 +82,17 @@ D2ACE_SIMD_CLONES double weighted_row_sum(const float* __restrict a, const doubl
   return (s0 + s1) + (s2 + s3);
 }
 
+// ptr (n + 1) must start at 0, never decrease and end at nnz, or rows would be read past
+// cols (or with negative lengths). O(n), against the O(n n_t q) of the scoring.
+void check_row_ptr(const int64_t* ptr, int64_t n, int64_t nnz, const char* name, const char* cols) {
+  TORCH_CHECK(ptr[0] == 0 && ptr[n] == nnz, "score_visits: ", name, " does not describe ", cols,
+              ": it must start at 0 and end at ", cols, ".numel() = ", nnz, ", got ", ptr[0], " and ", ptr[n]);
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(ptr[i] <= ptr[i + 1], "score_visits: ", name, " does not describe ", cols,
+                ": it decreases at row ", i, " (", ptr[i], " > ", ptr[i + 1], ")");
+  }
+}
+
 // Contiguous row ranges, one per thread; chunk c owns rows [bounds[c], bounds[c + 1]).
 std::vector<int64_t> chunk_bounds(int64_t n, int64_t chunks) {
   std::vector<int64_t> bounds(chunks + 1);
@@ -113,8 +124,8 @@ ScoreOutputs score_visits_cpu(const at::Tensor& window, const at::Tensor& pushes
   const int64_t* yc = yc_c.const_data_ptr<int64_t>();
   const int64_t* zp = zp_c.const_data_ptr<int64_t>();
   const int64_t* zc = zc_c.const_data_ptr<int64_t>();
-  TORCH_CHECK(yp[0] == 0 && yp[n] == yc_c.numel(), "score_visits: label_ptr does not describe label_cols");
-  TORCH_CHECK(zp[0] == 0 && zp[n] == zc_c.numel(), "score_visits: context_ptr does not describe context_cols");
+  check_row_ptr(yp, n, yc_c.numel(), "label_ptr", "label_cols");
+  check_row_ptr(zp, n, zc_c.numel(), "context_ptr", "context_cols");
   for (const at::Tensor* cols : {&yc_c, &zc_c}) {
     if (cols->numel() > 0) {
       TORCH_CHECK(cols->min().item<int64_t>() >= 0 && cols->max().item<int64_t>() < q,

@@ -1,6 +1,7 @@
 // CUDA kernels of Eqs. 13-14 and 16 in two launches (plus a memset): the unnormalised
 // s^(-(Q - Q_top)/n) of both metrics with block-reduced sums, then normalisation and
 // the mixture p_β P_U + (1 - p_β) P_H.
+#include <ATen/Context.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
@@ -49,6 +50,8 @@ MixtureOutputs quantized_mixture_cuda(const at::Tensor& weights, const at::Tenso
                                       double pressure, double p_beta, int64_t index_min) {
   check_quantized_mixture_inputs(weights, weight_range, pressure, p_beta, index_min);
   TORCH_CHECK(weights.is_cuda(), "quantized_mixture_cuda: tensors must be CUDA tensors");
+  // The two normalisers are float64 atomic sums in block order: their last bits vary.
+  at::globalContext().alertNotDeterministic("quantized_mixture_cuda");
   const c10::cuda::CUDAGuard guard(weights.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor w = weights.contiguous(), range = weight_range.contiguous();

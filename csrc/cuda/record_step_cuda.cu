@@ -1,5 +1,7 @@
 // CUDA kernel of the per-step recording: one block per batch row, threads over labels,
 // so each row's window slot, loss, flip EMA and base are read and written coalesced.
+// Nothing here synchronises with the host, so nothing checks values on the host either
+// (d2ace_ext/ops.py says what is and is not checked on CUDA).
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -14,13 +16,17 @@ namespace {
 __global__ void record_step_kernel(float* __restrict__ window, int64_t* __restrict__ pushes,
                                    int64_t* __restrict__ last_epoch, float* __restrict__ loss,
                                    float* __restrict__ ema, float* __restrict__ ema_base,
+                                   unsigned long long* __restrict__ index_errors,
                                    const int64_t* __restrict__ indices, const float* __restrict__ outputs,
                                    const float* __restrict__ targets, int64_t n, int64_t n_t, int64_t q,
                                    int64_t epoch, bool from_logits, bool per_epoch, bool on_probability,
                                    float threshold, float take, float keep) {
   const int64_t r = blockIdx.x;
   const int64_t i = indices[r];
-  CUDA_KERNEL_ASSERT(i >= 0 && i < n && "record_step: index out of range");
+  if (i < 0 || i >= n) {  // the whole block leaves, before any barrier: the row is skipped and counted
+    if (threadIdx.x == 0) atomicAdd(index_errors, 1ull);
+    return;
+  }
   // Every thread reads the row's counters before thread 0 updates them (after the barrier).
   const int64_t count = pushes[i];
   const bool push = !per_epoch || last_epoch[i] != epoch;
@@ -50,16 +56,17 @@ __global__ void record_step_kernel(float* __restrict__ window, int64_t* __restri
 
 void record_step_cuda(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& last_epoch,
                       const at::Tensor& loss, const at::Tensor& flip_average, const at::Tensor& flip_base,
-                      const at::Tensor& indices, const at::Tensor& outputs, const at::Tensor& targets,
+                      const at::Tensor& index_errors, const at::Tensor& indices, const at::Tensor& outputs,
+                      const at::Tensor& targets,
                       int64_t epoch, bool from_logits, bool per_epoch, bool flip_on_probability,
                       double flip_threshold, double lambda2) {
-  check_record_step_inputs(window, pushes, last_epoch, loss, flip_average, flip_base, indices, outputs,
-                           targets, flip_threshold, lambda2);
+  check_record_step_inputs(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
+                           outputs, targets, flip_threshold, lambda2);
   TORCH_CHECK(window.is_cuda(), "record_step_cuda: tensors must be CUDA tensors");
-  // Range and distinctness of indices are checked by the Python wrapper on the host
-  // (d2ace_ext.ops.record_step; the sampler checks them once per step itself), since a
-  // check here would synchronise every step; an out-of-range index still trips a kernel
-  // assertion rather than writing out of bounds.
+  // Range and distinctness of indices are not checked here: that needs the values on the
+  // host, a synchronisation every step. An out-of-range index skips its row and adds one
+  // to index_errors, which the caller reads when it synchronises anyway (VisitState does
+  // at each scoring); repeated indices are a data race between their blocks.
   const c10::cuda::CUDAGuard guard(window.device());
   const at::Tensor idx = indices.contiguous(), out = outputs.contiguous(), tgt = targets.contiguous();
   const int64_t b = idx.size(0);
@@ -69,7 +76,8 @@ void record_step_cuda(const at::Tensor& window, const at::Tensor& pushes, const 
   record_step_kernel<<<static_cast<unsigned>(b), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
       window.mutable_data_ptr<float>(), pushes.mutable_data_ptr<int64_t>(), last_epoch.mutable_data_ptr<int64_t>(),
       loss.mutable_data_ptr<float>(), flip_average.mutable_data_ptr<float>(), flip_base.mutable_data_ptr<float>(),
-      idx.const_data_ptr<int64_t>(), out.const_data_ptr<float>(), tgt.const_data_ptr<float>(), n, n_t, q, epoch,
+      reinterpret_cast<unsigned long long*>(index_errors.mutable_data_ptr<int64_t>()), idx.const_data_ptr<int64_t>(),
+      out.const_data_ptr<float>(), tgt.const_data_ptr<float>(), n, n_t, q, epoch,
       from_logits, per_epoch, flip_on_probability, static_cast<float>(flip_threshold),
       static_cast<float>(lambda2), static_cast<float>(1.0 - lambda2));
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -7,6 +7,7 @@
 //      and the published code's row scale 1 / (Σ_k C_jk + 1e-8).
 //   3. weight_pass: one warp per row: δ_i = Σ_j A_ij v_j, φ_i over the pairs of Y_i × Z_i,
 //      and the block-reduced range of w = δ + φ (compare-and-swap min / max).
+#include <ATen/Context.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
@@ -15,6 +16,8 @@
 #include "../ops.h"
 #include "../pipeline_math.h"
 #include "cuda_utils.cuh"
+
+#include <algorithm>
 
 namespace d2ace_ext {
 namespace {
@@ -32,15 +35,56 @@ struct StateView {
   bool two_minus_exp;
 };
 
-// U (Eq. 3) and H (Eq. 5) of one (i, j); neighbouring j are neighbouring threads, so the
-// window reads window[i, k, j] are coalesced.
-__device__ __forceinline__ void metric_at(const StateView& s, int64_t i, int64_t j, float& u, float& h) {
-  const int64_t count = s.pushes[i];
-  const math::Ring ring = math::ring_of(count, s.n_t);
+// CSR rows of Y or Z; nnz bounds every row's range (the kernels assert it, so a corrupt
+// row_ptr stops at an assertion instead of reading past cols).
+struct RowsView {
+  const int64_t* ptr;
+  const int64_t* cols;
+  int64_t nnz;
+};
+
+// The block shape of metric_pass, chosen on the host from q. Narrow (q <= kThreads):
+// `rows_per_pass` rows of q columns, one column per thread, the block rounded up to
+// whole warps. Wide: one row per pass, `slots` columns per thread.
+struct MetricShape {
+  int threads;
+  int64_t rows_per_pass;
+  int slots;
+  bool narrow;
+};
+
+// Narrow: the rows per pass that leave the fewest of the block's threads idle, with
+// blocks of 128 to 512 threads (a fixed 256 left up to half of them idle, e.g. at
+// q = 129); ties go to the smaller block. Wide: ceil(q / 256) slots, and the fewest
+// threads that still cover q with that many slots.
+MetricShape metric_shape(int64_t q) {
+  const auto whole_warps = [](int64_t threads) { return (threads + 31) / 32 * 32; };
+  if (q <= cuda::kThreads) {
+    MetricShape best{0, 0, 1, true};
+    for (int64_t rows = 1; rows * q <= 2 * cuda::kThreads; ++rows) {
+      const int64_t threads = whole_warps(rows * q);
+      if (threads < cuda::kThreads / 2) continue;
+      // rows * q / threads > best.rows_per_pass * q / best.threads, cross-multiplied
+      if (best.threads == 0 || rows * best.threads > best.rows_per_pass * threads) {
+        best.threads = static_cast<int>(threads);
+        best.rows_per_pass = rows;
+      }
+    }
+    return best;
+  }
+  const int64_t slots = (q + cuda::kThreads - 1) / cuda::kThreads;
+  return {static_cast<int>(whole_warps((q + slots - 1) / slots)), 1, static_cast<int>(slots), false};
+}
+
+// U (Eq. 3) and H (Eq. 5) of one (i, j) given row i's ring; neighbouring j are
+// neighbouring threads, so the window reads window[i, k, j] are coalesced.
+__device__ __forceinline__ void metric_at(const StateView& s, const math::Ring& ring, int64_t count, int64_t i,
+                                          int64_t j, float& u, float& h) {
   const float* w = s.window + i * s.n_t * s.q + j;
   float total = 0.0f;
   for (int64_t k = 0; k < s.n_t; ++k) {
-    if (math::ring_step_valid(ring, k)) total += fabsf(w[((k + 1) % s.n_t) * s.q] - w[k * s.q]);
+    const int64_t next = k + 1 == s.n_t ? 0 : k + 1;  // (k + 1) mod n_t without a 64-bit division
+    if (math::ring_step_valid(ring, k)) total += fabsf(w[next * s.q] - w[k * s.q]);
   }
   const float p = count > 0 ? w[ring.newest * s.q] : 0.5f;
   const float fluctuation = ring.held > 1 ? total / static_cast<float>(ring.held - 1) : 0.0f;
@@ -48,54 +92,88 @@ __device__ __forceinline__ void metric_at(const StateView& s, int64_t i, int64_t
   h = math::loss_transform<float>(s.loss[i * s.q + j], s.two_minus_exp) * (1.0f - s.flip[i * s.q + j]);
 }
 
-// sums: (4, q) Σ(u - u0), Σ(u - u0)², Σ(h - h0), Σ(h - h0)² with (u0, h0) from row 0;
-// gram: (2, q, q). Both zeroed before the launch.
-__global__ void metric_pass_kernel(StateView s, const int64_t* __restrict__ label_ptr,
-                                   const int64_t* __restrict__ label_cols, float* __restrict__ metrics,
-                                   double* __restrict__ sums, double* __restrict__ gram) {
-  const int64_t n = s.n, q = s.q;
-  const int threads = blockDim.x;
-  const bool narrow = q <= threads;  // several rows per pass, one column per thread
-  const int64_t rows_per_pass = narrow ? threads / q : 1;
-  const int64_t lane_row = narrow ? threadIdx.x / q : 0;
-  const int64_t column0 = narrow ? threadIdx.x % q : threadIdx.x;
-  const bool active = lane_row < rows_per_pass;
-  const int slots = narrow ? 1 : static_cast<int>((q + threads - 1) / threads);
-  const bool registers = slots <= kMaxSlots;
+__device__ __forceinline__ void metric_at(const StateView& s, int64_t i, int64_t j, float& u, float& h) {
+  const int64_t count = s.pushes[i];
+  metric_at(s, math::ring_of(count, s.n_t), count, i, j, u, h);
+}
 
-  double acc[kMaxSlots][4];
-  float shift_u[kMaxSlots], shift_h[kMaxSlots];
-  for (int sl = 0; sl < kMaxSlots; ++sl) {
+// Advances (a, b) to the pair `step` places further in the row-major order of a
+// rows x `width` grid, keeping 0 <= b < width: the walk a lane takes over a row's pairs
+// (pair = a width + b) without the 64-bit / and % of the flattened index. width >= 1.
+__device__ __forceinline__ void advance_pair(int64_t& a, int64_t& b, int64_t step, int64_t width) {
+  b += step;
+  while (b >= width) {
+    b -= width;
+    ++a;
+  }
+}
+
+// sums: (4, q) Σ(u - u0), Σ(u - u0)², Σ(h - h0), Σ(h - h0)² with (u0, h0) from row 0;
+// gram: (2, q, q). Both zeroed before the launch. kSlots >= 1: that many columns per
+// thread, accumulated in registers (unrolled, so the arrays stay out of local memory);
+// kSlots = 0: very wide label sets, shape.slots columns per thread, shifted by 0 and
+// accumulated in global memory.
+// No __launch_bounds__: with one, ptxas capped the wide variants at 128 registers and
+// spilled (kSlots >= 5); without, none spills (`ptxas -v`, sm_90: 60 to 168 registers),
+// and kSlots = 1, the only variant launched with up to 512 threads, needs at most 128.
+template <int kSlots>
+__global__ void metric_pass_kernel(StateView s, MetricShape shape, RowsView labels, float* __restrict__ metrics,
+                                   double* __restrict__ sums, double* __restrict__ gram) {
+  constexpr bool kRegisters = kSlots > 0;
+  constexpr int kHeld = kRegisters ? kSlots : 1;
+  const int64_t n = s.n, q = s.q;
+  const int threads = shape.threads;  // == blockDim.x, a multiple of 32
+  const int64_t rows_per_pass = shape.rows_per_pass;
+  const int64_t lane_row = shape.narrow ? threadIdx.x / q : 0;
+  const int64_t column0 = shape.narrow ? threadIdx.x % q : threadIdx.x;
+  const bool active = lane_row < rows_per_pass;
+
+  double acc[kHeld][4];
+  float shift_u[kHeld], shift_h[kHeld];
+#pragma unroll
+  for (int sl = 0; sl < kHeld; ++sl) {
     acc[sl][0] = acc[sl][1] = acc[sl][2] = acc[sl][3] = 0.0;
     shift_u[sl] = shift_h[sl] = 0.0f;
-  }
-  for (int sl = 0; sl < slots && sl < kMaxSlots; ++sl) {
-    const int64_t j = column0 + sl * threads;
-    if (active && j < q) metric_at(s, 0, j, shift_u[sl], shift_h[sl]);
+    const int64_t j = column0 + static_cast<int64_t>(sl) * threads;
+    if (kRegisters && active && j < q) metric_at(s, 0, j, shift_u[sl], shift_h[sl]);
   }
 
   float* mu = metrics;
   float* mh = metrics + n * q;
   const int64_t passes = (n + rows_per_pass - 1) / rows_per_pass;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = threads >> 5;
+  // Every thread of a block runs the same passes (the bound depends on blockIdx only),
+  // so the barriers inside the loop are reached by all of them.
   for (int64_t pass = blockIdx.x; pass < passes; pass += gridDim.x) {
     const int64_t row0 = pass * rows_per_pass;
     const int64_t i = row0 + lane_row;
     if (active && i < n) {
-      for (int sl = 0; sl < slots; ++sl) {
-        const int64_t j = column0 + static_cast<int64_t>(sl) * threads;
-        if (j >= q) break;
-        float u, h;
-        metric_at(s, i, j, u, h);
-        mu[i * q + j] = u;
-        mh[i * q + j] = h;
-        if (registers) {
-          const double du = static_cast<double>(u) - shift_u[sl], dh = static_cast<double>(h) - shift_h[sl];
-          acc[sl][0] += du;
-          acc[sl][1] += du * du;
-          acc[sl][2] += dh;
-          acc[sl][3] += dh * dh;
-        } else {  // very wide label sets: shift by 0 and accumulate in global memory
+      const int64_t count = s.pushes[i];
+      const math::Ring ring = math::ring_of(count, s.n_t);  // once per row, not per column
+      if constexpr (kRegisters) {
+#pragma unroll
+        for (int sl = 0; sl < kSlots; ++sl) {
+          const int64_t j = column0 + static_cast<int64_t>(sl) * threads;
+          if (j < q) {
+            float u, h;
+            metric_at(s, ring, count, i, j, u, h);
+            mu[i * q + j] = u;
+            mh[i * q + j] = h;
+            const double du = static_cast<double>(u) - shift_u[sl], dh = static_cast<double>(h) - shift_h[sl];
+            acc[sl][0] += du;
+            acc[sl][1] += du * du;
+            acc[sl][2] += dh;
+            acc[sl][3] += dh * dh;
+          }
+        }
+      } else {
+        for (int sl = 0; sl < shape.slots; ++sl) {
+          const int64_t j = column0 + static_cast<int64_t>(sl) * threads;
+          if (j >= q) break;
+          float u, h;
+          metric_at(s, ring, count, i, j, u, h);
+          mu[i * q + j] = u;
+          mh[i * q + j] = h;
           atomicAdd(&sums[j], static_cast<double>(u));
           atomicAdd(&sums[q + j], static_cast<double>(u) * u);
           atomicAdd(&sums[2 * q + j], static_cast<double>(h));
@@ -107,9 +185,15 @@ __global__ void metric_pass_kernel(StateView s, const int64_t* __restrict__ labe
     const int64_t rows_here = min(rows_per_pass, n - row0);
     for (int64_t rr = warp; rr < rows_here; rr += warps) {
       const int64_t row = row0 + rr;
-      const int64_t first = label_ptr[row], count = label_ptr[row + 1] - first;
-      for (int64_t pair = lane; pair < count * count; pair += 32) {
-        const int64_t ja = label_cols[first + pair / count], jb = label_cols[first + pair % count];
+      const int64_t first = labels.ptr[row], count = labels.ptr[row + 1] - first;
+      CUDA_KERNEL_ASSERT(first >= 0 && count >= 0 && first + count <= labels.nnz &&
+                         "score_visits: label_ptr is not a valid row pointer of label_cols");
+      if (count <= 0) continue;
+      // The count x count pairs (a, b) of the row, lane-strided: pair = a count + b.
+      int64_t a = 0, b = 0;
+      advance_pair(a, b, lane, count);
+      for (; a < count; advance_pair(a, b, 32, count)) {
+        const int64_t ja = labels.cols[first + a], jb = labels.cols[first + b];
         CUDA_KERNEL_ASSERT(ja >= 0 && ja < q && jb >= 0 && jb < q && "score_visits: label_cols out of range");
         atomicAdd(&gram[ja * q + jb], static_cast<double>(mu[row * q + ja]) * mu[row * q + jb]);
         atomicAdd(&gram[q * q + ja * q + jb], static_cast<double>(mh[row * q + ja]) * mh[row * q + jb]);
@@ -117,11 +201,16 @@ __global__ void metric_pass_kernel(StateView s, const int64_t* __restrict__ labe
     }
     __syncthreads();
   }
-  if (registers && active) {
-    for (int sl = 0; sl < slots; ++sl) {
-      const int64_t j = column0 + static_cast<int64_t>(sl) * threads;
-      if (j >= q) break;
-      for (int c = 0; c < 4; ++c) atomicAdd(&sums[c * q + j], acc[sl][c]);
+  if constexpr (kRegisters) {
+    if (active) {
+#pragma unroll
+      for (int sl = 0; sl < kSlots; ++sl) {
+        const int64_t j = column0 + static_cast<int64_t>(sl) * threads;
+        if (j < q) {
+#pragma unroll
+          for (int c = 0; c < 4; ++c) atomicAdd(&sums[c * q + j], acc[sl][c]);
+        }
+      }
     }
   }
 }
@@ -155,17 +244,21 @@ __global__ void finalise_kernel(const double* __restrict__ sums, const double* _
 
 __global__ void weight_pass_kernel(const float* __restrict__ metrics, const double* __restrict__ label_weights,
                                    const double* __restrict__ correlation, const double* __restrict__ scale,
-                                   const int64_t* __restrict__ label_ptr, const int64_t* __restrict__ label_cols,
-                                   const int64_t* __restrict__ context_ptr, const int64_t* __restrict__ context_cols,
-                                   int64_t n, int64_t q, bool label_weights_in_phi, double* __restrict__ delta,
-                                   double* __restrict__ phi, double* __restrict__ weight_range) {
+                                   RowsView labels, RowsView context, int64_t n, int64_t q,
+                                   bool label_weights_in_phi, double* __restrict__ delta, double* __restrict__ phi,
+                                   double* __restrict__ weight_range) {
   __shared__ double low[2][cuda::kWarps], high[2][cuda::kWarps];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t warps_total = static_cast<int64_t>(gridDim.x) * cuda::kWarps;
   double my_low[2] = {NAN, NAN}, my_high[2] = {NAN, NAN};
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * cuda::kWarps + warp; i < n; i += warps_total) {
-    const int64_t y0 = label_ptr[i], ny = label_ptr[i + 1] - y0;
-    const int64_t z0 = context_ptr[i], nz = context_ptr[i + 1] - z0;
+    const int64_t y0 = labels.ptr[i], ny = labels.ptr[i + 1] - y0;
+    const int64_t z0 = context.ptr[i], nz = context.ptr[i + 1] - z0;
+    CUDA_KERNEL_ASSERT(y0 >= 0 && ny >= 0 && y0 + ny <= labels.nnz &&
+                       "score_visits: label_ptr is not a valid row pointer of label_cols");
+    CUDA_KERNEL_ASSERT(z0 >= 0 && nz >= 0 && z0 + nz <= context.nnz &&
+                       "score_visits: context_ptr is not a valid row pointer of context_cols");
+#pragma unroll
     for (int m = 0; m < 2; ++m) {
       const float* a = metrics + m * n * q + i * q;
       const double* v = label_weights + m * q;
@@ -173,12 +266,17 @@ __global__ void weight_pass_kernel(const float* __restrict__ metrics, const doub
       double d = 0.0;
       for (int64_t j = lane; j < q; j += 32) d += a[j] * v[j];
       double f = 0.0;
-      for (int64_t pair = lane; pair < ny * nz; pair += 32) {
-        const int64_t j = label_cols[y0 + pair / nz], k = context_cols[z0 + pair % nz];
-        CUDA_KERNEL_ASSERT(k >= 0 && k < q && "score_visits: context_cols out of range");
-        double term = a[j] * c[j * q + k] * scale[m * q + j];
-        if (label_weights_in_phi) term *= v[j];
-        f += term;
+      if (nz > 0) {
+        // The ny x nz pairs (e, z) of Y_i x Z_i, lane-strided: pair = e nz + z.
+        int64_t e = 0, z = 0;
+        advance_pair(e, z, lane, nz);
+        for (; e < ny; advance_pair(e, z, 32, nz)) {
+          const int64_t j = labels.cols[y0 + e], k = context.cols[z0 + z];
+          CUDA_KERNEL_ASSERT(k >= 0 && k < q && "score_visits: context_cols out of range");
+          double term = a[j] * c[j * q + k] * scale[m * q + j];
+          if (label_weights_in_phi) term *= v[j];
+          f += term;
+        }
       }
       d = cuda::warp_sum(d);
       f = cuda::warp_sum(f);
@@ -191,6 +289,7 @@ __global__ void weight_pass_kernel(const float* __restrict__ metrics, const doub
     }
   }
   if (lane == 0) {
+#pragma unroll
     for (int m = 0; m < 2; ++m) {
       low[m][warp] = my_low[m];
       high[m][warp] = my_high[m];
@@ -211,6 +310,22 @@ __global__ void weight_pass_kernel(const float* __restrict__ metrics, const doub
   }
 }
 
+// One instantiation per register-slot count (1..kMaxSlots), 0 beyond.
+template <int kSlots = kMaxSlots>
+void launch_metric_pass(int slots, dim3 grid, const MetricShape& shape, cudaStream_t stream, const StateView& state,
+                        const RowsView& labels, float* metrics, double* sums, double* gram) {
+  if constexpr (kSlots == 0) {
+    metric_pass_kernel<0><<<grid, shape.threads, 0, stream>>>(state, shape, labels, metrics, sums, gram);
+  } else {
+    if (slots == kSlots) {
+      metric_pass_kernel<kSlots><<<grid, shape.threads, 0, stream>>>(state, shape, labels, metrics, sums, gram);
+    } else {
+      launch_metric_pass<kSlots - 1>(slots > kMaxSlots ? 0 : slots, grid, shape, stream, state, labels, metrics,
+                                     sums, gram);
+    }
+  }
+}
+
 }  // namespace
 
 ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& loss,
@@ -222,6 +337,9 @@ ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushe
   check_score_visits_inputs(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
                             context_cols, workspace, lambda1, norm_eps);
   TORCH_CHECK(window.is_cuda(), "score_visits_cuda: tensors must be CUDA tensors");
+  // Float64 atomics sum the column statistics, the Gram matrix and the weight range in
+  // whatever order the blocks run: the last bits of v, C, δ and φ vary between runs.
+  at::globalContext().alertNotDeterministic("score_visits_cuda");
   const c10::cuda::CUDAGuard guard(window.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor win = window.contiguous(), push = pushes.contiguous(), lss = loss.contiguous(),
@@ -245,11 +363,15 @@ ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushe
 
   const StateView state{win.const_data_ptr<float>(), push.const_data_ptr<int64_t>(), lss.const_data_ptr<float>(),
                         flp.const_data_ptr<float>(), n, n_t, q, static_cast<float>(lambda1), two_minus_exp};
-  const int64_t rows_per_pass = q <= cuda::kThreads ? cuda::kThreads / q : 1;
-  const bool shifted = (q + cuda::kThreads - 1) / cuda::kThreads <= kMaxSlots;
+  const RowsView labels{yp.const_data_ptr<int64_t>(), yc.const_data_ptr<int64_t>(), yc.numel()};
+  const RowsView context{zp.const_data_ptr<int64_t>(), zc.const_data_ptr<int64_t>(), zc.numel()};
+  const MetricShape shape = metric_shape(q);
+  const bool shifted = shape.slots <= kMaxSlots;  // the register variants shift by row 0
+  // As many resident threads per multiprocessor as 4 blocks of kThreads, whatever the block.
+  const int blocks_per_sm = std::max(1, 4 * cuda::kThreads / shape.threads);
   float* metrics = workspace.mutable_data_ptr<float>();
-  metric_pass_kernel<<<cuda::grid_for(n, rows_per_pass, 4), cuda::kThreads, 0, stream>>>(
-      state, yp.const_data_ptr<int64_t>(), yc.const_data_ptr<int64_t>(), metrics, sums, gram);
+  launch_metric_pass(shape.slots, dim3(cuda::grid_for(n, shape.rows_per_pass, blocks_per_sm)), shape, stream, state,
+                     labels, metrics, sums, gram);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   finalise_kernel<<<dim3(static_cast<unsigned>(q), 2), cuda::kThreads, 0, stream>>>(
       sums, gram, metrics, n, q, norm_eps, shifted, row_normalize, label_weights.mutable_data_ptr<double>(),
@@ -257,8 +379,7 @@ ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushe
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   weight_pass_kernel<<<cuda::grid_for(n, cuda::kWarps, 8), cuda::kThreads, 0, stream>>>(
       metrics, label_weights.const_data_ptr<double>(), correlation.const_data_ptr<double>(),
-      scale.const_data_ptr<double>(), yp.const_data_ptr<int64_t>(), yc.const_data_ptr<int64_t>(),
-      zp.const_data_ptr<int64_t>(), zc.const_data_ptr<int64_t>(), n, q, label_weights_in_phi,
+      scale.const_data_ptr<double>(), labels, context, n, q, label_weights_in_phi,
       delta.mutable_data_ptr<double>(), phi.mutable_data_ptr<double>(), weight_range.mutable_data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {label_weights, correlation, delta, phi, weight_range};
