@@ -21,10 +21,14 @@ import time
 import pytest
 import torch
 
-from d2ace_ext import make_selector
+from d2ace_ext import SELECTORS, make_selector
 from d2ace_ext.datasets.synthetic import make_multilabel
+from d2ace_ext.selectors import PRUNED, WEIGHTED
+from d2ace_ext.selectors.registry import SELECTOR_CLASSES, default_config
 
-NAMES = ["random", "active", "recent", "dihcl", "balance", "hard_imb", "ml_unc", "d2ace", "infobatch"]
+NAMES = list(SELECTORS)
+#: the K of each selector with a K-NN (its default num_neighbors: Hard-Imb 5, D2ACE 6)
+NEIGHBORS = {name: default_config(name).num_neighbors for name in NAMES if SELECTOR_CLASSES[name].uses_neighbors}
 SIZES = [5000, 31600]
 LABELS = [14, 101, 374, 1000]
 BATCH = 128
@@ -41,7 +45,7 @@ def problem(n: int, q: int) -> dict:
         gc.collect()
         _, labels = make_multilabel(n=n, d=8, q=q, cardinality=4.0, seed=0)
         g = torch.Generator().manual_seed(0)
-        neighbors = {k: torch.randint(0, n, (n, k), generator=g) for k in (5, 6)}
+        neighbors = {k: torch.randint(0, n, (n, k), generator=g) for k in sorted(set(NEIGHBORS.values()))}
         batches = [(i, labels[i].to(torch.float32)) for i in torch.randperm(n, generator=g).split(BATCH)]
         _problem[(n, q)] = {"labels": labels, "neighbors": neighbors, "batches": batches,
                             "logits": torch.randn(BATCH, q, generator=g) * 2,
@@ -50,32 +54,28 @@ def problem(n: int, q: int) -> dict:
 
 
 def build(name: str, data: dict):
-    labels, neighbors = data["labels"], data["neighbors"]
-    schedule = dict(num_epochs=100, warmup_epochs=10)
-    if name in ("random", "balance"):
-        return make_selector(name, labels)
-    if name == "hard_imb":
-        return make_selector(name, labels, neighbors=neighbors[5], **schedule)
-    if name == "d2ace":
-        return make_selector(name, labels, neighbors=neighbors[6], **schedule)
-    if name == "infobatch":
-        return make_selector(name, labels, num_epochs=100)
-    return make_selector(name, labels, **schedule)
+    """The selector with its default options (100 epochs, warm-up 10), a K-NN selector
+    on the precomputed random neighbours."""
+    if name in NEIGHBORS:
+        return make_selector(name, data["labels"], neighbors=data["neighbors"][NEIGHBORS[name]])
+    return make_selector(name, data["labels"])
 
 
 def one_epoch(selector, name: str, data: dict, epoch: int, split: list) -> None:
-    """Records every batch then scores once; appends (record_s, score_s) to ``split``."""
+    """Records every batch then scores once for epoch 10 (its first selection epoch);
+    appends (record_s, score_s) to ``split``."""
     started = time.perf_counter()
-    if name == "balance":
+    if name == "balance":  # its per-step loss masks take the recording slot
         for index, targets in data["batches"]:
             selector.loss_mask(index, targets)
-    elif name != "random":
+    elif selector.uses_records:
         for index, targets in data["batches"]:
             selector.record_outputs(index, data["logits"][:index.numel()], targets, "logits", epoch)
     recorded = time.perf_counter()
-    if name == "infobatch":
+    mode = selector.batch_mode(10)
+    if mode == PRUNED:
         selector.pruned_weights(10)
-    elif name not in ("random", "balance"):
+    elif mode == WEIGHTED:
         selector.probabilities(10)
     split.append((recorded - started, time.perf_counter() - recorded))
 

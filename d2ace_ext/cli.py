@@ -19,6 +19,7 @@ import numpy as np
 
 from .cli_options import options_per_name
 from .harness.experiment import DISPLAY_NAMES, Protocol, canonical_selector, with_published_variants
+from .selectors.registry import has_presets
 from .harness.time_to_target import DEFAULT_TOLERANCE
 
 DEFAULT_RESULTS = "d2ace-results"
@@ -149,7 +150,7 @@ def cmd_run(args) -> int:
     protocol, records, summary, wall, _ = _execute(args, [args.dataset], [args.model], [args.selector])
     selector = canonical_selector(args.selector)
     print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selector]}"
-          f"{' (' + args.preset + ')' if selector == 'd2ace' else ''} · {protocol.folds} folds · "
+          f"{' (' + args.preset + ')' if has_presets(selector) else ''} · {protocol.folds} folds · "
           f"{protocol.epochs} epochs{_budget_note(protocol)}{_noise_note(protocol)} · protocol {protocol.digest()}")
     from .harness.tables import METRICS
     for metric, (title, higher) in METRICS.items():

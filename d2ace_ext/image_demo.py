@@ -21,8 +21,9 @@ from .harness.experiment import RunKey
 from .harness.image_cli import overhead
 from .harness.image_protocol import ImageProtocol
 from .harness.image_run import run_image
+from .selectors.registry import display_name
 
-SELECTORS = (("random", "Random"), ("d2ace", "D2ACE"))
+SELECTORS = ("random", "d2ace")
 
 
 def main(argv=None) -> int:
@@ -57,7 +58,8 @@ def main(argv=None) -> int:
           f"q = {data.num_labels}, {args.image_size}x{args.image_size} px, label cardinality "
           f"{float(data.train_labels.sum(1).mean()):.2f}; {args.model} on {args.backbone}, {args.epochs} epochs")
     rows = []
-    for name, title in SELECTORS:
+    for name in SELECTORS:
+        title = display_name(name)
         started = time.perf_counter()
         key = RunKey.make("digits-mosaic", args.model, name, "paper", 0, protocol)
         record = run_image(key, data, protocol, device=args.device, progress=not args.no_progress)

@@ -13,13 +13,13 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from ..validation import is_real
 from ..datasets.label_noise import LabelNoise
+from ..selectors.registry import SelectorFacts, has_presets
+from ..validation import is_real
 
-#: Selector names as the paper prints them.
-DISPLAY_NAMES = {"random": "Random", "active": "Active", "recent": "Recent", "dihcl": "DIHCL",
-                 "balance": "Balance", "hard_imb": "Hard-Imb", "ml_unc": "ML-Unc", "d2ace": "D2ACE",
-                 "infobatch": "InfoBatch"}
+#: Selector names as the paper prints them, {name: display name} in registry order: a
+#: live view of each registered selector's ``display_name``.
+DISPLAY_NAMES = SelectorFacts("display_name")
 PREPROCESSING = ("reference", "leak_free")
 MODEL_SELECTION = ("best", "last")
 FOLDS_FROM = ("stratified", "published")
@@ -132,8 +132,9 @@ def with_published_variants(models, model_options: dict) -> dict:
 
 @dataclass(frozen=True)
 class RunKey:
-    """One fold of one repeat of one configuration. ``preset`` is D2ACE's preset ("-"
-    for others); ``repeat`` r cuts its folds and seeds its runs from ``seed + 1000 r``."""
+    """One fold of one repeat of one configuration. ``preset`` is the preset of a selector
+    with presets (D2ACE's; "-" for others); ``repeat`` r cuts its folds and seeds its runs
+    from ``seed + 1000 r``."""
 
     dataset: str
     model: str
@@ -146,7 +147,7 @@ class RunKey:
     @classmethod
     def make(cls, dataset, model, selector, preset, fold, protocol: Protocol, repeat: int = 0) -> "RunKey":
         selector = canonical_selector(selector)
-        return cls(dataset, model, selector, preset if selector == "d2ace" else "-", fold, protocol.digest(), repeat)
+        return cls(dataset, model, selector, preset if has_presets(selector) else "-", fold, protocol.digest(), repeat)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..config import D2ACEConfig
-from ..factory import make_sampler
+from ..factory import PaperSchedule, make_run_sampler
 from ..metrics import evaluate, mean_auc, per_label_auc
 from ..models import make_model
 from .experiment import Protocol, RunKey
@@ -33,9 +32,9 @@ from .fold_data import FoldData
 from .selection_loss import selection_objective
 from .trace import RunTrace
 
-# Selectors with the shared warm-up / pressure schedule (Eq. 21), scaled to the run.
-_SCHEDULED = {"active", "recent", "dihcl", "hard_imb", "ml_unc"}
-_PAPER_EPOCHS, _PAPER_WARMUP = 100, 10
+#: The paper's tabular schedule (Appendix D): 100 epochs, a selector warm-up of 10; the
+#: other epoch counts (D2ACE's t_start / t_end) are the selector's own, at 100 epochs.
+TABULAR_SCHEDULE = PaperSchedule(epochs=100, values={"warmup_epochs": 10})
 
 
 class TensorBatches(Dataset):
@@ -61,20 +60,13 @@ def whole_batch(batch):
 
 
 def build_sampler(key: RunKey, data: FoldData, protocol: Protocol, seed: int, device):
-    """The selector's batch sampler over the fold's training part, its schedule (warm-up,
-    pressure, p_beta epochs) scaled from the paper's 100 epochs to ``protocol.epochs``."""
-    options = dict(protocol.selector_options.get(key.selector, {}))
-    if key.selector == "d2ace":
-        config = D2ACEConfig.preset(key.preset).scaled_to(protocol.epochs).replace(**options)
-        options = {"config": config}
-    elif key.selector in _SCHEDULED:
-        options.setdefault("num_epochs", protocol.epochs)
-        options.setdefault("warmup_epochs", round(_PAPER_WARMUP * protocol.epochs / _PAPER_EPOCHS))
-    elif key.selector == "infobatch":  # its annealed last epochs are a share of the run
-        options.setdefault("num_epochs", protocol.epochs)
-    return make_sampler(key.selector, data.train_y.to(device), protocol.batch_size, data.train_x.to(device),
-                        seed=seed, device=device, budget=protocol.budget, anneal=protocol.anneal,
-                        run_epochs=protocol.epochs, **options)
+    """The selector's batch sampler over the fold's training part, its epoch counts
+    (warm-up, pressure, p_beta epochs: its ``schedule_fields``) scaled from the paper's
+    100 epochs to ``protocol.epochs``, then ``protocol.selector_options`` over them."""
+    return make_run_sampler(key.selector, data.train_y.to(device), protocol.batch_size, data.train_x.to(device),
+                            seed=seed, epochs=protocol.epochs, schedule=TABULAR_SCHEDULE, preset=key.preset,
+                            options=protocol.selector_options.get(key.selector), device=device,
+                            budget=protocol.budget, anneal=protocol.anneal)
 
 
 def warmup_steps(sampler, protocol: Protocol) -> int:

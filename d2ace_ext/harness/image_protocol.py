@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..config import D2ACEConfig
-from ..factory import make_sampler
+from .. import factory
+from ..factory import PaperSchedule, make_run_sampler
 from ..validation import is_real
 
-_PAPER_EPOCHS, _PAPER_WARMUP, _PAPER_T_START, _PAPER_T_END = 20, 5, 5, 15
-_SCHEDULED = {"active", "recent", "dihcl", "hard_imb", "ml_unc"}
+#: The paper's image schedule (Appendix D): 20 epochs, selector warm-up T_w = 5, D2ACE's
+#: p_β moving from epoch 5 to 15; runs of other lengths scale it.
+IMAGE_SCHEDULE = PaperSchedule(epochs=20, values={"warmup_epochs": 5, "t_start": 5, "t_end": 15})
 MODEL_SELECTION = ("val", "last", "test")
 #: Fields added after image results were first recorded: left out of the digest while at
 #: their default, so earlier digests (docs/evidence/mosaic_dihcl_subset.jsonl) stay valid.
@@ -87,19 +88,13 @@ class ImageProtocol:
         settings = {k: v for k, v in self.to_dict().items() if k != "amp" and _LATER_FIELDS.get(k, object()) != v}
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
-    def schedule(self) -> dict:
-        """The paper's image schedule scaled to ``epochs``: warm-up and D2ACE's t_start / t_end."""
-        ratio = self.epochs / _PAPER_EPOCHS
-        return {"warmup_epochs": round(_PAPER_WARMUP * ratio), "t_start": round(_PAPER_T_START * ratio),
-                "t_end": round(_PAPER_T_END * ratio)}
-
 
 def model_options(protocol: ImageProtocol, model: str) -> dict:
     """The model's options: HST's pseudo-label / prototype epochs (5 and every 5 of the
     paper's 20) scaled to ``epochs`` like the selectors' schedule, then the user's."""
     options = {}
     if model == "hst":
-        start = max(1, round(5 * protocol.epochs / _PAPER_EPOCHS))
+        start = max(1, round(5 * protocol.epochs / IMAGE_SCHEDULE.epochs))
         options = {"generate_label_epoch": start, "prototype_every": start}
     return {**options, **protocol.model_options.get(model, {})}
 
@@ -107,27 +102,17 @@ def model_options(protocol: ImageProtocol, model: str) -> dict:
 def build_image_sampler(selector: str, labels: torch.Tensor, features: torch.Tensor | None,
                         protocol: ImageProtocol, seed: int, preset: str = "paper", device=None):
     """The selector's batch sampler with the image schedule (T_w = 5, t_start 5, t_end 15
-    of 20 epochs, scaled); ``protocol.selector_options[selector]`` override it."""
-    options = dict(protocol.selector_options.get(selector, {}))
-    sched = protocol.schedule()
-    if selector == "d2ace":
-        config = D2ACEConfig.preset(preset).replace(num_epochs=protocol.epochs, **sched).replace(**options)
-        options = {"config": config}
-    elif selector in _SCHEDULED:
-        options.setdefault("num_epochs", protocol.epochs)
-        options.setdefault("warmup_epochs", sched["warmup_epochs"])
-    return make_sampler(selector, labels, protocol.batch_size, features, seed=seed, device=device,
-                        budget=protocol.budget, run_epochs=protocol.epochs, **options)
+    of 20 epochs, scaled to ``protocol.epochs``: ``IMAGE_SCHEDULE``);
+    ``protocol.selector_options[selector]`` override it."""
+    return make_run_sampler(selector, labels, protocol.batch_size, features, seed=seed, epochs=protocol.epochs,
+                            schedule=IMAGE_SCHEDULE, preset=preset, options=protocol.selector_options.get(selector),
+                            device=device, budget=protocol.budget)
 
 
 def needs_features(selector: str, protocol: ImageProtocol, preset: str = "paper") -> bool:
-    """Whether the selector uses a K-NN over the training inputs (Hard-Imb, D2ACE with K > 0)."""
-    if selector == "hard_imb":
-        return True
-    if selector == "d2ace":
-        k = protocol.selector_options.get("d2ace", {}).get("num_neighbors", D2ACEConfig.preset(preset).num_neighbors)
-        return k > 0
-    return False
+    """Whether the selector builds a K-NN over the training inputs under this protocol's
+    options (``factory.needs_features``: Hard-Imb, D2ACE with K > 0)."""
+    return factory.needs_features(selector, preset, protocol.selector_options.get(selector))
 
 
 def mean_average_precision(targets, scores, ignore=None) -> float:

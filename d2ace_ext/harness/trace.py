@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from sklearn.neighbors import LocalOutlierFactor
 
-from ..selectors.hard_imb import minority_labels
+from ..selectors.registry import SELECTOR_CLASSES
 
 
 def outlier_flags(features: torch.Tensor, neighbors: int = 20) -> np.ndarray:
@@ -20,17 +20,13 @@ def outlier_flags(features: torch.Tensor, neighbors: int = 20) -> np.ndarray:
 
 
 def static_label_weights(selector: str, labels: torch.Tensor) -> np.ndarray | None:
-    """The fixed per-label priority of the label-statistics baselines (q,): Balance's
-    minority weight n / (2 min(pos, neg)), Hard-Imb's IRLbl on its minority labels (1
-    elsewhere). None for the others."""
-    y = labels.to(torch.float64)
-    positives = y.sum(0)
-    if selector == "balance":
-        return (y.shape[0] / (2 * torch.minimum(positives, y.shape[0] - positives).clamp(min=1))).numpy()
-    if selector == "hard_imb":
-        ratio = positives.max() / positives.clamp(min=1)
-        return torch.where(minority_labels(labels), ratio, torch.ones_like(ratio)).numpy()
-    return None
+    """The fixed per-label priority (q,) of the label-statistics baselines, from the
+    selector's class (``Selector.static_label_weights``: Balance's minority weight
+    n / (2 min(pos, neg)), Hard-Imb's IRLbl on its minority labels, 1 elsewhere).
+    None for the others and for a name no longer registered."""
+    cls = SELECTOR_CLASSES.get(selector)
+    weights = cls.static_label_weights(labels) if cls is not None else None
+    return None if weights is None else weights.cpu().to(torch.float64).numpy()
 
 
 class RunTrace:

@@ -50,6 +50,13 @@ class ActiveSelector(QuantizedSelector):
 
     needs_loss = False
     TENSORS = ("count", "mean", "m2")
+    display_name = "Active"
+    config_class = ActiveConfig
+    takes_seed = False
+    uses_neighbors = False
+    schedule_fields = ("num_epochs", "warmup_epochs")
+    color = "#8c564b"
+    display_rank = 6
 
     def __init__(self, labels: torch.Tensor, config: ActiveConfig | None = None, *, device=None, **options) -> None:
         self._setup(labels, ActiveConfig, config, options, device)

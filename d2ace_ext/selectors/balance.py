@@ -84,6 +84,21 @@ class BalanceSelector(Selector):
 
     needs_loss = False
     uses_records = False  # its loss masks come from loss_mask(), not from the records
+    display_name = "Balance"
+    config_class = BalanceConfig
+    takes_seed = True
+    uses_neighbors = False
+    schedule_fields = ()
+    color = "#56b4e9"
+    display_rank = 5
+
+    @staticmethod
+    def static_label_weights(labels: torch.Tensor) -> torch.Tensor:
+        """The minority weight n / (2 min(pos_j, neg_j)) of each label (q,) float64 over
+        the whole training set (the per-batch loss_mask weighs by the batch's counts)."""
+        y = labels.to(torch.float64)
+        positives = y.sum(0)
+        return y.shape[0] / (2 * torch.minimum(positives, y.shape[0] - positives).clamp(min=1))
 
     def __init__(self, labels: torch.Tensor, config: BalanceConfig | None = None, *, seed: int = 0, device=None, **options) -> None:
         labels = check_labels(labels)

@@ -36,6 +36,43 @@ class Selector(abc.ABC):
     #: loop must then apply them, whatever its importance-weighting setting
     weights_losses: bool = False
 
+    # -- what the selector is: read by the registry, ``make_sampler`` and the harness, so
+    # that adding a selector touches its own file and the registry only. The five
+    # without a default must be stated by every registered selector (the registry
+    # refuses one that leaves any out: ``registry.check_metadata``). --
+    #: its name as the paper prints it, in tables, figures and messages ("Hard-Imb")
+    display_name: str
+    #: the frozen dataclass whose fields are its keyword options (None: it takes none)
+    config_class: type | None
+    #: whether it takes ``seed=`` for a generator of its own; ``make_sampler`` passes
+    #: the sampler's seed on
+    takes_seed: bool
+    #: whether it builds a K-NN over the (n, d) training features (``neighbors=`` (n, K)
+    #: instead); its config then has ``num_neighbors``, and K = 0 needs no features
+    uses_neighbors: bool
+    #: the config fields that count epochs ("num_epochs" first): a run of E epochs sets
+    #: ``num_epochs = E`` and scales the others (warm-up, D2ACE's t_start / t_end) by
+    #: E over the paper's length (``factory.scheduled_options``); () for none
+    schedule_fields: tuple[str, ...]
+    #: named configurations ``preset=`` picks from ({name: config}; D2ACE's "paper" and
+    #: "reference"); None: the selector has no presets (its runs' key preset is "-")
+    presets: dict | None = None
+    #: keyword options besides the config's fields that its builder takes (D2ACE's
+    #: ``ablation``; ``seed``, ``preset`` and ``neighbors`` follow from the above)
+    extra_options: tuple[str, ...] = ()
+    #: its colour in every figure (None: a stable spare colour picked by its name)
+    color: str | None = None
+    #: where its series stands in tables and figure legends, lowest first (None: after
+    #: every ranked selector)
+    display_rank: int | None = None
+
+    @staticmethod
+    def static_label_weights(labels: torch.Tensor) -> torch.Tensor | None:
+        """The fixed per-label priority (q,) float64 the selector gives labels (n, q) 0/1
+        from the training labels alone, before anything is recorded, for the figures'
+        label-weight panels (Fig. 2 / A6); None for a selector without one."""
+        return None
+
     @abc.abstractmethod
     def batch_mode(self, epoch: int) -> str:
         """How epoch ``epoch`` (0-based) forms batches: SHUFFLE, FIXED, WEIGHTED or PRUNED."""

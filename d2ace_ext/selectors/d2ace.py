@@ -6,7 +6,7 @@ import warnings
 import torch
 
 from .. import ops
-from ..config import LATER_FIELDS, D2ACEConfig
+from ..config import LATER_FIELDS, PRESETS, D2ACEConfig
 from ..neighbors import local_label_appearance, resolve_neighbors
 from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
@@ -23,6 +23,16 @@ class D2ACESelector(Selector):
     unless ``config.num_neighbors == 0``. neighbors: (n, K) precomputed neighbour
     indices, instead of features. device: where the state lives (default: labels').
     """
+
+    display_name = "D2ACE"
+    config_class = D2ACEConfig
+    takes_seed = False
+    uses_neighbors = True
+    schedule_fields = ("num_epochs", "warmup_epochs", "t_start", "t_end")
+    presets = PRESETS
+    extra_options = ("ablation",)  # a variant of config.ABLATIONS, applied by D2ACEConfig.replace
+    color = "#d55e00"  # vermillion: the method under study
+    display_rank = 8
 
     def __init__(
         self,

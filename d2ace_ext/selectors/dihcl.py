@@ -123,6 +123,13 @@ class DIHCLSelector(Selector):
     """
 
     TENSORS = ("previous", "seen", "hardness")
+    display_name = "DIHCL"
+    config_class = DIHCLConfig
+    takes_seed = True
+    uses_neighbors = False
+    schedule_fields = ("num_epochs", "warmup_epochs")
+    color = "#009e73"
+    display_rank = 3
 
     def __init__(self, labels: torch.Tensor, config: DIHCLConfig | None = None, *, seed: int = 0, device=None, **options) -> None:
         labels = check_labels(labels)

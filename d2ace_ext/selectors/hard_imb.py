@@ -74,6 +74,20 @@ class HardImbSelector(QuantizedSelector):
 
     TENSORS = ("loss",)
     INFINITE_OK = ("loss",)  # a saturated wrong prediction's BCE is inf
+    display_name = "Hard-Imb"
+    config_class = HardImbConfig
+    takes_seed = False
+    uses_neighbors = True
+    schedule_fields = ("num_epochs", "warmup_epochs")
+    color = "#0072b2"
+    display_rank = 2
+
+    @staticmethod
+    def static_label_weights(labels: torch.Tensor) -> torch.Tensor:
+        """IRLbl_j = max_k |Y_k| / |Y_j| on the minority labels, 1 elsewhere (q,) float64."""
+        positives = labels.to(torch.float64).sum(0)
+        ratio = positives.max() / positives.clamp(min=1)
+        return torch.where(minority_labels(labels), ratio, torch.ones_like(ratio))
 
     def __init__(self, labels, features=None, config: HardImbConfig | None = None, *, neighbors=None, device=None, **options) -> None:
         labels = self._setup(labels, HardImbConfig, config, options, device)

@@ -88,6 +88,13 @@ class InfoBatchSelector(Selector):
 
     TENSORS = ("score",)
     weights_losses = True
+    display_name = "InfoBatch"
+    config_class = InfoBatchConfig
+    takes_seed = True
+    uses_neighbors = False
+    schedule_fields = ("num_epochs",)  # its annealed last epochs are a share of the run
+    color = "#e69f00"
+    display_rank = 4
 
     def __init__(self, labels: torch.Tensor, config: InfoBatchConfig | None = None, *, seed: int = 0,
                  device=None, **options) -> None:

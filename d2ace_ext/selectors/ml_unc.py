@@ -92,6 +92,13 @@ class MLUncSelector(QuantizedSelector):
 
     needs_loss = False
     TENSORS = ("window", "pushes", "last_epoch")
+    display_name = "ML-Unc"
+    config_class = MLUncConfig
+    takes_seed = False
+    uses_neighbors = False
+    schedule_fields = ("num_epochs", "warmup_epochs")
+    color = "#cc79a7"
+    display_rank = 1
 
     def __init__(self, labels: torch.Tensor, config: MLUncConfig | None = None, *, device=None, **options) -> None:
         self._setup(labels, MLUncConfig, config, options, device)

@@ -12,6 +12,13 @@ class RandomSelector(Selector):
 
     needs_loss = False
     uses_records = False
+    display_name = "Random"
+    config_class = None
+    takes_seed = False
+    uses_neighbors = False
+    schedule_fields = ()
+    color = "#555555"
+    display_rank = 0
 
     def __init__(self, n: int, q: int | None = None, device: torch.device | str = "cpu") -> None:
         self.n = check_positive_int(n, "n")

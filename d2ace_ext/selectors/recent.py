@@ -50,6 +50,13 @@ class RecentSelector(QuantizedSelector):
 
     needs_loss = False
     TENSORS = ("window", "pushes", "last_epoch")
+    display_name = "Recent"
+    config_class = RecentConfig
+    takes_seed = False
+    uses_neighbors = False
+    schedule_fields = ("num_epochs", "warmup_epochs")
+    color = "#999933"
+    display_rank = 7
 
     def __init__(self, labels: torch.Tensor, config: RecentConfig | None = None, *, device=None, **options) -> None:
         self._setup(labels, RecentConfig, config, options, device)
