@@ -44,251 +44,29 @@ expected there.
 """
 from __future__ import annotations
 
-import difflib
-import glob
 import os
-import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 
 # read_arff is imported from here by callers that predate the arff module.
 from .arff import _Parsed, attribute_names, read_arff  # noqa: F401
-
-DATA_DIR_ENV = "D2ACE_DATA_DIR"
-
-# Name suffix that reads a folder's ARFF files even where it holds a .mat file.
-ARFF_SUFFIX = "-arff"
-
-# The files of the sets in the shared folder's README, named in error messages.
-EXPECTED_FILES = {
-    "cal500": ("cal500.arff", "cal500.xml"),
-    "birds": ("birds-train.arff", "birds-test.arff", "birds.xml"),
-    "enron": ("enron.arff", "enron.xml"),
-    "scene": ("scene-train.arff", "scene-test.arff", "scene.xml"),
-    "yeast": ("yeast.arff", "yeast.xml"),
-    "Corel5k": ("Corel5k-sparse.arff", "Corel5k.xml"),
-    "bibtex": ("bibtex.arff", "bibtex.xml"),
-    "rcv1subset1": ("rcv1subset1_top944.mat",),
-    "rcv1subset1-arff": ("rcv1subset1500.orig.arff.gz", "rcv1subset1500.xml"),
-    "rcv1subset2": ("rcv1subset2500.orig.arff.gz", "rcv1subset2500.xml"),
-    "rcv1subset3": ("rcv1subset3500.orig.arff.gz", "rcv1subset3500.xml"),
-    "yahoo-Arts1": ("Arts1500.orig.arff.gz", "Arts1500.xml"),
-    "yahoo-Business1": ("Business1500.orig.arff.gz", "Business1500.xml"),
-    "emotions": ("emotions.arff", "emotions.xml"),
-    "medical": ("medical.arff", "medical.xml"),
-    "genbase": ("genbase.arff", "genbase.xml"),
-    "flags": ("flags.arff", "flags.xml"),
-}
+from .mulan_folders import (ARFF_SUFFIX, DATA_DIR_ENV, EXPECTED_FILES, arff_files, available_datasets,  # noqa: F401
+                            data_dir, expected_files, has_arff, mat_files, resolve, xml_file)
+from .mulan_labels import label_columns, label_names
+from .mulan_mat import load_mat
 
 # Attributes that are identifiers, not features: dropped by load_dataset (by folder).
 DROPPED_FEATURES = {"genbase": ("protein",)}
 
 
-def data_dir(path: str | None = None) -> str:
-    """The MULAN data folder: ``path``, else ``$D2ACE_DATA_DIR``."""
-    folder = path or os.environ.get(DATA_DIR_ENV)
-    if not folder:
-        raise FileNotFoundError(f"no data folder: pass one or set {DATA_DIR_ENV} (e.g. ../shared/data)")
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"data folder {folder!r} does not exist (expected one folder per data set "
-                                f"there, e.g. yeast/yeast.arff and yeast/yeast.xml)")
-    return folder
-
-
-def label_names(xml_path: str) -> list[str]:
-    """Label names listed in a MULAN XML file, in its order. A malformed file or a label
-    listed twice raises ValueError naming the file."""
-    try:
-        root = ElementTree.parse(xml_path).getroot()
-    except ElementTree.ParseError as err:
-        raise ValueError(f"{xml_path}: malformed XML ({err}); a MULAN label file reads "
-                         '<labels xmlns="http://mulan.sourceforge.net/labels"><label name="..."/>...</labels>'
-                         ) from None
-    names = [el.attrib["name"] for el in root.iter() if el.tag.endswith("label") and "name" in el.attrib]
-    seen: set[str] = set()
-    twice = [n for n in names if n in seen or seen.add(n)]
-    if twice:
-        raise ValueError(f"{xml_path}: label(s) {', '.join(map(repr, dict.fromkeys(twice)))} listed twice; "
-                         "list each label once")
-    return names
-
-
-# ----------------------------------------------------------------------------- sets
-
-
-def _expected(name: str) -> str:
-    files = EXPECTED_FILES.get(name)
-    if files:
-        return ", ".join(files)
-    return "<file>.arff (or .arff.gz, or a <file>-train.arff/<file>-test.arff pair) and <file>.xml, " \
-           "or a .mat file with 'data' and 'target'"
-
-
-def _arff_candidates(base: str) -> tuple[list[str], list[str], list[str]]:
-    """(``*-train``, ``*-test`` and other ARFF files) of folder ``base``, sorted: ``.arff``
-    and ``.arff.gz`` files, a ``.gz`` left out where its unpacked ``.arff`` is there too."""
-    plain = glob.glob(os.path.join(base, "*.arff"))
-    files = sorted(plain + [f for f in glob.glob(os.path.join(base, "*.arff.gz")) if f[:-3] not in plain])
-    trains = [f for f in files if _stem(f).endswith("-train")]
-    tests = [f for f in files if _stem(f).endswith("-test")]
-    return trains, tests, [f for f in files if f not in trains and f not in tests]
-
-
-def _stem(path: str) -> str:
-    return os.path.basename(path).split(".")[0]
-
-
-def _arff_files(base: str) -> list[str]:
-    """The ARFF files of set folder ``base``: one ``<x>-train`` / ``<x>-test`` pair, else
-    its one ARFF file, else none. Anything that leaves the choice open (two train files,
-    a train file without its test file, two ARFF files) raises ValueError naming them:
-    reading one of them would silently read part of the set, or another set."""
-    trains, tests, others = _arff_candidates(base)
-
-    def names(paths: list[str]) -> str:
-        return ", ".join(os.path.basename(p) for p in paths)
-
-    if trains or tests:
-        if len(trains) == 1 and len(tests) == 1 and _stem(trains[0])[:-6] == _stem(tests[0])[:-5]:
-            return trains + tests
-        example = f"{_stem((trains or tests)[0]).rsplit('-', 1)[0]}-{'test' if trains else 'train'}.arff"
-        raise ValueError(f"{base}: expected one <name>-train.arff / <name>-test.arff pair, found train file(s) "
-                         f"[{names(trains)}] and test file(s) [{names(tests)}]"
-                         f"{f' (e.g. {example} is missing)' if not (trains and tests) else ''}; "
-                         "keep one pair in the folder")
-    if len(others) > 1:
-        raise ValueError(f"{base}: several ARFF files ({names(others)}) and no <name>-train/<name>-test pair; "
-                         "keep one ARFF file per set folder")
-    return others
-
-
-def _has_arff(base: str) -> bool:
-    """Whether folder ``base`` holds any ARFF file (a set to list; loading it says
-    which files are wrong, if any)."""
-    return any(_arff_candidates(base))
-
-
-def _xml_file(base: str, arff: str) -> str | None:
-    """The folder's MULAN XML label list: its one XML file, else the one named like the
-    ARFF file (``<stem>.xml``, ``Corel5k.xml`` for ``Corel5k-sparse.arff``)."""
-    xmls = sorted(glob.glob(os.path.join(base, "*.xml")))
-    if len(xmls) <= 1:
-        return xmls[0] if xmls else None
-    stem = _stem(arff).split("-")[0]
-    named = [x for x in xmls if os.path.basename(x) == stem + ".xml"] or \
-        [x for x in xmls if os.path.basename(x).startswith(stem)]
-    if len(named) == 1:
-        return named[0]
-    raise ValueError(f"{base}: several XML files ({', '.join(os.path.basename(x) for x in xmls)}) and none "
-                     f"is the label list of {os.path.basename(arff)} ({stem}.xml); keep one")
-
-
-def _mat_files(base: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(base, "*.mat")))
-
-
-def available_datasets(folder: str | None = None) -> list[str]:
-    """Names ``load_dataset`` reads in the data folder: each sub-folder holding a ``.mat``
-    file or an ARFF file with its XML label list; a folder with both also gives
-    ``<folder>-arff`` for its ARFF version (e.g. ``rcv1subset1-arff``)."""
-    root = data_dir(folder)
-    names = []
-    for entry in sorted(os.listdir(root), key=str.lower):
-        base = os.path.join(root, entry)
-        if not os.path.isdir(base):
-            continue
-        has_arff = _has_arff(base) and bool(glob.glob(os.path.join(base, "*.xml")))
-        needs_mat = any(f.endswith(".mat") for f in EXPECTED_FILES.get(entry, ()))
-        if needs_mat and not _mat_files(base):  # rcv1subset1 without its .mat: ARFF name only
-            names += [entry + ARFF_SUFFIX] if has_arff else []
-        elif _mat_files(base):
-            names.append(entry)
-            if has_arff:
-                names.append(entry + ARFF_SUFFIX)
-        elif has_arff:
-            names.append(entry)
-    return names
-
-
-def _resolve(name: str, root: str) -> tuple[str, str, bool]:
-    """(folder name, folder path, ARFF forced) of set ``name``."""
-    base = os.path.join(root, name)
-    if os.path.isdir(base):
-        return name, base, False
-    if name.endswith(ARFF_SUFFIX) and os.path.isdir(os.path.join(root, name[:-len(ARFF_SUFFIX)])):
-        stem = name[:-len(ARFF_SUFFIX)]
-        return stem, os.path.join(root, stem), True
-    available = available_datasets(root)
-    raise FileNotFoundError(
-        f"no folder {base!r} for data set {name!r} (expected there: {_expected(name)}); "
-        f"available sets in {root!r}: {', '.join(available) if available else 'none'}")
-
-
-def _load_mat(path: str, base: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    import scipy.io
-    import scipy.sparse
-
-    contents = scipy.io.loadmat(path)
-    if "data" not in contents or "target" not in contents:
-        found = sorted(k for k in contents if not k.startswith("__"))
-        raise ValueError(f"{path}: expected variables 'data' and 'target', found {found}")
-    x, y = contents["data"], contents["target"]
-    x = x.toarray() if scipy.sparse.issparse(x) else np.asarray(x)
-    y = y.toarray() if scipy.sparse.issparse(y) else np.asarray(y)
-    if x.ndim != 2 or y.ndim != 2:
-        raise ValueError(f"{path}: 'data' {x.shape} and 'target' {y.shape} must be matrices")
-    if x.shape[0] != y.shape[0]:
-        if x.shape[1] != y.shape[1]:
-            raise ValueError(f"{path}: 'data' {x.shape} and 'target' {y.shape} share no instance axis")
-        x, y = x.T, y.T  # stored features x instances
-    y = np.where(y == -1, 0, y) if np.isin(y, (-1, 1)).all() else y
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{path}: 'target' holds values other than 0/1")
-    features = np.ascontiguousarray(x, dtype=np.float64)
-    labels = np.ascontiguousarray(y, dtype=np.int64)
-    if not np.isfinite(features).all():
-        row, column = np.argwhere(~np.isfinite(features))[0]
-        raise ValueError(f"{path}: 'data' row {row}, column {column} is {float(features[row, column])}: features "
-                         "must be finite")
-    q = labels.shape[1]
-    names = [f"label{j}" for j in range(q)]
-    # rcv1subset1: the folder's ARFF holds the same label columns (checked: equal arrays),
-    # so their names are the last q attributes of its header, if the XML lists them.
-    try:
-        arffs = _arff_files(base)
-        xml = _xml_file(base, arffs[0]) if arffs else None
-        header = attribute_names(arffs[0]) if xml else []
-        if len(header) > q and set(header[-q:]) == set(label_names(xml)):
-            names = header[-q:]
-    except ValueError:  # names are a courtesy: a wrong ARFF or XML beside the .mat leaves label<j>
-        pass
-    return features, labels, names
-
-
-def _label_columns(names: list[str], listed: list[str], arff: str, xml: str) -> list[int]:
-    """Positions of the labels ``listed`` in the XML file ``xml`` among the attributes
-    ``names`` of ``arff``, in the file's order (the XML may list them in another order,
-    as enron's and yeast's do). A listed label that is no attribute is refused: taking
-    other columns instead would swap labels and features without a word."""
-    position = {n: j for j, n in enumerate(names)}
-    missing = [n for n in listed if n not in position]
-    if missing:
-        hints = [f"{n!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, names, 1, 0.6))
-                 else repr(n) for n in missing[:5]]
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(f"{xml}: label(s) {', '.join(hints)}{more} are not attributes of {arff}; correct the "
-                         "names (they are case-sensitive) or use the XML file of this ARFF file")
-    if not listed or len(listed) >= len(names):
-        raise ValueError(f"{xml}: lists {len(listed)} labels for the {len(names)} attributes of {arff}")
-    return sorted(position[n] for n in listed)
-
-
 def _load_arff(name: str, base: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    files = _arff_files(base)
-    xml = _xml_file(base, files[0]) if files else None
+    """(features (n, d) float64, labels (n, q) int64 0/1, label names) of the ARFF
+    file(s) and XML label list of set folder ``base`` (a train / test pair joined)."""
+    files = arff_files(base)
+    xml = xml_file(base, files[0]) if files else None
     if not files or not xml:
         missing = "ARFF file" if not files else "XML label list"
-        raise FileNotFoundError(f"{base!r} holds no {missing}: expected {_expected(name)} there "
+        raise FileNotFoundError(f"{base!r} holds no {missing}: expected {expected_files(name)} there "
                                 f"(found: {', '.join(sorted(os.listdir(base))) or 'nothing'})")
     labels_listed = label_names(xml)
     parts = [_Parsed(path, labels=frozenset(labels_listed)) for path in files]
@@ -296,7 +74,7 @@ def _load_arff(name: str, base: str) -> tuple[np.ndarray, np.ndarray, list[str]]
     for path, part in zip(files[1:], parts[1:]):
         if part.names != names:
             raise ValueError(f"{path}: attributes differ from those of {files[0]}")
-    label_cols = _label_columns(names, labels_listed, files[0], xml)
+    label_cols = label_columns(names, labels_listed, files[0], xml)
     dropped = set(DROPPED_FEATURES.get(os.path.basename(base), ()))
     taken = set(label_cols)
     feature_cols = [j for j, n in enumerate(names) if j not in taken and n not in dropped]
@@ -324,18 +102,18 @@ def load_dataset(name: str, folder: str | None = None) -> tuple[np.ndarray, np.n
     the available sets.
     """
     root = data_dir(folder)
-    _, base, force_arff = _resolve(name, root)
-    mats = [] if force_arff else _mat_files(base)
+    _, base, force_arff = resolve(name, root)
+    mats = [] if force_arff else mat_files(base)
     wanted = [f for f in EXPECTED_FILES.get(name, ()) if f.endswith(".mat")]
     if wanted and not force_arff:  # rcv1subset1: the .mat or nothing, never the 500-feature ARFF
         path = os.path.join(base, wanted[0])
         if not os.path.isfile(path):
-            other = f"; its ARFF version (other features) is {name + ARFF_SUFFIX!r}" if _has_arff(base) else ""
+            other = f"; its ARFF version (other features) is {name + ARFF_SUFFIX!r}" if has_arff(base) else ""
             raise FileNotFoundError(f"no file {path!r}: data set {name!r} is read from {wanted[0]} "
                                     f"(variables 'data' and 'target'){other}")
         mats = [path]
     if mats:
-        return _load_mat(mats[0], base)
+        return load_mat(mats[0], base)
     return _load_arff(name, base)
 
 

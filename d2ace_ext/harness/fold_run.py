@@ -91,6 +91,33 @@ def instance_losses(model, x: torch.Tensor, y: torch.Tensor, device) -> torch.Te
     return F.binary_cross_entropy(probs, y.double(), reduction="none").mean(1)
 
 
+def _train_epoch(model, loader: DataLoader, sampler, optimiser, schedule, device,
+                 importance_weights) -> tuple[float, int]:
+    """One pass over the sampler's batches, the LR schedule stepped per batch:
+    (sum over batches of loss × batch size, samples seen)."""
+    model.train()
+    total, seen = 0.0, 0
+    for index, x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits, loss = selection_objective(model, sampler, index, x, y, importance_weights)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        sampler.update(index, logits.detach(), y)
+        total += float(loss.detach()) * index.numel()
+        seen += index.numel()
+    return total, seen
+
+
+def _save_trace(tracer: RunTrace, key: RunKey, results_dir: str) -> str:
+    """Writes the trace to ``results_dir/traces/<run>.npz``; returns that path relative to ``results_dir``."""
+    trace_path = os.path.join("traces", key.stem() + ".npz")
+    os.makedirs(os.path.join(results_dir, "traces"), exist_ok=True)
+    tracer.save(os.path.join(results_dir, trace_path))
+    return trace_path
+
+
 def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "cpu", results_dir: str | None = None,
              trace: bool = False, progress: bool = True, position: int = 0) -> dict:
     """Train, validate every epoch, test; returns the results-file record of this run.
@@ -123,29 +150,15 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
             tracer.snapshot(epoch, sampler.probabilities, instance_losses(model, data.train_x, data.train_y, device))
         # the trace's probabilities may have prepared the epoch: that selection time counts, its loss pass not
         elapsed += sampler.overhead_seconds - selection_before
-        loop_started = time.perf_counter()
-        model.train()
-        total, seen, lr = 0.0, 0, optimiser.param_groups[0]["lr"]
-        for index, x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits, loss = selection_objective(model, sampler, index, x, y, protocol.importance_weights)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            sampler.update(index, logits.detach(), y)
-            total += float(loss.detach()) * index.numel()
-            seen += index.numel()
+        loop_started, lr = time.perf_counter(), optimiser.param_groups[0]["lr"]
+        total, seen = _train_epoch(model, loader, sampler, optimiser, schedule, device, protocol.importance_weights)
         elapsed += time.perf_counter() - loop_started
         samples_seen += seen
         label_auc = per_label_auc(data.val_y, predict(model, data.val_x, device))
         val_auc = mean_auc(label_auc)
-        history["epoch"].append(epoch)
-        history["train_loss"].append(total / max(1, seen))
-        history["val_macro_auc"].append(val_auc)
-        history["lr"].append(lr)
-        history["samples_seen"].append(samples_seen)
-        history["elapsed_seconds"].append(elapsed)
+        for field, value in (("epoch", epoch), ("train_loss", total / max(1, seen)), ("val_macro_auc", val_auc),
+                             ("lr", lr), ("samples_seen", samples_seen), ("elapsed_seconds", elapsed)):
+            history[field].append(value)
         if protocol.model_selection == "best" and val_auc > best_auc:
             best_auc, best_epoch = val_auc, epoch
             best_state = copy.deepcopy(model.state_dict())
@@ -157,11 +170,7 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
     else:  # "last", or no epoch had a defined validation AUC
         best_epoch, best_auc = protocol.epochs - 1, history["val_macro_auc"][-1]
     metrics = evaluate(data.test_y, predict(model, data.test_x, device))
-    trace_path = None
-    if tracer is not None:
-        trace_path = os.path.join("traces", key.stem() + ".npz")
-        os.makedirs(os.path.join(results_dir, "traces"), exist_ok=True)
-        tracer.save(os.path.join(results_dir, trace_path))
+    trace_path = _save_trace(tracer, key, results_dir) if tracer is not None else None
     return {
         "key": key.to_dict(),
         "metrics": metrics,

@@ -10,16 +10,16 @@ features file): the image protocol over seeds instead of folds, mAP first.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import math
-import os
 import time
 
-import numpy as np
-
-from ..cli_options import options_per_name, parse_options
-from .experiment import DISPLAY_NAMES, RunKey, canonical_selector
+from .experiment import DISPLAY_NAMES, canonical_selector
+# This module is the command line (its docstring is the parser's description); image_options
+# turns it into a protocol, image_plan runs what is missing, image_tables prints the results.
+# Their names are imported here too, under which callers use them.
+from .image_options import (check_counts, check_image_options, cpu_defaults, protocol_for,  # noqa: F401
+                            protocol_from)
+from .image_plan import execute
+from .image_tables import overhead, print_overheads, print_run, table, write_comparison  # noqa: F401
 
 IMAGE_NAMES = ("voc2007", "coco2014", "digits-mosaic", "features")
 
@@ -106,182 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cpu_defaults(args, datasets) -> None:
-    """Fill --image-size and --backbone: the paper's 448 / ResNet-101, 32 / ResNet-18 when
-    every set is the embedded mosaic (a CPU-sized run), no backbone for features files."""
-    mosaic_only = all(d == "digits-mosaic" for d in datasets)
-    if args.image_size is None:
-        args.image_size = 32 if mosaic_only else 448
-    if args.backbone is None:
-        features_only = all(d == "features" or d.endswith((".pt", ".npz")) for d in datasets)
-        args.backbone = "none" if features_only else "resnet18" if mosaic_only else "resnet101"
-
-
-def protocol_from(args, models, selectors):
-    from .image_protocol import ImageProtocol
-    model_options = options_per_name(args.model_opt, "--model-opt", models)
-    for m in models:
-        base = {"backbone": args.backbone, "checkpoint": args.checkpoint, "embeddings": args.embeddings}
-        model_options[m] = {**{k: v for k, v in base.items() if v is not None}, **model_options.get(m, {})}
-    scale = args.scale_size or max(args.image_size, round(args.image_size * 8 / 7))
-    return ImageProtocol(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         lr_step=args.lr_step, image_size=args.image_size, scale_size=scale,
-                         model_selection=args.model_selection, val_fraction=args.val_fraction, seed=args.seed,
-                         budget=args.budget,
-                         amp=not args.no_amp, mosaic=parse_options(args.mosaic_opt, "--mosaic-opt"),
-                         model_options=model_options,
-                         selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector))
-
-
-def protocol_for(args, protocol, dataset: str, files: dict, model: str | None = None):
-    """``protocol`` with the inputs of ``model``'s runs on ``dataset`` (``image_inputs.run_inputs``):
-    the features file's content hash, the image folder with its label rules and transform
-    (the base model's own unless given: ``registry.data_rules``), ``files`` (the model
-    files' hashes). Raises FileNotFoundError naming a missing file or folder."""
-    from ..datasets.images.registry import data_rules
-    from .image_inputs import run_inputs
-    if args.keep_empty and args.drop_empty:
-        raise ValueError("--keep-empty and --drop-empty contradict each other; pass one (keeping is the default)")
-    rules = data_rules(model, args.difficult, args.transform)
-    inputs = run_inputs(dataset, data_dir=args.data_dir, features=args.features, difficult=rules["difficult"],
-                        keep_empty=not args.drop_empty, files=files, transform=rules["transform"])
-    return dataclasses.replace(protocol, inputs=inputs)
-
-
-def check_counts(args) -> None:
-    """ValueError naming the option when a count is out of range (before anything runs)."""
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be an integer >= 1 (runs per configuration), got {args.seeds}")
-    if args.workers is not None and args.workers < 0:
-        raise ValueError(f"--workers must be an integer >= 0 (0: load in this process), got {args.workers}")
-
-
-def check_image_options(protocol, data, dataset: str, models, selectors, preset: str) -> None:
-    """One-line ValueError for a ``--model-opt`` / ``--selector-opt`` that cannot build,
-    before any run on ``dataset`` trains (``option_checks.check_options`` with this
-    command's builders: the model as ``run_image`` builds it, the selector on random
-    features of the K-NN's width where it needs features)."""
-    import torch
-    from ..models import make_model
-    from .image_protocol import build_image_sampler, model_options, needs_features
-    from .image_run import split_rows
-    from .option_checks import check_options
-    chosen_models = {m: protocol.model_options[m] for m in models
-                     if set(protocol.model_options.get(m, {})) - _SET_BY_THE_COMMAND}
-    chosen_selectors = {s: protocol.selector_options[s] for s in selectors if protocol.selector_options.get(s)}
-    if not chosen_models and not chosen_selectors:
-        return
-    fit_y = data.train_labels[split_rows(data, protocol)[0]]
-    in_features = 3 if data.kind == "image" else int(data.train.get_batch(torch.tensor([0]))[0].shape[1])
-
-    def build_model(name):
-        return make_model(name, in_features, data.num_labels, train_labels=fit_y, **model_options(protocol, name))
-
-    def build_selector(name):
-        features = None
-        if needs_features(name, protocol, preset):  # the K-NN only needs rows of some width here
-            features = torch.rand(fit_y.shape[0], 8, generator=torch.Generator().manual_seed(0))
-        return build_image_sampler(name, fit_y, features, protocol, protocol.seed, preset, "cpu")
-
-    check_options(chosen_models, chosen_selectors, build_model, build_selector, dataset)
-
-
-#: Model options the command fills from its own flags (--backbone, --checkpoint, --embeddings).
-_SET_BY_THE_COMMAND = {"backbone", "checkpoint", "embeddings"}
-
-
-def _skipped_line(dataset: str, keys, skipped, path: str, digest: str) -> str:
-    """One line: which runs of ``dataset`` were skipped, where their records are and why."""
-    names = [f"{k.model}/{k.selector}/seed {k.fold}" for k in skipped]
-    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-    return (f"skipped {len(skipped)} of {len(keys)} run(s) of {dataset} already in {path} under protocol {digest} "
-            f"(same settings and inputs; another --results-dir or other settings train anew): {shown}")
-
-
-def execute(args, datasets, models, selectors) -> list[dict]:
-    """Every missing (data set, model, selector, seed) run; returns all their records.
-    Everything that can be refused (counts, selectors, missing files, an unwritable
-    results folder) is refused before the first run trains."""
-    import torch
-    from ..datasets.images.registry import data_rules, load_image_dataset
-    from . import image_run
-    from .image_inputs import model_files
-    from .results import ResultsStore, key_tuple
-    from .writable import require_writable
-    check_counts(args)
-    unknown = [s for s in selectors if s not in DISPLAY_NAMES]
-    if unknown:
-        raise SystemExit(f"unknown selector(s) {unknown}; valid: {', '.join(DISPLAY_NAMES)}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cpu_defaults(args, datasets)
-    protocol = protocol_from(args, models, selectors)
-    files = model_files(protocol.model_options)
-    store = ResultsStore(args.results_dir)
-    done = store.records()
-    plans = []
-    for dataset in datasets:
-        for m in models:   # each base model reads image folders by its own rules (registry.data_rules)
-            run_protocol = protocol_for(args, protocol, dataset, files, m)
-            keys = [RunKey.make(dataset, m, s, args.preset, k, run_protocol) for s in selectors
-                    for k in range(args.seeds)]
-            plans.append((dataset, m, run_protocol, keys, [k for k in keys if key_tuple(k.to_dict()) not in done]))
-    if any(todo for *_, todo in plans) or args.command == "compare":
-        require_writable(args.results_dir, "results folder (--results-dir)", store.path)
-    if any(todo for *_, todo in plans):
-        require_writable(os.path.join(args.results_dir, image_run.CHECKPOINT_FOLDER), "checkpoint folder (under --results-dir)")
-    records, loaded = [], {}
-    for dataset, model, run_protocol, keys, todo in plans:
-        skipped = [k for k in keys if k not in todo]
-        if skipped:
-            print(_skipped_line(dataset, keys, skipped, store.path, run_protocol.digest()))
-        if todo:
-            rules = data_rules(model, args.difficult, args.transform)
-            # one load per data set and rules (the rules shape image folders only)
-            which = (dataset, *rules.values()) if dataset in ("voc2007", "coco2014") else (dataset,)
-            if which not in loaded:
-                loaded[which] = load_image_dataset(
-                    dataset, args.data_dir, image_size=protocol.image_size, scale_size=protocol.scale_size,
-                    features=args.features, drop_empty=args.drop_empty, mosaic=protocol.mosaic, **rules)
-                print(loaded[which].describe())
-            data = loaded[which]
-            check_image_options(run_protocol, data, dataset, [model], selectors, args.preset)
-            workers = args.workers if args.workers is not None else (4 if data.kind == "image" and data.train_eval is not None else 0)
-            for key in todo:
-                record = image_run.run_image(key, data, run_protocol, device=args.device,
-                                             results_dir=args.results_dir, workers=workers,
-                                             progress=not args.no_progress)
-                store.append(record)
-                done[key_tuple(record["key"])] = record
-        records += [done[key_tuple(k.to_dict())] for k in keys]
-    return records
-
-
-def overhead(records: list[dict]) -> tuple[float, float, float]:
-    """(ms per training step, selection ms per step, selection as % of the rest of the step)."""
-    steps = sum(r["steps"] for r in records) or 1
-    loop, selection = sum(r["loop_seconds"] for r in records), sum(r["selection_seconds"] for r in records)
-    return 1000 * loop / steps, 1000 * selection / steps, 100 * selection / max(1e-12, loop - selection)
-
-
-def table(records: list[dict], datasets, models, selectors) -> str:
-    """Markdown: mAP mean ± std over seeds per (data set, model) × selector, ranked."""
-    lines = ["| data set | model | " + " | ".join(DISPLAY_NAMES[s] for s in selectors) + " |",
-             "|---|---|" + "---|" * len(selectors)]
-    for d in datasets:
-        for m in models:
-            cells = {}
-            for s in selectors:
-                v = [r["metrics"]["map"] for r in records if (r["key"]["dataset"], r["key"]["model"],
-                                                                r["key"]["selector"]) == (d, m, s)]
-                cells[s] = (float(np.mean(v)), float(np.std(v)), len(v)) if v else (math.nan, math.nan, 0)
-            order = sorted(selectors, key=lambda s: -round(cells[s][0], 4) if math.isfinite(cells[s][0]) else math.inf)
-            rank = {s: 1 + sum(round(cells[t][0], 4) > round(cells[s][0], 4) for t in selectors) for s in order}
-            lines.append(f"| {d} | {m} | " + " | ".join(
-                f"{cells[s][0]:.4f} ± {cells[s][1]:.4f} ({rank[s]})" for s in selectors) + " |")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     import sys
     args = build_parser().parse_args(argv)
@@ -297,23 +121,8 @@ def main(argv=None) -> int:
         return 2
     wall = time.perf_counter() - started
     if args.command == "run":
-        print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selectors[0]]} · {args.seeds} seed(s) · "
-              f"{args.epochs} epochs · {args.backbone} · protocol {records[0]['key']['protocol']}")
-        for metric in ("map", "map_voc_interpolated", "macro_auc", "macro_f1", "micro_f1", "ranking_loss",
-                       "one_error", "average_precision"):
-            v = [r["metrics"][metric] for r in records if metric in r["metrics"]]   # older records lack newer ones
-            if v:
-                print(f"  {metric:<18} {np.mean(v):.4f} ± {np.std(v):.4f}")
+        print_run(args, records, selectors[0])
     else:
-        text = table(records, datasets, models, selectors)
-        print("\nmAP (mean ± std over seeds, rank)\n\n" + text)
-        os.makedirs(args.results_dir, exist_ok=True)
-        with open(os.path.join(args.results_dir, f"{args.stem}.md"), "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        with open(os.path.join(args.results_dir, f"{args.stem}.json"), "w", encoding="utf-8") as handle:
-            json.dump([{"key": r["key"], "metrics": r["metrics"]} for r in records], handle, indent=1, default=float)
-    for s in selectors:
-        step, select, share = overhead([r for r in records if r["key"]["selector"] == s])
-        print(f"  {DISPLAY_NAMES[s]:<8} {step:8.1f} ms per training step, selection {select:.2f} ms ({share:.2f} %)")
-    print(f"  this call {wall:.1f} s; results: {args.results_dir}/results.jsonl")
+        write_comparison(args, records, datasets, models, selectors)
+    print_overheads(records, selectors, wall, args.results_dir)
     return 0

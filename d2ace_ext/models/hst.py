@@ -54,6 +54,10 @@ Choices, one line each:
   from random weights every layer trains (frozen random layers would be fixed noise);
 * the final classifier runs in float32 with autocast off, so bf16 autocast never rounds
   the logits that mAP ranks.
+
+Parts: ``hst_layers`` (the label graph, semantic decoupling, the gated GNN),
+``hst_losses`` (pair, instance and the margins' clamp), ``hst_prototypes`` (k-means);
+this module holds the model and its objective.
 """
 from __future__ import annotations
 
@@ -63,99 +67,13 @@ from torch import nn
 
 from .backbone import Backbone
 from .base import LabelwiseLinear, MultiLabelModel
+from .hst_layers import GatedGNN, SemanticDecoupling, conditional_cooccurrence, hst_graph  # noqa: F401
+from .hst_losses import clamp_keeping_bounds, instance_contrastive_loss, pair_asymmetric_loss
+from .hst_prototypes import kmeans_prototypes
 from .label_files import label_count_file, label_embeddings
 from .label_graph import cooccurrence_counts
 
 PROTOTYPE_LOSSES = ("paper", "release")
-
-
-def conditional_cooccurrence(labels: torch.Tensor) -> torch.Tensor:
-    """(n, q) 0/1 -> (q, q) P(L_j | L_i) in row i, diagonal 1 (see the module notes)."""
-    return hst_graph(*cooccurrence_counts(labels))
-
-
-def hst_graph(pairs: torch.Tensor, n_i: torch.Tensor) -> torch.Tensor:
-    """pair counts (q, q) and label counts (q,) -> HST's graph (q, q) float32: row i holds
-    n_ij / n_i with n_ii = n_i, so the diagonal is 1; zero rows for labels without positives."""
-    n_i = n_i.double()
-    graph = pairs.double() + torch.diag(n_i)
-    return (graph / n_i.clamp(min=1).unsqueeze(1)).float()
-
-
-class SemanticDecoupling(nn.Module):
-    """map (b, C, h, w), words (q, d_w) -> per-label vectors (b, q, C): a softmax over
-    positions, scored from tanh(W1 f ⊙ W2 e_c), weights the map's positions."""
-
-    def __init__(self, channels: int, word_dim: int, hidden: int = 512) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(channels, hidden, bias=False)
-        self.fc2 = nn.Linear(word_dim, hidden, bias=False)
-        self.fc3 = nn.Linear(hidden, hidden)
-        self.fc4 = nn.Linear(hidden, 1)
-
-    def forward(self, fmap: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-        f = fmap.flatten(2).transpose(1, 2)                                    # (b, hw, C)
-        joint = torch.tanh(self.fc1(f).unsqueeze(2) * self.fc2(words))        # (b, hw, q, hidden)
-        weights = torch.softmax(self.fc4(self.fc3(joint)).squeeze(-1), dim=1)  # over positions
-        return torch.einsum("bpq,bpc->bqc", weights, f)
-
-
-class GatedGNN(nn.Module):
-    """h (b, q, C) -> h (b, q, C) after ``steps`` GRU-style updates over graph A (q, q)."""
-
-    def __init__(self, dim: int, adjacency: torch.Tensor, steps: int = 3) -> None:
-        super().__init__()
-        self.steps = steps
-        self.register_buffer("adjacency", adjacency)
-        self.w = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(3))
-        self.u = nn.ModuleList(nn.Linear(dim, dim) for _ in range(3))
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        a_in, a_out = self.adjacency.to(h.dtype), self.adjacency.T.to(h.dtype)
-        for _ in range(self.steps):
-            a = torch.cat((a_in @ h, a_out @ h), dim=-1)
-            z = torch.sigmoid(self.w[0](a) + self.u[0](h))
-            r = torch.sigmoid(self.w[1](a) + self.u[1](h))
-            h = (1 - z) * h + z * torch.tanh(self.w[2](a) + self.u[2](r * h))
-        return h
-
-
-def clamp_keeping_bounds(x: torch.Tensor, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-    """clamp(x, low, high) whose gradient is 1 on [low, high] *including* the bounds and 0
-    outside: torch's clamp before its minimum-norm subgradient change, which HST's
-    learnable margins rely on at θ = 1 (module notes). Same shape as ``x``."""
-    inside = (x >= low) & (x <= high)
-    return torch.where(inside, x, x.detach().clamp(low, high))
-
-
-def pair_asymmetric_loss(logits: torch.Tensor, y: torch.Tensor, pairs: torch.Tensor, gamma_neg: float = 2.0,
-                         gamma_pos: float = 1.0, clip: float = 0.05, eps: float = 1e-8) -> torch.Tensor:
-    """Mean asymmetric loss of pair logits (b, P) against 'both labels present'."""
-    t = y[:, pairs[0]] * y[:, pairs[1]]
-    p = torch.sigmoid(logits)
-    p_neg = (1 - p + clip).clamp(max=1)
-    loss = -(t * torch.log(p.clamp(min=eps)) + (1 - t) * torch.log(p_neg.clamp(min=eps)))
-    prob = p * t + p_neg * (1 - t)
-    return (loss * torch.pow(1 - prob, gamma_pos * t + gamma_neg * (1 - t))).mean()
-
-
-def instance_contrastive_loss(sem: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Across the batch, per label: same-positive pairs pulled together, others apart."""
-    b = sem.shape[0]
-    i, j = torch.triu_indices(b, b, 1, device=sem.device)
-    if i.numel() == 0:
-        return sem.sum() * 0
-    cos = F.cosine_similarity(sem[i], sem[j], dim=-1, eps=1e-9)       # (pairs, q)
-    both = y[i] * y[j]
-    none = (1 - y[i]) * (1 - y[j])
-    pp, pn, nn_ = (1 - cos)[both > 0], (1 + cos)[(both == 0) & (none == 0)], (1 + cos)[none > 0]
-    if pp.numel():
-        k = pp.numel()
-        pick = lambda v: torch.cat((v[torch.randperm(v.numel(), device=v.device)[:2 * k]],   # noqa: E731
-                                    torch.sort(v, descending=True)[0][:k]))
-        pn, nn_ = pick(pn), pick(nn_)
-    loss = torch.cat((pp, pn, nn_))
-    return loss.mean() if loss.numel() else sem.sum() * 0
 
 
 class HST(MultiLabelModel):
@@ -249,7 +167,6 @@ class HST(MultiLabelModel):
     def compute_prototypes(self, batches, seed: int = 0) -> None:
         """k-means prototypes (q, prototypes, image_dim) of each label's positive semantic
         vectors over ``batches`` of (x, y) (module notes)."""
-        from sklearn.cluster import KMeans
         was_training = self.training
         self.eval()
         q = self.num_labels
@@ -260,19 +177,8 @@ class HST(MultiLabelModel):
             y = y.cpu()
             for c in range(q):
                 found[c].append(sem[y[:, c] > 0, c])
-        dim = self.prototype_bank.shape[-1]
-        bank = torch.zeros_like(self.prototype_bank, device="cpu")
-        generator = torch.Generator().manual_seed(seed)
-        for c in range(q):
-            feats = torch.cat(found[c]) if found[c] else torch.zeros(0, dim)
-            if self.prototype_sample is not None and feats.shape[0] > self.prototype_sample:
-                feats = feats[torch.randperm(feats.shape[0], generator=generator)[:self.prototype_sample]]
-            k = min(self.num_prototypes, feats.shape[0])
-            if k:  # a label without positives keeps zero prototypes: cosine 0, a constant loss
-                centres = KMeans(n_clusters=k, n_init=self.kmeans_init,
-                                 random_state=seed).fit(feats.numpy()).cluster_centers_
-                bank[c, :k] = torch.as_tensor(centres)
-                bank[c, k:] = bank[c, :1]    # fewer positives than prototypes: repeat one centre
+        bank = kmeans_prototypes(found, self.prototype_bank, kmeans_init=self.kmeans_init,
+                                 sample=self.prototype_sample, seed=seed)
         self.prototype_bank.copy_(bank)
         self.has_prototypes.fill_(True)
         self.train(was_training)
