@@ -64,13 +64,13 @@ def run_inputs(dataset: str, *, data_dir: str | None, features: str | None, diff
     """The inputs of runs on ``dataset`` (see the module docstring); ``files``: the
     :func:`model_files` of the command. {} for digits-mosaic without model files.
     Raises FileNotFoundError naming a missing features file or folder."""
-    from ..datasets.images.registry import _data_dir
+    from ..datasets.images.registry import image_data_dir
     inputs = {}
     path = features_path(dataset, features)
     if path is not None:
         inputs["features_sha256"] = file_sha256(path, "features file")
     elif dataset in ("voc2007", "coco2014"):
-        inputs["folder"] = os.path.realpath(_data_dir(data_dir, dataset))
+        inputs["folder"] = os.path.realpath(image_data_dir(data_dir, dataset))
         if dataset == "voc2007":
             inputs["difficult"] = difficult
         else:

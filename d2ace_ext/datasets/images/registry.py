@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import Dataset
 
+from ..mulan_folders import DATA_DIR_ENV
+
 IMAGE_DATASETS = ("voc2007", "coco2014", "digits-mosaic", "features")
-DATA_DIR_ENV = "D2ACE_DATA_DIR"
 #: Each base model's own rules for image folders, as its released code reads the data:
 #: VOC2007's difficult objects (``voc.DIFFICULT_RULES``) and the transform (``files.TRANSFORMS``).
 MODEL_RULES = {"mlgcn": {"difficult": "mlgcn", "transform": "mlgcn"},
@@ -70,7 +71,8 @@ class ImageData:
                           f"{self.num_labels} labels in the order {shown}", *self.notes])
 
 
-def _data_dir(data_dir: str | None, name: str) -> str:
+def image_data_dir(data_dir: str | None, name: str) -> str:
+    """The folder holding image set ``name``: ``data_dir``, else ``$D2ACE_DATA_DIR``."""
     folder = data_dir or os.environ.get(DATA_DIR_ENV)
     if not folder:
         raise FileNotFoundError(f"{name} needs its image folder: pass --data-dir or set {DATA_DIR_ENV}")
@@ -107,7 +109,7 @@ def load_image_dataset(name: str, data_dir: str | None = None, *, image_size: in
         raise ValueError(f"unknown image data set {name!r}; valid: {', '.join(IMAGE_DATASETS)} or a .pt/.npz path")
     from .files import ImageFiles, check_files, check_transform, image_transforms
     check_transform(transform)
-    folder = _data_dir(data_dir, name)
+    folder = image_data_dir(data_dir, name)
     if name == "voc2007":
         from .voc import difficult_rule, load_voc2007
         train_part, test_part = load_voc2007(folder, difficult)
