@@ -100,6 +100,30 @@ def z_rows(labels: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
     return (labels[neighbors] != 0).any(1)
 
 
+def label_jaccard(labels: torch.Tensor, rows: np.ndarray, neighbors: torch.Tensor) -> float:
+    """Mean over ``rows`` and their neighbours (m, K) of |Y_i ∩ Y_j| / |Y_i ∪ Y_j|: how
+    alike the labels of an instance and its neighbours are, which is what Z carries."""
+    y = labels != 0
+    mine = y[torch.from_numpy(rows)][:, None, :]
+    theirs = y[neighbors]
+    both, either = (mine & theirs).sum(2), (mine | theirs).sum(2)
+    return float((both / either.clamp(min=1)).mean())
+
+
+def row(name: str, n: int, backend: str, timed_as: str, walls: tuple[float, float], cpus: tuple[float, float],
+        features, labels, rows, exact, found, z_exact) -> dict:
+    """One printed line: times (build, search), recall and the Z change of ``found`` against ``exact``."""
+    changed = z_exact ^ z_rows(labels, found)
+    set_recall, distance_recall = recall(features, rows, exact, found)
+    return {"case": name, "n": n, "backend": backend, "build_s": walls[0], "search_s": walls[1],
+            "total_s": sum(walls), "build_cpu_s": cpus[0], "total_cpu_s": sum(cpus), "timed": timed_as,
+            "recall": set_recall, "distance_recall": distance_recall,
+            "z_changed_of_entries": float(changed.float().mean()),
+            "z_changed_of_nonzeros": float(changed.sum()) / max(int(z_exact.sum()), 1),
+            "rows_with_z_change": float(changed.any(1).float().mean()),
+            "label_jaccard": label_jaccard(labels, rows, found)}
+
+
 def case(name: str, features: torch.Tensor, labels: torch.Tensor, args) -> list[dict]:
     n = features.shape[0]
     full_exact = n <= args.full_exact_up_to
@@ -109,38 +133,32 @@ def case(name: str, features: torch.Tensor, labels: torch.Tensor, args) -> list[
         exact, exact_s, exact_cpu = timed(lambda: nearest_neighbors(features, K, "exact"))
     else:
         exact, exact_s, exact_cpu = exact_rows(features, rows)
-    out = [{"case": name, "n": n, "backend": "exact", "build_s": 0.0, "search_s": exact_s,
-            "total_s": exact_s, "total_cpu_s": exact_cpu,
-            "timed": "measured" if full_exact else f"scaled from {rows.size} rows",
-            "recall": 1.0, "distance_recall": 1.0, "z_changed_of_entries": 0.0, "z_changed_of_nonzeros": 0.0,
-            "rows_with_z_change": 0.0}]
     z_exact = z_rows(labels, exact)
+    timed_as = "measured" if full_exact else f"scaled from {rows.size} rows"
+    out = [row(name, n, "exact", timed_as, (0.0, exact_s), (0.0, exact_cpu), features, labels, rows, exact, exact, z_exact)]
     index, build_s, build_cpu = timed(lambda: IVFNeighbors(features))
     for nprobe in args.nprobe:
         found, search_s, search_cpu = timed(lambda: index.search(K, nprobe, rows=None if full_faiss else rows))
         scale = 1 if full_faiss else n / rows.size
         # Compared on the rows the exact search covered (all of them, or the sample).
         approx = found[torch.from_numpy(rows)] if full_faiss and rows.size < n else found
-        z_approx = z_rows(labels, approx)
-        changed = z_exact ^ z_approx
-        out.append({"case": name, "n": n, "backend": f"faiss nlist={index.nlist} nprobe={nprobe}",
-                    "build_s": build_s, "search_s": search_s * scale, "total_s": build_s + search_s * scale,
-                    "total_cpu_s": build_cpu + search_cpu * scale,
-                    "timed": "measured" if full_faiss else f"build measured, search scaled from {rows.size} rows",
-                    **dict(zip(("recall", "distance_recall"), recall(features, rows, exact, approx))),
-                    "z_changed_of_entries": float(changed.float().mean()),
-                    "z_changed_of_nonzeros": float(changed.sum()) / max(int(z_exact.sum()), 1),
-                    "rows_with_z_change": float(changed.any(1).float().mean())})
+        timed_as = "measured" if full_faiss else f"build measured, search scaled from {rows.size} rows"
+        out.append(row(name, n, f"faiss nlist={index.nlist} nprobe={nprobe}", timed_as, (build_s, search_s * scale),
+                       (build_cpu, search_cpu * scale), features, labels, rows, exact, approx, z_exact))
+    # The floor: K other instances drawn at random, no search at all.
+    g = torch.Generator().manual_seed(args.seed)
+    drawn = (torch.from_numpy(rows)[:, None] + torch.randint(1, n, (rows.size, K), generator=g)) % n
+    out.append(row(name, n, "random (reference)", "-", (0.0, 0.0), (0.0, 0.0), features, labels, rows, exact, drawn, z_exact))
     return out
 
 
 def show(rows: list[dict]) -> None:
     print(f"{'case':<22} {'n':>9} {'backend':<28} {'build s':>8} {'search s':>9} {'total s':>9} {'cpu s':>9} {'recall@6':>8} {'dist rec':>8} "
-          f"{'Z chg/nq':>9} {'Z chg/nnz':>9} {'rows chg':>8}  timed")
+          f"{'Z chg/nq':>9} {'Z chg/nnz':>9} {'rows chg':>8} {'jaccard':>7}  timed")
     for r in rows:
         print(f"{r['case']:<22} {r['n']:>9} {r['backend']:<28} {r['build_s']:>8.1f} {r['search_s']:>9.1f} "
               f"{r['total_s']:>9.1f} {r['total_cpu_s']:>9.1f} {r['recall']:>8.3f} {r['distance_recall']:>8.3f} {r['z_changed_of_entries']:>9.4f} "
-              f"{r['z_changed_of_nonzeros']:>9.4f} {r['rows_with_z_change']:>8.3f}  {r['timed']}", flush=True)
+              f"{r['z_changed_of_nonzeros']:>9.4f} {r['rows_with_z_change']:>8.3f} {r['label_jaccard']:>7.3f}  {r['timed']}", flush=True)
 
 
 def main(argv=None) -> None:

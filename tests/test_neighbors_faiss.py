@@ -273,10 +273,11 @@ def test_neighbors_benchmark_compares_both_backends(capsys, tmp_path):
                           "--json", str(out)])
     printed = capsys.readouterr().out
     assert "faiss nlist=10 nprobe=1000" in printed and "search scaled from 50 rows" in printed
-    exact, one_cell, every_cell = json.loads(out.read_text())
+    exact, one_cell, every_cell, drawn = json.loads(out.read_text())
     assert exact["backend"] == "exact" and exact["timed"] == "scaled from 50 rows"
     # Scanning every cell is the exact search: nothing changes.
     assert every_cell["recall"] == every_cell["distance_recall"] == 1.0
     assert every_cell["z_changed_of_entries"] == every_cell["rows_with_z_change"] == 0.0
     # One cell of ten misses neighbours (uniform features), and Z changes with them.
     assert one_cell["recall"] < 0.9 and one_cell["z_changed_of_nonzeros"] > 0.0
+    assert drawn["backend"] == "random (reference)" and drawn["recall"] < one_cell["recall"]
