@@ -13,6 +13,7 @@ Two searches, chosen by ``knn_backend`` (a field of D2ACE's and Hard-Imb's confi
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -145,9 +146,10 @@ class IVFNeighbors:
 
     nlist: the number of k-means cells (default about 4 √n, at most n / 39). Built on the
     GPU when ``features`` is a CUDA tensor and FAISS has GPU support, else on the CPU.
-    The k-means seed is fixed, so the same features on the same build of FAISS give the
-    same index, and the same neighbours, in every process. Distances are float32 (the
-    exact backend's are float64), so near-ties may order differently.
+    The k-means seed is fixed and FAISS runs on torch's thread count, so the same
+    features, FAISS build and ``torch.get_num_threads()`` give the same index, and the
+    same neighbours, in every process. Distances are float32 (the exact backend's are
+    float64), so near-ties may order differently.
     """
 
     def __init__(self, features: torch.Tensor, nlist: int | None = None) -> None:
@@ -168,8 +170,9 @@ class IVFNeighbors:
             self._gpu_resources = faiss.StandardGpuResources()
             device = features.device.index if features.device.index is not None else torch.cuda.current_device()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, device, index)
-        index.train(self.points)
-        index.add(self.points)
+        with _threads_of_torch(faiss):
+            index.train(self.points)
+            index.add(self.points)
         self.index = index
 
     def search(self, k: int, nprobe: int = DEFAULT_NPROBE, rows: np.ndarray | None = None) -> torch.Tensor:
@@ -185,13 +188,30 @@ class IVFNeighbors:
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         self.index.nprobe = min(nprobe, self.nlist)
         found = np.empty((rows.shape[0], k + 1), dtype=np.int64)
-        for start in range(0, rows.shape[0], _QUERY_CHUNK):     # bounded (rows, k + 1) results
-            stop = min(start + _QUERY_CHUNK, rows.shape[0])
-            found[start:stop] = self.index.search(self.points[rows[start:stop]], k + 1)[1]
-        short = np.flatnonzero((found < 0).any(1))
-        if short.size:  # queries whose scanned cells held fewer than k + 1 points: exact search for those
-            found[short] = faiss.knn(self.points[rows[short]], self.points, k + 1)[1]
+        with _threads_of_torch(faiss):
+            for start in range(0, rows.shape[0], _QUERY_CHUNK):     # bounded (rows, k + 1) results
+                stop = min(start + _QUERY_CHUNK, rows.shape[0])
+                found[start:stop] = self.index.search(self.points[rows[start:stop]], k + 1)[1]
+            short = np.flatnonzero((found < 0).any(1))
+            if short.size:  # queries whose scanned cells held fewer than k + 1 points: exact search for those
+                found[short] = faiss.knn(self.points[rows[short]], self.points, k + 1)[1]
         return torch.from_numpy(_without_self(found, rows, k))
+
+
+@contextlib.contextmanager
+def _threads_of_torch(faiss):
+    """FAISS's OpenMP threads set to torch's intra-op threads while the block runs: the
+    one thread setting a run already has (``torch.set_num_threads``, the harness's
+    ``--threads``) also governs the search. It also fixes the result: FAISS's k-means
+    rounds differently with another thread count (12 % of the rows' neighbours changed
+    between 1 and 2 threads at n = 20,000), so processes with the same torch setting,
+    such as the ranks of one run, build the same index."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:

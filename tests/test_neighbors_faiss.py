@@ -223,6 +223,29 @@ def test_faiss_search_is_deterministic():
 
 
 @needs_faiss
+def test_faiss_builds_on_torchs_thread_count_and_restores_its_own(monkeypatch):
+    import faiss
+
+    seen = []
+
+    class Spy(faiss.IndexIVFFlat):
+        def train(self, x):
+            seen.append(faiss.omp_get_max_threads())
+            return super().train(x)
+
+    monkeypatch.setattr(faiss, "IndexIVFFlat", Spy)
+    threads, before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        torch.set_num_threads(1)
+        faiss.omp_set_num_threads(3)
+        nb.approximate_neighbors(blobs(n=300), 3)
+        assert seen == [1] and faiss.omp_get_max_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(before)
+
+
+@needs_faiss
 def test_faiss_rejects_bad_index_settings():
     x = torch.rand(100, 3)
     with pytest.raises(ValueError, match=r"nlist must be an integer in \[1, n\] = \[1, 100\], got 0"):
