@@ -1,7 +1,7 @@
 """The local label-appearance matrix Z of Eq. 10, from K nearest neighbours.
 
 The neighbour search (Euclidean) runs once per training set; Z is kept as its nonzeros.
-Two searches, chosen by ``knn_backend`` (a field of D2ACE's and Hard-Imb's configs):
+The search is chosen by ``knn_backend`` (a field of D2ACE's and Hard-Imb's configs):
 
 - ``"exact"``: scikit-learn's exact search, O(n² d) (brute force at d > 15).
 - ``"faiss"``: FAISS's inverted-file index (IVF-Flat), approximate: k-means cells of
@@ -27,15 +27,19 @@ _ROW_CHUNK = 1 << 14
 
 KNN_BACKENDS = ("exact", "faiss", "auto")
 
-#: From this many instances ``knn_backend="auto"`` uses FAISS (when installed).
+#: From this many instances ``knn_backend="auto"`` uses FAISS (when installed): below it
+#: the exact search costs a few CPU-minutes at most and FAISS saves little (2.6x at 10^5
+#: rows, mediamill-shaped), from it the exact O(n^2) cost runs into CPU-hours while
+#: FAISS's advantage grows as sqrt(n) (12x at 10^6); docs/selectors.md has the table.
 AUTO_FAISS_FROM = 200_000
 
 #: FAISS's IVF-Flat settings: about 4 √n cells (FAISS's guideline is 4 √n to 16 √n),
-#: each k-means trained on at most this many points per cell, and the number of
-#: cells each query scans.
+#: the k-means trained on at most 64 points per cell, and the cells each query scans
+#: (64: recall 0.73 at 10^5 and 0.63 at 10^6 on noisy mediamill-shaped features,
+#: 0.98-1.0 on the real sets with structured features; docs/selectors.md).
 _CELLS_PER_SQRT_N = 4
 _TRAIN_POINTS_PER_CELL = 64
-_MIN_POINTS_PER_CELL = 39   # FAISS warns below 39 training points per centroid
+_MIN_POINTS_PER_CELL = 39   # FAISS's own floor of training points per cell: small n gets fewer cells
 DEFAULT_NPROBE = 64
 _FAISS_SEED = 1234          # k-means initialisation, so every process builds the same index
 _QUERY_CHUNK = 1 << 16
@@ -162,14 +166,15 @@ class IVFNeighbors:
         self.nlist = nlist
         self.points = np.ascontiguousarray(features.detach().to("cpu", torch.float32).numpy())
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist, faiss.METRIC_L2)
-        index.cp.seed = _FAISS_SEED
-        index.cp.max_points_per_centroid = _TRAIN_POINTS_PER_CELL
-        index.cp.min_points_per_centroid = 1   # small n: fewer than 39 points per cell is expected there
         self._gpu_resources = None            # must outlive the GPU index
         if features.is_cuda and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
             self._gpu_resources = faiss.StandardGpuResources()
             device = features.device.index if features.device.index is not None else torch.cuda.current_device()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, device, index)
+        # Set on the index that trains (the GPU copy has k-means parameters of its own).
+        index.cp.seed = _FAISS_SEED
+        index.cp.max_points_per_centroid = _TRAIN_POINTS_PER_CELL
+        index.cp.min_points_per_centroid = 1   # small n: fewer than 39 points per cell is expected there
         with _threads_of_torch(faiss):
             index.train(self.points)
             index.add(self.points)
@@ -186,6 +191,8 @@ class IVFNeighbors:
         if not isinstance(nprobe, int) or isinstance(nprobe, bool) or nprobe < 1:
             raise ValueError(f"nprobe must be an integer >= 1, got {nprobe!r}")
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= n)):
+            raise ValueError(f"rows must be a 1-D array of row indices in [0, {n})")
         self.index.nprobe = min(nprobe, self.nlist)
         found = np.empty((rows.shape[0], k + 1), dtype=np.int64)
         with _threads_of_torch(faiss):

@@ -262,6 +262,8 @@ def test_faiss_rejects_bad_index_settings():
         nb.IVFNeighbors(x).search(3, nprobe=0)
     with pytest.raises(ValueError, match=r"num_neighbors must be in \[1, n - 1\]"):
         nb.approximate_neighbors(x, 100)
+    with pytest.raises(ValueError, match=r"rows must be a 1-D array of row indices in \[0, 100\)"):
+        nb.IVFNeighbors(x).search(3, rows=[5, 100])
 
 
 @needs_faiss
