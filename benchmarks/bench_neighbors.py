@@ -20,8 +20,8 @@ neighbours, so the sampled rows are an unbiased sample of Z's rows). FAISS's bui
 (k-means + adding the points) is always timed in full; its search likewise past
 ``--full-faiss-up-to`` rows. Each printed time says whether it was measured or scaled.
 
-    python benchmarks/bench_neighbors.py --n 100000 1000000 [--queries 2000] [--nprobe 16 64]
-    python benchmarks/bench_neighbors.py --dataset Corel5k
+    python -m benchmarks.bench_neighbors --n 100000 1000000 [--queries 2000] [--nprobe 16 64]
+    python -m benchmarks.bench_neighbors --dataset Corel5k
 """
 from __future__ import annotations
 
