@@ -59,13 +59,14 @@ build: $(BUILD_STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# lightning and accelerate are the optional integrations, installed so make test runs their
-# tests; the torch spec is repeated in that command so pip can never replace torch.
+# lightning and accelerate are the optional integrations, and faiss-cpu the optional
+# approximate K-NN (a 19 MB wheel), installed so make test runs their tests; the torch
+# spec is repeated in that command so pip can never replace torch.
 $(DEPS_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip setuptools wheel ninja
 	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCHVISION_SPEC),"$(TORCHVISION_SPEC)")
 	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark iterative-stratification matplotlib \
-	    lightning accelerate "$(TORCH_SPEC)"
+	    lightning accelerate faiss-cpu "$(TORCH_SPEC)"
 	rm -f $(VENV)/.deps-* $(BUILD_STAMP)
 	touch $@
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .neighbors import KNN_BACKENDS
 from .validation import check_rule, is_int, is_real
 
 _CHOICES = {
@@ -20,6 +21,7 @@ _CHOICES = {
     "schedule_epoch": ("current", "finished"),
     "warmup_order": ("shuffle", "fixed"),
     "label_weight_form": ("exponential", "linear", "none"),
+    "knn_backend": KNN_BACKENDS,
 }
 
 
@@ -45,6 +47,7 @@ class D2ACEConfig:
     correlation_enhancement: bool = True
     num_neighbors: int = 6                 # K; 0 means N(x_i) = {x_i}
     include_self: bool = False             # add x_i itself to its K neighbours
+    knn_backend: str = "auto"              # the K-NN search: exact, FAISS, or by n (d2ace_ext.neighbors)
     norm_eps: float = 0.0                  # added to the column norms of M
     row_normalize_correlation: bool = False  # C̃_jk = C_jk / (Σ_k C_jk + 1e-8), used as C̃ᵀ
     label_weights_in_phi: bool = False     # φ_i = Σ_j Y_ij A_ij v_j (Z C)_ij
@@ -133,7 +136,7 @@ class D2ACEConfig:
 
 #: Fields added after D2ACE states were first saved: a saved config without them had
 #: their defaults (the full method), so ``D2ACESelector.load_state_dict`` fills them in.
-LATER_FIELDS = ("label_weight_form", "correlation_enhancement")
+LATER_FIELDS = ("label_weight_form", "correlation_enhancement", "knn_backend")
 
 #: The paper's ablations (Figure 5, letters B-I) as the fields each one sets. The paper does
 #: not print the fixed mixing coefficients of D-F: 0.7, 0.5 and 0.3 are p_β's start, middle

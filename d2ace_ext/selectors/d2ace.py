@@ -77,6 +77,7 @@ class D2ACESelector(Selector):
             self.n, k, features, neighbors,
             f"the K-NN local context (num_neighbors={k}); pass the (n, d) training features, "
             "precomputed neighbors=, or num_neighbors=0",
+            self.config.knn_backend,
         )
 
     def batch_mode(self, epoch: int) -> str:

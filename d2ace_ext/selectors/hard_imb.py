@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..neighbors import resolve_neighbors
+from ..neighbors import KNN_BACKENDS, resolve_neighbors
 from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rule, is_int
 
 _ROW_CHUNK = 1 << 14
@@ -30,11 +30,13 @@ _ROW_CHUNK = 1 << 14
 class HardImbConfig(QuantizedConfig):
     num_neighbors: int = 5
     quantizer: str = "value"
+    knn_backend: str = "auto"   # the K-NN search: exact, FAISS, or by n (d2ace_ext.neighbors)
 
     def _check(self) -> None:
         super()._check()
         check_rule("HardImbConfig", "num_neighbors", self.num_neighbors, is_int(self.num_neighbors) and self.num_neighbors >= 1, "an integer >= 1")
         check_choice("HardImbConfig", "quantizer", self.quantizer, ("value", "index"))
+        check_choice("HardImbConfig", "knn_backend", self.knn_backend, KNN_BACKENDS)
 
 
 def minority_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -101,7 +103,15 @@ class HardImbSelector(QuantizedSelector):
 
     def _neighbors(self, features, neighbors) -> torch.Tensor:
         return resolve_neighbors(self.n, self.config.num_neighbors, features, neighbors,
-                                 "Hard-Imb's K-NN local imbalance; pass the (n, d) training features or precomputed neighbors=")
+                                 "Hard-Imb's K-NN local imbalance; pass the (n, d) training features or precomputed neighbors=",
+                                 self.config.knn_backend)
+
+    def load_state_dict(self, state: dict) -> None:
+        config = state.get("config") if isinstance(state, dict) else None
+        if isinstance(config, dict) and "knn_backend" not in config:
+            # Saved before knn_backend existed: those states had the field's default.
+            state = {**state, "config": {**config, "knn_backend": HardImbConfig.knn_backend}}
+        super().load_state_dict(state)
 
     def record(self, indices, probs, losses, epoch) -> None:
         self.loss[indices] = losses.mean(1).to(torch.float32)
