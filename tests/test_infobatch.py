@@ -37,6 +37,16 @@ def test_prunes_the_fraction_r_of_the_below_mean_instances_and_reweights_the_res
     assert set(weights[low].tolist()) <= {0.0, 1 / (1 - r)}
 
 
+def test_without_rescale_the_same_instances_are_pruned_and_every_kept_one_weighs_one():
+    rescaled, _ = scored(r=0.5)
+    plain, _ = scored(r=0.5, rescale=False)
+    with_weights, without = rescaled.pruned_weights(1), plain.pruned_weights(1)
+    assert torch.equal(with_weights > 0, without > 0)               # the same draw prunes the same instances
+    assert set(without.tolist()) == {0.0, 1.0} and 2.0 in set(with_weights.tolist())
+    with pytest.raises(ValueError, match="rescale"):
+        InfoBatchSelector(random_problem(4, 2)[1], rescale=1)
+
+
 def test_the_mean_per_label_bce_of_the_last_visit_is_the_score():
     selector, _ = scored(n=4, scores=torch.tensor([0.1, 0.2, 0.3, 0.4]))
     selector.record(torch.tensor([2]), None, torch.tensor([[0.0, 0.3, 3.0]]), epoch=1)

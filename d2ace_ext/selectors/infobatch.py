@@ -58,12 +58,16 @@ _SLACK = 1e-9
 @dataclass(frozen=True)
 class InfoBatchConfig:
     """num_epochs: the run's length T; prune_ratio: r in [0, 0.9]; anneal: δ in [0, 1];
-    initial_score: the score of an instance before its first visit (InfoBatch: 3)."""
+    initial_score: the score of an instance before its first visit (InfoBatch: 3);
+    rescale: the kept low-score instances carry loss weight 1/(1 − r) (InfoBatch's
+    rescaling, which keeps the epoch's loss unbiased); False prunes without it, an
+    ablation that tells the pruning's effect from the reweighting's."""
 
     num_epochs: int = 100
     prune_ratio: float = 0.5
     anneal: float = 0.125
     initial_score: float = 3.0
+    rescale: bool = True
 
     def __post_init__(self) -> None:
         own = "InfoBatchConfig"
@@ -73,6 +77,8 @@ class InfoBatchConfig:
         check_rule(own, "anneal", self.anneal, is_real(self.anneal) and 0.0 <= self.anneal <= 1.0, "in [0, 1]")
         check_rule(own, "initial_score", self.initial_score, is_real(self.initial_score) and self.initial_score >= 0.0,
                    "a finite number >= 0")
+        if not isinstance(self.rescale, bool):
+            raise ValueError(f"{own}.rescale must be True or False, got {self.rescale!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -118,7 +124,7 @@ class InfoBatchSelector(Selector):
 
     def pruned_weights(self, epoch: int) -> torch.Tensor:
         """(n,) float64: 0 for the pruned, 1/(1 - r) for the kept well-learned (score
-        below the mean), 1 for the rest."""
+        below the mean; 1 without ``rescale``), 1 for the rest."""
         score = self.score.to("cpu", torch.float64)
         low = torch.nonzero(score < score.mean()).squeeze(1)
         keep = 1.0 - float(self.config.prune_ratio)
@@ -126,7 +132,7 @@ class InfoBatchSelector(Selector):
         chosen = low[torch.randperm(low.numel(), generator=self.prune_generator(epoch))[:kept]]
         weights = torch.ones(self.n, dtype=torch.float64)
         weights[low] = 0.0
-        weights[chosen] = 1.0 / keep
+        weights[chosen] = 1.0 / keep if self.config.rescale else 1.0
         return weights
 
     def state_dict(self) -> dict:
