@@ -168,23 +168,28 @@ def cmd_run(args) -> int:
 
 
 def _time_to_target(args, protocol: Protocol, records: list[dict], selectors: list[str]) -> dict:
-    """The grid's time-to-target report; a budgeted grid's runs pair with the full-budget
-    Random of the otherwise-equal protocol, read from the results folder."""
+    """The grid's time-to-target report; a budgeted grid's runs, or a grid's with options
+    for other selectors, pair with Random of the protocol without them
+    (``baseline_protocol``), read from the results folder, else with Random of the
+    full-budget protocol."""
     from .harness.results import ResultsStore, key_tuple
     from .harness.runner import Grid
-    from .harness.time_to_target import BASELINE, full_budget, time_to_target
+    from .harness.time_to_target import BASELINE, baseline_protocol, full_budget, time_to_target
 
-    baseline = full_budget(protocol)
+    baseline = baseline_protocol(protocol)
     if baseline.digest() != protocol.digest() or BASELINE not in selectors:  # Random's runs are not in the grid
         done = ResultsStore(args.results_dir).records()
         keys = Grid(tuple(args.datasets), tuple(args.models), (BASELINE,), args.preset, args.repeats).keys(baseline)
         found = [done[key_tuple(k.to_dict())] for k in keys if key_tuple(k.to_dict()) in done]
+        own = BASELINE in selectors and full_budget(protocol).digest() == protocol.digest()
+        hint = "" if found else ("; pairing with this grid's own Random runs instead" if own else
+                                 "; run this compare without the budget options and with --selectors random "
+                                 "to pair with them")
         print(f"time to target: {len(found)} of {len(keys)} full-budget Random runs (protocol {baseline.digest()}) "
-              f"in {args.results_dir}" + ("" if found else "; run this compare without the budget options "
-                                                            "and with --selectors random to pair with them"))
+              f"in {args.results_dir}{hint}")
         records = records + found
     return time_to_target(records, args.datasets, args.models, selectors, args.target_tolerance,
-                          {protocol.digest(): baseline.digest()})
+                          {protocol.digest(): (baseline.digest(), full_budget(protocol).digest())})
 
 
 def cmd_compare(args) -> int:

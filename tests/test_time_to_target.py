@@ -13,8 +13,9 @@ import pytest
 from d2ace_ext.harness.experiment import Protocol
 from d2ace_ext.harness.paired import bootstrap_interval
 from d2ace_ext.harness.protocol_index import (protocol_labels, protocol_of, read_protocols, remember_protocol)
-from d2ace_ext.harness.time_to_target import (baseline_digests, cumulative_costs, first_reach, full_budget,
-                                              pair_time, paired_times, summarise_pairs, time_to_target, tolerances)
+from d2ace_ext.harness.time_to_target import (baseline_digests, baseline_protocol, cumulative_costs, first_reach,
+                                              full_budget, pair_time, paired_times, summarise_pairs, time_to_target,
+                                              tolerances)
 from d2ace_ext.harness.time_to_target_tables import grid_markdown, ratio_text, saved_text
 
 EVIDENCE = os.path.join(os.path.dirname(__file__), "..", "docs", "evidence")
@@ -131,7 +132,31 @@ def test_full_budget_resets_only_the_budget_fields():
 
     assert full_budget(Budgeted(epochs=50, budget=0.5, anneal=0.125)) == Budgeted(epochs=50)
     digest = Protocol(epochs=1000).digest()
-    assert baseline_digests({digest: Protocol(epochs=1000).to_dict()}) == {digest: digest}
+    assert baseline_digests({digest: Protocol(epochs=1000).to_dict()}) == {digest: (digest,)}
+
+
+def test_runs_with_another_selectors_options_pair_with_random_run_without_them():
+    plain = Protocol(epochs=3)
+    tuned = Protocol(epochs=3, selector_options={"infobatch": {"rescale": False}})
+    assert baseline_protocol(tuned) == plain
+    assert baseline_digests({tuned.digest(): tuned.to_dict()}) == {tuned.digest(): (plain.digest(), tuned.digest())}
+    curve_random, curve_fast = [0.5, 0.7, 0.8], [0.7, 0.8, 0.8]
+
+    def run(selector, digest, curve):
+        return {"key": {"dataset": "d", "model": "mlp", "selector": selector, "preset": "-", "fold": 0,
+                        "protocol": digest, "repeat": 0},
+                "history": {"val_macro_auc": curve, "samples_seen": [10, 20, 30]}, "seconds": 3.0}
+
+    baseline_of = baseline_digests({tuned.digest(): tuned.to_dict()})
+    # Random run without the options: the InfoBatch run pairs with it, reaching 0.8 in 2 epochs of 3
+    pairs = paired_times([run("random", plain.digest(), curve_random), run("infobatch", tuned.digest(), curve_fast)],
+                         0.0, baseline_of)
+    assert [(p["selector"], p["baseline_protocol"], p["ratio"]["samples"]) for p in pairs] == \
+        [("infobatch", plain.digest(), 20 / 30)]
+    # only the grid's own Random (run with the options): the second choice, and that Random is not paired with itself
+    pairs = paired_times([run("random", tuned.digest(), curve_random), run("infobatch", tuned.digest(), curve_fast)],
+                         0.0, baseline_of)
+    assert [(p["selector"], p["baseline_protocol"]) for p in pairs] == [("infobatch", tuned.digest())]
 
 
 def test_tolerances_headline_first_and_bad_values_refused():

@@ -21,9 +21,12 @@ pairs reach the target. Medians come with a percentile bootstrap interval over t
 pairs (``paired.bootstrap_interval``).
 
 Budgeted runs (protocol fields ``budget`` < 1 or ``anneal`` > 0) are paired with the
-full-budget Random of the otherwise-equal protocol: ``baseline_of`` maps a protocol
-digest to the digest of its baseline (``baseline_digests``); digests it does not name
-pair with Random of their own digest.
+full-budget Random of the otherwise-equal protocol, and runs with options for other
+selectors (``--selector-opt infobatch.rescale=False``, a D2ACE ablation) with Random run
+without them, since those options do not change a Random run: ``baseline_of`` maps a
+protocol digest to the digests of its baselines in order of preference
+(``baseline_digests``: :func:`baseline_protocol`'s, then :func:`full_budget`'s); digests
+it does not name pair with Random of their own digest.
 """
 from __future__ import annotations
 
@@ -60,16 +63,28 @@ def full_budget(protocol):
     return dataclasses.replace(protocol, **{k: v for k, v in FULL_BUDGET.items() if k in names})
 
 
-def baseline_digests(protocols: dict) -> dict[str, str]:
-    """{digest: digest of its full-budget protocol} for ``protocols`` ({digest: Protocol
-    or settings dict, as ``protocol_index.read_protocols`` gives})."""
+def baseline_protocol(protocol):
+    """The protocol of ``protocol``'s Random baseline: at full budget, and without the
+    options of other selectors (``selector_options`` keeps only Random's, if any)."""
+    protocol = full_budget(protocol)
+    options = getattr(protocol, "selector_options", None)
+    if not options:
+        return protocol
+    return dataclasses.replace(protocol, selector_options={k: v for k, v in options.items() if k == BASELINE})
+
+
+def baseline_digests(protocols: dict) -> dict[str, tuple[str, ...]]:
+    """{digest: digests of its Random baselines, preferred first} for ``protocols``
+    ({digest: Protocol or settings dict, as ``protocol_index.read_protocols`` gives}):
+    :func:`baseline_protocol`'s, then :func:`full_budget`'s where it differs (the
+    Random runs of a grid that ran Random with another selector's options)."""
     from .protocol_index import protocol_of
 
     out = {}
     for digest, protocol in protocols.items():
         if isinstance(protocol, dict):
             protocol = protocol_of(protocol, digest)
-        out[digest] = full_budget(protocol).digest()
+        out[digest] = tuple(dict.fromkeys((baseline_protocol(protocol).digest(), full_budget(protocol).digest())))
     return out
 
 
@@ -137,9 +152,10 @@ def paired_times(records: list[dict], tolerance: float, baseline_of: dict | None
     """One entry per (selector run, Random run) pair of the same (data set, model,
     repeat, fold), Random taken under ``baseline_of[protocol]`` (default: the run's own
     protocol): ``pair_time``'s fields plus the run's dataset, model, selector, preset,
-    protocol, baseline_protocol, repeat and fold. Random runs that are themselves the
-    baseline, runs without a Random partner and runs without a validation history are
-    left out."""
+    protocol, baseline_protocol, repeat and fold. ``baseline_of[protocol]`` is one digest
+    or several in order of preference (the first with a Random run in the cell is taken).
+    Random runs that are themselves the baseline, runs without a Random partner and runs
+    without a validation history are left out."""
     baseline_of = baseline_of or {}
     randoms = {}
     for record in records:
@@ -151,11 +167,13 @@ def paired_times(records: list[dict], tolerance: float, baseline_of: dict | None
         key = record["key"]
         if not (record.get("history") or {}).get("val_macro_auc"):
             continue
-        baseline = baseline_of.get(key["protocol"], key["protocol"])
-        if key["selector"] == BASELINE and baseline == key["protocol"]:
+        candidates = baseline_of.get(key["protocol"], key["protocol"])
+        candidates = (candidates,) if isinstance(candidates, str) else tuple(candidates)
+        found = [(d, randoms[_cell(key) + (d,)]) for d in candidates if _cell(key) + (d,) in randoms]
+        if not found:
             continue
-        partner = randoms.get(_cell(key) + (baseline,))
-        if partner is None:
+        baseline, partner = found[0]
+        if key["selector"] == BASELINE and (baseline == key["protocol"] or partner is record):
             continue
         timed = pair_time(record, partner, tolerance)
         if timed is None:
@@ -196,7 +214,7 @@ def group_pairs(pairs: list[dict], by) -> dict:
 def time_to_target(records: list[dict], datasets, models, selectors, headline: float = DEFAULT_TOLERANCE,
                    baseline_of: dict | None = None) -> dict:
     """The time-to-target report of a comparison grid:
-    {"tolerances": [t, ...], "measures": MEASURES, "baseline_of": {digest: digest},
+    {"tolerances": [t, ...], "measures": MEASURES, "baseline_of": {digest: digest or [digests]},
     "by_tolerance": {str(t): {model: {selector: {"datasets": {dataset: cell}, "all": cell}}}},
     "pairs": {str(t): [pair, ...]}}; cells as ``summarise_pairs``. ``records``: the grid's
     runs plus its baseline Random runs; selectors without any pair are left out."""
