@@ -85,7 +85,8 @@ class BalanceSelector(Selector):
     needs_loss = False
     uses_records = False  # its loss masks come from loss_mask(), not from the records
 
-    def __init__(self, labels: torch.Tensor, config: BalanceConfig | None = None, *, seed: int = 0, device=None, **options) -> None:
+    def __init__(self, labels: torch.Tensor, config: BalanceConfig | None = None, *, seed: int = 0, device=None,
+                 shard=None, **options) -> None:  # shard: no per-instance state, so nothing to shard
         labels = check_labels(labels)
         self.config = make_config(BalanceConfig, config, options)
         self.n, self.q = labels.shape
