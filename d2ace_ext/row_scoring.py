@@ -58,11 +58,11 @@ def native_metrics(visits: VisitState, config: D2ACEConfig) -> bool:
     return ops.native_for(visits.window) and config.label_weight_form == "exponential"
 
 
-def row_metrics(visits: VisitState, config: D2ACEConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """U and H (rows, q) of every row of ``visits``: float32 from the native kernel, or
-    float64 from the pure-PyTorch functions (see the module's pass 1)."""
+def row_metrics(visits: VisitState, config: D2ACEConfig) -> torch.Tensor:
+    """U and H of every row of ``visits``, stacked (2, rows, q): float32 from the native
+    kernel, or float64 from the pure-PyTorch functions (see the module's pass 1)."""
     if not native_metrics(visits, config):
-        return visits.metrics(config.lambda1, config.loss_transform)
+        return torch.stack(visits.metrics(config.lambda1, config.loss_transform))
     visits.raise_index_errors()
     rows, q = visits.n, visits.q
     options = dict(lambda1=config.lambda1, loss_transform=config.loss_transform, norm_eps=config.norm_eps,
@@ -70,8 +70,7 @@ def row_metrics(visits: VisitState, config: D2ACEConfig) -> tuple[torch.Tensor, 
     if visits.window.dtype == torch.float32:  # the whole state in one call, into its own workspace
         empty = _no_labels(rows, visits.device)
         ops.score_visits(visits, empty, empty, **options)
-        metrics = visits.workspace()
-        return metrics[0], metrics[1]
+        return visits.workspace()
     metrics = torch.empty(2, rows, q, dtype=torch.float32, device=visits.device)
     for block in row_blocks(rows, visits.window_size * q):
         size = block.stop - block.start
@@ -79,7 +78,7 @@ def row_metrics(visits: VisitState, config: D2ACEConfig) -> tuple[torch.Tensor, 
         empty = _no_labels(size, visits.device)
         ops.score_visits(_Float32Rows(visits, block, workspace), empty, empty, **options)
         metrics[:, block] = workspace
-    return metrics[0], metrics[1]
+    return metrics
 
 
 def _no_labels(rows: int, device) -> SparseRows:
@@ -89,41 +88,18 @@ def _no_labels(rows: int, device) -> SparseRows:
                       shape=(rows, 1))
 
 
-def _column_stats(metric: torch.Tensor, ctx: LabelContext, shard: RowShard) -> tuple:
-    """(Σ_i A_ij (q,), G (q, q), A at Y's nonzeros (nnz,)) of the rows held here, float64."""
-    total = metric.sum(0, dtype=torch.float64)
-    values = metric[ctx.labels.rows, ctx.labels.cols].to(torch.float64)
-    return total, masked_gram(values, ctx.labels, ctx.label_pairs), values
+def _blocks(metrics: torch.Tensor):
+    """Row blocks of the stacked metrics (2, rows, q) in float64, about 32 MB each."""
+    for block in row_blocks(metrics.shape[1], 2 * metrics.shape[2]):
+        yield block, metrics[:, block].to(torch.float64)
 
 
-def _squared_deviation(metric: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """Σ_i (A_ij - μ_j)² (q,) float64 over the rows held here, in row blocks."""
-    out = torch.zeros_like(mean)
-    for block in row_blocks(metric.shape[0], metric.shape[1]):
-        out += ((metric[block].to(torch.float64) - mean) ** 2).sum(0)
-    return out
-
-
-def _local_scores(metric, values, weights, gram, ctx: LabelContext, config: D2ACEConfig):
-    """(δ (rows,), φ (rows,), C (q, q)) of the rows held here from the global v and G."""
-    delta = torch.empty(metric.shape[0], dtype=torch.float64, device=metric.device)
-    for block in row_blocks(metric.shape[0], metric.shape[1]):
-        delta[block] = functional.dynamic_weight(metric[block].to(torch.float64), weights)
-    if not config.correlation_enhancement:  # ablation H: w = δ
-        return delta, torch.zeros_like(delta), torch.zeros_like(gram)
-    norm = gram.diagonal().clamp(min=0).sqrt() + config.norm_eps
-    scale = norm[:, None] * norm[None, :]
-    correlation = torch.where(scale > 0, gram / torch.where(scale > 0, scale, torch.ones_like(scale)),
-                              torch.zeros_like(gram))  # 0/0 := 0 for a column without mass
-    if config.row_normalize_correlation:
-        propagate = (correlation / (correlation.sum(1, keepdim=True) + _ROW_NORMALISE_EPS)).T
-    else:
-        propagate = correlation
-    contribution = values * propagation_at_labels(propagate, ctx.labels, ctx.context, ctx.context_pairs)
-    if config.label_weights_in_phi:
-        contribution = contribution * weights[ctx.labels.cols]
-    phi = torch.zeros_like(delta).index_add_(0, ctx.labels.rows, contribution)
-    return delta, phi, correlation
+def _correlation(gram: torch.Tensor, config: D2ACEConfig) -> torch.Tensor:
+    """C (2, q, q) of Eq. 9 from the raw masked Gram G: G_jk / (‖M_j‖ ‖M_k‖), the norms
+    √G_jj + ε; 0/0 := 0 for a column without mass (as the kernel)."""
+    norm = gram.diagonal(dim1=1, dim2=2).clamp(min=0).sqrt() + config.norm_eps      # (2, q)
+    scale = norm[:, :, None] * norm[:, None, :]
+    return torch.where(scale > 0, gram / torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(gram))
 
 
 def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch: int,
@@ -131,30 +107,54 @@ def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch
     """The epoch's report with P (n,) over all n instances, on every rank (a collective
     call when ``shard.world`` > 1). ``visits`` and ``ctx`` hold the rows of ``shard``."""
     pressure, p_beta = schedule_values(epoch, config)
-    native = native_metrics(visits, config)
-    metrics = row_metrics(visits, config)
-    stats = [_column_stats(metric, ctx, shard) for metric in metrics]
-    q = visits.q
-    summed = shard.all_sum(torch.cat([torch.cat([total, gram.reshape(-1)]) for total, gram, _ in stats]))
-    summed = summed.view(2, q + q * q)
-    means = summed[:, :q] / shard.n
-    deviation = shard.all_sum(torch.stack([_squared_deviation(m, mu) for m, mu in zip(metrics, means)]))
-    stds = (deviation / shard.n).clamp(min=0).sqrt()
-    local = []
-    for m, metric in enumerate(metrics):
-        weights = functional.label_weights_from_moments(means[m], stds[m], config.label_weight_form)
-        gram = summed[m, q:].view(q, q)
-        local.append((weights, *_local_scores(metric, stats[m][2], weights, gram, ctx, config)))
-    held = torch.stack([part for _, delta, phi, _ in local for part in (delta, phi)], dim=1)  # (rows, 4)
-    everyone = shard.gather(held)                                                            # (n, 4)
-    deltas, phis = everyone[:, 0::2].T, everyone[:, 1::2].T                                  # (2, n) each
-    weights_all = deltas + phis
-    if native:  # as the unsharded native path: the fused quantiser, unnormalised mixture
-        per_metric, mixed = ops.quantized_mixture(weights_all, pressure, p_beta, config.quant_index_min)
-    else:       # as scoring.score_epoch
-        per_metric = torch.stack([functional.quantized_probabilities(w, pressure, config.quant_index_min)
-                                  for w in weights_all])
-        mixed = functional.mixture(per_metric[0], per_metric[1], p_beta)
-        mixed = mixed / mixed.sum()
-    scores = [MetricScore(local[m][0], local[m][3], deltas[m], phis[m], per_metric[m]) for m in range(2)]
+    q, n, y = visits.q, shard.n, ctx.labels
+    metrics = row_metrics(visits, config)                                   # (2, rows, q)
+    # Pass 2: column sums and the raw masked Gram, summed over the ranks; then Σ (A - μ)².
+    total = torch.zeros(2, q, dtype=torch.float64, device=metrics.device)
+    for _, block in _blocks(metrics):
+        total += block.sum(1)
+    values = metrics[:, y.rows, y.cols].to(torch.float64)                   # (2, nnz) A at Y's nonzeros
+    grams = torch.stack([masked_gram(v, y, ctx.label_pairs) for v in values])   # (2, q, q), raw: M unscaled
+    summed = shard.all_sum(torch.cat([total, grams.reshape(2, q * q)], dim=1))
+    mean, gram = summed[:, :q] / n, summed[:, q:].reshape(2, q, q)
+    deviation = torch.zeros_like(mean)
+    for _, block in _blocks(metrics):
+        centred = block - mean[:, None, :]
+        deviation += (centred * centred).sum(1)
+    std = (shard.all_sum(deviation) / n).clamp(min=0).sqrt()
+    weights = functional.label_weights_from_moments(mean, std, config.label_weight_form)   # v (2, q)
+    # Pass 3: δ and φ of the rows held here.
+    delta = torch.empty(2, metrics.shape[1], dtype=torch.float64, device=metrics.device)
+    for block, values_block in _blocks(metrics):
+        delta[:, block] = torch.bmm(values_block, weights.unsqueeze(2)).squeeze(2)     # Eq. 8
+    if config.correlation_enhancement:
+        correlation = _correlation(gram, config)
+        if config.row_normalize_correlation:
+            propagate = (correlation / (correlation.sum(2, keepdim=True) + _ROW_NORMALISE_EPS)).transpose(1, 2)
+        else:
+            propagate = correlation
+        spread = torch.stack([propagation_at_labels(p, y, ctx.context, ctx.context_pairs) for p in propagate])
+        contribution = values * spread                                      # (2, nnz)
+        if config.label_weights_in_phi:
+            contribution = contribution * weights[:, y.cols]
+        phi = torch.zeros_like(delta).index_add_(1, y.rows, contribution)
+    else:  # ablation H: w = δ
+        correlation, phi = torch.zeros_like(gram), torch.zeros_like(delta)
+    # Pass 4: δ and φ of every instance, then the unsharded path's quantiser and mixture.
+    everyone = shard.gather(torch.cat([delta, phi]).T)                      # (n, 4): δ_U, δ_H, φ_U, φ_H
+    deltas, phis = everyone[:, :2].T, everyone[:, 2:].T                     # (2, n) each
+    per_metric, mixed = _quantised(deltas + phis, pressure, p_beta, config, native_metrics(visits, config))
+    scores = [MetricScore(weights[m], correlation[m], deltas[m], phis[m], per_metric[m]) for m in range(2)]
     return ScoreReport(epoch, pressure, p_beta, scores[0], scores[1], mixed)
+
+
+def _quantised(weights: torch.Tensor, pressure: float, p_beta: float, config: D2ACEConfig, native: bool):
+    """Eqs. 13-14 and 16 for w (2, n) as the unsharded path does them: the fused
+    quantiser and its unnormalised mixture after the native scoring, else
+    scoring.score_epoch's functions and its renormalised mixture."""
+    if native:
+        return ops.quantized_mixture(weights, pressure, p_beta, config.quant_index_min)
+    per_metric = torch.stack([functional.quantized_probabilities(w, pressure, config.quant_index_min)
+                              for w in weights])
+    mixed = functional.mixture(per_metric[0], per_metric[1], p_beta)
+    return per_metric, mixed / mixed.sum()
