@@ -207,17 +207,19 @@ def pickled_gather_records(index, outputs, targets, error=None):
             torch.cat([p[3] for p in parts]).to(device))
 
 
-def _median_ms(call, repeats: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        if dist.is_initialized():
-            dist.barrier()
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+def _interleaved_medians(calls: dict, repeats: int, warmup: int = 5) -> dict:
+    """Median milliseconds of each call, timed round-robin (one of each per round, a
+    barrier before each), so that other load on the machine falls on all alike."""
+    times = {name: [] for name in calls}
+    for round_ in range(warmup + repeats):
+        for name, call in calls.items():
+            if dist.is_initialized():
+                dist.barrier()
+            started = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - started)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
 def collectives_rank(rank: int, world: int, n: int, repeats: int, out: str) -> None:
@@ -226,27 +228,20 @@ def collectives_rank(rank: int, world: int, n: int, repeats: int, out: str) -> N
     torch.set_num_threads(1)
     labels, neighbors = synthetic(n)
     g = torch.Generator().manual_seed(7)
-    result = {"rank": rank, "update_ms": {}, "exchange_ms": {}, "exchange_bytes": {}}
+    result = {"rank": rank}
     modes = {"one process": False} if world == 1 else {"replicated, tensor": False, "replicated, pickled": False,
                                                        "sharded": True}
+    steps = {}
     for mode, sharded in modes.items():
         sampler = D2ACESampler(labels, BATCH, neighbors=neighbors, config=CONFIG, seed=0, shard_state=sharded)
-        original = distributed.gather_records
-        if mode.endswith("pickled"):
-            distributed.gather_records = pickled_gather_records
         sampler.set_epoch(0)
-        batches = iter(sampler)
-
-        def step():
-            index = torch.tensor(next(batches))
-            sampler.update(index, torch.randn(len(index), Q, generator=g), labels[index])
-        result["update_ms"][mode] = _median_ms(step, repeats)
-        distributed.gather_records = original
+        steps[mode] = _stepper(sampler, iter(sampler), labels, g, pickled=mode.endswith("pickled"))
+    result["update_ms"] = _interleaved_medians(steps, repeats)
     if world > 1:
         traffic = Traffic()
         traffic.install()
         shard = RowShard(n, world, rank)
-        index = torch.randperm(n, generator=torch.Generator().manual_seed(3))[:BATCH][rank::world]
+        index = torch.randperm(n, generator=torch.Generator().manual_seed(3))[:BATCH][rank::world].clone()
         outputs = torch.randn(len(index), Q, generator=g)
         targets = labels[index].float()
         owner = shard.owner(index)
@@ -261,8 +256,9 @@ def collectives_rank(rank: int, world: int, n: int, repeats: int, out: str) -> N
             "tensor all-gather, keep own rows": gather_then_keep,
             "all_to_all_single routing (sharded)": lambda: distributed.route_records(index, outputs, targets, owner),
         }
+        result["exchange_ms"] = _interleaved_medians(exchanges, repeats)
+        result["exchange_bytes"] = {}
         for name, call in exchanges.items():
-            result["exchange_ms"][name] = _median_ms(call, repeats)
             traffic.reset()
             call()
             result["exchange_bytes"][name] = traffic.reset()[0]
@@ -271,6 +267,20 @@ def collectives_rank(rank: int, world: int, n: int, repeats: int, out: str) -> N
         json.dump(result, f)
     if world > 1:
         dist.destroy_process_group()
+
+
+def _stepper(sampler, batches, labels, g, pickled: bool):
+    """One ``update`` of the next batch; with ``pickled``, through the replaced gather."""
+    def step():
+        index = torch.tensor(next(batches))
+        original = distributed.gather_records
+        if pickled:
+            distributed.gather_records = pickled_gather_records
+        try:
+            sampler.update(index, torch.randn(len(index), Q, generator=g), labels[index])
+        finally:
+            distributed.gather_records = original
+    return step
 
 
 def _pickled_bytes(index, outputs, targets, world) -> int:
@@ -338,7 +348,7 @@ def scale(args) -> None:
 def collectives(args) -> None:
     for n in args.n:
         print(f"n = {n:,}, q = {Q}, global batch {BATCH}, gloo, 1 thread per rank; medians of {args.repeats} "
-              "(rank 0's, and the slowest rank's)")
+              "rounds, the variants timed round-robin (rank 0's, and the slowest rank's)")
         print("| ranks | update: mode | ms per step (rank 0) | ms (slowest rank) |")
         print("|---|---|---|---|")
         exchange_rows = []
