@@ -222,3 +222,12 @@ def test_packed_records_keep_every_bit():
     assert torch.equal(got_outputs.view(torch.int32), outputs.view(torch.int32))  # bit for bit, NaN included
     single = record_payload.unpack(payload[1:2], 3)  # one row: a slice whose stride is the payload's
     assert single[0].tolist() == [2 ** 40 + 3]
+
+
+def test_the_nccl_check_skips_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: gpu_check.sh nccl runs the check itself")
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "benchmarks"))
+    import nccl_check
+
+    assert nccl_check.main(["--backend", "nccl"]) == 77
