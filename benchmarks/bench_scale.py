@@ -319,8 +319,8 @@ def gb(x: float) -> str:
 
 
 def scale(args) -> None:
-    print(f"q = {Q}, global batch {BATCH}, K = {K}, cardinality {CARDINALITY}; {torch.get_num_threads()} threads "
-          f"available, 1 per rank; {torch.__version__}")
+    print(f"q = {Q}, global batch {BATCH}, K = {K}, about {CARDINALITY + 0.005 * Q:.1f} labels an instance; "
+          f"{os.cpu_count()} cores, 1 thread per rank; {torch.__version__}")
     print("| n | ranks | state | est. GiB/rank | peak RSS GiB/rank (max) | selector state GiB/rank | "
           "KiB received/step | MiB received/epoch (records) | MiB received (scoring) | s build | s records | "
           "s scoring |")
