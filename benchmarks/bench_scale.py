@@ -357,7 +357,7 @@ def collectives(args) -> None:
             for mode in ranks[0]["update_ms"]:
                 print(f"| {world} | {mode} | {ranks[0]['update_ms'][mode]:.2f} | "
                       f"{max(r['update_ms'][mode] for r in ranks):.2f} |", flush=True)
-            for name in ranks[0]["exchange_ms"]:
+            for name in ranks[0].get("exchange_ms", {}):
                 exchange_rows.append((world, name, ranks[0]["exchange_ms"][name],
                                       max(r["exchange_ms"][name] for r in ranks),
                                       max(r["exchange_bytes"][name] for r in ranks)))

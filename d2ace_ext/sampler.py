@@ -302,8 +302,8 @@ class SelectionBatchSampler(Sampler):
     def _checked_step(self, indices, outputs, targets, kind: str, labels_here: bool = True):
         """This rank's (index (b,) int64 CPU, outputs (b, q) float32, targets (b, q) float32).
         ``labels_here``: compare the targets with the labels here (False when the rank
-        owning each instance does it). Several ranks check every value here: the records
-        travel as bytes, and a kernel's own check would fire on one rank only."""
+        owning each instance does it). With several ranks every value is checked here:
+        the records travel as bytes, and a kernel's own check would fire on one rank only."""
         if kind not in ("logits", "probs"):
             raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
         index = as_index_tensor(indices, self.n, "indices")

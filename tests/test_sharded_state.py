@@ -231,3 +231,28 @@ def test_the_nccl_check_skips_without_a_gpu():
     import nccl_check
 
     assert nccl_check.main(["--backend", "nccl"]) == 77
+
+
+def test_one_checked_loader_raises_one_error_per_fault():
+    """The visit state and the baselines load through tensor_state.load_rows: the same
+    fault raises the same error type and wording in both (they used to differ)."""
+    from d2ace_ext.selectors import ActiveSelector
+    from d2ace_ext.visits import VisitState
+
+    _, y = worker.problem()
+    visits, active = VisitState(worker.N, worker.Q, 5), ActiveSelector(y)
+    cases = [(visits, visits.state_dict(), "visit state", "window"),
+             (active, active.state_dict(), "ActiveSelector state", "mean")]
+    for owner, good, what, name in cases:
+        with pytest.raises(TypeError, match=f"^{what} must be a dict"):
+            owner.load_state_dict(5)
+        missing = dict(good)
+        del missing[name]
+        with pytest.raises(KeyError, match=f"{what} is missing '{name}'"):
+            owner.load_state_dict(missing)
+        short = {**good, name: good[name][:-1]}
+        with pytest.raises(ValueError, match=rf"^{what} '{name}' has shape \({worker.N - 1}, .* expected \({worker.N}, "):
+            owner.load_state_dict(short)
+        corrupt = {**good, name: good[name].clone().fill_(math.nan)}
+        with pytest.raises(ValueError, match=rf"^{what} '{name}' must hold .*; the saved state is corrupt"):
+            owner.load_state_dict(corrupt)
