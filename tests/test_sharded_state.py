@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -256,3 +257,16 @@ def test_one_checked_loader_raises_one_error_per_fault():
         corrupt = {**good, name: good[name].clone().fill_(math.nan)}
         with pytest.raises(ValueError, match=rf"^{what} '{name}' must hold .*; the saved state is corrupt"):
             owner.load_state_dict(corrupt)
+
+
+def test_lightning_warns_that_it_saves_only_rank_zeros_shard():
+    pytest.importorskip("lightning")
+    from d2ace_ext.integrations.lightning import SelectionCallback
+
+    sampler, _ = worker.build("d2ace_paper", True, num_replicas=2, rank=1)  # no process group needed to start
+    with pytest.warns(RuntimeWarning, match="sharded over 2 ranks .*rank 0 only"):
+        SelectionCallback(sampler).on_train_start(None, None)
+    replicated, _ = worker.build("d2ace_paper", False, num_replicas=2, rank=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SelectionCallback(replicated).on_train_start(None, None)
