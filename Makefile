@@ -24,10 +24,13 @@ COMPARE_ARGS ?= --datasets yeast scene emotions enron cal500 --models mlp clif \
 BENCH_ARGS ?=
 BENCH_FAIL ?= median:25%
 OVERHEAD_ARGS ?=
+# Replicated vs row-sharded selector state with 1, 2 and 4 gloo ranks (docs/scaling.md);
+# e.g. BENCH_SCALE_ARGS="scale --n 2000000 --worlds 4 --modes sharded", or "collectives".
+BENCH_SCALE_ARGS ?= scale --n 100000 1000000 --worlds 1 2 4
 BENCH_RUN   = $(PY) -m pytest -q --benchmark-autosave --benchmark-columns=median,iqr,rounds,iterations \
               --benchmark-sort=name
 
-.PHONY: demo demo-images test build bench bench-selectors bench-compare bench-overhead compare clean
+.PHONY: demo demo-images test build bench bench-selectors bench-compare bench-overhead bench-scale compare clean
 
 demo: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.demo $(DEMO_ARGS)
@@ -53,6 +56,9 @@ bench-compare: $(BUILD_STAMP)
 
 bench-overhead: $(BUILD_STAMP)
 	$(PY) benchmarks/bench_overhead.py $(OVERHEAD_ARGS)
+
+bench-scale: $(BUILD_STAMP)
+	$(PY) benchmarks/bench_scale.py $(BENCH_SCALE_ARGS)
 
 build: $(BUILD_STAMP)
 

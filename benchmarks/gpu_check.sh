@@ -11,6 +11,9 @@
 #                                           checkout is built too (nvcc flags BASELINE_NVCC_FLAGS) and
 #                                           timed beside, e.g. BASELINE_SRC=. BASELINE_NVCC_FLAGS=--fmad=false
 #   bash benchmarks/gpu_check.sh images     the image training step, D2ACE vs Random
+#   bash benchmarks/gpu_check.sh nccl       the sampler's collectives under NCCL (nccl_check.py): the
+#                                           per-step exchanges on CUDA tensors with any number of GPUs,
+#                                           and with 2 or more a row-sharded run against a replicated one
 #
 # Every stage begins with `machine` and `build` (a no-op rebuild on a warm machine) and stops
 # early only when one of those fails; every other step runs whatever the steps before did.
@@ -124,6 +127,13 @@ step_compare() {
 
 step_image_step() { timeout -k 10 "$STEP_LIMIT" "$PY" benchmarks/bench_image_step.py --device cuda; }
 
+step_nccl() {
+    local rc=0
+    timeout -k 10 "$STEP_LIMIT" "$PY" benchmarks/nccl_check.py || rc=$?
+    if (( rc == 77 )); then SKIP_REASON="no GPU or no NCCL in this torch build"; fi
+    return $rc
+}
+
 # ---- stages: "name limit_s function [gate]"; a failed gate skips the rest.
 SETUP=("machine 60 step_machine gate" "build 300 step_build gate")
 case $STAGE in
@@ -137,7 +147,9 @@ case $STAGE in
           STEPS=("${SETUP[@]}" "timing 120 step_timing" "baseline 360 step_baseline" "compare 30 step_compare") ;;
     images) BUDGET=${STAGE_BUDGET_S:-540}
           STEPS=("${SETUP[@]}" "image_step 300 step_image_step") ;;
-    *) echo "usage: bash benchmarks/gpu_check.sh [core|sanitizer|bench|images]" >&2; exit 2 ;;
+    nccl) BUDGET=${STAGE_BUDGET_S:-300}
+          STEPS=("${SETUP[@]}" "nccl 180 step_nccl") ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh [core|sanitizer|bench|images|nccl]" >&2; exit 2 ;;
 esac
 
 summary() {

@@ -10,8 +10,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
+
 from .neighbors import KNN_BACKENDS
 from .validation import check_rule, is_int, is_real
+
+#: ``state_dtype`` names: the dtype of D2ACE's window, loss and flip tensors (2 bytes a
+#: value instead of 4 for the 16-bit ones; arithmetic stays float32).
+STATE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 _CHOICES = {
     "window_unit": ("epoch", "visit"),
@@ -22,6 +28,7 @@ _CHOICES = {
     "warmup_order": ("shuffle", "fixed"),
     "label_weight_form": ("exponential", "linear", "none"),
     "knn_backend": KNN_BACKENDS,
+    "state_dtype": tuple(STATE_DTYPES),
 }
 
 
@@ -65,6 +72,9 @@ class D2ACEConfig:
     num_epochs: int = 100
     warmup_epochs: int = 10
     warmup_order: str = "shuffle"
+    # Storage of the per-instance records (not part of the method): "float32", or
+    # "float16" / "bfloat16" for a compact state (the pure-PyTorch record and scoring paths).
+    state_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -136,7 +146,7 @@ class D2ACEConfig:
 
 #: Fields added after D2ACE states were first saved: a saved config without them had
 #: their defaults (the full method), so ``D2ACESelector.load_state_dict`` fills them in.
-LATER_FIELDS = ("label_weight_form", "correlation_enhancement", "knn_backend")
+LATER_FIELDS = ("label_weight_form", "correlation_enhancement", "knn_backend", "state_dtype")
 
 #: The paper's ablations (Figure 5, letters B-I) as the fields each one sets. The paper does
 #: not print the fixed mixing coefficients of D-F: 0.7, 0.5 and 0.3 are p_β's start, middle

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .sampler import SelectionBatchSampler
+from . import distributed
+from .sampler import SelectionBatchSampler, row_shard_for
 from .selectors.registry import SELECTORS, default_config, make_selector, selector_class
 
 
@@ -71,15 +72,20 @@ def needs_features(name: str, preset: str = "paper", options: Mapping | None = N
 def make_sampler(name: str, labels: torch.Tensor, batch_size: int, features: torch.Tensor | None = None,
                  seed: int = 0, *, device: torch.device | str | None = None, budget: float = 1.0,
                  anneal: float = 0.0, run_epochs: int | None = None, num_replicas: int | None = None,
-                 rank: int | None = None, **options) -> SelectionBatchSampler:
+                 rank: int | None = None, shard_state: bool = False, **options) -> SelectionBatchSampler:
     """A :class:`SelectionBatchSampler` driven by the selector ``name`` (see
     :func:`~d2ace_ext.selectors.registry.make_selector` for ``features`` and ``options``).
     The selectors that draw from generators of their own (``takes_seed``: Balance's loss
     masks, DIHCL's per-epoch subsets, InfoBatch's pruning) seed them with ``seed``
     unless ``options`` has ``seed=``. ``budget``, ``anneal`` and ``run_epochs``: the
-    epoch budget, for every selector (see the sampler)."""
+    epoch budget, for every selector (see the sampler).
+    ``shard_state``: each rank holds only its rows of the selector's per-instance state
+    (see :class:`SelectionBatchSampler`; a selector without such state is unaffected)."""
     if name in SELECTORS and selector_class(name).takes_seed and "seed" not in options:
         options["seed"] = seed
+    num_replicas, rank = distributed.resolve_world(num_replicas, rank)
+    if shard_state:
+        options["shard"] = row_shard_for(labels, num_replicas, rank)
     selector = make_selector(name, labels, features, device=device, **options)
     return SelectionBatchSampler(selector, batch_size, seed, budget=budget, anneal=anneal, run_epochs=run_epochs,
                                  num_replicas=num_replicas, rank=rank)

@@ -138,10 +138,18 @@ def label_weights(metric: torch.Tensor, form: str = "exponential") -> torch.Tens
         return torch.ones(metric.shape[1], dtype=metric.dtype, device=metric.device)
     mean = metric.mean(0)
     std = metric.var(0, correction=0).clamp(min=0).sqrt()
+    return label_weights_from_moments(mean, std, form)
+
+
+def label_weights_from_moments(mean: torch.Tensor, std: torch.Tensor, form: str = "exponential") -> torch.Tensor:
+    """Eq. 7 from each column's mean μ and population std σ: (q,), (q,) -> v (q,)
+    (for a metric whose rows are spread over several ranks; :func:`label_weights` for one)."""
     if form == "exponential":
         return torch.exp(0.5 * (mean + std))
     if form == "linear":
         return 0.5 * (mean + std)
+    if form == "none":
+        return torch.ones_like(mean)
     raise ValueError(f"label_weight_form must be 'exponential', 'linear' or 'none', got {form!r}")
 
 

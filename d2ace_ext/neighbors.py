@@ -232,21 +232,27 @@ def _without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(found, order, axis=1)
 
 
-def local_label_appearance(labels: torch.Tensor, neighbors: torch.Tensor | None, include_self: bool) -> SparseRows:
+def local_label_appearance(labels: torch.Tensor, neighbors: torch.Tensor | None, include_self: bool,
+                           rows: torch.Tensor | None = None) -> SparseRows:
     """Eq. 10: Z_ij = 1 when some instance of N(x_i) has label j.
 
     labels: (n, q) 0/1; neighbors: (n, K) int64 or None (N(x_i) = {x_i});
-    ``include_self`` adds x_i to its K neighbours (the published code).
+    ``include_self`` adds x_i to its K neighbours (the published code); rows: (m,) int64
+    the instances whose rows of Z to build, in that order (default: all n; a row-sharded
+    state builds only its own).
     """
     relevant = labels != 0
+    own = relevant if rows is None else relevant[rows.to(relevant.device)]
     if neighbors is None or neighbors.shape[1] == 0:
-        return SparseRows.from_dense(relevant)
+        return SparseRows.from_dense(own)
     neighbors = neighbors.to(relevant.device)
-    appear = torch.empty_like(relevant)
-    for start in range(0, relevant.shape[0], _ROW_CHUNK):
-        stop = min(start + _ROW_CHUNK, relevant.shape[0])
+    if rows is not None:
+        neighbors = neighbors[rows.to(relevant.device)]
+    appear = torch.empty_like(own)
+    for start in range(0, own.shape[0], _ROW_CHUNK):
+        stop = min(start + _ROW_CHUNK, own.shape[0])
         block = relevant[neighbors[start:stop]].any(1)
         if include_self:
-            block |= relevant[start:stop]
+            block |= own[start:stop]
         appear[start:stop] = block
     return SparseRows.from_dense(appear)

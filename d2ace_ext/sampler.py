@@ -25,11 +25,13 @@ from . import distributed
 from .budget import EpochBudget
 from .config import D2ACEConfig
 from .drawing import WeightedDraw
+from .row_shard import OwnedRows, RowShard
 from .sampler_state import check_pruned_weights, plan_from_state
 from .selectors.base import FIXED, PRUNED, SHUFFLE, WEIGHTED, Selector
 from .selectors.d2ace import D2ACESelector
 from .validation import (
     as_index_tensor,
+    check_labels,
     check_matrix,
     check_non_negative_int,
     check_outputs,
@@ -62,6 +64,14 @@ class SelectionBatchSampler(Sampler):
     every rank holds the same state. A last global batch smaller than the number of
     ranks is topped up with further distinct instances, so no rank gets an empty batch.
 
+    Row-sharded state: a selector built with ``shard=RowShard(n, R, r)`` (what
+    ``shard_state=True`` of :class:`D2ACESampler` and :func:`~d2ace_ext.make_sampler`
+    does) holds only rank r's rows of its per-instance state, about 1/R of it;
+    ``update`` then sends each record to the rank owning its instance, scoring combines
+    the ranks' column statistics and gathers the per-instance weights, and every rank
+    still draws the same global batches. ``state_dict`` then holds this rank's rows:
+    save it on every rank (see ``docs/scaling.md``).
+
     ``budget`` ρ in (0, 1]: each epoch trains on ⌈ρ n⌉ samples, ⌈ρ n / b⌉ batches;
     ``anneal`` δ in [0, 1]: the last ⌊δ T⌋ of the ``run_epochs`` = T epochs are full
     passes (T defaults to the selector's own ``config.num_epochs``). An ordered epoch
@@ -91,6 +101,10 @@ class SelectionBatchSampler(Sampler):
         if self.num_replicas > self.n:
             raise ValueError(f"num_replicas ({self.num_replicas}) must not exceed the n = {self.n} instances: "
                              "every global batch gives each rank at least one distinct instance")
+        self._shard: RowShard | None = getattr(selector, "shard", None)
+        if self._shard is not None and (self._shard.world, self._shard.rank) != (self.num_replicas, self.rank):
+            raise ValueError(f"the selector holds {self._shard.describe()}, but this sampler is rank {self.rank} of "
+                             f"{self.num_replicas}: build both for the same ranks (shard_state=True does)")
         if run_epochs is None:
             run_epochs = getattr(getattr(selector, "config", None), "num_epochs", None)
         self.budget = EpochBudget(budget, anneal, run_epochs)
@@ -118,6 +132,11 @@ class SelectionBatchSampler(Sampler):
     @property
     def epoch(self) -> int:
         return self._epoch
+
+    @property
+    def shard_state(self) -> bool:
+        """Whether the selector holds only this rank's rows of its per-instance state."""
+        return self._shard is not None
 
     def planned_batches(self, num_epochs: int | None = None) -> int:
         """The batches of epochs 0 .. num_epochs - 1 (default: ``run_epochs``) under the
@@ -156,15 +175,15 @@ class SelectionBatchSampler(Sampler):
         elif mode == FIXED:
             plan["order"] = _fixed_order(self.n, samples, generator)
         elif mode == WEIGHTED:
-            probabilities = self.selector.probabilities(self._epoch)
+            probabilities = self.selector.probabilities(self._epoch).detach().to("cpu", torch.float64)
             if self.num_replicas > 1 and distributed.active():
                 probabilities = distributed.from_rank_zero(probabilities)
             plan["draw"] = WeightedDraw(probabilities)
         elif mode == PRUNED:
             weights = self.selector.pruned_weights(self._epoch)
+            weights = check_pruned_weights(weights, self.n, f"{type(self.selector).__name__}.pruned_weights")
             if self.num_replicas > 1 and distributed.active():
                 weights = distributed.from_rank_zero(weights)
-            weights = check_pruned_weights(weights, self.n, f"{type(self.selector).__name__}.pruned_weights")
             plan["weights"] = weights
             plan["order"] = _kept_first(weights, generator)
             samples = min(samples, int((weights > 0).sum()))
@@ -237,29 +256,54 @@ class SelectionBatchSampler(Sampler):
         was built with at those indices. The per-label BCE is computed here. Everything
         is checked before the state changes; under torch.distributed an invalid step on
         any rank raises the same error on every rank. A selector that reads no records
-        (Random, Balance) makes this a no-op.
+        (Random, Balance) makes this a no-op. With a row-sharded state each record is
+        recorded by the rank owning its instance, which also checks its targets.
         """
         if not self.selector.uses_records:
             return
         started = time.perf_counter()
+        routed = self._shard is not None and self.num_replicas > 1
         error, step = None, None
         try:
-            step = self._checked_step(indices, outputs, targets, kind)
+            step = self._checked_step(indices, outputs, targets, kind, labels_here=not routed)
         except (TypeError, ValueError, IndexError) as exc:
             if self.num_replicas == 1:
                 raise
             error = exc
         index, outputs, targets = step if step is not None else (None, None, None)
-        if self.num_replicas > 1:
+        if routed:
+            index, outputs, targets = self._owned_records(index, outputs, targets, kind, error)
+        elif self.num_replicas > 1:
             index, outputs, targets = distributed.gather_records(index, outputs, targets, error)
             index = as_index_tensor(index, self.n, "indices (gathered from all ranks)")
-        device = self.selector.device
-        index = index.to(device, non_blocking=True)  # no stream synchronisation for a pageable copy
-        self.selector.record_outputs(index, outputs, targets, kind, self._epoch)
+        if index.numel():  # a rank owning none of a step's instances records nothing
+            device = self.selector.device
+            index = index.to(device, non_blocking=True)  # no stream synchronisation for a pageable copy
+            self.selector.record_outputs(index, outputs, targets, kind, self._epoch)
         self.overhead_seconds += time.perf_counter() - started
 
-    def _checked_step(self, indices, outputs, targets, kind: str):
-        """This rank's (index (b,) int64 CPU, outputs (b, q) float32, targets (b, q) float32)."""
+    def _owned_records(self, index, outputs, targets, kind: str, error):
+        """This step's records of the instances this rank owns, from every rank, with
+        their targets checked against the labels held here (the one check a sender
+        cannot make); (local rows (r,), outputs (r, q), targets (r, q)). Collective:
+        every rank raises the same error if any rank's step is invalid."""
+        owner = None if index is None else self._shard.owner(index)
+        index, outputs, targets = distributed.route_records(index, outputs, targets, owner, error)
+        failure = None
+        try:
+            if index.numel():
+                as_index_tensor(index, self.n, "indices (gathered from all ranks)")  # one instance on two ranks
+                check_step(outputs, kind, targets, OwnedRows(self.selector.labels, self._shard), index, values=False)
+        except (TypeError, ValueError, IndexError) as exc:
+            failure = exc
+        distributed.agree(failure)
+        return self._shard.local(index), outputs, targets
+
+    def _checked_step(self, indices, outputs, targets, kind: str, labels_here: bool = True):
+        """This rank's (index (b,) int64 CPU, outputs (b, q) float32, targets (b, q) float32).
+        ``labels_here``: compare the targets with the labels here (False when the rank
+        owning each instance does it). With several ranks every value is checked here:
+        the records travel as bytes, and a kernel's own check would fire on one rank only."""
         if kind not in ("logits", "probs"):
             raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
         index = as_index_tensor(indices, self.n, "indices")
@@ -270,10 +314,11 @@ class SelectionBatchSampler(Sampler):
         targets = check_matrix(targets, "targets", b, q, device).detach()
         # Values are checked in the dtype given (one rule for every path): a native
         # kernel checks float32 values itself, but a cast could round 1 + 1e-9 into range.
-        selector_checks = self.selector.checks_outputs() and outputs.dtype == torch.float32
+        selector_checks = self.selector.checks_outputs() and outputs.dtype == torch.float32 and self.num_replicas == 1
         check_outputs(outputs, kind, values=False)
         # Values and the match with the training labels in one host read (one sync on CUDA).
-        check_step(outputs, kind, targets, self.selector.labels, index, values=not selector_checks)
+        labels = self.selector.labels if labels_here else None
+        check_step(outputs, kind, targets, labels, index, values=not selector_checks)
         return index, outputs.to(torch.float32), targets.to(torch.float32)
 
     # -- checkpoints ------------------------------------------------------------------
@@ -305,9 +350,29 @@ class SelectionBatchSampler(Sampler):
             "overhead_seconds": self.overhead_seconds,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore from :meth:`state_dict`. All or nothing: every field is checked before
-        anything is assigned, so a rejected state leaves the sampler as it was."""
+    def load_state_dict(self, state) -> None:
+        """Restore from :meth:`state_dict`: this rank's saved state, or a list of every
+        rank's saved states of a row-sharded run, which re-shards them to the rows this
+        sampler's selector holds (another number of ranks, or unsharded). All or nothing:
+        every field is checked before anything is assigned, so a rejected state leaves
+        the sampler as it was."""
+        states = list(state) if isinstance(state, (list, tuple)) else [state]
+        if not states:
+            raise ValueError("state_dict: got an empty list of saved states")
+        fields = [self._checked_fields(saved) for saved in states]
+        epoch, position, overhead, plan = fields[0]
+        for other in fields[1:]:
+            if other[:2] != (epoch, position) or not _same_plan(other[3], plan):
+                raise ValueError("the saved states must come from the same step of one run: they differ in epoch, "
+                                 "position or epoch plan")
+        selectors = [saved["selector"] for saved in states]
+        sharded = any(isinstance(s, dict) and s.get("shard") is not None for s in selectors)
+        self.selector.load_state_dict(selectors if sharded else selectors[0])  # checks everything before assigning
+        self._epoch, self._position, self._plan = epoch, position, plan
+        self.overhead_seconds = float(overhead)
+
+    def _checked_fields(self, state) -> tuple:
+        """(epoch, position, overhead_seconds, plan) of one saved state, every field checked."""
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError("state_dict is not a SelectionBatchSampler state of a known format")
         for key in ("n", "batch_size", "seed"):
@@ -328,10 +393,24 @@ class SelectionBatchSampler(Sampler):
         overhead = state.get("overhead_seconds", 0.0)
         if not is_real(overhead) or overhead < 0:
             raise ValueError(f"state_dict overhead_seconds must be a finite number >= 0, got {overhead!r}")
-        plan = plan_from_state(state["plan"], self.n, position, self.batch_size)
-        self.selector.load_state_dict(state["selector"])  # checks everything before assigning
-        self._epoch, self._position, self._plan = epoch, position, plan
-        self.overhead_seconds = float(overhead)
+        return epoch, position, overhead, plan_from_state(state["plan"], self.n, position, self.batch_size)
+
+
+def _same_plan(a: dict | None, b: dict | None) -> bool:
+    """Whether two restored epoch plans are the same point of the same epoch."""
+    if a is None or b is None:
+        return a is b
+    return a["mode"] == b["mode"] and torch.equal(a["generator"].get_state(), b["generator"].get_state())
+
+
+def row_shard_for(labels, num_replicas: int, rank: int) -> RowShard:
+    """The RowShard of rank ``rank`` of ``num_replicas`` over the instances of ``labels``
+    (n, q); the label checks are the selector's."""
+    n = labels.shape[0] if isinstance(labels, torch.Tensor) and labels.dim() == 2 else check_labels(labels).shape[0]
+    if num_replicas > n:
+        raise ValueError(f"num_replicas ({num_replicas}) must not exceed the n = {n} instances: "
+                         "every global batch gives each rank at least one distinct instance")
+    return RowShard(n, num_replicas, rank)
 
 
 def _fixed_order(n: int, samples: int, generator: torch.Generator) -> torch.Tensor:
@@ -362,7 +441,10 @@ class D2ACESampler(SelectionBatchSampler):
     instead; device: where the per-instance state lives; budget, anneal, run_epochs:
     the epoch budget (see :class:`SelectionBatchSampler`; run_epochs defaults to the
     config's num_epochs); num_replicas, rank: for DistributedDataParallel (default:
-    from the process group).
+    from the process group); shard_state: each rank holds only its rows of the
+    per-instance state (about 1/num_replicas of it; see :class:`SelectionBatchSampler`).
+    Off by default: every rank must then save its own ``state_dict``, where the usual
+    rank-0-only checkpoint would keep only rank 0's rows.
     """
 
     def __init__(
@@ -381,9 +463,12 @@ class D2ACESampler(SelectionBatchSampler):
         run_epochs: int | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
+        shard_state: bool = False,
     ) -> None:
         config = config if config is not None else D2ACEConfig.preset(preset)
-        selector = D2ACESelector(labels, features, config, neighbors=neighbors, device=device)
+        num_replicas, rank = distributed.resolve_world(num_replicas, rank)
+        shard = row_shard_for(labels, num_replicas, rank) if shard_state else None
+        selector = D2ACESelector(labels, features, config, neighbors=neighbors, device=device, shard=shard)
         super().__init__(selector, batch_size, seed, budget=budget, anneal=anneal, run_epochs=run_epochs,
                          num_replicas=num_replicas, rank=rank)
 

@@ -4,6 +4,10 @@ For each instance the state keeps a ring of its last n_t predicted probabilities
 many entries were ever pushed, the epoch of its last visit, the per-label BCE of its
 latest visit and the flip EMA f̄ of Eq. 4. An instance never visited reads as a
 prediction of 0.5 with loss ln 2 (maximal uncertainty), and a flip EMA of 0.
+
+The window, loss and flip tensors are stored in ``dtype`` (float32; float16 or
+bfloat16 for a compact state, ``D2ACEConfig.state_dtype``); arithmetic is float32 (or
+the state's own dtype when wider), each stored value rounded once when written.
 """
 from __future__ import annotations
 
@@ -13,31 +17,30 @@ import torch
 
 from . import functional, ops
 from .ops import binary_entropy
+from .ring import PredictionRing
+from .tensor_state import as_parts, load_rows, saved_tensors
 
-# Window entries per block when computing the metrics (about 32 MB of float64).
-_BLOCK_ELEMENTS = 1 << 22
 
-
-class VisitState:
+class VisitState(PredictionRing):
     """Recorded predictions of n instances over q labels, on one device.
 
-    Tensors: window (n, n_t, q) float32; pushes (n,) int64; last_epoch (n,) int64
-    (-1 = never); loss (n, q) float32; flip_average (n, q) float32; flip_base (n, q)
-    float32 = f̄ before the current epoch's update (needed when one epoch's entry is
-    overwritten by a later visit in that same epoch).
+    Tensors: window (n, n_t, q) ``dtype``; pushes (n,) int64; last_epoch (n,) int64
+    (-1 = never); loss (n, q) ``dtype``; flip_average (n, q) ``dtype``; flip_base
+    (n, q) ``dtype`` = f̄ before the current epoch's update (needed when one epoch's
+    entry is overwritten by a later visit in that same epoch). ``dtype``: float32, or
+    float16 / bfloat16 for a compact state (recorded through the pure-PyTorch path).
     """
 
-    TENSORS = ("window", "pushes", "last_epoch", "loss", "flip_average", "flip_base")
+    TENSORS = (*PredictionRing.TENSORS, "loss", "flip_average", "flip_base")
 
-    def __init__(self, n: int, q: int, window_size: int, device: torch.device | str = "cpu") -> None:
-        device = torch.device(device)
-        self.n, self.q, self.window_size = n, q, window_size
-        self.window = torch.full((n, window_size, q), 0.5, dtype=torch.float32, device=device)
-        self.pushes = torch.zeros(n, dtype=torch.int64, device=device)
-        self.last_epoch = torch.full((n,), -1, dtype=torch.int64, device=device)
-        self.loss = torch.full((n, q), math.log(2.0), dtype=torch.float32, device=device)
-        self.flip_average = torch.zeros(n, q, dtype=torch.float32, device=device)
-        self.flip_base = torch.zeros(n, q, dtype=torch.float32, device=device)
+    def __init__(self, n: int, q: int, window_size: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(n, q, window_size, device, dtype)
+        device = self.window.device
+        self.n, self.q = n, q
+        self.loss = torch.full((n, q), math.log(2.0), dtype=dtype, device=device)
+        self.flip_average = torch.zeros(n, q, dtype=dtype, device=device)
+        self.flip_base = torch.zeros(n, q, dtype=dtype, device=device)
         # Rows the CUDA record_step kernel skipped for an index outside [0, n): counted on
         # the device (no synchronisation per step), read at the next scoring. Not saved.
         self.index_errors = torch.zeros(1, dtype=torch.int64, device=device)
@@ -69,6 +72,11 @@ class VisitState:
     def device(self) -> torch.device:
         return self.window.device
 
+    def native(self) -> bool:
+        """Whether the native kernels serve this state: its device has them and its
+        tensors are float32 (a compact state takes the pure-PyTorch path)."""
+        return self.window.dtype == torch.float32 and ops.native_for(self.window)
+
     def record(
         self,
         indices: torch.Tensor,
@@ -81,32 +89,24 @@ class VisitState:
         flip_threshold: float,
         lambda2: float,
     ) -> None:
-        """Record one batch: indices (b,) int64 distinct; probs, losses (b, q) float32.
+        """Record one batch: indices (b,) int64 distinct; probs, losses (b, q) float32
+        (rounded to the state's dtype when stored).
 
         ``per_epoch=True`` keeps one window entry per epoch (a second visit in the same
         epoch overwrites it and redoes that epoch's flip update); otherwise every visit
         pushes a new entry (the published code).
         """
-        n_t = self.window_size
-        pushes = self.pushes[indices]
-        if per_epoch:
-            push = self.last_epoch[indices] != epoch
-        else:
-            push = torch.ones_like(pushes, dtype=torch.bool)
-        newest = torch.remainder(pushes - 1, n_t)
-        previous_slot = torch.where(push, newest, torch.remainder(pushes - 2, n_t))
-        has_previous = torch.where(push, pushes >= 1, pushes >= 2)
-        previous = self.window[indices, previous_slot]
+        visit = self.visit(indices, epoch, per_epoch)
+        compute = torch.promote_types(self.window.dtype, torch.float32)
+        probs = probs.to(compute)
+        previous = self.window[indices, visit.previous_slot].to(compute)
         flip = functional.flip_indicator(probs, previous, flip_on, flip_threshold)
-        flip = flip * has_previous.unsqueeze(1).to(flip.dtype)
-        base = torch.where(push.unsqueeze(1), self.flip_average[indices], self.flip_base[indices])
+        flip = flip * visit.has_previous.unsqueeze(1).to(compute)
+        base = torch.where(visit.push.unsqueeze(1), self.flip_average[indices], self.flip_base[indices])
         self.flip_base[indices] = base
-        self.flip_average[indices] = functional.flip_ema(flip, base, lambda2)
-        write_slot = torch.where(push, torch.remainder(pushes, n_t), newest)
-        self.window[indices, write_slot] = probs
-        self.pushes[indices] = pushes + push.to(pushes.dtype)
-        self.last_epoch[indices] = epoch
-        self.loss[indices] = losses
+        self.flip_average[indices] = functional.flip_ema(flip, base.to(compute), lambda2).to(self.flip_average.dtype)
+        self.write(indices, visit, probs, epoch)
+        self.loss[indices] = losses.to(self.loss.dtype)
 
     def record_outputs(
         self,
@@ -127,7 +127,7 @@ class VisitState:
         float32 0/1. One native launch when the extension serves this device; otherwise
         :func:`functional.probabilities_and_losses` followed by :meth:`record`.
         """
-        if ops.native_for(self.window):
+        if self.native():
             ops.record_step(self, indices, outputs, targets, epoch, from_logits=from_logits, per_epoch=per_epoch,
                             flip_on=flip_on, flip_threshold=flip_threshold, lambda2=lambda2,
                             indices_checked=indices_checked)
@@ -144,9 +144,7 @@ class VisitState:
         """
         unc = torch.empty(self.n, self.q, dtype=dtype, device=self.device)
         hard = torch.empty_like(unc)
-        rows = max(1, _BLOCK_ELEMENTS // (self.window_size * self.q))
-        for start in range(0, self.n, rows):
-            block = slice(start, min(self.n, start + rows))
+        for block in self.blocks():
             window, pushes = self.window[block].to(dtype), self.pushes[block]
             latest = functional.latest_probability(window, pushes)
             fluctuation = functional.window_fluctuation(window, pushes)
@@ -157,37 +155,9 @@ class VisitState:
         return unc, hard
 
     def state_dict(self) -> dict:
-        return {name: getattr(self, name).clone() for name in self.TENSORS}
+        return saved_tensors(self, self.TENSORS)
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from :meth:`state_dict`; checks every tensor's shape, dtype and values
-        before changing anything."""
-        if not isinstance(state, dict):
-            raise ValueError(f"visit state must be a dict, got {type(state).__name__}")
-        for name in self.TENSORS:
-            if name not in state:
-                raise KeyError(f"visit state is missing {name!r}")
-            mine, theirs = getattr(self, name), state[name]
-            if not isinstance(theirs, torch.Tensor):
-                raise ValueError(f"visit state {name!r} must be a tensor, got {type(theirs).__name__}")
-            if tuple(theirs.shape) != tuple(mine.shape) or theirs.dtype != mine.dtype:
-                raise ValueError(
-                    f"visit state {name!r} has shape {tuple(theirs.shape)} and dtype {theirs.dtype}, "
-                    f"expected {tuple(mine.shape)} and {mine.dtype}"
-                )
-            if not bool(_VALUE_RULES[name][0](theirs).all()):
-                raise ValueError(f"visit state {name!r} must hold {_VALUE_RULES[name][1]}; the saved state is corrupt")
-        for name in self.TENSORS:
-            getattr(self, name).copy_(state[name])
-
-
-# What each saved tensor may hold: probabilities and flip EMAs in [0, 1] (NaN fails
-# every comparison), counts >= 0, epochs >= -1 (never visited), losses >= 0 or +inf.
-_VALUE_RULES = {
-    "window": (lambda t: (t >= 0) & (t <= 1), "probabilities in [0, 1]"),
-    "pushes": (lambda t: t >= 0, "counts >= 0"),
-    "last_epoch": (lambda t: t >= -1, "epochs >= -1"),
-    "loss": (lambda t: t >= 0, "losses >= 0 (+inf allowed)"),
-    "flip_average": (lambda t: (t >= 0) & (t <= 1), "values in [0, 1]"),
-    "flip_base": (lambda t: (t >= 0) & (t <= 1), "values in [0, 1]"),
-}
+        (:mod:`~d2ace_ext.tensor_state`) before changing anything."""
+        load_rows(self, self.TENSORS, [(part, None) for part in as_parts(state, "visit state")], None, "visit state")

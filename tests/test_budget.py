@@ -353,6 +353,8 @@ def test_protocol_digests_of_the_committed_evidence_are_unchanged():
         "a19821f9": Protocol(epochs=1000), "3218acbb": Protocol(epochs=2000),
         "15451d80": Protocol(model_options=clif), "1e6eeb1f": Protocol(epochs=200, model_options=clif),
         "cda0a8c1": Protocol(folds_from="published", model_selection="last", model_options=clif),
+        "9a19bc77": Protocol(selector_options={"d2ace": {"state_dtype": "float16"}}),
+        "ff4d0d2c": Protocol(selector_options={"d2ace": {"state_dtype": "bfloat16"}}),
     }
     for digest, protocol in expected.items():
         assert protocol.digest() == digest

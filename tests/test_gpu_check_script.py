@@ -30,6 +30,7 @@ case "$args" in
     *cuda_check.py\ timing*) key=timing ;;
     *cuda_check.py\ compare*) key=compare ;;
     *bench_image_step.py*) key=image ;;
+    *nccl_check.py*) key=nccl ;;
     *) key=other ;;
 esac
 echo "python[$key] $args | cwd=$(pwd) | nocache=${PYTORCH_NO_CUDA_MEMORY_CACHING:-} | package=${D2ACE_CHECK_PACKAGE_ROOT:-}" >>"$FAKE_LOG"
@@ -171,5 +172,8 @@ def test_other_stages_and_a_wrong_stage_name(fake):
     assert code == 0 and list(rows) == ["machine", "build", "image_step"]
     code, out, rows, calls = run(fake, "sanitizer")
     assert code == 0 and list(rows) == ["machine", "build", "memcheck", "synccheck", "racecheck"]
+    code, out, rows, calls = run(fake, "nccl")
+    assert code == 0 and list(rows) == ["machine", "build", "nccl"] and rows["nccl"] == "pass"
+    assert any(c.startswith("python[nccl] benchmarks/nccl_check.py") for c in calls)
     code, out, rows, calls = run(fake, "everything")
-    assert code == 2 and "usage: bash benchmarks/gpu_check.sh [core|sanitizer|bench|images]" in out
+    assert code == 2 and "usage: bash benchmarks/gpu_check.sh [core|sanitizer|bench|images|nccl]" in out

@@ -121,7 +121,9 @@ def test_clean_protocol_digests_are_unchanged():
     known = {"32866394": {}, "198f7a2e": {"epochs": 200}, "a426e612": {"epochs": 300},
              "a19821f9": {"epochs": 1000}, "3218acbb": {"epochs": 2000}, "15451d80": {"model_options": published},
              "1e6eeb1f": {"epochs": 200, "model_options": published},
-             "cda0a8c1": {"folds_from": "published", "model_selection": "last", "model_options": published}}
+             "cda0a8c1": {"folds_from": "published", "model_selection": "last", "model_options": published},
+             "9a19bc77": {"selector_options": {"d2ace": {"state_dtype": "float16"}}},
+             "ff4d0d2c": {"selector_options": {"d2ace": {"state_dtype": "bfloat16"}}}}
     for digest, settings in known.items():
         assert Protocol(**settings).digest() == digest
         assert Protocol(**settings, label_noise=None).digest() == digest

@@ -27,6 +27,7 @@ pass ``Trainer(use_distributed_sampler=False)`` so Lightning does not replace it
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 try:
@@ -92,7 +93,13 @@ class SelectionCallback(Callback):
             raise RuntimeError(
                 "the checkpoint's sampler state could not be restored before the first batch was drawn: create the "
                 f"sampler in setup() (as `self.{self.attribute}`) or pass it to SelectionCallback")
-        self.tracker()
+        sampler = self.tracker().sampler
+        if sampler.shard_state and sampler.num_replicas > 1:
+            warnings.warn(
+                f"the sampler's selector state is sharded over {sampler.num_replicas} ranks (shard_state=True), but "
+                "Lightning writes callback state from rank 0 only: its checkpoints cannot restore the other ranks' "
+                "rows. Save every rank's SelectionCallback.state_dict() yourself (docs/scaling.md), or build the "
+                "sampler without shard_state", RuntimeWarning, stacklevel=2)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         # Also runs for the sanity check, and for every validation inside an epoch

@@ -2,7 +2,9 @@
 quantisers of Eqs. 13-14, and checked state (de)serialisation.
 
 Active, Recent, Hard-Imb and ML-Unc each compute one instance weight w (n,) per epoch;
-the helpers here turn it into sampling probabilities P (n,) for a WEIGHTED epoch.
+the helpers here turn it into sampling probabilities P (n,) for a WEIGHTED epoch. Under
+a row-sharded state each rank computes w for its own rows and the n weights are
+gathered, so every rank quantises the same w with the same code as one process does.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import functional
+from ..row_shard import check_shard
+from ..tensor_state import as_parts, load_rows, saved_shard, saved_tensors
 from ..validation import check_labels, check_rule, is_int, is_real  # noqa: F401 (re-exported)
 from .base import SHUFFLE, WEIGHTED, Selector
 
@@ -138,73 +142,65 @@ class QuantizedSelector(Selector):
     quantizer: str = "index"
     #: names of the state tensors, saved and restored by state_dict / load_state_dict
     TENSORS: tuple[str, ...] = ()
-    #: those of them that may hold +inf (recorded losses)
-    INFINITE_OK: tuple[str, ...] = ()
 
-    def _setup(self, labels, config_cls, config, options, device) -> torch.Tensor:
+    def _setup(self, labels, config_cls, config, options, device, shard=None) -> torch.Tensor:
+        """Checks and stores labels, config, n, q, device and shard; ``self.labels`` holds
+        the rows held here. Returns the whole label matrix (n, q) on ``device``."""
         labels = check_labels(labels)
         self.config = make_config(config_cls, config, options)
         self.n, self.q = labels.shape
+        self.shard = check_shard(shard, self.n)
         self.device = torch.device(device) if device is not None else labels.device
         labels = labels.to(self.device)
-        self.labels = labels != 0
+        self.labels = self.own_rows(labels) != 0
         return labels
+
+    @property
+    def rows(self) -> int:
+        """Rows of per-instance state held here (n unless sharded)."""
+        return self.n if self.shard is None else self.shard.size
 
     def batch_mode(self, epoch: int) -> str:
         return SHUFFLE if epoch < self.config.warmup_epochs else WEIGHTED
 
     @abc.abstractmethod
     def weights(self) -> torch.Tensor:
-        """Instance weights w (n,) float64 from the records so far (larger = preferred)."""
+        """Instance weights w (rows,) float64 of the rows held here, from the records so
+        far (larger = preferred); all n unless sharded."""
 
     def probabilities(self, epoch: int) -> torch.Tensor:
-        return quantize(self.weights(), pressure(self.config, epoch), self.quantizer)
+        return quantize(self.all_rows(self.weights()), pressure(self.config, epoch), self.quantizer)
 
     def state_dict(self) -> dict:
         return tensor_state(self, self.TENSORS)
 
-    def load_state_dict(self, state: dict) -> None:
-        load_tensor_state(self, state, self.TENSORS, self.INFINITE_OK)
+    def load_state_dict(self, state) -> None:
+        load_tensor_state(self, state, self.TENSORS)
 
 
 def tensor_state(owner, names) -> dict:
+    """config, n, q and copies of the named per-instance tensors (of the rows held
+    here), with ``"shard"`` when the state is sharded."""
     state = {"config": owner.config.to_dict(), "n": owner.n, "q": owner.q}
-    state.update({name: getattr(owner, name).clone() for name in names})
+    state.update(saved_tensors(owner, names))
+    if owner.shard is not None:
+        state["shard"] = owner.shard.to_dict()
     return state
 
 
-def load_tensor_state(owner, state, names, infinite_ok: tuple[str, ...] = ()) -> None:
-    """Check config, shape and every tensor's shape, dtype and values, then copy all.
-
-    Floating-point tensors must hold no NaN and no infinity, except +inf in the tensors
-    named in ``infinite_ok`` (recorded losses: a saturated wrong prediction's BCE is inf).
-    """
+def load_tensor_state(owner, state, names, fields: dict | None = None) -> None:
+    """Check config, n, q, the named ``fields`` (e.g. {"seed": 3}) and every tensor's
+    shape, dtype and values, then copy all (:func:`~d2ace_ext.tensor_state.load_rows`).
+    ``state``: one saved state, or a list of every rank's of a sharded one."""
     kind = type(owner).__name__
-    if not isinstance(state, dict):
-        raise TypeError(f"{kind} state must be a dict, got {type(state).__name__}")
-    if state.get("config") != owner.config.to_dict():
-        raise ValueError(f"{kind} state was saved with a different config: {state.get('config')!r}")
-    if state.get("n") != owner.n or state.get("q") != owner.q:
-        raise ValueError(f"{kind} state is for n={state.get('n')!r}, q={state.get('q')!r}; this one has n={owner.n}, q={owner.q}")
-    for name in names:
-        if name not in state:
-            raise KeyError(f"{kind} state is missing {name!r}")
-        mine, theirs = getattr(owner, name), state[name]
-        if not isinstance(theirs, torch.Tensor) or tuple(theirs.shape) != tuple(mine.shape) or theirs.dtype != mine.dtype:
-            got = (tuple(theirs.shape), theirs.dtype) if isinstance(theirs, torch.Tensor) else type(theirs).__name__
-            raise ValueError(f"{kind} state {name!r} is {got}, expected shape {tuple(mine.shape)} and dtype {mine.dtype}")
-        check_state_values(f"{kind} state {name!r}", theirs, name in infinite_ok)
-    for name in names:
-        getattr(owner, name).copy_(state[name])
-
-
-def check_state_values(what: str, tensor: torch.Tensor, infinite_ok: bool = False) -> None:
-    """A saved floating-point tensor holds no NaN, no -inf, and +inf only if ``infinite_ok``."""
-    if not tensor.is_floating_point():
-        return
-    bad = torch.isnan(tensor) | (tensor == -math.inf)
-    if not infinite_ok:
-        bad |= tensor == math.inf
-    if bool(bad.any()):
-        allowed = "finite values or +inf" if infinite_ok else "finite values"
-        raise ValueError(f"{what} must hold {allowed}; the saved state is corrupt")
+    what = f"{kind} state"
+    parts = as_parts(state, what)
+    for part in parts:
+        if part.get("config") != owner.config.to_dict():
+            raise ValueError(f"{what} was saved with a different config: {part.get('config')!r}")
+        if part.get("n") != owner.n or part.get("q") != owner.q:
+            raise ValueError(f"{what} is for n={part.get('n')!r}, q={part.get('q')!r}; this one has n={owner.n}, q={owner.q}")
+        for key, mine in (fields or {}).items():
+            if part.get(key) != mine:
+                raise ValueError(f"{kind} state has {key}={part.get(key)!r}, this one has {mine!r}")
+    load_rows(owner, names, [(part, saved_shard(part, what)) for part in parts], owner.shard, what)

@@ -41,7 +41,8 @@ def active_scores(count: torch.Tensor, mean_sq_dev: torch.Tensor, unseen_varianc
 
 class ActiveSelector(QuantizedSelector):
     """labels (n, q) 0/1 (only the shape is used); ``config`` or keyword options of
-    :class:`ActiveConfig`; device: where the state lives (default: labels').
+    :class:`ActiveConfig`; device: where the state lives (default: labels'); shard:
+    this rank's rows of a row-sharded state (None: every row).
 
     State: count (n,) int64, mean (n, q) and m2 (n, q) float32, updated by Welford's
     recurrence at every visit, so the whole-history variance costs O(nq) per epoch
@@ -58,11 +59,12 @@ class ActiveSelector(QuantizedSelector):
     color = "#8c564b"
     display_rank = 6
 
-    def __init__(self, labels: torch.Tensor, config: ActiveConfig | None = None, *, device=None, **options) -> None:
-        self._setup(labels, ActiveConfig, config, options, device)
-        self.count = torch.zeros(self.n, dtype=torch.int64, device=self.device)
-        self.mean = torch.zeros(self.n, self.q, dtype=torch.float32, device=self.device)
-        self.m2 = torch.zeros(self.n, self.q, dtype=torch.float32, device=self.device)
+    def __init__(self, labels: torch.Tensor, config: ActiveConfig | None = None, *, device=None, shard=None,
+                 **options) -> None:
+        self._setup(labels, ActiveConfig, config, options, device, shard)
+        self.count = torch.zeros(self.rows, dtype=torch.int64, device=self.device)
+        self.mean = torch.zeros(self.rows, self.q, dtype=torch.float32, device=self.device)
+        self.m2 = torch.zeros(self.rows, self.q, dtype=torch.float32, device=self.device)
 
     def record(self, indices, probs, losses, epoch) -> None:
         count = self.count[indices] + 1

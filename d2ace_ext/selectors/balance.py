@@ -100,7 +100,8 @@ class BalanceSelector(Selector):
         positives = y.sum(0)
         return y.shape[0] / (2 * torch.minimum(positives, y.shape[0] - positives).clamp(min=1))
 
-    def __init__(self, labels: torch.Tensor, config: BalanceConfig | None = None, *, seed: int = 0, device=None, **options) -> None:
+    def __init__(self, labels: torch.Tensor, config: BalanceConfig | None = None, *, seed: int = 0, device=None,
+                 shard=None, **options) -> None:  # shard: no per-instance state, so nothing to shard
         labels = check_labels(labels)
         self.config = make_config(BalanceConfig, config, options)
         self.n, self.q = labels.shape

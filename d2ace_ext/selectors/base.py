@@ -12,6 +12,7 @@ import abc
 import torch
 
 from .. import functional
+from ..row_shard import RowShard
 
 SHUFFLE, FIXED, WEIGHTED, PRUNED = "shuffle", "fixed", "weighted", "pruned"
 
@@ -35,6 +36,10 @@ class Selector(abc.ABC):
     #: ``importance_weights`` (InfoBatch's rescaling of the kept instances): a training
     #: loop must then apply them, whatever its importance-weighting setting
     weights_losses: bool = False
+    #: this rank's rows of a row-sharded state (the sampler's ``shard_state=True``), or
+    #: None: the selector holds every instance's state. A sharded selector's per-instance
+    #: tensors and ``labels`` hold only those rows; ``record`` receives local row indices.
+    shard: RowShard | None = None
 
     # -- what the selector is: read by the registry, ``make_sampler`` and the harness, so
     # that adding a selector touches its own file and the registry only. The five
@@ -109,8 +114,18 @@ class Selector(abc.ABC):
         order and hands the weights out through ``importance_weights``."""
         raise NotImplementedError(f"{type(self).__name__} has no pruned epochs")
 
+    def own_rows(self, full: torch.Tensor) -> torch.Tensor:
+        """The rows held here of a per-instance tensor (n, ...): all of it unless sharded."""
+        return full if self.shard is None else full[self.shard.rows(full.device)]
+
+    def all_rows(self, held: torch.Tensor) -> torch.Tensor:
+        """A per-instance tensor of the rows held here -> of all n instances, on every
+        rank (gathered from the other ranks when sharded: a collective call)."""
+        return held if self.shard is None else self.shard.gather(held)
+
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore; must check everything before changing anything."""
+        """Restore; must check everything before changing anything. A selector with
+        per-instance state also takes a list of every rank's saved states (re-sharding)."""

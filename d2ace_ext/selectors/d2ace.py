@@ -6,10 +6,13 @@ import warnings
 import torch
 
 from .. import ops
-from ..config import LATER_FIELDS, PRESETS, D2ACEConfig
+from ..config import LATER_FIELDS, PRESETS, STATE_DTYPES, D2ACEConfig
 from ..neighbors import local_label_appearance, resolve_neighbors
+from ..row_scoring import score_rows
+from ..row_shard import RowShard, check_shard
 from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
+from ..tensor_state import as_parts, load_rows, saved_shard
 from ..validation import check_labels
 from ..visits import VisitState
 from .base import FIXED, SHUFFLE, WEIGHTED, Selector
@@ -22,6 +25,8 @@ class D2ACESelector(Selector):
     (MinMax-scaled in the paper's protocol), used once for the K-NN of Eq. 10; needed
     unless ``config.num_neighbors == 0``. neighbors: (n, K) precomputed neighbour
     indices, instead of features. device: where the state lives (default: labels').
+    shard: this rank's rows of a row-sharded state (None: every row): the visit state,
+    the labels Y and the context Z then hold only those rows.
     """
 
     display_name = "D2ACE"
@@ -42,15 +47,17 @@ class D2ACESelector(Selector):
         *,
         neighbors: torch.Tensor | None = None,
         device: torch.device | str | None = None,
+        shard: RowShard | None = None,
     ) -> None:
         labels = check_labels(labels)
         self.config = config if config is not None else D2ACEConfig()
         if not isinstance(self.config, D2ACEConfig):
             raise TypeError(f"config must be a D2ACEConfig, got {type(self.config).__name__}")
         self.n, self.q = labels.shape
+        self.shard = check_shard(shard, self.n)
         self.device = torch.device(device) if device is not None else labels.device
         labels = labels.to(self.device)
-        self.labels = labels != 0
+        self.labels = self.own_rows(labels) != 0
         empty = int(((labels != 0).sum(0) == 0).sum())
         if empty:
             warnings.warn(
@@ -60,10 +67,12 @@ class D2ACESelector(Selector):
                 stacklevel=2,
             )
         neighbors = self._neighbors(features, neighbors)
-        y = SparseRows.from_dense(labels)
-        z = local_label_appearance(labels, neighbors, self.config.include_self)
+        rows = None if self.shard is None else self.shard.rows(self.device)
+        y = SparseRows.from_dense(self.labels)
+        z = local_label_appearance(labels, neighbors, self.config.include_self, rows)
         self.context = LabelContext(y, z, row_pairs(y, y), row_pairs(y, z))
-        self.visits = VisitState(self.n, self.q, self.config.window_size, self.device)
+        self.visits = VisitState(self.labels.shape[0], self.q, self.config.window_size, self.device,
+                                 STATE_DTYPES[self.config.state_dtype])
         self.last_report: ScoreReport | None = None
 
     def _neighbors(self, features, neighbors) -> torch.Tensor | None:
@@ -99,7 +108,7 @@ class D2ACESelector(Selector):
         )
 
     def checks_outputs(self) -> bool:
-        return ops.native_for(self.visits.window) and self.visits.window.device.type == "cpu"
+        return self.visits.native() and self.visits.window.device.type == "cpu"
 
     def record_outputs(self, indices, outputs, targets, kind, epoch) -> None:
         try:
@@ -129,8 +138,13 @@ class D2ACESelector(Selector):
         """Score every instance from the records so far, for epoch ``epoch``: the fused
         ops when the extension serves the state's device, the pure-PyTorch scorer otherwise
         (and for the label-weight ablations G and I: the fused kernel computes
-        v = exp((μ + σ)/2) inside and returns no U or H to reweight)."""
-        if ops.native_for(self.visits.window) and self.config.label_weight_form == "exponential":
+        v = exp((μ + σ)/2) inside and returns no U or H to reweight). A row-sharded or
+        compact state is scored in passes over its rows (:mod:`~d2ace_ext.row_scoring`),
+        a collective call when sharded over several ranks."""
+        if self.shard is not None or not self.visits.window.dtype == torch.float32:
+            self.last_report = score_rows(self.visits, self.context, self.config, epoch,
+                                          self.shard or RowShard.whole(self.n))
+        elif ops.native_for(self.visits.window) and self.config.label_weight_form == "exponential":
             self.last_report = self._score_native(epoch)
         else:
             unc, hard = self.visits.metrics(self.config.lambda1, self.config.loss_transform)
@@ -160,15 +174,24 @@ class D2ACESelector(Selector):
         return self.score(epoch).probabilities
 
     def state_dict(self) -> dict:
-        return {"config": self.config.to_dict(), "visits": self.visits.state_dict()}
+        state = {"config": self.config.to_dict(), "visits": self.visits.state_dict()}
+        if self.shard is not None:
+            state["shard"] = self.shard.to_dict()
+        return state
 
-    def load_state_dict(self, state: dict) -> None:
-        if not isinstance(state, dict) or "visits" not in state:
-            raise ValueError("D2ACESelector state must be a dict with 'config' and 'visits'")
-        saved = state.get("config")
-        if isinstance(saved, dict):  # states saved before the ablation fields existed
-            defaults = D2ACEConfig().to_dict()
-            saved = {**{name: defaults[name] for name in LATER_FIELDS}, **saved}
-        if saved != self.config.to_dict():
-            raise ValueError("state_dict was saved with a different D2ACEConfig")
-        self.visits.load_state_dict(state["visits"])
+    def load_state_dict(self, state) -> None:
+        """Restore one saved state, or a list of every rank's saved states of a sharded
+        run (re-sharding them to the rows held here); checks everything first."""
+        what = "D2ACESelector state"
+        parts = as_parts(state, what)
+        for part in parts:
+            if "visits" not in part:
+                raise KeyError(f"{what} is missing 'visits'")
+            saved = part.get("config")
+            if isinstance(saved, dict):  # states saved before the later fields existed
+                defaults = D2ACEConfig().to_dict()
+                saved = {**{name: defaults[name] for name in LATER_FIELDS}, **saved}
+            if saved != self.config.to_dict():
+                raise ValueError("state_dict was saved with a different D2ACEConfig")
+        load_rows(self.visits, VisitState.TENSORS, [(part["visits"], saved_shard(part, what)) for part in parts],
+                  self.shard, "visit state")

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from ..drawing import WeightedDraw
+from ..row_shard import check_shard
 from ..validation import check_labels, check_seed, seed64
 from ._common import check_choice, check_rule, is_int, is_real, load_tensor_state, make_config, tensor_state
 from .base import SHUFFLE, WEIGHTED, Selector
@@ -116,10 +117,12 @@ def subset_probabilities(probabilities: torch.Tensor, size: int, generator: torc
 class DIHCLSelector(Selector):
     """labels (n, q) 0/1 (only the shape is used); ``config`` or keyword options of
     :class:`DIHCLConfig`; seed: of the per-epoch subset draws (``draw="subset"``);
-    device: where the state lives (default: labels').
+    device: where the state lives (default: labels'); shard: this rank's rows of a
+    row-sharded state (None: every row).
 
     State: previous (n, q) float32 (the last visit's losses or probabilities), seen (n,)
-    bool, hardness (n,) float64 (r). Linear in nq per epoch.
+    bool, hardness (n,) float64 (r). Linear in nq per epoch. Sharded, the n values of r
+    are gathered each selection epoch, and every rank draws from them as one process does.
     """
 
     TENSORS = ("previous", "seen", "hardness")
@@ -131,17 +134,20 @@ class DIHCLSelector(Selector):
     color = "#009e73"
     display_rank = 3
 
-    def __init__(self, labels: torch.Tensor, config: DIHCLConfig | None = None, *, seed: int = 0, device=None, **options) -> None:
+    def __init__(self, labels: torch.Tensor, config: DIHCLConfig | None = None, *, seed: int = 0, device=None,
+                 shard=None, **options) -> None:
         labels = check_labels(labels)
         self.config = make_config(DIHCLConfig, config, options)
         self.seed = check_seed(seed, "seed")
         self.n, self.q = labels.shape
+        self.shard = check_shard(shard, self.n)
         self.device = torch.device(device) if device is not None else labels.device
-        self.labels = labels.to(self.device) != 0
+        self.labels = self.own_rows(labels.to(self.device)) != 0
         self.needs_loss = self.config.feedback == "dloss"
-        self.previous = torch.zeros(self.n, self.q, dtype=torch.float32, device=self.device)
-        self.seen = torch.zeros(self.n, dtype=torch.bool, device=self.device)
-        self.hardness = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+        rows = self.labels.shape[0]
+        self.previous = torch.zeros(rows, self.q, dtype=torch.float32, device=self.device)
+        self.seen = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        self.hardness = torch.zeros(rows, dtype=torch.float64, device=self.device)
 
     def batch_mode(self, epoch: int) -> str:
         return SHUFFLE if epoch < self.config.warmup_epochs else WEIGHTED
@@ -174,7 +180,7 @@ class DIHCLSelector(Selector):
 
     def exp3(self, epoch: int) -> torch.Tensor:
         """DIHCL's Exp3 probabilities (n,) float64 at ``epoch``'s inverse temperature."""
-        return exp3_probabilities(self.hardness, self.inverse_temperature(epoch))
+        return exp3_probabilities(self.all_rows(self.hardness), self.inverse_temperature(epoch))
 
     def probabilities(self, epoch: int) -> torch.Tensor:
         """The epoch's batch distribution (n,): Exp3 itself (``draw="batch"``) or uniform
@@ -187,7 +193,5 @@ class DIHCLSelector(Selector):
     def state_dict(self) -> dict:
         return {**tensor_state(self, self.TENSORS), "seed": self.seed}
 
-    def load_state_dict(self, state: dict) -> None:
-        if isinstance(state, dict) and state.get("seed") != self.seed:
-            raise ValueError(f"DIHCLSelector state has seed={state.get('seed')!r}, this one has {self.seed!r}")
-        load_tensor_state(self, state, self.TENSORS, infinite_ok=("previous",))  # losses under "dloss"
+    def load_state_dict(self, state) -> None:
+        load_tensor_state(self, state, self.TENSORS, {"seed": self.seed})

@@ -69,13 +69,15 @@ def imbalance_weights(labels: torch.Tensor, neighbors: torch.Tensor) -> torch.Te
 class HardImbSelector(QuantizedSelector):
     """labels (n, q) 0/1; features (n, d) for the K-NN (or ``neighbors=`` (n, K)
     precomputed indices, self excluded); ``config`` or keyword options of
-    :class:`HardImbConfig`; device: where the state lives (default: labels').
+    :class:`HardImbConfig`; device: where the state lives (default: labels'); shard:
+    this rank's rows of a row-sharded state (None: every row).
 
-    State: loss (n,) float32, the mean BCE of each instance's latest visit.
+    State: loss (n,) float32, the mean BCE of each instance's latest visit (+inf for a
+    saturated wrong prediction). W is computed from every row (each rank has the labels
+    and neighbours), then only the rows held here are kept.
     """
 
     TENSORS = ("loss",)
-    INFINITE_OK = ("loss",)  # a saturated wrong prediction's BCE is inf
     display_name = "Hard-Imb"
     config_class = HardImbConfig
     takes_seed = False
@@ -91,15 +93,16 @@ class HardImbSelector(QuantizedSelector):
         ratio = positives.max() / positives.clamp(min=1)
         return torch.where(minority_labels(labels), ratio, torch.ones_like(ratio))
 
-    def __init__(self, labels, features=None, config: HardImbConfig | None = None, *, neighbors=None, device=None, **options) -> None:
-        labels = self._setup(labels, HardImbConfig, config, options, device)
+    def __init__(self, labels, features=None, config: HardImbConfig | None = None, *, neighbors=None, device=None,
+                 shard=None, **options) -> None:
+        labels = self._setup(labels, HardImbConfig, config, options, device, shard)
         self.quantizer = self.config.quantizer
         neighbors = self._neighbors(features, neighbors)
         if not bool(minority_labels(labels).any()):
             warnings.warn("labels: no minority label (all labels equally frequent); Hard-Imb weights are all 1",
                           RuntimeWarning, stacklevel=2)
-        self.imbalance = imbalance_weights(labels, neighbors.to(self.device))
-        self.loss = torch.full((self.n,), math.log(2.0), dtype=torch.float32, device=self.device)
+        self.imbalance = self.own_rows(imbalance_weights(labels, neighbors.to(self.device)))
+        self.loss = torch.full((self.rows,), math.log(2.0), dtype=torch.float32, device=self.device)
 
     def _neighbors(self, features, neighbors) -> torch.Tensor:
         return resolve_neighbors(self.n, self.config.num_neighbors, features, neighbors,

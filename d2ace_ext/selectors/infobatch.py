@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from ..budget import full_pass_epoch
+from ..row_shard import check_shard
 from ..validation import check_labels, check_seed, seed64
 from ._common import check_rule, is_int, is_real, load_tensor_state, make_config, tensor_state
 from .base import PRUNED, SHUFFLE, Selector
@@ -87,9 +88,12 @@ class InfoBatchConfig:
 class InfoBatchSelector(Selector):
     """labels (n, q) 0/1 (only the shape and the target check use them); ``config`` or
     keyword options of :class:`InfoBatchConfig`; seed: of the per-epoch pruning draws;
-    device: where the state lives (default: labels').
+    device: where the state lives (default: labels'); shard: this rank's rows of a
+    row-sharded state (None: every row).
 
-    State: score (n,) float32, the mean BCE of each instance's latest visit.
+    State: score (n,) float32, the mean BCE of each instance's latest visit (+inf for a
+    saturated wrong prediction). Sharded, the n scores are gathered each pruned epoch,
+    and every rank prunes from them as one process does.
     """
 
     TENSORS = ("score",)
@@ -103,14 +107,16 @@ class InfoBatchSelector(Selector):
     display_rank = 4
 
     def __init__(self, labels: torch.Tensor, config: InfoBatchConfig | None = None, *, seed: int = 0,
-                 device=None, **options) -> None:
+                 device=None, shard=None, **options) -> None:
         labels = check_labels(labels)
         self.config = make_config(InfoBatchConfig, config, options)
         self.seed = check_seed(seed, "seed")
         self.n, self.q = labels.shape
+        self.shard = check_shard(shard, self.n)
         self.device = torch.device(device) if device is not None else labels.device
-        self.labels = labels.to(self.device) != 0
-        self.score = torch.full((self.n,), float(self.config.initial_score), dtype=torch.float32, device=self.device)
+        self.labels = self.own_rows(labels.to(self.device)) != 0
+        self.score = torch.full((self.labels.shape[0],), float(self.config.initial_score), dtype=torch.float32,
+                                device=self.device)
 
     def batch_mode(self, epoch: int) -> str:
         cfg = self.config
@@ -125,7 +131,7 @@ class InfoBatchSelector(Selector):
     def pruned_weights(self, epoch: int) -> torch.Tensor:
         """(n,) float64: 0 for the pruned, 1/(1 - r) for the kept well-learned (score
         below the mean; 1 without ``rescale``), 1 for the rest."""
-        score = self.score.to("cpu", torch.float64)
+        score = self.all_rows(self.score).to("cpu", torch.float64)
         low = torch.nonzero(score < score.mean()).squeeze(1)
         keep = 1.0 - float(self.config.prune_ratio)
         kept = math.floor(keep * low.numel() + _SLACK)
@@ -138,7 +144,5 @@ class InfoBatchSelector(Selector):
     def state_dict(self) -> dict:
         return {**tensor_state(self, self.TENSORS), "seed": self.seed}
 
-    def load_state_dict(self, state: dict) -> None:
-        if isinstance(state, dict) and state.get("seed") != self.seed:
-            raise ValueError(f"InfoBatchSelector state has seed={state.get('seed')!r}, this one has {self.seed!r}")
-        load_tensor_state(self, state, self.TENSORS, infinite_ok=("score",))  # a saturated wrong prediction's BCE
+    def load_state_dict(self, state) -> None:
+        load_tensor_state(self, state, self.TENSORS, {"seed": self.seed})

@@ -11,7 +11,9 @@ actually uses. Instance weight w = row sums of U C, i.e. w_i = Σ_j U_ij Σ_k C_
 
 The MI needs every pair of labels' joint bin counts: O(n q²) per epoch, computed as one
 blocked matrix product of the one-hot bin indicators (4 of the 5 bins; the fifth
-follows from the marginals), not per pair of labels.
+follows from the marginals), not per pair of labels. Under a row-sharded state each
+rank counts its own rows and the (4q)² counts are summed over the ranks: integers,
+exact, so every rank gets the C one process would.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import torch
 
 from .. import functional
 from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rule, is_int, is_real
-from ._window import BLOCK_ELEMENTS, PredictionWindow
+from ..ring import PredictionRing, row_blocks
 
 BIN_EDGES = (0.2, 0.4, 0.6, 0.8)  # 5 bins, as np.digitize with [0, .2, .4, .6, .8, 1] and clipping
 
@@ -52,21 +54,34 @@ def uncertainty_bins(unc: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(unc, edges, right=True)
 
 
+def bin_cooccurrence(bins: torch.Tensor, num_bins: int = 5) -> torch.Tensor:
+    """Joint counts of the first num_bins - 1 bins of every pair of columns of ``bins``
+    (m, q) int64 in [0, num_bins): (q b, q b) float64, b = num_bins - 1, integers."""
+    m, q = bins.shape
+    b = num_bins - 1
+    # Counts are integers below 2^24 in float32 products while m < 2^24: exact and fast.
+    dtype = torch.float32 if m < (1 << 24) else torch.float64
+    levels = torch.arange(b, device=bins.device)
+    gram = torch.zeros(q * b, q * b, dtype=dtype, device=bins.device)
+    for block in row_blocks(m, q * b):
+        onehot = (bins[block].unsqueeze(2) == levels).to(dtype).reshape(-1, q * b)
+        gram.addmm_(onehot.T, onehot)
+    return gram.to(torch.float64)
+
+
 def mutual_information(bins: torch.Tensor, num_bins: int = 5) -> torch.Tensor:
     """Plug-in mutual information (nats) between every pair of columns of ``bins``
     (n, q) int64 in [0, num_bins). -> (q, q) float64, symmetric, MI_jj = entropy of j."""
     n, q = bins.shape
+    return information_from_counts(bin_cooccurrence(bins, num_bins), n, q, num_bins)
+
+
+def information_from_counts(gram: torch.Tensor, n: int, q: int, num_bins: int = 5) -> torch.Tensor:
+    """The mutual information (q, q) of :func:`mutual_information` from the joint counts
+    ``gram`` (q b, q b) of :func:`bin_cooccurrence` over all n rows."""
     b = num_bins - 1
-    # Counts are integers below 2^24 in float32 products while n < 2^24: exact and fast.
-    dtype = torch.float32 if n < (1 << 24) else torch.float64
-    levels = torch.arange(b, device=bins.device)
-    gram = torch.zeros(q * b, q * b, dtype=dtype, device=bins.device)
-    rows = max(1, BLOCK_ELEMENTS // (q * b))
-    for start in range(0, n, rows):
-        onehot = (bins[start:start + rows].unsqueeze(2) == levels).to(dtype).reshape(-1, q * b)
-        gram.addmm_(onehot.T, onehot)
-    joint = gram.to(torch.float64).reshape(q, b, q, b).permute(0, 2, 1, 3)      # (q, q, b, b)
-    same = torch.arange(q, device=bins.device)
+    joint = gram.reshape(q, b, q, b).permute(0, 2, 1, 3)                         # (q, q, b, b)
+    same = torch.arange(q, device=gram.device)
     marginal = joint[same, same].diagonal(dim1=1, dim2=2)                        # (q, b): N_jj(a, a)
     marginal = torch.cat([marginal, n - marginal.sum(1, keepdim=True)], dim=1)   # (q, num_bins)
     last_col = marginal[:, None, :b] - joint.sum(3)                              # N_jk(a, last)
@@ -79,16 +94,24 @@ def mutual_information(bins: torch.Tensor, num_bins: int = 5) -> torch.Tensor:
     return math.log(n) + (joint_sum - single[:, None] - single[None, :]) / n
 
 
-def correlation_matrix(unc: torch.Tensor) -> torch.Tensor:
-    """C (q, q) float64 from U (n, q): MI of the binned columns, >= 0, diagonal 1, rows / row max."""
-    mi = mutual_information(uncertainty_bins(unc)).clamp(min=0.0)
+def correlation_matrix(unc: torch.Tensor, shard=None) -> torch.Tensor:
+    """C (q, q) float64 from U (n, q): MI of the binned columns, >= 0, diagonal 1, rows /
+    row max. With ``shard`` (a RowShard) ``unc`` holds this rank's rows and the counts
+    are summed over the ranks."""
+    if shard is None:
+        mi = mutual_information(uncertainty_bins(unc))
+    else:
+        counts = shard.all_sum(bin_cooccurrence(uncertainty_bins(unc)))
+        mi = information_from_counts(counts, shard.n, unc.shape[1])
+    mi = mi.clamp(min=0.0)
     mi.fill_diagonal_(1.0)
     return mi / mi.max(1, keepdim=True).values
 
 
 class MLUncSelector(QuantizedSelector):
     """labels (n, q) 0/1 (only the shape is used); ``config`` or keyword options of
-    :class:`MLUncConfig`; device: where the state lives (default: labels')."""
+    :class:`MLUncConfig`; device: where the state lives (default: labels'); shard: this
+    rank's rows of a row-sharded state (None: every row)."""
 
     needs_loss = False
     TENSORS = ("window", "pushes", "last_epoch")
@@ -100,9 +123,10 @@ class MLUncSelector(QuantizedSelector):
     color = "#cc79a7"
     display_rank = 1
 
-    def __init__(self, labels: torch.Tensor, config: MLUncConfig | None = None, *, device=None, **options) -> None:
-        self._setup(labels, MLUncConfig, config, options, device)
-        self.ring = PredictionWindow(self.n, self.q, self.config.window_size, self.config.window_unit == "epoch", self.device)
+    def __init__(self, labels: torch.Tensor, config: MLUncConfig | None = None, *, device=None, shard=None,
+                 **options) -> None:
+        self._setup(labels, MLUncConfig, config, options, device, shard)
+        self.ring = PredictionRing(self.rows, self.q, self.config.window_size, self.device)
         self.last_correlation: torch.Tensor | None = None
 
     window = property(lambda self: self.ring.window)
@@ -110,11 +134,12 @@ class MLUncSelector(QuantizedSelector):
     last_epoch = property(lambda self: self.ring.last_epoch)
 
     def record(self, indices, probs, losses, epoch) -> None:
-        self.ring.record(indices, probs, epoch)
+        self.ring.record(indices, probs, epoch, per_epoch=self.config.window_unit == "epoch")
 
     def uncertainty(self) -> torch.Tensor:
-        """U (n, q) float64, Eq. 3 from the ring (an unvisited instance reads p = 0.5)."""
-        out = torch.empty(self.n, self.q, dtype=torch.float64, device=self.device)
+        """U (rows, q) float64 of the rows held here, Eq. 3 from the ring (an unvisited
+        instance reads p = 0.5)."""
+        out = torch.empty(self.rows, self.q, dtype=torch.float64, device=self.device)
         for block in self.ring.blocks():
             window, pushes = self.ring.window[block].to(torch.float64), self.ring.pushes[block]
             entropy = functional.binary_entropy(functional.latest_probability(window, pushes))
@@ -126,6 +151,6 @@ class MLUncSelector(QuantizedSelector):
         if self.config.correlation == "ones":
             label_weight = torch.full((self.q,), float(self.q), dtype=torch.float64, device=self.device)
         else:
-            self.last_correlation = correlation_matrix(unc)
+            self.last_correlation = correlation_matrix(unc, self.shard)
             label_weight = self.last_correlation.sum(1)
         return unc @ label_weight

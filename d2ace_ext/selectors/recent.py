@@ -12,7 +12,7 @@ import torch
 
 from .. import functional
 from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rule, is_int, is_real
-from ._window import PredictionWindow
+from ..ring import PredictionRing
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ def recent_scores(window: torch.Tensor, held: torch.Tensor, threshold: float) ->
 
 class RecentSelector(QuantizedSelector):
     """labels (n, q) 0/1 (only the shape is used); ``config`` or keyword options of
-    :class:`RecentConfig`; device: where the state lives (default: labels')."""
+    :class:`RecentConfig`; device: where the state lives (default: labels'); shard:
+    this rank's rows of a row-sharded state (None: every row)."""
 
     needs_loss = False
     TENSORS = ("window", "pushes", "last_epoch")
@@ -58,10 +59,11 @@ class RecentSelector(QuantizedSelector):
     color = "#999933"
     display_rank = 7
 
-    def __init__(self, labels: torch.Tensor, config: RecentConfig | None = None, *, device=None, **options) -> None:
-        self._setup(labels, RecentConfig, config, options, device)
+    def __init__(self, labels: torch.Tensor, config: RecentConfig | None = None, *, device=None, shard=None,
+                 **options) -> None:
+        self._setup(labels, RecentConfig, config, options, device, shard)
         self.quantizer = self.config.quantizer
-        self.ring = PredictionWindow(self.n, self.q, self.config.window_size, self.config.window_unit == "epoch", self.device)
+        self.ring = PredictionRing(self.rows, self.q, self.config.window_size, self.device)
 
     # The ring's tensors are the state.
     window = property(lambda self: self.ring.window)
@@ -69,10 +71,10 @@ class RecentSelector(QuantizedSelector):
     last_epoch = property(lambda self: self.ring.last_epoch)
 
     def record(self, indices, probs, losses, epoch) -> None:
-        self.ring.record(indices, probs, epoch)
+        self.ring.record(indices, probs, epoch, per_epoch=self.config.window_unit == "epoch")
 
     def weights(self) -> torch.Tensor:
-        out = torch.empty(self.n, dtype=torch.float64, device=self.device)
+        out = torch.empty(self.rows, dtype=torch.float64, device=self.device)
         for block in self.ring.blocks():
             out[block] = recent_scores(self.ring.window[block], self.ring.held(block), self.config.threshold).sum(1)
         return out

@@ -184,19 +184,20 @@ class SelectorFacts(Mapping):
         return f"SelectorFacts({self.attribute!r}: {dict(self)!r})"
 
 
-def _random(labels, features, device, **options):
-    if options:
+def _random(labels, features, device, shard=None, **options):
+    if options:  # no per-instance state: a shard changes nothing
         raise TypeError(f"the 'random' selector takes no options, got {sorted(options)}")
     labels = check_labels(labels)
     return RandomSelector(labels.shape[0], labels.shape[1], device=device if device is not None else labels.device)
 
 
-def _d2ace(labels, features, device, *, preset: str = "paper", config=None, neighbors=None, **overrides):
+def _d2ace(labels, features, device, *, preset: str = "paper", config: D2ACEConfig | None = None, neighbors=None,
+           shard=None, **overrides):
     if config is None:
         config = D2ACEConfig.preset(preset, **overrides)
     elif overrides:
         raise ValueError(f"pass either config= or option overrides for 'd2ace', not both (got {sorted(overrides)})")
-    return D2ACESelector(labels, features, config, neighbors=neighbors, device=device)
+    return D2ACESelector(labels, features, config, neighbors=neighbors, device=device, shard=shard)
 
 
 register_selector("random", RandomSelector, _random)

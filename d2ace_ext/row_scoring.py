@@ -1,0 +1,160 @@
+"""D2ACE's per-epoch scoring (Eqs. 3, 5-17) in passes over the rows a rank holds, for a
+row-sharded or compact (16-bit) visit state.
+
+The fused native op scores a whole float32 state in one call. A sharded state holds only
+this rank's rows, and a compact one is not what the kernels read; both are scored here,
+in the passes the kernel makes, with what needs every row combined over the ranks:
+
+1. U and H (Eqs. 3, 5) of the rows held here: by the native kernel (a compact state's
+   rows converted to float32 block by block, at the op boundary) when it serves the
+   device and the label weights are Eq. 7's exponential, else by the pure-PyTorch
+   functions in float64, the choice the unsharded path makes, so each path's U and H
+   are the unsharded path's bit for bit.
+2. Column sums of U and H and the raw masked Gram G = Σ_i Σ_{j,k ∈ Y_i} A_ij A_ik,
+   summed over the ranks (2q + 2q² numbers); then Σ (A - μ)² (2q numbers).
+3. v (Eqs. 6-7), C (Eq. 9: G scaled by the column norms √G_jj + ε), the published
+   code's row normalisation; δ (Eq. 8) and φ (Eqs. 10-11) of the rows held here.
+4. δ and φ of all n instances gathered (4 floats an instance); every rank quantises
+   w = δ + φ (Eqs. 13-14) and mixes (Eq. 16) with the unsharded path's own functions.
+
+Sums over the ranks change the order of float64 additions, so v, C and w equal the
+unsharded ones to float64 rounding; the quantised probabilities then agree exactly
+except where a weight lies within that rounding of a quantisation boundary.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import functional, ops
+from .config import D2ACEConfig
+from .ring import row_blocks
+from .row_shard import RowShard
+from .scoring import _ROW_NORMALISE_EPS, LabelContext, MetricScore, ScoreReport, schedule_values
+from .sparse_rows import SparseRows, masked_gram, propagation_at_labels
+from .visits import VisitState
+
+
+class _Float32Rows:
+    """What :func:`ops.score_visits` reads of a state, for rows ``block`` of ``visits``
+    in float32 (a compact state's rows converted here), writing U and H to ``workspace``
+    (2, rows, q) float32."""
+
+    def __init__(self, visits: VisitState, block: slice, workspace: torch.Tensor) -> None:
+        self.window = visits.window[block].to(torch.float32)
+        self.pushes = visits.pushes[block]
+        self.loss = visits.loss[block].to(torch.float32)
+        self.flip_average = visits.flip_average[block].to(torch.float32)
+        self._workspace = workspace
+
+    def workspace(self) -> torch.Tensor:
+        return self._workspace
+
+    def raise_index_errors(self) -> None:  # the caller asks the whole state once
+        pass
+
+
+def native_metrics(visits: VisitState, config: D2ACEConfig) -> bool:
+    """Whether U and H come from the native kernel (the unsharded path's choice)."""
+    return ops.native_for(visits.window) and config.label_weight_form == "exponential"
+
+
+def row_metrics(visits: VisitState, config: D2ACEConfig) -> torch.Tensor:
+    """U and H of every row of ``visits``, stacked (2, rows, q): float32 from the native
+    kernel, or float64 from the pure-PyTorch functions (see the module's pass 1)."""
+    if not native_metrics(visits, config):
+        return torch.stack(visits.metrics(config.lambda1, config.loss_transform))
+    visits.raise_index_errors()
+    rows, q = visits.n, visits.q
+    options = dict(lambda1=config.lambda1, loss_transform=config.loss_transform, norm_eps=config.norm_eps,
+                   row_normalize=False, label_weights_in_phi=False)
+    if visits.window.dtype == torch.float32:  # the whole state in one call, into its own workspace
+        empty = _no_labels(rows, visits.device)
+        ops.score_visits(visits, empty, empty, **options)
+        return visits.workspace()
+    metrics = torch.empty(2, rows, q, dtype=torch.float32, device=visits.device)
+    for block in row_blocks(rows, visits.window_size * q):
+        size = block.stop - block.start
+        workspace = torch.empty(2, size, q, dtype=torch.float32, device=visits.device)
+        empty = _no_labels(size, visits.device)
+        ops.score_visits(_Float32Rows(visits, block, workspace), empty, empty, **options)
+        metrics[:, block] = workspace
+    return metrics
+
+
+def _no_labels(rows: int, device) -> SparseRows:
+    """An empty Y (rows, 1): the kernel then skips its Gram and φ passes (U and H only)."""
+    nothing = torch.zeros(0, dtype=torch.int64, device=device)
+    return SparseRows(rows=nothing, cols=nothing, row_ptr=torch.zeros(rows + 1, dtype=torch.int64, device=device),
+                      shape=(rows, 1))
+
+
+def _blocks(metrics: torch.Tensor):
+    """Row blocks of the stacked metrics (2, rows, q) in float64, about 32 MB each."""
+    for block in row_blocks(metrics.shape[1], 2 * metrics.shape[2]):
+        yield block, metrics[:, block].to(torch.float64)
+
+
+def _correlation(gram: torch.Tensor, config: D2ACEConfig) -> torch.Tensor:
+    """C (2, q, q) of Eq. 9 from the raw masked Gram G: G_jk / (‖M_j‖ ‖M_k‖), the norms
+    √G_jj + ε; 0/0 := 0 for a column without mass (as the kernel)."""
+    norm = gram.diagonal(dim1=1, dim2=2).clamp(min=0).sqrt() + config.norm_eps      # (2, q)
+    scale = norm[:, :, None] * norm[:, None, :]
+    return torch.where(scale > 0, gram / torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(gram))
+
+
+def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch: int,
+               shard: RowShard) -> ScoreReport:
+    """The epoch's report with P (n,) over all n instances, on every rank (a collective
+    call when ``shard.world`` > 1). ``visits`` and ``ctx`` hold the rows of ``shard``."""
+    pressure, p_beta = schedule_values(epoch, config)
+    q, n, y = visits.q, shard.n, ctx.labels
+    metrics = row_metrics(visits, config)                                   # (2, rows, q)
+    # Pass 2: column sums and the raw masked Gram, summed over the ranks; then Σ (A - μ)².
+    total = torch.zeros(2, q, dtype=torch.float64, device=metrics.device)
+    for _, block in _blocks(metrics):
+        total += block.sum(1)
+    values = metrics[:, y.rows, y.cols].to(torch.float64)                   # (2, nnz) A at Y's nonzeros
+    grams = torch.stack([masked_gram(v, y, ctx.label_pairs) for v in values])   # (2, q, q), raw: M unscaled
+    summed = shard.all_sum(torch.cat([total, grams.reshape(2, q * q)], dim=1))
+    mean, gram = summed[:, :q] / n, summed[:, q:].reshape(2, q, q)
+    deviation = torch.zeros_like(mean)
+    for _, block in _blocks(metrics):
+        centred = block - mean[:, None, :]
+        deviation += (centred * centred).sum(1)
+    std = (shard.all_sum(deviation) / n).clamp(min=0).sqrt()
+    weights = functional.label_weights_from_moments(mean, std, config.label_weight_form)   # v (2, q)
+    # Pass 3: δ and φ of the rows held here.
+    delta = torch.empty(2, metrics.shape[1], dtype=torch.float64, device=metrics.device)
+    for block, values_block in _blocks(metrics):
+        delta[:, block] = torch.bmm(values_block, weights.unsqueeze(2)).squeeze(2)     # Eq. 8
+    if config.correlation_enhancement:
+        correlation = _correlation(gram, config)
+        if config.row_normalize_correlation:
+            propagate = (correlation / (correlation.sum(2, keepdim=True) + _ROW_NORMALISE_EPS)).transpose(1, 2)
+        else:
+            propagate = correlation
+        spread = torch.stack([propagation_at_labels(p, y, ctx.context, ctx.context_pairs) for p in propagate])
+        contribution = values * spread                                      # (2, nnz)
+        if config.label_weights_in_phi:
+            contribution = contribution * weights[:, y.cols]
+        phi = torch.zeros_like(delta).index_add_(1, y.rows, contribution)
+    else:  # ablation H: w = δ
+        correlation, phi = torch.zeros_like(gram), torch.zeros_like(delta)
+    # Pass 4: δ and φ of every instance, then the unsharded path's quantiser and mixture.
+    everyone = shard.gather(torch.cat([delta, phi]).T)                      # (n, 4): δ_U, δ_H, φ_U, φ_H
+    deltas, phis = everyone[:, :2].T, everyone[:, 2:].T                     # (2, n) each
+    per_metric, mixed = _quantised(deltas + phis, pressure, p_beta, config, native_metrics(visits, config))
+    scores = [MetricScore(weights[m], correlation[m], deltas[m], phis[m], per_metric[m]) for m in range(2)]
+    return ScoreReport(epoch, pressure, p_beta, scores[0], scores[1], mixed)
+
+
+def _quantised(weights: torch.Tensor, pressure: float, p_beta: float, config: D2ACEConfig, native: bool):
+    """Eqs. 13-14 and 16 for w (2, n) as the unsharded path does them: the fused
+    quantiser and its unnormalised mixture after the native scoring, else
+    scoring.score_epoch's functions and its renormalised mixture."""
+    if native:
+        return ops.quantized_mixture(weights, pressure, p_beta, config.quant_index_min)
+    per_metric = torch.stack([functional.quantized_probabilities(w, pressure, config.quant_index_min)
+                              for w in weights])
+    mixed = functional.mixture(per_metric[0], per_metric[1], p_beta)
+    return per_metric, mixed / mixed.sum()

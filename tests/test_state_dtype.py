@@ -1,0 +1,92 @@
+"""A compact D2ACE state (``D2ACEConfig.state_dtype``): window, loss and flip tensors
+in 16 bits, every value computed in float32 and rounded once when stored."""
+import contextlib
+import math
+
+import pytest
+import torch
+
+from d2ace_ext import D2ACEConfig, D2ACESampler, functional
+from d2ace_ext.equivalence import pure_pytorch_path
+from d2ace_ext.visits import VisitState
+
+from conftest import drive, random_problem
+
+CONFIG = D2ACEConfig(num_epochs=6, warmup_epochs=1, t_start=1, t_end=5, num_neighbors=3)
+FLOATS = ("window", "loss", "flip_average", "flip_base")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_compact_visit_state_stores_the_float32_record_rounded_once(dtype):
+    g = torch.Generator().manual_seed(0)
+    wide, compact = VisitState(6, 3, 3), VisitState(6, 3, 3, dtype=dtype)
+    assert all(getattr(compact, name).dtype == dtype for name in FLOATS)
+    assert compact.pushes.dtype == compact.last_epoch.dtype == torch.int64
+    assert compact.window.element_size() == 2 and not compact.native()
+    for epoch in range(3):
+        index = torch.randperm(6, generator=g)[:4]
+        probs, losses = torch.rand(4, 3, generator=g), torch.rand(4, 3, generator=g) * 3
+        options = dict(per_epoch=True, flip_on="probability", flip_threshold=0.5, lambda2=0.7)
+        for name in ("window", "flip_average", "flip_base"):  # the wide state starts from what the compact holds
+            getattr(wide, name).copy_(getattr(compact, name).float())
+        compact.record(index, probs, losses, epoch, **options)
+        wide.record(index, probs, losses, epoch, **options)
+        for name in FLOATS:  # the same float32 arithmetic, then one rounding
+            assert torch.equal(getattr(compact, name), getattr(wide, name).to(dtype)), (epoch, name)
+    assert torch.equal(compact.pushes, wide.pushes) and torch.equal(compact.last_epoch, wide.last_epoch)
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("state_dtype", ["float16", "bfloat16"])
+def test_a_compact_sampler_scores_near_float32_and_resumes(state_dtype, native):
+    x, y = random_problem(n=40, q=5, seed=1)
+    config = CONFIG.replace(state_dtype=state_dtype)
+    with pure_pytorch_path() if not native else contextlib.nullcontext():
+        sampler = D2ACESampler(y, 8, x, config=config, seed=2)
+        wide = D2ACESampler(y, 8, x, config=CONFIG, seed=2)
+        for s in (sampler, wide):  # the warm-up epoch: the same batches, the same records
+            drive(s, y, 1, seed=3)
+            s.set_epoch(1)
+        p = sampler.probabilities
+        wide.probabilities  # scores the wide state too
+        assert p.shape == (40,) and bool((p > 0).all()) and math.isclose(float(p.sum()), 1.0, rel_tol=1e-12)
+        assert sampler.selector.visits.window.dtype == getattr(torch, state_dtype)
+        # 16-bit records move a quantisation index by a step at most, and only some
+        for name in ("uncertainty", "hardness"):
+            mine = getattr(sampler.selector.last_report, name).weights
+            theirs = getattr(wide.selector.last_report, name).weights
+            moved = functional.quantization_index(mine) - functional.quantization_index(theirs)
+            assert int(moved.abs().max()) <= 1 and int((moved != 0).sum()) <= 20, (name, moved)
+        drive(sampler, y, 2, seed=4, start_epoch=1)
+        state = sampler.state_dict()
+        assert state["selector"]["visits"]["loss"].dtype == getattr(torch, state_dtype)
+        resumed = D2ACESampler(y, 8, x, config=config, seed=2)
+        resumed.load_state_dict(state)
+        resumed.set_epoch(3)
+        sampler.set_epoch(3)
+        assert list(resumed) == list(sampler)
+        with pytest.raises(ValueError, match="different D2ACEConfig"):
+            wide.load_state_dict(state)
+
+
+def test_a_compact_state_is_checked_by_the_sampler_not_a_kernel():
+    """The native kernel checks float32 states' values itself; a compact state is recorded
+    by PyTorch, so the sampler checks the step's values before anything changes."""
+    x, y = random_problem(n=20, q=3, seed=4)
+    sampler = D2ACESampler(y, 4, x, config=CONFIG.replace(state_dtype="float16"), seed=0)
+    assert not sampler.selector.checks_outputs()
+    before = sampler.selector.visits.window.clone()
+    logits = torch.zeros(2, 3)
+    logits[1, 2] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        sampler.update(torch.tensor([0, 1]), logits, y[:2])
+    assert torch.equal(sampler.selector.visits.window, before)
+
+
+def test_a_visit_state_of_another_dtype_is_refused_by_name():
+    compact = VisitState(3, 2, 3, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"'window' has shape \(3, 3, 2\) and dtype torch.float32, expected "
+                                         r"\(3, 3, 2\) and torch.float16"):
+        compact.load_state_dict(VisitState(3, 2, 3).state_dict())
+    with pytest.raises(ValueError, match="state_dtype must be one of"):
+        D2ACEConfig(state_dtype="float8")
