@@ -1,0 +1,50 @@
+"""The label-noise table pairs each selector with Random (and D2ACE with Hard-Imb) within one noise setting."""
+import numpy as np
+import pytest
+
+from d2ace_ext.harness.noise_report import cell_values, effect_text, main, noise_table, setting_protocol
+
+
+def _record(selector, digest, fold, auc, dataset="scene", preset="-"):
+    return {"key": {"dataset": dataset, "model": "mlp", "selector": selector, "preset": preset, "fold": fold,
+                    "protocol": digest, "repeat": 0}, "metrics": {"macro_auc": auc}}
+
+
+def _grid():
+    clean = setting_protocol("clean", 10, 3).digest()
+    noisy = setting_protocol("extra:1.0", 10, 3).digest()
+    records = []
+    for fold in range(3):
+        records += [_record("random", clean, fold, 0.80), _record("hard_imb", clean, fold, 0.81),
+                    _record("d2ace", clean, fold, 0.80 + 0.01 * fold, preset="paper"),
+                    _record("d2ace", clean, fold, 0.10, preset="reference"),  # another preset: not paired
+                    _record("random", noisy, fold, 0.70), _record("hard_imb", noisy, fold, 0.68),
+                    _record("d2ace", noisy, fold, 0.72, preset="paper")]
+    return records, clean, noisy
+
+
+def test_each_setting_pairs_its_own_runs_and_reports_the_mean_difference():
+    records, clean, noisy = _grid()
+    assert clean != noisy
+    assert cell_values(records, clean, "d2ace", ["scene"], "mlp", "paper", "macro_auc") == \
+        {("scene", 0, f): pytest.approx(0.80 + 0.01 * f) for f in range(3)}
+    table = noise_table(records, ["clean", "extra:1.0"], ["scene"], "mlp", "paper", "macro_auc", 10, 3).splitlines()
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in table[2:]}
+    # clean: Hard-Imb +0.01 on every fold; D2ACE +0.00, +0.01, +0.02 -> mean +0.01; D2ACE - Hard-Imb mean 0
+    assert "| +0.0100 [+0.0100, +0.0100] (3)" in rows[("clean", "scene")]
+    assert rows[("clean", "all")].split("|")[5].strip().startswith("+0.0100 [+0.0000, +0.0200] (3)")
+    # noisy: Hard-Imb -0.02, D2ACE +0.02 against Random, D2ACE +0.04 against Hard-Imb
+    cells = [c.strip() for c in rows[("extra:1.0", "all")].split("|")[3:7]]
+    assert cells[0].startswith("−0.0200 [") and cells[1] == "–" and cells[2].startswith("+0.0200 [")
+    assert cells[3].startswith("+0.0400 [+0.0400, +0.0400] (3)")
+
+
+def test_effect_text_needs_two_cells_and_gives_wilcoxon_p():
+    assert effect_text(np.array([0.1])) == "–"
+    assert effect_text(np.zeros(4)).endswith("(4), p 1")
+    assert effect_text(np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])).endswith("(6), p 0.031")
+
+
+def test_a_bad_setting_is_refused_naming_the_option(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--results-dir", str(tmp_path), "--datasets", "scene", "--settings", "noisy:0.3"])
