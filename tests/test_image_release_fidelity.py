@@ -14,7 +14,7 @@ import torch.nn.functional as F
 pytest.importorskip("torchvision", reason="the image path needs torchvision (make installs it; TORCHVISION_SPEC)")
 from PIL import Image  # noqa: E402
 
-from test_images_datasets import _jpeg, make_coco, make_voc  # noqa: E402
+from support.image_files import jpeg, make_coco, make_voc  # noqa: E402
 
 import d2ace_ext.harness.image_run as image_run  # noqa: E402
 from d2ace_ext.cli import main as cli_main  # noqa: E402
@@ -290,7 +290,7 @@ def test_hst_prototypes_cluster_every_positive_with_ten_kmeans_restarts(monkeypa
 def _tiny_folder(root, n=12, q=3):
     paths = [str(root / f"{i:03d}.jpg") for i in range(n)]
     for i, path in enumerate(paths):
-        _jpeg(path, i, size=(24, 24))
+        jpeg(path, i, size=(24, 24))
     labels = (torch.rand(n, q, generator=torch.Generator().manual_seed(0)) < 0.4).float()
     labels[torch.arange(n), torch.arange(n) % q] = 1.0
     train_tf, test_tf = image_transforms(16, 20, "hst")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from test_datasets import HEADER, write_set
+from support.mulan_files import HEADER, write_set
 
 from d2ace_ext.datasets.images.coco import load_coco2014
 from d2ace_ext.datasets.images.features import load_features

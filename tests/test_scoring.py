@@ -10,7 +10,7 @@ from d2ace_ext import D2ACEConfig, D2ACESelector
 from d2ace_ext import functional as fn
 from d2ace_ext.scoring import correlation_phi, score_epoch
 
-from conftest import random_problem
+from support.problems import random_problem
 
 D = torch.float64
 

@@ -13,7 +13,7 @@ from d2ace_ext.integrations import LoopCheckpoint
 # -- item 11 ------------------------------------------------------------------------------
 def test_a_lightning_step_that_returns_none_is_a_skipped_step(tmp_path):
     pytest.importorskip("lightning")
-    import lightning_parts as parts
+    from support import lightning_parts as parts
     from d2ace_ext.integrations.lightning import SelectionCallback
 
     class Skipping(parts.TinyModule):
@@ -37,7 +37,7 @@ def test_a_lightning_step_that_returns_none_is_a_skipped_step(tmp_path):
                          ids=["sanity-check", "mid-epoch-validation"])
 def test_a_validation_loader_sharing_the_training_sampler_is_refused(tmp_path, options):
     pytest.importorskip("lightning")
-    import lightning_parts as parts
+    from support import lightning_parts as parts
     from d2ace_ext.integrations.lightning import SelectionCallback
 
     class SharedValidation(parts.TinyModule):
@@ -57,7 +57,7 @@ def test_a_validation_loader_sharing_the_training_sampler_is_refused(tmp_path, o
 # -- item 13 ------------------------------------------------------------------------------
 def test_plain_accelerate_prepare_on_two_processes_is_caught_by_loop_checkpoint():
     pytest.importorskip("accelerate")
-    import accelerate_worker as worker
+    from support import accelerate_worker as worker
     from accelerate.data_loader import prepare_data_loader
 
     x, y = worker.problem()

@@ -4,7 +4,6 @@ protects; each failed on the code before its fix."""
 import json
 import os
 
-import numpy as np
 import pytest
 
 from d2ace_ext import cli
@@ -13,9 +12,11 @@ from d2ace_ext.harness.evidence import merge_compact
 from d2ace_ext.harness.experiment import Protocol, RunKey
 from d2ace_ext.harness.results import ResultsStore
 
+from support.mulan_files import write_toy_mulan
+
 
 def read_results(path):
-    from d2ace_ext.harness.results import read_results  # the shared reader (new with item 5)
+    from d2ace_ext.harness.results import read_results  # the shared reader
     return read_results(path)
 
 
@@ -25,24 +26,6 @@ def _record(fold, auc=0.7, selector="random", epochs=3):
             "history": {"epoch": list(range(epochs)), "train_loss": [1.0] * epochs,
                         "val_macro_auc": [0.5 + 0.01 * e for e in range(epochs)], "lr": [1e-4] * epochs},
             "trace": None}
-
-
-def write_toy_mulan(root, name="toy", n=90, d=5, q=3, seed=0):
-    """A small dense MULAN set (ARFF + XML) in root/name; every label has >= 20 positives."""
-    rng = np.random.default_rng(seed)
-    folder = root / name
-    folder.mkdir(parents=True)
-    x = rng.random((n, d))
-    y = (rng.random((n, q)) < 0.45).astype(int)
-    y[np.arange(n), np.arange(n) % q] = 1
-    header = [f"@relation {name}"] + [f"@attribute f{j} numeric" for j in range(d)] \
-        + [f"@attribute l{j} {{0,1}}" for j in range(q)] + ["@data"]
-    rows = [",".join([f"{v:.4f}" for v in x[i]] + [str(v) for v in y[i]]) for i in range(n)]
-    (folder / f"{name}.arff").write_text("\n".join(header + rows) + "\n")
-    labels = "".join(f'<label name="l{j}"></label>' for j in range(q))
-    (folder / f"{name}.xml").write_text(f'<?xml version="1.0"?><labels xmlns="http://mulan.sourceforge.net/labels">'
-                                        f"{labels}</labels>\n")
-    return str(root)
 
 
 def _grid_argv(data_dir, results_dir, *extra):
