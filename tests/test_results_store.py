@@ -1,6 +1,6 @@
-"""Nothing lost, nothing silently wrong around the results store (issue 25, items 5, 6,
-7, 10 and the command-line options of 14). One test per item, named after what it
-protects; each failed on the code before its fix."""
+"""Nothing lost, nothing silently wrong around the results store and the command-line
+options. One test per case, named after what it protects; each failed on the code
+before its fix."""
 import json
 import os
 
@@ -34,7 +34,7 @@ def _grid_argv(data_dir, results_dir, *extra):
             "--results-dir", str(results_dir), *extra]
 
 
-# -- item 5 -------------------------------------------------------------------------------
+# -- torn and unreadable lines -----------------------------------------------------------
 def test_an_append_after_a_torn_line_starts_a_fresh_line_and_keeps_the_fragment(tmp_path):
     store = ResultsStore(str(tmp_path))
     store.append(_record(0))
@@ -71,7 +71,7 @@ def test_unreadable_lines_before_the_last_are_named_in_a_warning_and_glued_recor
     assert lines.unreadable == [2, 5] and lines.salvaged == [3] and lines.torn is None
 
 
-# -- item 6 -------------------------------------------------------------------------------
+# -- a failing run under --jobs ----------------------------------------------------------
 def test_a_failing_run_under_jobs_keeps_every_other_runs_record_and_exits_non_zero(tmp_path, capsys):
     data_dir = write_toy_mulan(tmp_path / "data")
     out = tmp_path / "res"
@@ -87,7 +87,7 @@ def test_a_failing_run_under_jobs_keeps_every_other_runs_record_and_exits_non_ze
     assert sorted((k[2], k[4]) for k in records) == [("ml_unc", 0), ("ml_unc", 1), ("random", 1)]
 
 
-# -- item 7 -------------------------------------------------------------------------------
+# -- an unwritable results folder --------------------------------------------------------
 def test_an_unwritable_results_folder_is_refused_before_any_training(tmp_path, capsys):
     data_dir = write_toy_mulan(tmp_path / "data")
     blocker = tmp_path / "a-file"
@@ -108,7 +108,7 @@ def test_an_unwritable_results_folder_is_refused_before_any_training(tmp_path, c
     assert os.listdir(tmp_path / "fine" / "checkpoints") == []  # the check leaves nothing behind
 
 
-# -- item 10 ------------------------------------------------------------------------------
+# -- the evidence tool -------------------------------------------------------------------
 def test_the_evidence_tool_never_compacts_a_results_file_in_place(tmp_path, capsys):
     store = ResultsStore(str(tmp_path / "res"))
     store.append(_record(0))
@@ -145,7 +145,7 @@ def test_the_evidence_tool_reads_a_torn_last_line_as_compare_does_and_refuses_no
         merge_compact(str(tmp_path / "e3.jsonl"), [store.path], digits=True)
 
 
-# -- item 14 (command-line options) ---------------------------------------------------------
+# -- model and selector options ----------------------------------------------------------
 @pytest.mark.parametrize("option,expected", [
     (["--model-opt", "hidden=-5"], "--model-opt mlp.hidden=-5: cannot build mlp on toy (RuntimeError: "),
     (["--model-opt", "nosuch=1"], "unknown option(s) nosuch; valid options: hidden, dropout"),

@@ -156,7 +156,7 @@ def test_update_rejects_bad_outputs_for_a_baseline():
     assert torch.equal(sampler.selector.state_dict()["window"], before)
 
 
-# -- what each selector says about itself (issue 30, item 1) ---------------------------------
+# -- what each selector says about itself ----------------------------------------------------
 # The facts the harness used to spell by selector name (factory.py's seeded names, the
 # two _SCHEDULED sets, needs_features, trace.py, DISPLAY_NAMES, series.py's colours and
 # order, the registry's _OPTIONS), now each selector's class attributes: pinned here.
