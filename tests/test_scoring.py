@@ -1,5 +1,4 @@
 """Properties of the per-epoch scorer: sparse = dense, Lemma 1, the pressure ratio, no NaN."""
-import math
 
 import pytest
 import torch
