@@ -30,7 +30,7 @@ BENCH_SCALE_ARGS ?= scale --n 100000 1000000 --worlds 1 2 4
 BENCH_RUN   = $(PY) -m pytest -q --benchmark-autosave --benchmark-columns=median,iqr,rounds,iterations \
               --benchmark-sort=name
 
-.PHONY: demo demo-images test build bench bench-selectors bench-compare bench-overhead bench-scale compare clean
+.PHONY: demo demo-images test lint build bench bench-selectors bench-compare bench-overhead bench-scale compare clean
 
 demo: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.demo $(DEMO_ARGS)
@@ -39,8 +39,12 @@ demo: $(BUILD_STAMP)
 demo-images: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.image_demo $(DEMO_ARGS)
 
-test: $(BUILD_STAMP)
+test: lint $(BUILD_STAMP)
 	$(PY) -m pytest -q $(TEST_ARGS) tests
+
+# pyflakes and pycodestyle over the tree ([tool.ruff] in pyproject.toml); make test runs it first.
+lint: $(DEPS_STAMP)
+	$(PY) -m ruff check .
 
 compare: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.cli compare $(COMPARE_ARGS)
@@ -71,7 +75,7 @@ $(PY):
 $(DEPS_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip setuptools wheel ninja
 	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCHVISION_SPEC),"$(TORCHVISION_SPEC)")
-	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark iterative-stratification matplotlib \
+	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark ruff iterative-stratification matplotlib \
 	    lightning accelerate faiss-cpu "$(TORCH_SPEC)"
 	rm -f $(VENV)/.deps-* $(BUILD_STAMP)
 	touch $@

@@ -8,7 +8,7 @@ package; benchmarks/gpu_check.sh runs each subcommand as one step).
 
 check: (1) the CUDA ops against the CPU ops and the float64 pure-PyTorch pipeline, both
 presets, on a random problem recorded through the sampler's path (same batches, same
-logits); (2) the kernel-path shapes of tests/fused_cuda_shapes.py (wrapping grids, several
+logits); (2) the kernel-path shapes of tests/support/fused_cuda_shapes.py (wrapping grids, several
 columns per thread, q > 2,048, n_t = 1), recorded and scored by the CUDA and the CPU ops;
 (3) ``torch.library.opcheck`` of every op on CUDA; (4) the CUDA kernels one epoch's
 scoring launches (torch.profiler). Exits non-zero at the first difference.
@@ -32,7 +32,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.environ.get("D2ACE_CHECK_PACKAGE_ROOT") or ROOT)
-sys.path.append(os.path.join(ROOT, "tests"))  # fused_cuda_shapes: the kernel-path shapes
+sys.path.append(os.path.join(ROOT, "tests"))  # support.fused_cuda_shapes: the kernel-path shapes
 
 import torch  # noqa: E402
 
@@ -41,7 +41,7 @@ from d2ace_ext import D2ACEConfig, D2ACESelector, ops  # noqa: E402
 from d2ace_ext.scoring import score_epoch  # noqa: E402
 from d2ace_ext.sparse_rows import SparseRows  # noqa: E402
 from d2ace_ext.visits import VisitState  # noqa: E402
-from fused_cuda_shapes import KERNEL_PATH_SHAPES, random_batches, random_problem, sparse_rows  # noqa: E402
+from support.fused_cuda_shapes import KERNEL_PATH_SHAPES, random_batches, random_problem, sparse_rows  # noqa: E402
 
 SCORE_FIELDS = ("label_weights", "correlation", "delta", "phi", "weight_range")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from .config import D2ACEConfig

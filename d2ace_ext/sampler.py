@@ -26,7 +26,7 @@ from .budget import EpochBudget
 from .config import D2ACEConfig
 from .drawing import WeightedDraw
 from .row_shard import OwnedRows, RowShard
-from .sampler_state import check_pruned_weights, plan_from_state
+from .sampler_state import EpochPlan, check_pruned_weights, plan_from_state
 from .selectors.base import FIXED, PRUNED, SHUFFLE, WEIGHTED, Selector
 from .selectors.d2ace import D2ACESelector
 from .validation import (
@@ -113,7 +113,7 @@ class SelectionBatchSampler(Sampler):
         self.overhead_seconds = 0.0  # time spent in update(), scoring and drawing
         self._epoch = 0
         self._position = 0
-        self._plan: dict | None = None
+        self._plan: EpochPlan | None = None
 
     # -- epochs -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -126,7 +126,7 @@ class SelectionBatchSampler(Sampler):
                 and not (self.num_replicas > 1 and distributed.active()):
             self._prepare()
         if self._plan is not None:
-            return self._plan["batches"]
+            return self._plan.batches
         return self.budget.batches(self._epoch, self.n, self.batch_size)
 
     @property
@@ -147,15 +147,15 @@ class SelectionBatchSampler(Sampler):
         """Move to ``epoch`` (0-based). Re-setting the epoch a half-consumed iteration is
         in keeps its position, so a resumed run continues mid-epoch."""
         check_non_negative_int(epoch, "epoch")
-        if epoch == self._epoch and self._plan is not None and 0 < self._position < self._plan["batches"]:
+        if epoch == self._epoch and self._plan is not None and 0 < self._position < self._plan.batches:
             return
         self._epoch, self._position, self._plan = epoch, 0, None
 
     def __iter__(self) -> Iterator[list[int]]:
-        if self._plan is not None and self._position >= self._plan["batches"]:
+        if self._plan is not None and self._position >= self._plan.batches:
             self.set_epoch(self._epoch + 1)
         self._prepare()
-        while self._position < self._plan["batches"]:
+        while self._position < self._plan.batches:
             started = time.perf_counter()
             batch = self._batch(self._position)
             self._position += 1
@@ -169,28 +169,26 @@ class SelectionBatchSampler(Sampler):
         mode = self.selector.batch_mode(self._epoch)
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self._epoch))
         samples = self.budget.samples(self._epoch, self.n)
-        plan: dict = {"mode": mode, "generator": generator, "order": None, "draw": None, "weights": None}
+        order = draw = weights = None
         if mode == SHUFFLE:
-            plan["order"] = torch.randperm(self.n, generator=generator)
+            order = torch.randperm(self.n, generator=generator)
         elif mode == FIXED:
-            plan["order"] = _fixed_order(self.n, samples, generator)
+            order = _fixed_order(self.n, samples, generator)
         elif mode == WEIGHTED:
             probabilities = self.selector.probabilities(self._epoch).detach().to("cpu", torch.float64)
             if self.num_replicas > 1 and distributed.active():
                 probabilities = distributed.from_rank_zero(probabilities)
-            plan["draw"] = WeightedDraw(probabilities)
+            draw = WeightedDraw(probabilities)
         elif mode == PRUNED:
             weights = self.selector.pruned_weights(self._epoch)
             weights = check_pruned_weights(weights, self.n, f"{type(self.selector).__name__}.pruned_weights")
             if self.num_replicas > 1 and distributed.active():
                 weights = distributed.from_rank_zero(weights)
-            plan["weights"] = weights
-            plan["order"] = _kept_first(weights, generator)
+            order = _kept_first(weights, generator)
             samples = min(samples, int((weights > 0).sum()))
         else:
             raise RuntimeError(f"selector returned an unknown batch mode {mode!r}")
-        plan["samples"], plan["batches"] = samples, math.ceil(samples / self.batch_size)
-        self._plan = plan
+        self._plan = EpochPlan(mode, generator, order, draw, weights, samples, math.ceil(samples / self.batch_size))
         self.overhead_seconds += time.perf_counter() - started
 
     def _batch(self, k: int) -> torch.Tensor:
@@ -202,12 +200,12 @@ class SelectionBatchSampler(Sampler):
         epoch by drawing more; either way no index repeats (num_replicas <= n)."""
         plan = self._plan
         start = k * self.batch_size
-        size = max(min(self.batch_size, plan["samples"] - start), self.num_replicas)
-        if plan["order"] is not None:
+        size = max(min(self.batch_size, plan.samples - start), self.num_replicas)
+        if plan.order is not None:
             if start + size <= self.n:
-                return plan["order"][start:start + size]
-            return plan["order"][torch.arange(start, start + size) % self.n]
-        return plan["draw"].batch(size, plan["generator"])
+                return plan.order[start:start + size]
+            return plan.order[torch.arange(start, start + size) % self.n]
+        return plan.draw.batch(size, plan.generator)
 
     # -- probabilities --------------------------------------------------------------
     @property
@@ -217,12 +215,12 @@ class SelectionBatchSampler(Sampler):
         one, uniform over the kept instances (0 for the pruned) in a pruned one."""
         self._prepare()
         plan = self._plan
-        if plan["weights"] is not None:
-            kept = (plan["weights"] > 0).to(torch.float64)
+        if plan.weights is not None:
+            kept = (plan.weights > 0).to(torch.float64)
             return kept / kept.sum()
-        if plan["draw"] is None:
+        if plan.draw is None:
             return torch.full((self.n,), 1.0 / self.n, dtype=torch.float64)
-        return plan["draw"].probabilities.clone()
+        return plan.draw.probabilities.clone()
 
     def importance_weights(self, indices) -> torch.Tensor:
         """Per-instance loss weights for the current epoch, (b,) float32 for indices (b,).
@@ -237,7 +235,7 @@ class SelectionBatchSampler(Sampler):
         not change any of this: it only shortens the epoch, each batch keeping its law."""
         index = as_index_tensor(indices, self.n, "indices")
         self._prepare()
-        draw, kept = self._plan["draw"], self._plan["weights"]
+        draw, kept = self._plan.draw, self._plan.weights
         if kept is not None:
             weights = kept[index].to(torch.float32)
         elif draw is None:
@@ -338,14 +336,7 @@ class SelectionBatchSampler(Sampler):
             "budget": self.budget.to_dict(),
             "epoch": self._epoch,
             "position": self._position,
-            "plan": None if plan is None else {
-                "mode": plan["mode"],
-                "generator": plan["generator"].get_state(),
-                "order": None if plan["order"] is None else plan["order"].clone(),
-                "probabilities": None if plan["draw"] is None else plan["draw"].probabilities.clone(),
-                "weights": None if plan["weights"] is None else plan["weights"].clone(),
-                "samples": plan["samples"],
-            },
+            "plan": None if plan is None else plan.state_dict(),
             "selector": self.selector.state_dict(),
             "overhead_seconds": self.overhead_seconds,
         }
@@ -396,11 +387,11 @@ class SelectionBatchSampler(Sampler):
         return epoch, position, overhead, plan_from_state(state["plan"], self.n, position, self.batch_size)
 
 
-def _same_plan(a: dict | None, b: dict | None) -> bool:
+def _same_plan(a: EpochPlan | None, b: EpochPlan | None) -> bool:
     """Whether two restored epoch plans are the same point of the same epoch."""
     if a is None or b is None:
         return a is b
-    return a["mode"] == b["mode"] and torch.equal(a["generator"].get_state(), b["generator"].get_state())
+    return a.same_point(b)
 
 
 def row_shard_for(labels, num_replicas: int, rank: int) -> RowShard:

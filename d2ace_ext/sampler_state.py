@@ -1,4 +1,4 @@
-"""Checked restoration of a saved epoch plan (``SelectionBatchSampler.load_state_dict``).
+"""The sampler's epoch plan and its checked restoration (``SelectionBatchSampler.load_state_dict``).
 
 A plan is what an epoch's batches are drawn from: its mode, the CPU generator, the
 order (ordered and pruned epochs) or the probabilities (weighted epochs), a pruned
@@ -8,15 +8,52 @@ the sampler assigns anything.
 """
 from __future__ import annotations
 
-import torch
-
 import math
+from dataclasses import dataclass
+
+import torch
 
 from .drawing import WeightedDraw
 from .selectors.base import FIXED, PRUNED, SHUFFLE, WEIGHTED
 from .validation import is_int
 
 _MODES = (SHUFFLE, FIXED, WEIGHTED, PRUNED)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """One epoch's batches, made once at its start (``SelectionBatchSampler._prepare``).
+
+    ``order`` (n,) int64 is walked in ordered and pruned epochs (None in a weighted one);
+    ``draw`` holds a weighted epoch's probabilities (None otherwise); ``weights`` (n,)
+    float64 are a pruned epoch's loss weights (None otherwise); the epoch trains on
+    ``samples`` instances in ``batches`` = ceil(samples / batch_size) batches, and a
+    weighted epoch draws them with ``generator`` (CPU)."""
+
+    mode: str
+    generator: torch.Generator
+    order: torch.Tensor | None
+    draw: WeightedDraw | None
+    weights: torch.Tensor | None
+    samples: int
+    batches: int
+
+    def state_dict(self) -> dict:
+        """The plan as saved in a sampler state (format 1: a dict of these keys, the
+        draw as its probabilities, the batch count left out), read back by
+        :func:`plan_from_state`."""
+        return {
+            "mode": self.mode,
+            "generator": self.generator.get_state(),
+            "order": None if self.order is None else self.order.clone(),
+            "probabilities": None if self.draw is None else self.draw.probabilities.clone(),
+            "weights": None if self.weights is None else self.weights.clone(),
+            "samples": self.samples,
+        }
+
+    def same_point(self, other: EpochPlan) -> bool:
+        """Whether ``other`` is the same point of the same epoch (mode and generator state)."""
+        return self.mode == other.mode and torch.equal(self.generator.get_state(), other.generator.get_state())
 
 
 def check_pruned_weights(weights, n: int, what: str) -> torch.Tensor:
@@ -33,10 +70,10 @@ def check_pruned_weights(weights, n: int, what: str) -> torch.Tensor:
     return weights
 
 
-def plan_from_state(saved, n: int, position: int, batch_size: int) -> dict | None:
-    """The epoch plan of a saved sampler state for n instances, every field checked
-    (errors name it): None, or {"mode", "generator", "order" (n,) | None, "draw",
-    "weights" (n,) | None, "samples", "batches"}. ``position`` is the saved batch
+def plan_from_state(saved, n: int, position: int, batch_size: int) -> EpochPlan | None:
+    """The epoch plan of a saved sampler state for n instances (the dict
+    :meth:`EpochPlan.state_dict` writes), every field checked (errors name it): None,
+    or an :class:`EpochPlan`. ``position`` is the saved batch
     position: 0 without a plan, at most the plan's batches with one. States saved
     before budgets have no "samples" (a full pass: n) and no "weights"."""
     if saved is None:
@@ -89,5 +126,4 @@ def plan_from_state(saved, n: int, position: int, batch_size: int) -> dict | Non
     batches = math.ceil(samples / batch_size)
     if position > batches:
         raise ValueError(f"state_dict position must be at most the plan's {batches} batches, got {position}")
-    return {"mode": mode, "generator": generator, "order": order, "draw": draw, "weights": weights,
-            "samples": samples, "batches": batches}
+    return EpochPlan(mode, generator, order, draw, weights, samples, batches)

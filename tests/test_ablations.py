@@ -19,8 +19,8 @@ from d2ace_ext.harness.fold_run import build_sampler
 from d2ace_ext.harness.tables import summarise
 from d2ace_ext.selectors.registry import make_selector
 
-from conftest import drive, random_problem
-from fused_checks import forced_fallback
+from support.problems import drive, random_problem
+from support.fused_checks import forced_fallback
 
 #: An epoch where the full method's p_β (0.6 under either preset) is none of the fixed values.
 SCORED_EPOCH = {"paper": 39, "reference": 26}

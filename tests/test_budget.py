@@ -12,7 +12,7 @@ from d2ace_ext.budget import EpochBudget, full_pass_epoch, full_pass_epochs
 from d2ace_ext.integrations.resume import rewound_state
 from d2ace_ext.selectors.base import FIXED, SHUFFLE, WEIGHTED, Selector
 
-from conftest import random_problem
+from support.problems import random_problem
 
 # Short schedules: warm-up epochs 0-1, weighted epochs from 2 on.
 SETUPS = {

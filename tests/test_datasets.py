@@ -1,6 +1,5 @@
 """Reading the data sets: the real sets of the shared folder against its README table, the
 ARFF/.mat format cases on small files written here, and the errors."""
-import gzip
 import os
 import re
 
@@ -10,6 +9,8 @@ import scipy.io
 import scipy.sparse
 
 from d2ace_ext.datasets.mulan import available_datasets, load_dataset, load_mulan, read_arff
+
+from support.mulan_files import HEADER, write_set
 
 # The README table of the shared folder: n, d, q, label cardinality.
 README = {
@@ -82,33 +83,6 @@ def test_available_sets_and_load_mulan(data_dir):
 
 
 # ----------------------------------------------------------------------------- small files
-
-HEADER = """% a comment
-@relation 'tiny: test'
-@attribute 'it\\'s numeric' numeric
-@attribute colour {red, 'dark blue', green}
-@attribute count INTEGER
-@attribute L1 {0,1}
-@attribute 'label two' {1,0}
-@data
-"""
-
-
-def write_set(root, name, header, rows, labels=("L1", "label two"), arff_name=None, gz=False):
-    folder = root / name
-    folder.mkdir()
-    text = header + "".join(row + "\n" for row in rows)
-    path = folder / (arff_name or f"{name}.arff{'.gz' if gz else ''}")
-    if gz:
-        with gzip.open(path, "wt") as handle:
-            handle.write(text)
-    else:
-        path.write_text(text)
-    (folder / f"{name}.xml").write_text(
-        '<?xml version="1.0" encoding="utf-8"?>\n<labels xmlns="http://mulan.sourceforge.net/labels">\n'
-        + "".join(f'<label name="{label}"></label>\n' for label in labels) + "</labels>\n")
-    return folder
-
 
 def test_dense_sparse_gz_nominal_and_missing_values(tmp_path):
     rows = ["1.5,red,3,1,0", "-2,'dark blue',?,0,1", "", "% skipped", "{0 4,1 green,4 1}", "{}"]

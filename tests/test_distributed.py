@@ -1,21 +1,17 @@
 """Under torch.distributed every rank draws the same global batches, takes its shard,
 and ends with the same state as one process that saw every record."""
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from d2ace_ext import D2ACESampler
 
-import ddp_worker
+from support import ddp_worker
+from support.workers import run_worker
 
 
 def test_two_gloo_ranks_shard_the_single_process_batches(tmp_path):
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_worker.py")
-    run = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_worker("ddp_worker", tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert ranks[0]["replicas"] == ranks[1]["replicas"] == 2
 
@@ -57,9 +53,7 @@ def test_rank_arguments_are_checked():
 
 
 def test_a_global_batch_smaller_than_the_world_and_a_bad_step_on_one_rank(tmp_path):
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ddp_small_world_worker.py")
-    run = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_worker("ddp_small_world_worker", tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(3)]
     steps = len(ranks[0]["seen"])
     assert steps == 4 * 5 and all(len(r["seen"]) == steps for r in ranks)  # ceil(9 / 2) batches an epoch

@@ -1,10 +1,10 @@
-"""The CUDA kernels on the paths the small tests never reach (tests/fused_cuda_shapes.py
+"""The CUDA kernels on the paths the small tests never reach (tests/support/fused_cuda_shapes.py
 says which shape reaches which: wrapping grids, several columns per thread, the global
 atomics beyond q = 2,048, one window slot), against the float64 pure-PyTorch pipeline
 and the CPU op; and what only the CUDA path does: rows with an out-of-range index
 skipped and reported at the next scoring, the determinism alert, one host
 synchronisation per sampler step. Every case needs a GPU (benchmarks/gpu_check.sh runs
-them with -k cuda); tolerance rule: fused_checks.py."""
+them with -k cuda); tolerance rule: support/fused_checks.py."""
 from __future__ import annotations
 
 import warnings
@@ -16,10 +16,10 @@ import d2ace_ext
 from d2ace_ext import D2ACEConfig, D2ACESampler, ops
 from d2ace_ext.visits import VisitState
 
-from fused_checks import assert_within_rule, forced_fallback, has_cuda_kernel
-from fused_cuda_shapes import KERNEL_PATH_SHAPES, random_batches, random_problem, sparse_rows
-from fused_record_checks import assert_states_match, float64_state, record_all
-from fused_score_checks import check_probabilities, context_of, fallback_scores, fill_state_directly, native_scores
+from support.fused_checks import assert_within_rule, forced_fallback, has_cuda_kernel
+from support.fused_cuda_shapes import KERNEL_PATH_SHAPES, random_batches, random_problem, sparse_rows
+from support.fused_record_checks import assert_states_match, float64_state, record_all
+from support.fused_score_checks import check_probabilities, context_of, fallback_scores, fill_state_directly, native_scores
 
 CUDA_USABLE = torch.cuda.is_available() and has_cuda_kernel("score_visits")
 pytestmark = [

@@ -11,8 +11,8 @@ from d2ace_ext import ops
 from d2ace_ext.sparse_rows import SparseRows
 from d2ace_ext.visits import VisitState
 
-from fused_checks import devices
-from fused_record_checks import record
+from support.fused_checks import devices
+from support.fused_record_checks import record
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 

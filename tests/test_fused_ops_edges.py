@@ -1,5 +1,5 @@
 """The fused native operators on edge cases and on bad input (opcheck and torch.compile:
-test_fused_opcheck.py). Helpers and the tolerance rule: fused_checks.py and
+test_fused_opcheck.py). Helpers and the tolerance rule: support/fused_checks.py and
 the fused_record_checks / fused_score_checks modules."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from d2ace_ext.selectors.d2ace import D2ACESelector
 from d2ace_ext.sparse_rows import SparseRows
 from d2ace_ext.visits import VisitState
 
-from fused_checks import devices
-from fused_record_checks import assert_states_match, float64_state, record, record_all
-from fused_score_checks import assert_scores_match, context_of
+from support.fused_checks import devices
+from support.fused_record_checks import assert_states_match, float64_state, record, record_all
+from support.fused_score_checks import assert_scores_match, context_of
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 

@@ -11,8 +11,8 @@ import torch
 import d2ace_ext
 from d2ace_ext import ops
 
-from fused_checks import devices
-from fused_score_checks import fallback_mixture
+from support.fused_checks import devices
+from support.fused_score_checks import fallback_mixture
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 

@@ -1,5 +1,5 @@
 """The fused record_step operator against VisitState.record_outputs' fallback (float32
-and float64), over several epochs of random batches. Tolerance rule: fused_checks.py."""
+and float64), over several epochs of random batches. Tolerance rule: support/fused_checks.py."""
 from __future__ import annotations
 
 import pytest
@@ -9,8 +9,8 @@ import d2ace_ext
 from d2ace_ext import ops
 from d2ace_ext.visits import VisitState
 
-from fused_checks import devices, forced_fallback
-from fused_record_checks import assert_states_match, float64_state, random_batch, record_all
+from support.fused_checks import devices, forced_fallback
+from support.fused_record_checks import assert_states_match, float64_state, random_batch, record_all
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 
@@ -67,7 +67,7 @@ def test_record_helper_puts_its_tensors_on_the_state_device(monkeypatch):
     # The helper once built indices on the CPU for a CUDA state, so the first CUDA run of
     # gpu_check.sh stopped at "indices must be on cuda:0 like the state". A meta state
     # shows where the helper puts its tensors without a GPU.
-    from fused_record_checks import record
+    from support.fused_record_checks import record
 
     seen = {}
     monkeypatch.setattr(ops, "record_step",

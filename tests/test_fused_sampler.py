@@ -8,7 +8,7 @@ import torch
 import d2ace_ext
 from d2ace_ext import D2ACEConfig, D2ACESampler
 
-from fused_checks import STATE_FLOATS, forced_fallback
+from support.fused_checks import STATE_FLOATS, forced_fallback
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 

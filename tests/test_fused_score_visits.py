@@ -1,5 +1,5 @@
 """The fused score_visits operator against the float64 fallback scorer, and the
-probabilities built on its weights. Tolerance rule: fused_checks.py."""
+probabilities built on its weights. Tolerance rule: support/fused_checks.py."""
 from __future__ import annotations
 
 import pytest
@@ -10,8 +10,8 @@ from d2ace_ext import D2ACEConfig, functional
 from d2ace_ext.sparse_rows import SparseRows
 from d2ace_ext.visits import VisitState
 
-from fused_checks import devices
-from fused_score_checks import (
+from support.fused_checks import devices
+from support.fused_score_checks import (
     assert_scores_match,
     check_probabilities,
     context_of,

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from d2ace_ext import cli
 from d2ace_ext.cli_options import options_per_name, parse_options

@@ -1,5 +1,5 @@
 """The image path read against the released ML-GCN (Megvii-Nanjing/ML-GCN) and HST
-(HCPLab-SYSU/HCP-MLR-PL) code (issue 29): label order of label-row files, MS-COCO's image
+(HCPLab-SYSU/HCP-MLR-PL) code: label order of label-row files, MS-COCO's image
 count, VOC's difficult objects, HST's backbone map, graph, margins and loss, the two
 released crops, ML-GCN's gradient clip, and the mAP users compare with. Every test runs
 on fabricated on-disk sets, the digits-mosaic or random tensors, with tiny backbones."""
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 pytest.importorskip("torchvision", reason="the image path needs torchvision (make installs it; TORCHVISION_SPEC)")
 from PIL import Image  # noqa: E402
 
-from test_images_datasets import _jpeg, make_coco, make_voc  # noqa: E402
+from support.image_files import jpeg, make_coco, make_voc  # noqa: E402
 
 import d2ace_ext.harness.image_run as image_run  # noqa: E402
 from d2ace_ext.cli import main as cli_main  # noqa: E402
@@ -64,7 +64,7 @@ def _mlgcn_files(folder, train_labels):
     return vectors, folder / "coco_glove_word2vec.pkl", folder / "coco_adj.pkl"
 
 
-# Item 1: label order ---------------------------------------------------------------------
+# -- label order -------------------------------------------------------------------------
 
 def test_mlgcn_ordered_files_are_refused_unless_their_order_is_stated_then_matched_by_name(tmp_path):
     make_coco(str(tmp_path / "coco"), COCO_NAMES)
@@ -119,7 +119,7 @@ def test_the_image_command_refuses_a_misaligned_embedding_file_and_records_the_l
     assert record["label_names"] == COCO_NAMES
 
 
-# Item 2: MS-COCO image count -------------------------------------------------------------
+# -- MS-COCO image count -----------------------------------------------------------------
 
 def test_coco_keeps_images_without_objects_by_default_and_the_header_says_so(tmp_path, trained, capsys):
     make_coco(str(tmp_path / "coco"))
@@ -141,7 +141,7 @@ def test_coco_keeps_images_without_objects_by_default_and_the_header_says_so(tmp
     assert "--drop-empty" in capsys.readouterr().err
 
 
-# Item 3: VOC difficult objects -----------------------------------------------------------
+# -- VOC difficult objects ---------------------------------------------------------------
 
 def test_voc_difficult_only_classes_under_the_mlgcn_and_the_hst_rule(tmp_path):
     make_voc(str(tmp_path))              # trainval 000009: person only difficult; test 000002: train only difficult
@@ -290,7 +290,7 @@ def test_hst_prototypes_cluster_every_positive_with_ten_kmeans_restarts(monkeypa
 def _tiny_folder(root, n=12, q=3):
     paths = [str(root / f"{i:03d}.jpg") for i in range(n)]
     for i, path in enumerate(paths):
-        _jpeg(path, i, size=(24, 24))
+        jpeg(path, i, size=(24, 24))
     labels = (torch.rand(n, q, generator=torch.Generator().manual_seed(0)) < 0.4).float()
     labels[torch.arange(n), torch.arange(n) % q] = 1.0
     train_tf, test_tf = image_transforms(16, 20, "hst")
@@ -321,7 +321,7 @@ def test_hst_prototypes_are_taken_from_augmented_training_images_reproducibly(tm
     assert torch.equal(passes[0], passes[1])                  # seeded: the same images in a rerun
 
 
-# Item 7: the released crops --------------------------------------------------------------
+# -- the released crops ------------------------------------------------------------------
 
 def test_hst_crops_a_random_square_of_the_released_sides():
     image = Image.new("RGB", (64, 64))
@@ -367,7 +367,7 @@ def test_each_transform_resizes_test_images_with_its_own_interpolation():
         image_transforms(16, 20, "random")
 
 
-# Item 8: ML-GCN's gradient clip ----------------------------------------------------------
+# -- ML-GCN's gradient clip --------------------------------------------------------------
 
 def test_mlgcn_grad_clip_is_applied_every_step_when_asked(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(0)
@@ -387,7 +387,7 @@ def test_mlgcn_grad_clip_is_applied_every_step_when_asked(tmp_path, monkeypatch)
     assert clips == [10.0] * record["steps"]                  # none without the option, every step with it
 
 
-# Item 9: the mAP users compare with ------------------------------------------------------
+# -- the mAP users compare with ----------------------------------------------------------
 
 def test_voc_interpolated_map_against_hand_values():
     y = np.array([[0, 1], [1, 0], [1, 1], [0, 0]])

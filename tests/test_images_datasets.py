@@ -8,61 +8,11 @@ import pytest
 import torch
 
 pytest.importorskip("torchvision", reason="the image path needs torchvision (make installs it; TORCHVISION_SPEC)")
-from PIL import Image  # noqa: E402  (Pillow comes with torchvision)
 
 from d2ace_ext.datasets.images.registry import load_image_dataset  # noqa: E402
 from d2ace_ext.datasets.images.voc import VOC_CLASSES  # noqa: E402
 
-
-def _jpeg(path, seed, size=(40, 30)):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, format="JPEG")
-
-
-def _voc_xml(objects):
-    body = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>1</xmin><ymin>1</ymin>"
-                   f"<xmax>5</xmax><ymax>5</ymax></bndbox></object>" for n, d in objects)
-    return f"<annotation><filename>x.jpg</filename><size><width>40</width><height>30</height></size>{body}</annotation>"
-
-
-VOC_SPLITS = {
-    "trainval": {"000005": [("chair", 0), ("chair", 1)], "000007": [("car", 0)], "000009": [("horse", 0), ("person", 1)]},
-    "test": {"000001": [("dog", 0), ("person", 0)], "000002": [("train", 1)], "000004": [("car", 0), ("car", 1)]},
-}
-
-
-def make_voc(root):
-    base = os.path.join(root, "VOCdevkit", "VOC2007")
-    for split, images in VOC_SPLITS.items():
-        os.makedirs(os.path.join(base, "ImageSets", "Main"), exist_ok=True)
-        with open(os.path.join(base, "ImageSets", "Main", f"{split}.txt"), "w") as handle:
-            handle.write("\n".join(images) + "\n")
-        for k, (image_id, objects) in enumerate(images.items()):
-            _jpeg(os.path.join(base, "JPEGImages", f"{image_id}.jpg"), k)
-            os.makedirs(os.path.join(base, "Annotations"), exist_ok=True)
-            with open(os.path.join(base, "Annotations", f"{image_id}.xml"), "w") as handle:
-                handle.write(_voc_xml(objects))
-    return base
-
-
-def make_coco(root, names=None):
-    """train2014: images 10 (cats 1, 3), 11 (90), 12 (none); val2014: 20 (2, 5), 21 (none).
-    ``names``: the five category names in id order (default cat1 ... cat90, which sort alike)."""
-    names = names or [f"cat{i}" for i in (1, 2, 3, 5, 90)]
-    categories = [{"id": i, "name": name} for i, name in zip((1, 2, 3, 5, 90), names)]
-    splits = {"train2014": {10: [1, 3, 3], 11: [90], 12: []}, "val2014": {20: [2, 5], 21: []}}
-    for split, images in splits.items():
-        data = {"images": [], "annotations": [], "categories": categories}
-        for k, (image_id, cats) in enumerate(images.items()):
-            name = f"COCO_{split}_{image_id:012d}.jpg"
-            _jpeg(os.path.join(root, split, name), image_id)
-            data["images"].append({"id": image_id, "file_name": name})
-            data["annotations"] += [{"id": image_id * 100 + a, "image_id": image_id, "category_id": c}
-                                    for a, c in enumerate(cats)]
-        os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
-        with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as handle:
-            json.dump(data, handle)
+from support.image_files import make_coco, make_voc, voc_xml  # noqa: E402
 
 
 def test_voc2007_labels_splits_difficult_and_decoding(tmp_path):
@@ -89,14 +39,14 @@ def test_voc2007_errors_name_the_path(tmp_path):
     with pytest.raises(ValueError, match="000007.xml"):
         load_image_dataset("voc2007", str(tmp_path))
     with open(os.path.join(base, "Annotations", "000007.xml"), "w") as handle:
-        handle.write(_voc_xml([("spaceship", 0)]))
+        handle.write(voc_xml([("spaceship", 0)]))
     with pytest.raises(ValueError, match="unknown class 'spaceship'"):
         load_image_dataset("voc2007", str(tmp_path))
     os.remove(os.path.join(base, "Annotations", "000007.xml"))
     with pytest.raises(FileNotFoundError, match="000007.xml"):
         load_image_dataset("voc2007", str(tmp_path))
     with open(os.path.join(base, "Annotations", "000007.xml"), "w") as handle:
-        handle.write(_voc_xml([("car", 0)]))
+        handle.write(voc_xml([("car", 0)]))
     os.remove(os.path.join(base, "JPEGImages", "000004.jpg"))
     with pytest.raises(FileNotFoundError, match="000004.jpg"):
         load_image_dataset("voc2007", str(tmp_path))

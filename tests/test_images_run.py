@@ -65,7 +65,7 @@ def test_hst_through_the_protocol_with_prototype_epochs():
 
 @pytest.mark.filterwarnings("ignore:labels.*no positive instance")   # 3 images cannot cover 20 classes
 def test_d2ace_command_on_fabricated_voc_files(tmp_path, capsys):
-    from test_images_datasets import make_voc
+    from support.image_files import make_voc
     make_voc(str(tmp_path / "data"))
     argv = ["compare", "--datasets", "voc2007", "--models", "mlgcn", "--selectors", "random", "d2ace",
             "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "out"), "--backbone", "resnet18",

@@ -11,7 +11,7 @@ from d2ace_ext.harness.experiment import Protocol
 from d2ace_ext.harness.selection_loss import loss_weights
 from d2ace_ext.selectors import PRUNED, SHUFFLE, InfoBatchSelector
 
-from conftest import drive, random_problem
+from support.problems import drive, random_problem
 
 
 def scored(n=40, r=0.5, scores=None, seed=0, **options):

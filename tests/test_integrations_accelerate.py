@@ -1,8 +1,5 @@
 """Accelerate keeps our batch sampler: prepare_loader on one and on two CPU processes,
 and an exact mid-epoch resume through accelerator.save_state / load_state."""
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +8,8 @@ pytest.importorskip("accelerate", reason="Hugging Face Accelerate not installed 
 
 from accelerate.state import AcceleratorState  # noqa: E402
 
-import accelerate_worker as worker  # noqa: E402
+from support import accelerate_worker as worker  # noqa: E402
+from support.workers import run_worker  # noqa: E402
 from d2ace_ext import D2ACESampler  # noqa: E402
 
 
@@ -84,9 +82,7 @@ def test_save_state_mid_epoch_resumes_with_the_same_batches(tmp_path, stop):
 
 
 def test_two_cpu_processes_take_their_shards_and_plain_prepare_would_reshard(tmp_path):
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "accelerate_worker.py")
-    run = subprocess.run([sys.executable, script, str(tmp_path), "2"], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_worker("accelerate_worker", tmp_path, 2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert [r["replicas"] for r in ranks] == [2, 2] and all(r["same_sampler"] for r in ranks)
     expected = reference()

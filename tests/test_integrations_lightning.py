@@ -1,8 +1,5 @@
 """SelectionCallback inside a real Lightning Trainer: updates from the step outputs,
 exact resume from mid-epoch and end-of-epoch checkpoints, and DDP on two CPU ranks."""
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +11,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from d2ace_ext import D2ACESampler  # noqa: E402
 from d2ace_ext.integrations.lightning import SelectionCallback  # noqa: E402
 
-import lightning_parts as parts  # noqa: E402
+from support import lightning_parts as parts  # noqa: E402
+from support.workers import run_worker  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*does not have many workers"),
               pytest.mark.filterwarnings("ignore:.*resuming from a checkpoint"),
@@ -73,9 +71,7 @@ def test_no_sampler_is_an_error(tmp_path):
 
 
 def test_two_ddp_ranks_on_cpu_take_their_shards_of_the_single_process_batches(tmp_path):
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lightning_ddp_worker.py")
-    run = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_worker("lightning_ddp_worker", tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert [r["replicas"] for r in ranks] == [2, 2]
 

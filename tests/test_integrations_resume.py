@@ -6,7 +6,7 @@ import torch
 from d2ace_ext import D2ACEConfig, D2ACESampler, make_sampler
 from d2ace_ext.integrations import LoopCheckpoint, rewound_state
 
-from conftest import random_problem
+from support.problems import random_problem
 
 CONFIG = D2ACEConfig(num_epochs=6, warmup_epochs=2, t_start=2, t_end=5, num_neighbors=3)
 

@@ -18,7 +18,7 @@ from d2ace_ext.harness.experiment import Protocol, RunKey
 from d2ace_ext.harness.fold_data import PreparedDataset
 from d2ace_ext.harness.fold_run import run_fold
 
-from conftest import ROOT
+from support.paths import ROOT
 
 
 def _labels(m=4000, q=12, seed=0):

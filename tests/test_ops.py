@@ -9,7 +9,7 @@ import torch
 import d2ace_ext
 from d2ace_ext import functional, ops
 
-from conftest import ROOT
+from support.paths import ROOT
 
 requires_native = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 # cuda cases are always collected (skipped without a GPU), so gpu_check.sh's -k cuda finds them.

@@ -7,7 +7,8 @@ import torch
 
 from d2ace_ext import PRESETS, D2ACEConfig, D2ACESelector
 
-from conftest import ROOT, random_problem
+from support.paths import ROOT
+from support.problems import random_problem
 
 EXPECTED_DIFFERENCES = {
     "window_unit": ("epoch", "visit"),

@@ -1,7 +1,7 @@
-"""What the readers refuse or repair: a catalogue, one test per case (issue 25, items 1, 2,
-3 and the reader parts of 14). Each test builds the smallest input that used to load
-wrongly without a word (or fail with an error naming nothing) and checks the reader
-now reads it right or refuses it with one line that names the file and what is wrong.
+"""What the readers refuse or repair: a catalogue, one test per case. Each test builds
+the smallest input that used to load wrongly without a word (or fail with an error
+naming nothing) and checks the reader now reads it right or refuses it with one line
+that names the file and what is wrong.
 docs/inputs.md lists the same cases for users."""
 import json
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from test_datasets import HEADER, write_set
+from support.mulan_files import HEADER, write_set
 
 from d2ace_ext.datasets.images.coco import load_coco2014
 from d2ace_ext.datasets.images.features import load_features
@@ -28,7 +28,7 @@ def one_line(err) -> str:
     return message
 
 
-# --------------------------------------------------------------- item 1: MULAN label names
+# -- MULAN label names -------------------------------------------------------------------
 
 
 def test_mulan_label_missing_from_the_arff_is_refused_not_taken_from_the_last_columns(tmp_path):
@@ -62,7 +62,7 @@ def test_arff_attribute_named_twice_is_refused(tmp_path):
     assert str(folder / "samename.arff") in one_line(err)
 
 
-# ----------------------------------------------------- item 2: COCO and VOC image lists
+# -- COCO and VOC image lists ------------------------------------------------------------
 
 
 def coco_folder(root, images, categories, annotations):
@@ -151,7 +151,7 @@ def test_voc_split_list_with_a_utf8_bom_is_read(tmp_path):
     assert train.labels[:, VOC_CLASSES.index("car")].tolist() == [1, 1]
 
 
-# ------------------------------------------------------------------------ item 3: ARFF
+# -- ARFF --------------------------------------------------------------------------------
 
 
 def test_arff_empty_field_is_refused_not_read_as_zero(tmp_path):
@@ -255,7 +255,7 @@ def test_mat_nan_feature_is_refused_at_load(tmp_path):
     assert "column 1" in one_line(err) and "row 2" in str(err.value)
 
 
-# ------------------------------------------------------------ item 14: clear reader errors
+# -- clear reader errors -----------------------------------------------------------------
 
 
 def test_bare_attribute_line_names_the_file_and_line(tmp_path):

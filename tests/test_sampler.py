@@ -10,7 +10,7 @@ from d2ace_ext import D2ACEConfig, D2ACESampler, IndexedDataset, RandomSelector,
 from d2ace_ext.drawing import WeightedDraw
 from d2ace_ext.selectors.base import WEIGHTED, Selector
 
-from conftest import drive, random_problem
+from support.problems import drive, random_problem
 
 SHORT = D2ACEConfig(num_epochs=8, warmup_epochs=2, t_start=3, t_end=6, num_neighbors=3)
 

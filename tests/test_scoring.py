@@ -1,5 +1,4 @@
 """Properties of the per-epoch scorer: sparse = dense, Lemma 1, the pressure ratio, no NaN."""
-import math
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from d2ace_ext import D2ACEConfig, D2ACESelector
 from d2ace_ext import functional as fn
 from d2ace_ext.scoring import correlation_phi, score_epoch
 
-from conftest import random_problem
+from support.problems import random_problem
 
 D = torch.float64
 

@@ -26,7 +26,7 @@ from d2ace_ext.selectors.registry import (
     unregister_selector,
 )
 
-from conftest import drive, random_problem
+from support.problems import drive, random_problem
 
 NAMES = ["random", "active", "recent", "dihcl", "balance", "hard_imb", "ml_unc", "d2ace", "infobatch"]
 SHORT = {
@@ -156,7 +156,7 @@ def test_update_rejects_bad_outputs_for_a_baseline():
     assert torch.equal(sampler.selector.state_dict()["window"], before)
 
 
-# -- what each selector says about itself (issue 30, item 1) ---------------------------------
+# -- what each selector says about itself ----------------------------------------------------
 # The facts the harness used to spell by selector name (factory.py's seeded names, the
 # two _SCHEDULED sets, needs_features, trace.py, DISPLAY_NAMES, series.py's colours and
 # order, the registry's _OPTIONS), now each selector's class attributes: pinned here.
@@ -314,7 +314,7 @@ def latest_loss():
 
 
 def test_a_new_selector_runs_through_the_tabular_harness_untouched(latest_loss, tmp_path, capsys):
-    from test_results_store_safety import write_toy_mulan
+    from support.mulan_files import write_toy_mulan
 
     out = tmp_path / "res"
     argv = ["run", "--dataset", "toy", "--model", "mlp", "--selector", "Latest-Loss", "--folds", "2", "--epochs", "2",

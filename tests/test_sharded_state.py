@@ -6,7 +6,6 @@ import contextlib
 import copy
 import math
 import os
-import subprocess
 import sys
 import warnings
 
@@ -17,7 +16,8 @@ from d2ace_ext import make_sampler, record_payload
 from d2ace_ext.equivalence import pure_pytorch_path
 from d2ace_ext.row_shard import RowShard
 
-import ddp_shard_worker as worker
+from support import ddp_shard_worker as worker
+from support.workers import run_worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORLDS = (2, 4)
@@ -27,11 +27,7 @@ TENSOR_CASES = [case for case in worker.CASES if worker.CASES[case][0] not in ("
 
 def _run(out, world, resume=None):
     out.mkdir(exist_ok=True)
-    command = [sys.executable, os.path.join(HERE, "ddp_shard_worker.py"), str(out), str(world)]
-    if resume is not None:
-        command += [str(resume[0]), str(resume[1])]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_worker("ddp_shard_worker", out, world, *(resume or ()), timeout=600)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
 
 

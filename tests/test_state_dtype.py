@@ -10,7 +10,7 @@ from d2ace_ext import D2ACEConfig, D2ACESampler, functional
 from d2ace_ext.equivalence import pure_pytorch_path
 from d2ace_ext.visits import VisitState
 
-from conftest import drive, random_problem
+from support.problems import drive, random_problem
 
 CONFIG = D2ACEConfig(num_epochs=6, warmup_epochs=1, t_start=1, t_end=5, num_neighbors=3)
 FLOATS = ("window", "loss", "flip_average", "flip_base")

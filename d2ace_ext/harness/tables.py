@@ -13,7 +13,7 @@ import numpy as np
 from scipy.stats import rankdata, wilcoxon
 
 from .experiment import DISPLAY_NAMES
-from .paired import bootstrap_effect, convergence, paired_differences
+from .paired import bootstrap_effect, paired_differences
 from .time_to_target_tables import CSV_HEADER, csv_rows, grid_markdown
 
 #: metric -> (printed name, True when higher is better)

@@ -9,7 +9,7 @@ import torch
 from d2ace_ext import D2ACEConfig, D2ACESampler
 from d2ace_ext.factory import make_sampler
 
-from conftest import drive, random_problem
+from support.problems import drive, random_problem
 
 CONFIG = D2ACEConfig(num_epochs=6, warmup_epochs=1, t_start=1, t_end=5, num_neighbors=3)
 

@@ -1,7 +1,7 @@
 """Run by tests/test_sharded_state.py: WORLD gloo ranks drive row-sharded samplers of
 every selector and save what each rank saw. Usage:
 
-    python ddp_shard_worker.py OUT_DIR WORLD [RESUME_DIR RESUME_WORLD]
+    python -m support.ddp_shard_worker OUT_DIR WORLD [RESUME_DIR RESUME_WORLD]
 
 For every case of :data:`CASES` each rank drives a replicated sampler (today's) and a
 row-sharded one and saves, for each, its shards of the batches, the epochs'
@@ -18,10 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]  # this checkout's package, not an installed one
-
-from d2ace_ext import make_sampler  # noqa: E402
+from d2ace_ext import make_sampler
 
 N, Q, BATCH, EPOCHS, SEED = 34, 4, 8, 5, 3  # the last global batch, 2, is topped up for 4 ranks
 CHECKPOINT = (3, 2)  # (epoch, batches of it done) at which the state is saved

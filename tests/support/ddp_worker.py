@@ -1,5 +1,5 @@
 """Run by tests/test_distributed.py: two gloo ranks drive a D2ACE sampler and save what
-they saw. Usage: python ddp_worker.py OUT_DIR"""
+they saw. Usage (support.workers.run_worker): python -m support.ddp_worker OUT_DIR"""
 import os
 import sys
 
@@ -7,10 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]  # this checkout's package, not an installed one
-
-from d2ace_ext import D2ACEConfig, D2ACESampler  # noqa: E402
+from d2ace_ext import D2ACEConfig, D2ACESampler
 
 CONFIG = D2ACEConfig(num_epochs=6, warmup_epochs=2, t_start=2, t_end=5, num_neighbors=3)
 N, Q, BATCH, EPOCHS, SEED = 42, 4, 8, 6, 3  # last global batch: 2, one per rank

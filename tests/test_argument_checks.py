@@ -10,7 +10,7 @@ from d2ace_ext.equivalence import pure_pytorch_path
 from d2ace_ext.factory import make_sampler
 from d2ace_ext.selectors.d2ace import D2ACESelector
 
-from conftest import random_problem
+from support.problems import random_problem
 
 
 @pytest.mark.parametrize("field, value", [

@@ -1,7 +1,7 @@
 """Run by tests/test_integrations_accelerate.py: an Accelerate training loop with a D2ACE
 sampler on WORLD processes (gloo on CPU when WORLD > 1). Each process saves the batches
 it trained on, its sampler state, and what plain ``accelerator.prepare(loader)`` does
-to the sampler. Usage: python accelerate_worker.py OUT_DIR WORLD"""
+to the sampler. Usage (support.workers.run_worker): python -m support.accelerate_worker OUT_DIR WORLD"""
 import os
 import socket
 import sys

@@ -1,6 +1,6 @@
-"""The trainer integrations, tried as a new user would (issue 25, items 11, 12, 13): a
-skipped Lightning step, a validation loader sharing the training sampler, and plain
-``prepare`` of Accelerate on two processes. One test per item, named after what it
+"""The trainer integrations, tried as a new user would: a skipped Lightning step, a
+validation loader sharing the training sampler, and plain ``prepare`` of Accelerate on
+two processes. One test per case, named after what it
 protects; each failed on the code before its fix."""
 import pytest
 import torch
@@ -10,10 +10,10 @@ from d2ace_ext import D2ACESampler, IndexedDataset
 from d2ace_ext.integrations import LoopCheckpoint
 
 
-# -- item 11 ------------------------------------------------------------------------------
+# -- a skipped Lightning step ------------------------------------------------------------
 def test_a_lightning_step_that_returns_none_is_a_skipped_step(tmp_path):
     pytest.importorskip("lightning")
-    import lightning_parts as parts
+    from support import lightning_parts as parts
     from d2ace_ext.integrations.lightning import SelectionCallback
 
     class Skipping(parts.TinyModule):
@@ -32,12 +32,12 @@ def test_a_lightning_step_that_returns_none_is_a_skipped_step(tmp_path):
     assert callback.tracker().consumed == 8  # ... but counted as consumed, for an exact resume
 
 
-# -- item 12 ------------------------------------------------------------------------------
+# -- a validation loader sharing the training sampler ------------------------------------
 @pytest.mark.parametrize("options", [{}, {"num_sanity_val_steps": 0, "val_check_interval": 0.5}],
                          ids=["sanity-check", "mid-epoch-validation"])
 def test_a_validation_loader_sharing_the_training_sampler_is_refused(tmp_path, options):
     pytest.importorskip("lightning")
-    import lightning_parts as parts
+    from support import lightning_parts as parts
     from d2ace_ext.integrations.lightning import SelectionCallback
 
     class SharedValidation(parts.TinyModule):
@@ -54,10 +54,10 @@ def test_a_validation_loader_sharing_the_training_sampler_is_refused(tmp_path, o
     assert len(module.seen) <= 4  # refused at the first validation, not after a silently short epoch
 
 
-# -- item 13 ------------------------------------------------------------------------------
+# -- plain prepare of Accelerate ---------------------------------------------------------
 def test_plain_accelerate_prepare_on_two_processes_is_caught_by_loop_checkpoint():
     pytest.importorskip("accelerate")
-    import accelerate_worker as worker
+    from support import accelerate_worker as worker
     from accelerate.data_loader import prepare_data_loader
 
     x, y = worker.problem()

@@ -1,18 +1,16 @@
 """Run by tests/test_integrations_lightning.py: a Lightning Trainer with strategy="ddp"
 on two CPU processes (gloo) and use_distributed_sampler=False; each rank saves the
 batches it trained on and its sampler state. Lightning's launcher starts rank 1 by
-running this script again. Usage: python lightning_ddp_worker.py OUT_DIR"""
+running this script again. Usage (support.workers.run_worker): python -m support.lightning_ddp_worker OUT_DIR"""
 import os
 import sys
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import torch  # noqa: E402
+from d2ace_ext.integrations.lightning import SelectionCallback
 
-from d2ace_ext.integrations.lightning import SelectionCallback  # noqa: E402
-
-import lightning_parts as parts  # noqa: E402
+from . import lightning_parts as parts
 
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 

@@ -11,8 +11,8 @@ from d2ace_ext.scoring import LabelContext
 from d2ace_ext.selectors.d2ace import D2ACESelector
 from d2ace_ext.sparse_rows import SparseRows, row_pairs
 
-from fused_checks import assert_within_rule, forced_fallback
-from fused_record_checks import random_batch
+from .fused_checks import assert_within_rule, forced_fallback
+from .fused_record_checks import random_batch
 
 
 def context_of(labels: SparseRows, context: SparseRows) -> LabelContext:

@@ -1,5 +1,5 @@
 """Run by tests/test_distributed.py: three gloo ranks with a global batch of 2 (smaller
-than the world), then a bad step on one rank. Usage: python ddp_small_world_worker.py OUT_DIR"""
+than the world), then a bad step on one rank. Usage (support.workers.run_worker): python -m support.ddp_small_world_worker OUT_DIR"""
 import math
 import os
 import sys
@@ -8,10 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]  # this checkout's package, not an installed one
-
-from d2ace_ext import D2ACEConfig, D2ACESampler  # noqa: E402
+from d2ace_ext import D2ACEConfig, D2ACESampler
 
 CONFIG = D2ACEConfig(num_epochs=4, warmup_epochs=1, t_start=1, t_end=3, num_neighbors=2)
 N, Q, BATCH, EPOCHS, WORLD = 9, 3, 2, 4, 3

@@ -9,7 +9,7 @@ import torch
 from d2ace_ext import D2ACEConfig, ops
 from d2ace_ext.visits import VisitState
 
-from fused_checks import STATE_FLOATS, STATE_INTS, assert_within_rule, forced_fallback
+from .fused_checks import STATE_FLOATS, STATE_INTS, assert_within_rule, forced_fallback
 
 
 def float64_state(n, q, n_t, device="cpu"):

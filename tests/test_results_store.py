@@ -1,10 +1,9 @@
-"""Nothing lost, nothing silently wrong around the results store (issue 25, items 5, 6,
-7, 10 and the command-line options of 14). One test per item, named after what it
-protects; each failed on the code before its fix."""
+"""Nothing lost, nothing silently wrong around the results store and the command-line
+options. One test per case, named after what it protects; each failed on the code
+before its fix."""
 import json
 import os
 
-import numpy as np
 import pytest
 
 from d2ace_ext import cli
@@ -13,9 +12,11 @@ from d2ace_ext.harness.evidence import merge_compact
 from d2ace_ext.harness.experiment import Protocol, RunKey
 from d2ace_ext.harness.results import ResultsStore
 
+from support.mulan_files import write_toy_mulan
+
 
 def read_results(path):
-    from d2ace_ext.harness.results import read_results  # the shared reader (new with item 5)
+    from d2ace_ext.harness.results import read_results  # the shared reader
     return read_results(path)
 
 
@@ -27,31 +28,13 @@ def _record(fold, auc=0.7, selector="random", epochs=3):
             "trace": None}
 
 
-def write_toy_mulan(root, name="toy", n=90, d=5, q=3, seed=0):
-    """A small dense MULAN set (ARFF + XML) in root/name; every label has >= 20 positives."""
-    rng = np.random.default_rng(seed)
-    folder = root / name
-    folder.mkdir(parents=True)
-    x = rng.random((n, d))
-    y = (rng.random((n, q)) < 0.45).astype(int)
-    y[np.arange(n), np.arange(n) % q] = 1
-    header = [f"@relation {name}"] + [f"@attribute f{j} numeric" for j in range(d)] \
-        + [f"@attribute l{j} {{0,1}}" for j in range(q)] + ["@data"]
-    rows = [",".join([f"{v:.4f}" for v in x[i]] + [str(v) for v in y[i]]) for i in range(n)]
-    (folder / f"{name}.arff").write_text("\n".join(header + rows) + "\n")
-    labels = "".join(f'<label name="l{j}"></label>' for j in range(q))
-    (folder / f"{name}.xml").write_text(f'<?xml version="1.0"?><labels xmlns="http://mulan.sourceforge.net/labels">'
-                                        f"{labels}</labels>\n")
-    return str(root)
-
-
 def _grid_argv(data_dir, results_dir, *extra):
     return ["compare", "--datasets", "toy", "--models", "mlp", "--selectors", "random", "--folds", "2",
             "--epochs", "1", "--min-positives", "5", "--no-progress", "--data-dir", data_dir,
             "--results-dir", str(results_dir), *extra]
 
 
-# -- item 5 -------------------------------------------------------------------------------
+# -- torn and unreadable lines -----------------------------------------------------------
 def test_an_append_after_a_torn_line_starts_a_fresh_line_and_keeps_the_fragment(tmp_path):
     store = ResultsStore(str(tmp_path))
     store.append(_record(0))
@@ -88,7 +71,7 @@ def test_unreadable_lines_before_the_last_are_named_in_a_warning_and_glued_recor
     assert lines.unreadable == [2, 5] and lines.salvaged == [3] and lines.torn is None
 
 
-# -- item 6 -------------------------------------------------------------------------------
+# -- a failing run under --jobs ----------------------------------------------------------
 def test_a_failing_run_under_jobs_keeps_every_other_runs_record_and_exits_non_zero(tmp_path, capsys):
     data_dir = write_toy_mulan(tmp_path / "data")
     out = tmp_path / "res"
@@ -104,7 +87,7 @@ def test_a_failing_run_under_jobs_keeps_every_other_runs_record_and_exits_non_ze
     assert sorted((k[2], k[4]) for k in records) == [("ml_unc", 0), ("ml_unc", 1), ("random", 1)]
 
 
-# -- item 7 -------------------------------------------------------------------------------
+# -- an unwritable results folder --------------------------------------------------------
 def test_an_unwritable_results_folder_is_refused_before_any_training(tmp_path, capsys):
     data_dir = write_toy_mulan(tmp_path / "data")
     blocker = tmp_path / "a-file"
@@ -125,7 +108,7 @@ def test_an_unwritable_results_folder_is_refused_before_any_training(tmp_path, c
     assert os.listdir(tmp_path / "fine" / "checkpoints") == []  # the check leaves nothing behind
 
 
-# -- item 10 ------------------------------------------------------------------------------
+# -- the evidence tool -------------------------------------------------------------------
 def test_the_evidence_tool_never_compacts_a_results_file_in_place(tmp_path, capsys):
     store = ResultsStore(str(tmp_path / "res"))
     store.append(_record(0))
@@ -162,7 +145,7 @@ def test_the_evidence_tool_reads_a_torn_last_line_as_compare_does_and_refuses_no
         merge_compact(str(tmp_path / "e3.jsonl"), [store.path], digits=True)
 
 
-# -- item 14 (command-line options) ---------------------------------------------------------
+# -- model and selector options ----------------------------------------------------------
 @pytest.mark.parametrize("option,expected", [
     (["--model-opt", "hidden=-5"], "--model-opt mlp.hidden=-5: cannot build mlp on toy (RuntimeError: "),
     (["--model-opt", "nosuch=1"], "unknown option(s) nosuch; valid options: hidden, dropout"),

@@ -1,4 +1,4 @@
-"""Image runs, tried adversarially (issue 25): one test per way an image run could report
+"""Image runs, tried adversarially: one test per way an image run could report
 another run's numbers, lose finished work or start training on input it should refuse.
 Each test is named after what it protects; every run in here is a few tiny epochs."""
 import json
@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("torchvision", reason="the image path needs torchvision (make installs it; TORCHVISION_SPEC)")
 
-from test_images_datasets import _jpeg, make_coco, make_voc  # noqa: E402
+from support.image_files import jpeg, make_coco, make_voc  # noqa: E402
 
 import d2ace_ext.harness.image_run as image_run  # noqa: E402
 from d2ace_ext.cli import main as cli_main  # noqa: E402
@@ -52,7 +52,7 @@ def trained(monkeypatch):
     return keys
 
 
-# Item 4: stale image results -------------------------------------------------------------
+# -- stale image results -----------------------------------------------------------------
 
 def test_a_rewritten_features_file_is_trained_again_not_answered_from_the_old_record(tmp_path, capsys):
     feats, out = str(tmp_path / "feats.pt"), str(tmp_path / "out")
@@ -116,7 +116,7 @@ def test_the_committed_mosaic_evidence_keeps_its_protocol_digest():
     assert protocol.inputs == {}
 
 
-# Item 8: image checkpoints ---------------------------------------------------------------
+# -- image checkpoints -------------------------------------------------------------------
 
 def test_image_checkpoints_live_in_the_results_folder_one_per_protocol(tmp_path):
     data_folder = tmp_path / "data"
@@ -156,13 +156,13 @@ def test_a_run_stopped_before_checkpoints_carried_the_digest_still_resumes(tmp_p
     assert resumed["history"]["epoch"] == [0, 1, 2] and os.listdir(out / "checkpoints") == []
 
 
-# Item 9: exact resume with DataLoader workers ---------------------------------------------
+# -- exact resume with DataLoader workers ------------------------------------------------
 
 def _image_folder(root, n=24, q=3):
     """n small JPEGs with random labels, under the paper's augmentation (random crops, flips)."""
     paths = [str(root / f"{i:03d}.jpg") for i in range(n)]
     for i, path in enumerate(paths):
-        _jpeg(path, i, size=(24, 24))
+        jpeg(path, i, size=(24, 24))
     labels = (torch.rand(n, q, generator=torch.Generator().manual_seed(0)) < 0.4).float()
     labels[torch.arange(n), torch.arange(n) % q] = 1.0
     train_tf, test_tf = image_transforms(16, 20)
@@ -191,7 +191,7 @@ def test_a_resume_with_dataloader_workers_gives_the_uninterrupted_result(tmp_pat
     assert torch.equal(torch.get_rng_state(), whole_rng)              # in-process seeding is undone after each image
 
 
-# Item 14 (image CLI): a seed count below one, a negative worker count ------------------
+# -- image CLI: a seed count below one, a negative worker count --------------------------
 
 @pytest.mark.parametrize("option, value", [("--seeds", "0"), ("--seeds", "-2"), ("--workers", "-1")])
 def test_the_image_cli_refuses_counts_below_their_minimum_before_training(tmp_path, trained, capsys, option, value):
@@ -202,7 +202,7 @@ def test_the_image_cli_refuses_counts_below_their_minimum_before_training(tmp_pa
     assert trained == [] and not (tmp_path / "out").exists()
 
 
-# Item 7 (image CLI): an unwritable results or checkpoint folder ----------------------------
+# -- image CLI: an unwritable results or checkpoint folder -------------------------------
 
 @pytest.mark.parametrize("blocked", ["results", "checkpoints"])
 def test_the_image_cli_refuses_an_unwritable_results_folder_before_training(tmp_path, trained, capsys, blocked):
@@ -220,7 +220,7 @@ def test_the_image_cli_refuses_an_unwritable_results_folder_before_training(tmp_
     assert trained == []
 
 
-# Item 14 (image CLI): a model or selector option that cannot build --------------------
+# -- image CLI: a model or selector option that cannot build -----------------------------
 
 @pytest.mark.parametrize("option, value, named", [("--model-opt", "mlgcn.nosuchopt=1", "nosuchopt"),
                                                   ("--selector-opt", "d2ace.nosuchopt=1", "nosuchopt"),
