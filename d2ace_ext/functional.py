@@ -20,6 +20,8 @@ _LN2 = math.log(2.0)
 SATURATED_LOGIT = 87.33654
 #: probabilities below this (the smallest normal float32) are recorded as exactly 0.
 SMALLEST_PROBABILITY = 2.0 ** -126
+#: the published code's ε in the row normalisation of C (Eq. 9, ``row_normalize_correlation``).
+ROW_NORMALISE_EPS = 1e-8
 #: weights whose span is at most this fraction of their magnitude are all equal (Eq. 13):
 #: the records are float32 (ε = 2^-23), so closer weights cannot be told apart from them.
 TIE_TOLERANCE = 2.0 ** -16
@@ -114,6 +116,41 @@ def flip_ema(flip: torch.Tensor, previous_ema: torch.Tensor, lambda2: float) -> 
     return lambda2 * flip + (1.0 - lambda2) * previous_ema
 
 
+def record_visits(window: torch.Tensor, pushes: torch.Tensor, last_epoch: torch.Tensor, loss: torch.Tensor,
+                  flip_average: torch.Tensor, flip_base: torch.Tensor, indices: torch.Tensor, probs: torch.Tensor,
+                  losses: torch.Tensor, epoch: int, *, per_epoch: bool, flip_on: str, flip_threshold: float,
+                  lambda2: float) -> None:
+    """One batch written into the state in place: the ring of Eq. 2 and the flip EMA of Eq. 4.
+
+    State: window (n, n_t, q), pushes and last_epoch (n,) int64, loss, flip_average and
+    flip_base (n, q) (f̄ before the current epoch's update). indices (b,) int64 distinct;
+    probs, losses (b, q). ``per_epoch=True`` keeps one window entry per epoch (a second
+    visit in the same epoch overwrites it and redoes that epoch's flip update); otherwise
+    every visit pushes a new entry (the published code). The pure-PyTorch definition of
+    the ``record_step`` op after its probabilities and losses.
+    """
+    n_t = window.shape[1]
+    count = pushes[indices]
+    if per_epoch:
+        push = last_epoch[indices] != epoch
+    else:
+        push = torch.ones_like(count, dtype=torch.bool)
+    newest = torch.remainder(count - 1, n_t)
+    previous_slot = torch.where(push, newest, torch.remainder(count - 2, n_t))
+    has_previous = torch.where(push, count >= 1, count >= 2)
+    previous = window[indices, previous_slot]
+    flip = flip_indicator(probs, previous, flip_on, flip_threshold)
+    flip = flip * has_previous.unsqueeze(1).to(flip.dtype)
+    base = torch.where(push.unsqueeze(1), flip_average[indices], flip_base[indices])
+    flip_base[indices] = base
+    flip_average[indices] = flip_ema(flip, base, lambda2)
+    write_slot = torch.where(push, torch.remainder(count, n_t), newest)
+    window[indices, write_slot] = probs
+    pushes[indices] = count + push.to(count.dtype)
+    last_epoch[indices] = epoch
+    loss[indices] = losses
+
+
 def hardness(loss: torch.Tensor, flip_average: torch.Tensor, transform: str) -> torch.Tensor:
     """Eq. 5: h = T(ℓ) (1 - f̄). loss, flip_average: (n, q) -> (n, q).
 
@@ -143,6 +180,11 @@ def label_weights(metric: torch.Tensor, form: str = "exponential") -> torch.Tens
     if form == "linear":
         return 0.5 * (mean + std)
     raise ValueError(f"label_weight_form must be 'exponential', 'linear' or 'none', got {form!r}")
+
+
+def row_normalised(correlation: torch.Tensor) -> torch.Tensor:
+    """The published code's row normalisation of C: C_jk / (Σ_k C_jk + ε). (q, q) -> (q, q)."""
+    return correlation / (correlation.sum(1, keepdim=True) + ROW_NORMALISE_EPS)
 
 
 def dynamic_weight(metric: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -259,7 +259,10 @@ class SelectionBatchSampler(Sampler):
         self.overhead_seconds += time.perf_counter() - started
 
     def _checked_step(self, indices, outputs, targets, kind: str):
-        """This rank's (index (b,) int64 CPU, outputs (b, q) float32, targets (b, q) float32)."""
+        """This rank's (index (b,) int64 CPU, outputs (b, q), targets (b, q)), in the
+        dtypes given: the form of the step is checked here, its values by the selector's
+        record path, which holds the whole step before its state changes (docs/fidelity.md,
+        "Who checks what")."""
         if kind not in ("logits", "probs"):
             raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
         index = as_index_tensor(indices, self.n, "indices")
@@ -268,13 +271,10 @@ class SelectionBatchSampler(Sampler):
             q = outputs.shape[1]
         outputs = check_matrix(outputs, "outputs", b, q, device).detach()
         targets = check_matrix(targets, "targets", b, q, device).detach()
-        # Values are checked in the dtype given (one rule for every path): a native
-        # kernel checks float32 values itself, but a cast could round 1 + 1e-9 into range.
-        selector_checks = self.selector.checks_outputs() and outputs.dtype == torch.float32
         check_outputs(outputs, kind, values=False)
-        # Values and the match with the training labels in one host read (one sync on CUDA).
-        check_step(outputs, kind, targets, self.selector.labels, index, values=not selector_checks)
-        return index, outputs.to(torch.float32), targets.to(torch.float32)
+        if self.num_replicas > 1:  # every rank must reject a bad step before the exchange, naming its rank
+            check_step(outputs, kind, targets, self.selector.labels, index)
+        return index, outputs, targets
 
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -57,7 +57,7 @@ def test_state_dict_round_trip_and_rejection():
 
 
 def test_metrics_are_the_same_in_blocks(monkeypatch):
-    from d2ace_ext import visits
+    from d2ace_ext import scoring
 
     g = torch.Generator().manual_seed(0)
     state = VisitState(37, 3, 4)
@@ -66,7 +66,7 @@ def test_metrics_are_the_same_in_blocks(monkeypatch):
         state.record(idx, torch.rand(25, 3, generator=g), torch.rand(25, 3, generator=g), epoch,
                      per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
     whole = state.metrics(0.5, "identity")
-    monkeypatch.setattr(visits, "_BLOCK_ELEMENTS", 4 * 3 * 5)  # blocks of 5 rows
+    monkeypatch.setattr(scoring, "METRIC_BLOCK_ELEMENTS", 4 * 3 * 5)  # blocks of 5 rows
     blocked = state.metrics(0.5, "identity")
     for a, b in zip(whole, blocked):
         assert torch.equal(a, b)
