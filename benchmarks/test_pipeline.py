@@ -75,7 +75,7 @@ def test_pipeline(benchmark, bench_registry, shape, op):
                visits.index_errors)
     flags = (config.window_unit == "epoch", config.flip_on == "probability", config.flip_threshold, config.lambda2)
 
-    def op():
+    def record_op():
         index, targets = state.next_batch()
         torch.ops.d2ace_ext.record_step.default(*tensors, index, state.logits, targets, epoch, True, *flags,
                                                 selector.labels)
@@ -91,7 +91,7 @@ def test_pipeline(benchmark, bench_registry, shape, op):
     def score():
         selector.score(selector.config.warmup_epochs + 1)
 
-    fn = {"op": op, "record": record, "record_py": record, "update": update, "score": score, "score_py": score}[op]
+    fn = {"op": record_op, "record": record, "record_py": record, "update": update, "score": score, "score_py": score}[op]
     rounds, iterations, warmup = rounds_for(shape, op)
     benchmark.group = f"pipeline {shape}"
     n, q, _ = SHAPES[shape]

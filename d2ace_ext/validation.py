@@ -23,7 +23,8 @@ def as_index_tensor(indices, n: int, name: str = "indices") -> torch.Tensor:
             tensor = torch.as_tensor(list(indices) if not isinstance(indices, Sequence) else indices)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise TypeError(f"{name} must be a 1-D sequence or tensor of integers ({exc})") from None
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+    if tensor.dtype != torch.int64 and (tensor.is_floating_point() or tensor.is_complex()
+                                        or tensor.dtype == torch.bool):
         raise TypeError(f"{name} must hold integers, got dtype {tensor.dtype}")
     if tensor.dim() != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
@@ -46,10 +47,13 @@ def same_device(a: torch.device, b: torch.device) -> bool:
     """Whether two devices are the same one: ``cuda`` without an index is the current
     CUDA device, where tensors made for it land (a sampler built with device="cuda"
     holds torch.device("cuda"), its outputs arrive on cuda:0)."""
+    if a == b:
+        return True
+
     def resolved(d: torch.device) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device()) if d.type == "cuda" and d.index is None else d
 
-    return a.type == b.type and (a.index == b.index or resolved(a) == resolved(b))
+    return a.type == b.type and resolved(a) == resolved(b)
 
 
 def check_matrix(value, name: str, rows: int, cols: int, device: torch.device) -> torch.Tensor:
