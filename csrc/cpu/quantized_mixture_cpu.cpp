@@ -49,7 +49,7 @@ MixtureOutputs quantized_mixture_cpu(const at::Tensor& weights, const at::Tensor
     });
   }
   at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) mix[i] = p_beta * p[i] + (1.0 - p_beta) * p[n + i];
+    for (int64_t i = begin; i < end; ++i) mix[i] = math::mixture(p[i], p[n + i], p_beta);
   });
   return {probabilities, mixture};
 }

@@ -40,7 +40,7 @@ __global__ void mixture_kernel(double* __restrict__ probabilities, const double*
     const double pu = probabilities[i] * inverse_u, ph = probabilities[n + i] * inverse_h;
     probabilities[i] = pu;
     probabilities[n + i] = ph;
-    mixture[i] = p_beta * pu + (1.0 - p_beta) * ph;
+    mixture[i] = math::mixture(pu, ph, p_beta);
   }
 }
 
