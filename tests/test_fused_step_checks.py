@@ -14,6 +14,8 @@ import d2ace_ext
 from d2ace_ext import D2ACEConfig, D2ACESampler, force_fallback, make_sampler
 from d2ace_ext.scoring import score_epoch
 
+from fused_checks import devices
+
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 
 N, Q, BATCH = 24, 4, 6
@@ -89,6 +91,17 @@ def test_every_record_path_rejects_a_bad_step_with_the_same_error():
     # the message names what is wrong, and for foreign targets the instances
     wrong = error_of(D2ACESampler(labels, BATCH, config=CONFIG), bad_steps(labels, g)["targets of other instances"])
     assert "at instance(s) 5, 11:" in wrong[1] and "IndexedDataset" in wrong[1]
+
+
+@pytest.mark.parametrize("device", devices("record_step"))
+def test_a_bad_step_on_each_device_raises_the_cpu_kernels_error(device):
+    # On CUDA the kernel cannot raise without a synchronisation: ops.record_step checks the
+    # step with one host read before the launch, and must say what the CPU kernel says.
+    labels, g = problem()
+    for name, (index, outputs, targets, kind) in bad_steps(labels, g).items():
+        expected = error_of(D2ACESampler(labels, BATCH, config=CONFIG), (index, outputs, targets, kind))
+        here = D2ACESampler(labels.to(device), BATCH, config=CONFIG, device=device)
+        assert error_of(here, (index, outputs.to(device), targets.to(device), kind)) == expected, name
 
 
 def test_the_sampler_no_longer_asks_the_selector_who_checks():
