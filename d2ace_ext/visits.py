@@ -71,8 +71,9 @@ class VisitState(PredictionRing):
         lambda2: float,
     ) -> None:
         """Record one batch: indices (b,) int64 distinct; probs, losses (b, q) float32,
-        rounded to the state's dtype when stored (:func:`functional.record_visits`: ``per_epoch=True`` keeps one window entry per
-        epoch, otherwise every visit pushes a new entry, as the published code does)."""
+        rounded to the state's dtype when stored (:func:`functional.record_visits`:
+        ``per_epoch=True`` keeps one window entry per epoch, otherwise every visit pushes a
+        new entry, as the published code does)."""
         functional.record_visits(self.window, self.pushes, self.last_epoch, self.loss, self.flip_average,
                                  self.flip_base, indices, probs, losses, epoch, per_epoch=per_epoch, flip_on=flip_on,
                                  flip_threshold=flip_threshold, lambda2=lambda2)

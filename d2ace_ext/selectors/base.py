@@ -91,8 +91,9 @@ class Selector(abc.ABC):
         self, indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, kind: str, epoch: int
     ) -> None:
         """One training step from raw model outputs: indices (b,) int64 distinct, in
-        [0, n) (rows held here, local, when :attr:`shard` is set), on ``device``; outputs (b, q) logits (``kind="logits"``) or probabilities
-        (``"probs"``), floating point in the dtype the model gave; targets (b, q) 0/1.
+        [0, n) (local rows when :attr:`shard` is set), on ``device``; outputs (b, q)
+        logits (``kind="logits"``) or probabilities (``"probs"``), floating point in the
+        dtype the model gave; targets (b, q) 0/1.
 
         The step's values are checked here, before the state changes, in the dtype given
         (a cast could round a bad value into range): no NaN outputs, probabilities in
