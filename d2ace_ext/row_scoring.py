@@ -29,8 +29,8 @@ from . import functional, ops
 from .config import D2ACEConfig
 from .ring import row_blocks
 from .row_shard import RowShard
-from .scoring import LabelContext, MetricScore, ScoreReport, schedule_values
-from .sparse_rows import SparseRows, masked_gram, propagation_at_labels
+from .scoring import LabelContext, MetricScore, ScoreReport, phi_from_correlation, schedule_values
+from .sparse_rows import SparseRows, masked_gram
 from .visits import VisitState
 
 
@@ -113,15 +113,10 @@ def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch
             delta[m, block] = functional.dynamic_weight(values_block[m], weights[m])      # Eq. 8
     if config.correlation_enhancement:
         correlation = _correlation(gram, config)
-        if config.row_normalize_correlation:
-            propagate = functional.row_normalised(correlation).transpose(1, 2)
-        else:
-            propagate = correlation
-        spread = torch.stack([propagation_at_labels(p, y, ctx.context, ctx.context_pairs) for p in propagate])
-        contribution = values * spread                                      # (2, nnz)
-        if config.label_weights_in_phi:
-            contribution = contribution * weights[:, y.cols]
-        phi = torch.zeros_like(delta).index_add_(1, y.rows, contribution)
+        phi = torch.stack([phi_from_correlation(values[m], correlation[m], weights[m], ctx, delta.shape[1],
+                                                row_normalize=config.row_normalize_correlation,
+                                                label_weights_in_phi=config.label_weights_in_phi)
+                           for m in range(2)])                             # Eqs. 10-11
     else:  # ablation H: w = δ
         correlation, phi = torch.zeros_like(gram), torch.zeros_like(delta)
     # Pass 4: δ and φ of every instance, then the unsharded path's quantiser and mixture.

@@ -96,14 +96,25 @@ def correlation_and_phi(metric: torch.Tensor, weights: torch.Tensor, ctx: LabelC
     values = metric[y.rows, y.cols]
     scaled = normalise_columns(values, y, norm_eps)
     gram = masked_gram(scaled, y, ctx.label_pairs)
-    propagate = functional.row_normalised(gram).T if row_normalize else gram
+    phi = phi_from_correlation(values, gram, weights, ctx, metric.shape[0], row_normalize=row_normalize,
+                               label_weights_in_phi=label_weights_in_phi)
+    return phi, gram
+
+
+def phi_from_correlation(values: torch.Tensor, correlation: torch.Tensor, weights: torch.Tensor, ctx: LabelContext,
+                         rows: int, *, row_normalize: bool, label_weights_in_phi: bool) -> torch.Tensor:
+    """Eqs. 10-11: φ (rows,) from A's values at Y's nonzeros (nnz,), C (q, q) and v (q,);
+    C row-normalised first under ``row_normalize`` (the published code). The unsharded
+    and the row-sharded scorers (:mod:`~d2ace_ext.row_scoring`) both call this."""
+    y = ctx.labels
+    propagate = functional.row_normalised(correlation).T if row_normalize else correlation
     spread = propagation_at_labels(propagate, y, ctx.context, ctx.context_pairs)
     contribution = values * spread
     if label_weights_in_phi:
         contribution = contribution * weights[y.cols]
-    phi = torch.zeros(metric.shape[0], dtype=metric.dtype, device=metric.device)
+    phi = torch.zeros(rows, dtype=values.dtype, device=values.device)
     phi.index_add_(0, y.rows, contribution)
-    return phi, gram
+    return phi
 
 
 def score_records(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor, flip_average: torch.Tensor,
