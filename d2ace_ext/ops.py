@@ -17,7 +17,7 @@ import torch
 
 from . import functional
 from ._extension import extension_loaded, native_has_cuda, use_native
-from .scoring import LabelContext, score_records
+from .scoring import LabelContext, quantised_mixture, score_records
 from .validation import check_step
 
 _FLIP_ON = ("prediction", "probability")
@@ -282,6 +282,4 @@ def quantized_mixture(weights: torch.Tensor, pressure: float, p_beta: float, ind
         return torch.ops.d2ace_ext.quantized_mixture.default(
             weights, weight_range, float(pressure), float(p_beta), int(index_min)
         )
-    per_metric = torch.stack([functional.quantized_probabilities(w, pressure, index_min) for w in weights])
-    mixed = functional.mixture(per_metric[0], per_metric[1], p_beta)
-    return per_metric, mixed / mixed.sum()
+    return quantised_mixture(weights, pressure, p_beta, index_min)

@@ -29,7 +29,8 @@ from . import functional, ops
 from .config import D2ACEConfig
 from .ring import row_blocks
 from .row_shard import RowShard
-from .scoring import LabelContext, MetricScore, ScoreReport, phi_from_correlation, schedule_values
+from .scoring import (LabelContext, MetricScore, ScoreReport, phi_from_correlation, quantised_mixture,
+                      schedule_values)
 from .sparse_rows import SparseRows, masked_gram
 from .visits import VisitState
 
@@ -129,11 +130,8 @@ def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch
 
 def _quantised(weights: torch.Tensor, pressure: float, p_beta: float, config: D2ACEConfig, native: bool):
     """Eqs. 13-14 and 16 for w (2, n) as the unsharded path does them: the fused
-    quantiser and its unnormalised mixture after the native scoring, else
-    scoring.score_epoch's functions and its renormalised mixture."""
+    quantiser and its unnormalised mixture after the native scoring, else the pure
+    definition (scoring.quantised_mixture, score_epoch's arithmetic)."""
     if native:
         return ops.quantized_mixture(weights, pressure, p_beta, config.quant_index_min)
-    per_metric = torch.stack([functional.quantized_probabilities(w, pressure, config.quant_index_min)
-                              for w in weights])
-    mixed = functional.mixture(per_metric[0], per_metric[1], p_beta)
-    return per_metric, mixed / mixed.sum()
+    return quantised_mixture(weights, pressure, p_beta, config.quant_index_min)

@@ -141,6 +141,16 @@ def score_records(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor
     return tuple(torch.stack(values) for values in zip(*parts))
 
 
+def quantised_mixture(weights: torch.Tensor, pressure: float, p_beta: float,
+                      index_min: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 13-14 for both rows of w (2, n) and Eq. 16's mixture, renormalised as
+    :func:`score_epoch` does: (P (2, n), mixture (n,)). The pure-PyTorch definition of
+    the fused ``quantized_mixture`` op."""
+    per_metric = torch.stack([functional.quantized_probabilities(w, pressure, index_min) for w in weights])
+    mixed = functional.mixture(per_metric[0], per_metric[1], p_beta)
+    return per_metric, mixed / mixed.sum()
+
+
 def score_metric(metric: torch.Tensor, ctx: LabelContext, config: D2ACEConfig, pressure: float) -> MetricScore:
     """Eqs. 6-14 for one metric matrix (n, q). Without ``config.correlation_enhancement``
     (ablation H) φ and C are zero, so w = δ."""
