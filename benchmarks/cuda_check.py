@@ -13,7 +13,7 @@ columns per thread, q > 2,048, n_t = 1), recorded and scored by the CUDA and the
 (3) ``torch.library.opcheck`` of every op on CUDA; (4) the CUDA kernels one epoch's
 scoring launches (torch.profiler). Exits non-zero at the first difference.
 
-timing: median kernel times (CUDA events; record_step without the host index check) at
+timing: median kernel times (CUDA events; the ops through torch.ops, without the wrappers' checks) at
 the MS-COCO and 1,000,000 x 100 shapes and the kernel-path shapes, with the bytes each op
 must move and the bandwidth reached against the card's device-to-device copy. compare
 puts two such runs side by side (a baseline checkout's kernels against these, or a build
@@ -25,6 +25,7 @@ built in place), else from this checkout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -38,12 +39,25 @@ import torch  # noqa: E402
 
 import d2ace_ext  # noqa: E402
 from d2ace_ext import D2ACEConfig, D2ACESelector, ops  # noqa: E402
-from d2ace_ext.scoring import score_epoch  # noqa: E402
-from d2ace_ext.sparse_rows import SparseRows  # noqa: E402
+from d2ace_ext.scoring import LabelContext, score_epoch  # noqa: E402
+from d2ace_ext.sparse_rows import SparseRows, row_pairs  # noqa: E402
 from d2ace_ext.visits import VisitState  # noqa: E402
 from support.fused_cuda_shapes import KERNEL_PATH_SHAPES, random_batches, random_problem, sparse_rows  # noqa: E402
 
 SCORE_FIELDS = ("label_weights", "correlation", "delta", "phi", "weight_range")
+
+
+def record_step(state: VisitState, *batch, **flags) -> None:
+    """ops.record_step on a VisitState's tensors: batch = (indices, outputs, targets, epoch)."""
+    ops.record_step(state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
+                    state.index_errors, *batch, **flags)
+
+
+def score_visits(state: VisitState, labels: SparseRows, context: SparseRows, **options):
+    """ops.score_visits on a VisitState's tensors and workspace, for the rows of Y and Z."""
+    ctx = LabelContext(labels, context, row_pairs(labels, labels), row_pairs(labels, context))
+    return ops.score_visits(state.window, state.pushes, state.loss, state.flip_average, ctx,
+                            workspace=state.workspace(), index_errors=state.index_errors, **options)
 
 
 def sampler_problem(n: int, q: int, seed: int):
@@ -121,13 +135,13 @@ def check_kernel_paths(presets=("reference",), against_cpu: bool = True) -> None
             on_gpu, on_cpu = VisitState(n, q, n_t, "cuda"), VisitState(n, q, n_t)
             for epoch in range(n_t + 1):
                 for idx, logits, targets in random_batches(n, q, labels, epoch % 2, epoch, batches=2):
-                    ops.record_step(on_gpu, idx.cuda(), logits.cuda(), targets.cuda(), epoch, **flags)
+                    record_step(on_gpu, idx.cuda(), logits.cuda(), targets.cuda(), epoch, **flags)
                     if against_cpu:
-                        ops.record_step(on_cpu, idx, logits, targets, epoch, **flags)
+                        record_step(on_cpu, idx, logits, targets, epoch, **flags)
             options = dict(lambda1=config.lambda1, loss_transform=config.loss_transform, norm_eps=config.norm_eps,
                            row_normalize=config.row_normalize_correlation,
                            label_weights_in_phi=config.label_weights_in_phi)
-            gpu = ops.score_visits(on_gpu, *sparse_rows(labels, context, "cuda"), **options)
+            gpu = score_visits(on_gpu, *sparse_rows(labels, context, "cuda"), **options)
             weights = gpu[2] + gpu[3]
             p_gpu = ops.quantized_mixture(weights, 50.0, 0.5, config.quant_index_min, gpu[4])[1]
             torch.cuda.synchronize()
@@ -137,7 +151,7 @@ def check_kernel_paths(presets=("reference",), against_cpu: bool = True) -> None
             for tensor in VisitState.TENSORS:
                 compare(f"record_step {tensor}", getattr(on_gpu, tensor), getattr(on_cpu, tensor), 1e-5)
             same = copy_state(on_gpu, "cpu")
-            cpu = ops.score_visits(same, *sparse_rows(labels, context, "cpu"), **options)
+            cpu = score_visits(same, *sparse_rows(labels, context, "cpu"), **options)
             for field, got, want in zip(SCORE_FIELDS, gpu, cpu):
                 compare(f"score_visits {field}", got, want, 1e-5)
             compare("score_visits metrics workspace", on_gpu.workspace(), same.workspace(), 1e-5)
@@ -225,10 +239,15 @@ def timing(repeats: int) -> dict:
         idx = torch.randperm(n, device="cuda", generator=g)[:b]
         logits = torch.randn(b, q, device="cuda", generator=g)
         targets = y_dense[idx].float()
-        rec = lambda: ops.record_step(state, idx, logits, targets, 1, from_logits=True, per_epoch=True,  # noqa: E731
-                                      flip_on="prediction", flip_threshold=0.5, lambda2=0.7, indices_checked=True)
-        score = lambda: ops.score_visits(state, y, z, lambda1=0.5, loss_transform="identity",  # noqa: E731
-                                         norm_eps=0.0, row_normalize=False, label_weights_in_phi=False)
+        # The ops themselves, through torch.ops (the same schema in a baseline checkout):
+        # record_step without the wrapper's host check of the step's values.
+        tensors = (state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
+                   state.index_errors)
+        rec = lambda: torch.ops.d2ace_ext.record_step(*tensors, idx, logits, targets, 1, True, True,  # noqa: E731
+                                                      False, 0.5, 0.7)
+        score = lambda: torch.ops.d2ace_ext.score_visits(  # noqa: E731
+            state.window, state.pushes, state.loss, state.flip_average, y.row_ptr, y.cols, z.row_ptr, z.cols,
+            state.workspace(), 0.5, False, 0.0, False, False)
         _, _, delta, phi, weight_range = score()
         weights = delta + phi
         mix = lambda: ops.quantized_mixture(weights, 10.0, 0.5, 0, weight_range)  # noqa: E731
@@ -288,7 +307,15 @@ def main(argv=None) -> int:
         return 0
     if not torch.cuda.is_available() or not d2ace_ext.build_info()["native_cuda_kernels"]:
         raise SystemExit(f"cuda_check: needs a GPU and the CUDA kernels: {d2ace_ext.build_info()}")
+    # The native kernels, whatever D2ACE_EXT_FORCE_FALLBACK says (a baseline checkout from
+    # before force_fallback() reads the variable at every call).
     os.environ.pop("D2ACE_EXT_FORCE_FALLBACK", None)
+    switch = getattr(d2ace_ext, "force_fallback", None)
+    with switch(False) if switch is not None else contextlib.nullcontext():
+        return run(args)
+
+
+def run(args) -> int:
     if args.command == "timing":
         result = timing(args.repeats)
         print_timing(result)

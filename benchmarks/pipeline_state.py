@@ -6,7 +6,6 @@ then batches, logits and targets prepared up front so a timed call holds the op 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -102,17 +101,3 @@ def build_state(name: str, device: torch.device | str = "cpu") -> PipelineState:
     logits = (torch.randn(BATCH, q, generator=g) * 2).to(device)
     targets = [on_device[b] for b in batches[:64]]
     return PipelineState(name, n, q, sampler, batches, logits, targets)
-
-
-class forced_fallback:
-    """Runs its block on the pure-PyTorch path (the switch is read at call time)."""
-
-    def __enter__(self):
-        self.saved = os.environ.get("D2ACE_EXT_FORCE_FALLBACK")
-        os.environ["D2ACE_EXT_FORCE_FALLBACK"] = "1"
-
-    def __exit__(self, *exc):
-        if self.saved is None:
-            os.environ.pop("D2ACE_EXT_FORCE_FALLBACK", None)
-        else:
-            os.environ["D2ACE_EXT_FORCE_FALLBACK"] = self.saved

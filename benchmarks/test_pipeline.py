@@ -2,8 +2,10 @@
 
 One benchmark per (shape, op), all on the same steady-state sampler of a shape:
 
+- ``op``: the fused record op alone, called through ``torch.ops`` on prepared tensors
+  (no Python wrapper): what the kernel costs, value checks included;
 - ``record`` / ``record_py``: one batch of 128 logits recorded (probabilities, BCE, flip
-  EMA, window) by the fused op / by the pure-PyTorch path;
+  EMA, window) through the selector by the fused op / by the pure-PyTorch path;
 - ``update``: the whole ``sampler.update`` call (argument checks included), what a
   training step pays;
 - ``score`` / ``score_py``: one epoch's scoring (U, H, v, C, δ, φ, w, both quantised
@@ -11,7 +13,9 @@ One benchmark per (shape, op), all on the same steady-state sampler of a shape:
 
 ``extra_info`` carries the ratio pure PyTorch / fused, and for ``score`` the bytes the
 scoring must move, the bandwidth reached, the per-epoch cost (⌈n/128⌉ updates + one
-scoring) and, at the mediamill shape, its ratio to the published code's figure.
+scoring) and, at the mediamill shape, its ratio to the published code's stored figure
+(``PUBLISHED_MEDIAMILL``: measured once on a 2-core machine, not in this run; the
+published code is not part of this repository).
 Run with ``make bench`` (``D2ACE_BENCH_DEVICE=cuda`` times on a GPU).
 """
 from __future__ import annotations
@@ -21,10 +25,11 @@ import os
 import pytest
 import torch
 
-from pipeline_state import SHAPES, build_state, forced_fallback
+from d2ace_ext import force_fallback
+from pipeline_state import SHAPES, build_state
 
 DEVICE = torch.device(os.environ.get("D2ACE_BENCH_DEVICE", "cpu"))
-OPS = ["record", "record_py", "update", "score", "score_py"]
+OPS = ["op", "record", "record_py", "update", "score", "score_py"]
 CASES = [(shape, op) for shape in SHAPES for op in OPS]
 _cache: dict = {}
 
@@ -52,7 +57,7 @@ def rounds_for(shape: str, op: str) -> tuple[int, int, int]:
     within about ten minutes on two cores: per-call ops take ~0.1-1 ms, a scoring up to
     ~0.6 s fused and ~13 s in pure PyTorch at a million rows."""
     big = SHAPES[shape][0] > 100_000
-    if op in ("record", "record_py", "update"):
+    if op in ("op", "record", "record_py", "update"):
         return 25, 40, 1  # 1,000 calls: a median of 25 rounds rides out a busy neighbour
     if op == "score":
         return (3, 1, 1) if big else (7, 1, 1)
@@ -65,6 +70,16 @@ def test_pipeline(benchmark, bench_registry, shape, op):
     selector, sampler = state.selector, state.sampler
     epoch = state.epoch
 
+    visits, config = selector.visits, selector.config
+    tensors = (visits.window, visits.pushes, visits.last_epoch, visits.loss, visits.flip_average, visits.flip_base,
+               visits.index_errors)
+    flags = (config.window_unit == "epoch", config.flip_on == "probability", config.flip_threshold, config.lambda2)
+
+    def record_op():
+        index, targets = state.next_batch()
+        torch.ops.d2ace_ext.record_step.default(*tensors, index, state.logits, targets, epoch, True, *flags,
+                                                selector.labels)
+
     def record():
         index, targets = state.next_batch()
         selector.record_outputs(index, state.logits, targets, "logits", epoch)
@@ -76,14 +91,14 @@ def test_pipeline(benchmark, bench_registry, shape, op):
     def score():
         selector.score(selector.config.warmup_epochs + 1)
 
-    fn = {"record": record, "record_py": record, "update": update, "score": score, "score_py": score}[op]
+    fn = {"op": record_op, "record": record, "record_py": record, "update": update, "score": score, "score_py": score}[op]
     rounds, iterations, warmup = rounds_for(shape, op)
     benchmark.group = f"pipeline {shape}"
     n, q, _ = SHAPES[shape]
     benchmark.extra_info.update({"suite": "pipeline", "shape": shape, "op": op, "n": n, "q": q,
                                  "device": str(DEVICE)})
     if op.endswith("_py"):
-        with forced_fallback():
+        with force_fallback():
             benchmark.pedantic(synchronised(fn), rounds=rounds, iterations=iterations, warmup_rounds=warmup)
     else:
         benchmark.pedantic(synchronised(fn), rounds=rounds, iterations=iterations, warmup_rounds=warmup)

@@ -1,10 +1,13 @@
 // Input checks shared by every backend of every op, so a bad argument gets the same
-// message (naming the op and the argument) on CPU and CUDA.
+// error (naming the op and the argument) on CPU and CUDA; d2ace_ext/ops.py's fake kernels
+// check the same dtypes and shapes with the same messages. Errors: TypeError for a dtype,
+// ValueError for a shape, device, layout or option, IndexError for an index.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <initializer_list>
+#include <optional>
 
 namespace d2ace_ext {
 
@@ -24,7 +27,7 @@ void check_record_step_inputs(const at::Tensor& window, const at::Tensor& pushes
                               const at::Tensor& flip_average, const at::Tensor& flip_base,
                               const at::Tensor& index_errors, const at::Tensor& indices,
                               const at::Tensor& outputs, const at::Tensor& targets, double flip_threshold,
-                              double lambda2);
+                              double lambda2, const std::optional<at::Tensor>& labels);
 
 void check_score_visits_inputs(const at::Tensor& window, const at::Tensor& pushes,
                                const at::Tensor& loss, const at::Tensor& flip_average,

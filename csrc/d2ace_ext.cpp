@@ -18,9 +18,8 @@ TORCH_LIBRARY(d2ace_ext, m) {
   m.def(
       "record_step(Tensor(a!) window, Tensor(b!) pushes, Tensor(c!) last_epoch, Tensor(d!) loss, "
       "Tensor(e!) flip_average, Tensor(f!) flip_base, Tensor(g!) index_errors, Tensor indices, Tensor outputs, "
-      "Tensor targets, "
-      "int epoch, bool from_logits, bool per_epoch, bool flip_on_probability, float flip_threshold, "
-      "float lambda2) -> ()");
+      "Tensor targets, int epoch, bool from_logits, bool per_epoch, bool flip_on_probability, "
+      "float flip_threshold, float lambda2, Tensor? labels=None) -> ()");
   m.def(
       "score_visits(Tensor window, Tensor pushes, Tensor loss, Tensor flip_average, Tensor label_ptr, "
       "Tensor label_cols, Tensor context_ptr, Tensor context_cols, Tensor(a!) workspace, float lambda1, "

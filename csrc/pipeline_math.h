@@ -1,6 +1,12 @@
-// Elementwise formulas of the D2ACE pipeline, shared by the CPU and CUDA kernels so
-// both backends evaluate exactly the same expressions (the Python definitions live in
-// d2ace_ext/functional.py; comments name the paper's equations).
+// Every formula of the D2ACE pipeline that the CPU and CUDA kernels share, written once:
+// changing an equation means d2ace_ext/functional.py (the Python definition) and this
+// file. Comments name the paper's equations.
+//
+// A formula that evaluates exp or log takes the functions as a template parameter
+// `M`: `LibraryMath` below (the C library's functions; CUDA evaluates them by libdevice)
+// or, in the CPU kernels' hot loops, `fastmath::VectorMath` (cpu/fast_math_cpu.h:
+// branch-free polynomials and bit selects that GCC vectorises). The formula, its
+// operation order and so its rounding given those functions, is the same for both.
 #pragma once
 
 #include <cmath>
@@ -14,56 +20,88 @@
 namespace d2ace_ext {
 namespace math {
 
-// Precision-preserving overloads usable on host and device (log2f, not log2, for float).
-D2ACE_HD float log2_of(float x) { return log2f(x); }
-D2ACE_HD double log2_of(double x) { return log2(x); }
-D2ACE_HD float expm1_of(float x) { return expm1f(x); }
-D2ACE_HD double expm1_of(double x) { return expm1(x); }
-
-// Eq. 1 in bits with 0·log 0 = 0; p is clamped to [0, 1] first and NaN stays NaN.
-template <typename T>
-D2ACE_HD T entropy_bits(T p) {
-  if (p != p) return p;
-  p = p < T(0) ? T(0) : (p > T(1) ? T(1) : p);
-  const T r = T(1) - p;
-  const T a = p > T(0) ? p * log2_of(p) : T(0);
-  const T b = r > T(0) ? r * log2_of(r) : T(0);
-  return -(a + b);
-}
-
-// The probability and per-label BCE of one logit against a 0/1 target, sharing one
-// exponential: with e = exp(-|x|), σ(x) = 1/(1+e) or e/(1+e) and the BCE is
-// max(∓x, 0) + log1p(e). Selecting the branch by the target (instead of PyTorch's
-// (1 - y) x + ... form) keeps an infinite logit well defined, never NaN: a saturated
-// right prediction has loss 0, a saturated wrong one inf.
-struct Record {
-  float probability;
-  float loss;
-};
-
-// log(1 + e) for e in [0, 1] from one logf: log(u) e / (u - 1) with u = 1 + e cancels
-// the rounding of u (Goldberg's trick), accurate to a few ulp; glibc's log1pf costs
-// several times a logf and dominated the per-step recording.
-D2ACE_HD float log1p_unit(float e) {
-  const float u = 1.0f + e;
-  return u == 1.0f ? e : logf(u) * (e / (u - 1.0f));
-}
-
 // |x| beyond which a logit is saturated: e^-|x| would fall below the smallest normal
 // float (2^-126), so e is taken as 0, giving σ = 0 or 1 exactly and BCE = max(margin, 0).
 // The same constant and test as d2ace_ext.functional.SATURATED_LOGIT, applied to the
 // same float32 |x|, so saturated predictions are identical on every path.
 constexpr float kSaturatedLogit = 87.33654f;
 constexpr float kSmallestProbability = 1.17549435e-38f;  // 2^-126, FLT_MIN
+// What an instance never visited reads as (d2ace_ext.visits): p = 0.5, one bit of entropy.
+constexpr float kUnseenProbability = 0.5f;
+constexpr float kUnseenEntropyBits = 1.0f;
+// The published code's ε of the row normalisation of C (d2ace_ext.functional.ROW_NORMALISE_EPS).
+constexpr double kRowNormaliseEps = 1e-8;
 
+// Precision-preserving overloads usable on host and device (log2f, not log2, for float).
+D2ACE_HD float log2_of(float x) { return log2f(x); }
+D2ACE_HD double log2_of(double x) { return log2(x); }
+D2ACE_HD float expm1_of(float x) { return expm1f(x); }
+D2ACE_HD double expm1_of(double x) { return expm1(x); }
+
+// The C library's functions, on host and device, in the form the formulas below call.
+struct LibraryMath {
+  // p clamped to [0, 1].
+  template <typename T>
+  static D2ACE_HD T clamp_unit(T p) {
+    return p < T(0) ? T(0) : (p > T(1) ? T(1) : p);
+  }
+  // x log2 x with 0 log 0 = 0.
+  template <typename T>
+  static D2ACE_HD T x_log2_x(T x) {
+    return x > T(0) ? x * log2_of(x) : T(0);
+  }
+  // e^-a for a >= 0, exactly 0 for a saturated logit.
+  static D2ACE_HD float exp_negative(float a) { return a > kSaturatedLogit ? 0.0f : expf(-a); }
+  static D2ACE_HD float log(float x) { return logf(x); }
+  static D2ACE_HD bool negative(float x) { return !(x >= 0.0f); }
+  static D2ACE_HD float select(bool condition, float if_true, float if_false) { return condition ? if_true : if_false; }
+  // max(x, 0), +0 for -0.
+  static D2ACE_HD float positive_part(float x) { return x > 0.0f ? x : 0.0f; }
+  static D2ACE_HD float one_if_differ(bool a, bool b) { return a != b ? 1.0f : 0.0f; }
+};
+
+// ---------------------------------------------------------------------------------------
+// Eq. 1: binary entropy in bits.
+// ---------------------------------------------------------------------------------------
+
+// e(p) = -(p log2 p + (1 - p) log2 (1 - p)) for p already in [0, 1], 0 log 0 = 0.
+template <class M, typename T>
+D2ACE_HD T entropy_bits_of_unit(T p) {
+  return -(M::x_log2_x(p) + M::x_log2_x(T(1) - p));
+}
+
+// e(p) with p clamped to [0, 1] first; NaN stays NaN.
+template <typename T, class M = LibraryMath>
+D2ACE_HD T entropy_bits(T p) {
+  if (p != p) return p;
+  return entropy_bits_of_unit<M>(M::clamp_unit(p));
+}
+
+// ---------------------------------------------------------------------------------------
+// A training step's record: probability and per-label BCE of one output.
+// ---------------------------------------------------------------------------------------
+
+struct Record {
+  float probability;
+  float loss;
+};
+
+// σ(x) and the BCE of logit x against a 0/1 target, sharing one exponential: with
+// e = e^-|x|, σ(x) = 1/(1+e) or e/(1+e) and the BCE is max(∓x, 0) + log1p(e). Selecting
+// the branch by the target (instead of PyTorch's (1 - y) x + ... form) keeps an infinite
+// logit well defined, never NaN: a saturated right prediction has loss 0, a wrong one inf.
+// log1p(e) for e in [0, 1] from one log: log(u) e / (u - 1) with u = 1 + e cancels the
+// rounding of u (Goldberg's trick), accurate to a few ulp; e itself when u rounds to 1.
+template <class M = LibraryMath>
 D2ACE_HD Record from_logit(float x, bool positive) {
-  const float a = fabsf(x);
-  const float e = a > kSaturatedLogit ? 0.0f : expf(-a);
-  const float tail = log1p_unit(e);
+  const float e = M::exp_negative(fabsf(x));
+  const float u = 1.0f + e;
+  const float d = u - 1.0f;  // exact; 0 when e is below half an ulp of 1
+  const float tail = M::select(d > 0.0f, M::log(u) * (e / d), e);
   Record r;
-  r.probability = x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  r.probability = M::select(M::negative(x), e, 1.0f) / u;
   const float margin = positive ? -x : x;
-  r.loss = (margin > 0.0f ? margin : 0.0f) + tail;
+  r.loss = M::positive_part(margin) + tail;
   return r;
 }
 
@@ -78,11 +116,34 @@ D2ACE_HD Record from_probability(float p, bool positive) {
   return r;
 }
 
-// The flip f of Eq. 4 between two consecutive records: of the 0/1 predictions
-// (paper) or of the probabilities themselves (published code).
+// ---------------------------------------------------------------------------------------
+// Eq. 4: flips and their exponential moving average.
+// ---------------------------------------------------------------------------------------
+
+// The flip f between two consecutive records: of the 0/1 predictions (paper) or of the
+// probabilities themselves (published code).
+template <class M = LibraryMath>
 D2ACE_HD float flip_value(float now, float before, bool on_probability, float threshold) {
   if (on_probability) return fabsf(now - before);
-  return (now > threshold) != (before > threshold) ? 1.0f : 0.0f;
+  return M::one_if_differ(now > threshold, before > threshold);
+}
+
+// f̄ = λ2 f + (1 - λ2) f̄_before, with take = λ2 and keep = 1 - λ2 rounded to float once.
+D2ACE_HD float flip_average(float flip, float before, float take, float keep) { return take * flip + keep * before; }
+
+// ---------------------------------------------------------------------------------------
+// Eqs. 2, 3, 5: the per-(instance, label) metrics U and H.
+// ---------------------------------------------------------------------------------------
+
+// (1 - λ1) / (m - 1): the weight of the sum of |Δp| over the m - 1 differences of the m
+// held entries (Eq. 2's mean, inside Eq. 3); 0 with fewer than two entries.
+D2ACE_HD float fluctuation_weight(float lambda1, long long held) {
+  return held > 1 ? (1.0f - lambda1) / static_cast<float>(held - 1) : 0.0f;
+}
+
+// Eq. 3: u = λ1 e + (1 - λ1) d, with d = fluctuation_sum / (m - 1).
+D2ACE_HD float uncertainty(float entropy, float fluctuation_sum, float lambda1, float weight_of_fluctuation) {
+  return lambda1 * entropy + weight_of_fluctuation * fluctuation_sum;
 }
 
 // T(ℓ) of Eq. 5: ℓ (paper) or 1 - expm1(-ℓ) = 2 - e^(-ℓ) (published code).
@@ -91,8 +152,57 @@ D2ACE_HD T loss_transform(T loss, bool two_minus_exp) {
   return two_minus_exp ? T(1) - expm1_of(-loss) : loss;
 }
 
-// Ring bookkeeping of one instance's window (Eq. 2): the newest slot, how many entries
-// it holds, and whether it wrapped. Slot k is followed in time by k + 1 (mod n_t).
+// Eq. 5: h = T(ℓ) (1 - f̄).
+D2ACE_HD float hardness(float loss, float flip_average, bool two_minus_exp) {
+  return loss_transform<float>(loss, two_minus_exp) * (1.0f - flip_average);
+}
+
+// ---------------------------------------------------------------------------------------
+// Eqs. 6-12: label weights, the masked correlation, δ and φ.
+// ---------------------------------------------------------------------------------------
+
+// Eqs. 6-7: v = exp((μ + σ) / 2), population std, from the column's sums shifted by
+// `shift` (Σ(a - shift), Σ(a - shift)² over n rows): the shift keeps an almost constant
+// column from cancelling.
+D2ACE_HD double label_weight(double shift, double shifted_sum, double shifted_squares, long long n) {
+  const double rows = static_cast<double>(n);
+  const double mean_shifted = shifted_sum / rows;
+  const double variance = shifted_squares / rows - mean_shifted * mean_shifted;
+  return exp(0.5 * (shift + mean_shifted + sqrt(variance > 0.0 ? variance : 0.0)));
+}
+
+// Eq. 9's column norm over the nonzeros of Y, from the masked Gram diagonal G_jj.
+D2ACE_HD double column_norm(double gram_diagonal, double norm_eps) { return sqrt(gram_diagonal) + norm_eps; }
+
+// Eq. 9: C_jk = G_jk / (N_j N_k), 0/0 := 0 for a column without mass.
+D2ACE_HD double correlation(double gram, double norm_j, double norm_k) {
+  const double d = norm_j * norm_k;
+  return d > 0.0 ? gram / d : 0.0;
+}
+
+// The published code's row normalisation of C: 1 / (Σ_k C_jk + ε), or 1 without it.
+D2ACE_HD double row_scale(double row_sum, bool row_normalize) {
+  return row_normalize ? 1.0 / (row_sum + kRowNormaliseEps) : 1.0;
+}
+
+// The per-label factor of φ (Eq. 11): the row scale, times v_j where the published code
+// weights φ by the label weights.
+D2ACE_HD double phi_factor(double scale, double label_weight, bool label_weights_in_phi) {
+  return scale * (label_weights_in_phi ? label_weight : 1.0);
+}
+
+// One term of φ_i = Σ_{j ∈ Y_i} A_ij factor_j Σ_{k ∈ Z_i} C_jk (Eqs. 10-11): `correlation`
+// is one C_jk or their sum over k, as the backend groups them.
+D2ACE_HD double phi_term(float metric, double correlation_of_context, double factor) {
+  return metric * correlation_of_context * factor;
+}
+
+// ---------------------------------------------------------------------------------------
+// Eq. 2's ring: where each instance's window entries live.
+// ---------------------------------------------------------------------------------------
+
+// Ring bookkeeping of one instance's window: the newest slot, how many entries it
+// holds, and whether it wrapped. Slot k is followed in time by k + 1 (mod n_t).
 struct Ring {
   long long newest;
   long long held;

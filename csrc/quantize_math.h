@@ -1,6 +1,7 @@
-// The rank quantiser of Eqs. 13-14, shared by the CPU and CUDA kernels. Its arithmetic
-// follows d2ace_ext.functional.quantized_probabilities step by step, so that a weight
-// lying exactly on a quantisation boundary lands in the same bin on every backend.
+// The rank quantiser of Eqs. 13-14 and the mixture of Eq. 16, shared by the CPU and
+// CUDA kernels. Its arithmetic follows d2ace_ext.functional.quantized_probabilities step
+// by step, so that a weight lying exactly on a quantisation boundary lands in the same
+// bin on every backend.
 #pragma once
 
 #include <cmath>
@@ -50,6 +51,12 @@ D2ACE_HD double quantization_index(const Quantizer& qz, double w) {
 D2ACE_HD double unnormalised_probability(const Quantizer& qz, double w) {
   if (qz.uniform) return 1.0;
   return exp(-quantization_index(qz, w) * qz.step + qz.top_index * qz.step);
+}
+
+// Eq. 16: P = p_beta P_U + (1 - p_beta) P_H, of each instance's two normalised
+// probabilities (d2ace_ext.functional.mixture).
+D2ACE_HD double mixture(double p_uncertainty, double p_hardness, double p_beta) {
+  return p_beta * p_uncertainty + (1.0 - p_beta) * p_hardness;
 }
 
 }  // namespace math

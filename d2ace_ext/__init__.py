@@ -11,7 +11,7 @@ Quick use::
             sampler.update(idx, logits, y)
             ...
 """
-from ._extension import build_info, extension_loaded, fallback_forced, use_native
+from ._extension import build_info, extension_loaded, fallback_forced, force_fallback, use_native
 from .config import PRESETS, D2ACEConfig
 from .datasets.indexed import IndexedDataset
 from .sampler import D2ACESampler, SelectionBatchSampler
@@ -38,5 +38,6 @@ __all__ = [
     "build_info",
     "extension_loaded",
     "fallback_forced",
+    "force_fallback",
     "use_native",
 ]

@@ -17,36 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from dataclasses import dataclass, field
 
 import torch
 
 from . import functional
-from ._extension import extension_loaded
+from ._extension import extension_loaded, force_fallback
 from .config import D2ACEConfig
 from .selectors.d2ace import D2ACESelector
 
-_FORCE_ENV = "D2ACE_EXT_FORCE_FALLBACK"
 #: how far the native weights may lie from the float64 ones, relative to the largest
 #: weight: float32 U and H (one rounding each, fast log2 within 1e-7) summed in float64
 NATIVE_RELATIVE_ERROR = 1e-6
 _EXTREME_LOGITS = (-math.inf, math.inf, -1e4, 1e4, 0.0, -88.0, 88.0, -87.3, 87.3, -30.0, 30.0)
 _EXTREME_PROBS = (0.0, 1.0, 0.5, 1e-40, 1.0 - 2.0 ** -24, 2.0 ** -126)
-
-
-@contextlib.contextmanager
-def pure_pytorch_path():
-    """Within the block every op takes its pure-PyTorch definition."""
-    before = os.environ.get(_FORCE_ENV)
-    os.environ[_FORCE_ENV] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[_FORCE_ENV]
-        else:
-            os.environ[_FORCE_ENV] = before
 
 
 @dataclass
@@ -118,7 +102,7 @@ def _indices_from_probabilities(p: torch.Tensor, pressure: float) -> torch.Tenso
 
 
 def _drive(labels, features, config, steps, native: bool):
-    context = contextlib.nullcontext() if native else pure_pytorch_path()
+    context = contextlib.nullcontext() if native else force_fallback()
     with context:
         selector = D2ACESelector(labels, features, config)
         for epoch, index, outputs, kind in steps:

@@ -11,6 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .ring import ring_visit, ring_write
+
 _LN2 = math.log(2.0)
 
 #: |x| beyond which a logit is saturated: e^-|x| would fall below the smallest normal
@@ -20,6 +22,8 @@ _LN2 = math.log(2.0)
 SATURATED_LOGIT = 87.33654
 #: probabilities below this (the smallest normal float32) are recorded as exactly 0.
 SMALLEST_PROBABILITY = 2.0 ** -126
+#: the published code's ε in the row normalisation of C (Eq. 9, ``row_normalize_correlation``).
+ROW_NORMALISE_EPS = 1e-8
 #: weights whose span is at most this fraction of their magnitude are all equal (Eq. 13):
 #: the records are float32 (ε = 2^-23), so closer weights cannot be told apart from them.
 TIE_TOLERANCE = 2.0 ** -16
@@ -114,6 +118,34 @@ def flip_ema(flip: torch.Tensor, previous_ema: torch.Tensor, lambda2: float) -> 
     return lambda2 * flip + (1.0 - lambda2) * previous_ema
 
 
+def record_visits(window: torch.Tensor, pushes: torch.Tensor, last_epoch: torch.Tensor, loss: torch.Tensor,
+                  flip_average: torch.Tensor, flip_base: torch.Tensor, indices: torch.Tensor, probs: torch.Tensor,
+                  losses: torch.Tensor, epoch: int, *, per_epoch: bool, flip_on: str, flip_threshold: float,
+                  lambda2: float) -> None:
+    """One batch written into the state in place: the ring of Eq. 2 and the flip EMA of Eq. 4.
+
+    State: window (n, n_t, q), pushes and last_epoch (n,) int64, loss, flip_average and
+    flip_base (n, q) (f̄ before the current epoch's update), in one floating dtype
+    (float32, or float16 / bfloat16 for a compact state: the arithmetic is then float32
+    and each stored value is rounded once). indices (b,) int64 distinct; probs, losses
+    (b, q). ``per_epoch=True`` keeps one window entry per epoch (a second visit in the
+    same epoch overwrites it and redoes that epoch's flip update); otherwise every visit
+    pushes a new entry (the published code). The slots come from :mod:`~d2ace_ext.ring`.
+    The pure-PyTorch definition of the ``record_step`` op after its probabilities and losses.
+    """
+    visit = ring_visit(pushes, last_epoch, indices, epoch, per_epoch, window.shape[1])
+    compute = torch.promote_types(window.dtype, torch.float32)
+    probs = probs.to(compute)
+    previous = window[indices, visit.previous_slot].to(compute)
+    flip = flip_indicator(probs, previous, flip_on, flip_threshold)
+    flip = flip * visit.has_previous.unsqueeze(1).to(compute)
+    base = torch.where(visit.push.unsqueeze(1), flip_average[indices], flip_base[indices])
+    flip_base[indices] = base
+    flip_average[indices] = flip_ema(flip, base.to(compute), lambda2).to(flip_average.dtype)
+    ring_write(window, pushes, last_epoch, indices, visit, probs, epoch)
+    loss[indices] = losses.to(loss.dtype)
+
+
 def hardness(loss: torch.Tensor, flip_average: torch.Tensor, transform: str) -> torch.Tensor:
     """Eq. 5: h = T(ℓ) (1 - f̄). loss, flip_average: (n, q) -> (n, q).
 
@@ -151,6 +183,12 @@ def label_weights_from_moments(mean: torch.Tensor, std: torch.Tensor, form: str 
     if form == "none":
         return torch.ones_like(mean)
     raise ValueError(f"label_weight_form must be 'exponential', 'linear' or 'none', got {form!r}")
+
+
+def row_normalised(correlation: torch.Tensor) -> torch.Tensor:
+    """The published code's row normalisation of C: C_jk / (Σ_k C_jk + ε).
+    (..., q, q) -> (..., q, q) (a stack of C, one per metric, in the sharded scorer)."""
+    return correlation / (correlation.sum(-1, keepdim=True) + ROW_NORMALISE_EPS)
 
 
 def dynamic_weight(metric: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,14 @@
-"""Typed entry points of the native operators, each with its pure-PyTorch twin.
+"""Typed entry points of the native operators, each with its pure-PyTorch definition.
 
-Each wrapper dispatches to ``torch.ops.d2ace_ext.<op>`` when the extension is loaded
-and has a kernel for the tensors' device (CPU always; CUDA when built with CUDA), and to
-the pure-PyTorch definition otherwise. The fake kernels registered here give output
+Every wrapper takes tensors and decides the path itself: ``torch.ops.d2ace_ext.<op>``
+when the extension is loaded, the fallback is not forced (:func:`d2ace_ext.force_fallback`,
+or ``D2ACE_EXT_FORCE_FALLBACK=1`` at import) and the extension has a kernel for the
+tensors' device (CPU always; CUDA when built with CUDA); the pure-PyTorch definition
+otherwise. Both paths raise the same errors for bad values (docs/fidelity.md, "Who checks
+what").
+
+The fake kernels registered here check the dtypes, shapes and options the C++ checks
+(csrc/checks.cpp), with the same exception types and messages, and give the output
 shapes without computing, for ``torch.compile`` and ``torch.library.opcheck``.
 """
 from __future__ import annotations
@@ -11,45 +17,142 @@ import torch
 
 from . import functional
 from ._extension import extension_loaded, native_has_cuda, use_native
-from .validation import as_index_tensor
+from .scoring import LabelContext, quantised_mixture, score_records
+from .validation import check_step
+
+_FLIP_ON = ("prediction", "probability")
+_LOSS_TRANSFORMS = ("identity", "two_minus_exp")
+
+# ---------------------------------------------------------------------------------------
+# Fake kernels: the argument checks of csrc/checks.cpp, for tensors without data.
+# ---------------------------------------------------------------------------------------
+
+#: c10's names of the dtypes, as the C++ messages print them
+_C10_DTYPE_NAMES = {torch.float32: "Float", torch.float64: "Double", torch.float16: "Half",
+                    torch.bfloat16: "BFloat16", torch.int64: "Long", torch.int32: "Int", torch.int16: "Short",
+                    torch.int8: "Char", torch.uint8: "Byte", torch.bool: "Bool"}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return _C10_DTYPE_NAMES.get(dtype, str(dtype))
+
+
+def _sizes(values) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def _expect_tensor(t, op: str, name: str, dtype: torch.dtype, shape, device) -> None:
+    """expect_tensor of csrc/checks.cpp: dtype (TypeError), device and shape (ValueError)."""
+    torch._check_type(t.dtype == dtype,
+                      lambda: f"{op}: {name} must have dtype {_dtype_name(dtype)}, got {_dtype_name(t.dtype)}")
+    torch._check_value(t.device == device, lambda: f"{op}: {name} must be on {device} like the state, got {t.device}")
+    torch._check_value(t.dim() == len(shape) and all(e < 0 or t.shape[d] == e for d, e in enumerate(shape)),
+                       lambda: f"{op}: {name} has shape {_sizes(t.shape)}, expected {_sizes(shape)} (-1 = any)")
+
+
+def _expect_state(t, op: str, name: str, dtype: torch.dtype, shape, device) -> None:
+    _expect_tensor(t, op, name, dtype, shape, device)
+    torch._check_value(t.is_contiguous(), lambda: f"{op}: state tensor {name} must be contiguous")
+
+
+def _check_record_step_arguments(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
+                                 outputs, targets, flip_threshold, lambda2, labels) -> None:
+    op = "record_step"
+    torch._check_value(window.dim() == 3, lambda: f"{op}: window must be (n, n_t, q), got shape {_sizes(window.shape)}")
+    n, n_t, q = window.shape
+    device = window.device
+    torch._check_value(n_t >= 1, lambda: f"{op}: window must hold at least one slot per instance")
+    _expect_state(window, op, "window", torch.float32, (n, n_t, q), device)
+    _expect_state(pushes, op, "pushes", torch.int64, (n,), device)
+    _expect_state(last_epoch, op, "last_epoch", torch.int64, (n,), device)
+    for name, t in (("loss", loss), ("flip_average", flip_average), ("flip_base", flip_base)):
+        _expect_state(t, op, name, torch.float32, (n, q), device)
+    _expect_state(index_errors, op, "index_errors", torch.int64, (1,), device)
+    _expect_tensor(indices, op, "indices", torch.int64, (-1,), device)
+    b = indices.shape[0]
+    _expect_tensor(outputs, op, "outputs", torch.float32, (b, q), device)
+    _expect_tensor(targets, op, "targets", torch.float32, (b, q), device)
+    if labels is not None:
+        _expect_tensor(labels, op, "labels", torch.bool, (n, q), device)
+    torch._check_value(0.0 < flip_threshold < 1.0, lambda: f"{op}: flip_threshold must lie in (0, 1), got {flip_threshold}")
+    torch._check_value(0.0 < lambda2 <= 1.0, lambda: f"{op}: lambda2 must lie in (0, 1], got {lambda2}")
+
+
+def _check_score_visits_arguments(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
+                                  context_cols, workspace, lambda1, norm_eps) -> None:
+    op = "score_visits"
+    torch._check_value(window.dim() == 3, lambda: f"{op}: window must be (n, n_t, q), got shape {_sizes(window.shape)}")
+    n, n_t, q = window.shape
+    device = window.device
+    torch._check_value(n >= 1 and n_t >= 1 and q >= 1,
+                       lambda: f"{op}: window must have n, n_t, q >= 1, got {_sizes(window.shape)}")
+    _expect_tensor(window, op, "window", torch.float32, (n, n_t, q), device)
+    _expect_tensor(pushes, op, "pushes", torch.int64, (n,), device)
+    _expect_tensor(loss, op, "loss", torch.float32, (n, q), device)
+    _expect_tensor(flip_average, op, "flip_average", torch.float32, (n, q), device)
+    _expect_tensor(label_ptr, op, "label_ptr", torch.int64, (n + 1,), device)
+    _expect_tensor(label_cols, op, "label_cols", torch.int64, (-1,), device)
+    _expect_tensor(context_ptr, op, "context_ptr", torch.int64, (n + 1,), device)
+    _expect_tensor(context_cols, op, "context_cols", torch.int64, (-1,), device)
+    _expect_state(workspace, op, "workspace", torch.float32, (2, n, q), device)
+    torch._check_value(0.0 <= lambda1 <= 1.0, lambda: f"{op}: lambda1 must lie in [0, 1], got {lambda1}")
+    torch._check_value(norm_eps >= 0.0, lambda: f"{op}: norm_eps must be >= 0, got {norm_eps}")
+
+
+def _check_quantized_mixture_arguments(weights, weight_range, pressure, p_beta, index_min) -> None:
+    op = "quantized_mixture"
+    torch._check_value(weights.dim() == 2 and weights.shape[0] == 2 and weights.shape[1] >= 1,
+                       lambda: f"{op}: weights must be (2, n) with n >= 1 (rows: uncertainty, hardness), got shape "
+                               f"{_sizes(weights.shape)}")
+    _expect_tensor(weights, op, "weights", torch.float64, (2, -1), weights.device)
+    _expect_tensor(weight_range, op, "weight_range", torch.float64, (2, 2), weights.device)
+    torch._check_value(pressure >= 1.0, lambda: f"{op}: pressure must be >= 1, got {pressure}")
+    torch._check_value(0.0 <= p_beta <= 1.0, lambda: f"{op}: p_beta must lie in [0, 1], got {p_beta}")
+    torch._check_value(index_min in (0, 1), lambda: f"{op}: index_min must be 0 or 1, got {index_min}")
+
 
 if extension_loaded():
 
     @torch.library.register_fake("d2ace_ext::binary_entropy")
     def _binary_entropy_fake(probs: torch.Tensor) -> torch.Tensor:
-        torch._check(probs.is_floating_point(), lambda: "binary_entropy: probs must be floating point")
+        torch._check_type(probs.is_floating_point(),
+                          lambda: f"binary_entropy: probs must be a floating-point tensor, got {_dtype_name(probs.dtype)}")
         return torch.empty_like(probs, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("d2ace_ext::record_step")
     def _record_step_fake(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
                           outputs, targets, epoch, from_logits, per_epoch, flip_on_probability, flip_threshold,
-                          lambda2) -> None:
-        torch._check(window.dim() == 3, lambda: "record_step: window must be (n, n_t, q)")
-        torch._check(outputs.shape == targets.shape, lambda: "record_step: outputs and targets differ in shape")
+                          lambda2, labels=None) -> None:
+        _check_record_step_arguments(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors,
+                                     indices, outputs, targets, flip_threshold, lambda2, labels)
         return None
 
     @torch.library.register_fake("d2ace_ext::score_visits")
     def _score_visits_fake(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
                            context_cols, workspace, lambda1, two_minus_exp, norm_eps, row_normalize,
                            label_weights_in_phi):
-        torch._check(window.dim() == 3, lambda: "score_visits: window must be (n, n_t, q)")
+        _check_score_visits_arguments(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
+                                      context_cols, workspace, lambda1, norm_eps)
         n, _, q = window.shape
         make = lambda *shape: window.new_empty(shape, dtype=torch.float64)  # noqa: E731
         return make(2, q), make(2, q, q), make(2, n), make(2, n), make(2, 2)
 
     @torch.library.register_fake("d2ace_ext::quantized_mixture")
     def _quantized_mixture_fake(weights, weight_range, pressure, p_beta, index_min):
-        torch._check(weights.dim() == 2 and weights.shape[0] == 2, lambda: "quantized_mixture: weights must be (2, n)")
+        _check_quantized_mixture_arguments(weights, weight_range, pressure, p_beta, index_min)
         return torch.empty_like(weights), weights.new_empty(weights.shape[1:])
 
 
+# ---------------------------------------------------------------------------------------
+# The wrappers.
+# ---------------------------------------------------------------------------------------
+
 def native_for(tensor: torch.Tensor) -> bool:
-    """Whether the native kernels will run for tensors on ``tensor``'s device."""
+    """Whether the native kernels run for tensors on ``tensor``'s device."""
     if not use_native():
         return False
-    if tensor.device.type == "cpu":
-        return True
-    return tensor.device.type == "cuda" and native_has_cuda()
+    kind = tensor.device.type
+    return kind == "cpu" or (kind == "cuda" and native_has_cuda())
 
 
 def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -62,48 +165,104 @@ def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
     return functional.binary_entropy(probs)
 
 
-def record_step(state, indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, epoch: int, *,
+def record_step(window: torch.Tensor, pushes: torch.Tensor, last_epoch: torch.Tensor, loss: torch.Tensor,
+                flip_average: torch.Tensor, flip_base: torch.Tensor, index_errors: torch.Tensor,
+                indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, epoch: int, *,
                 from_logits: bool, per_epoch: bool, flip_on: str, flip_threshold: float, lambda2: float,
-                indices_checked: bool = False) -> None:
-    """Record one batch into a :class:`~d2ace_ext.visits.VisitState` in one launch.
+                labels: torch.Tensor | None = None) -> None:
+    """Record one training step into the state tensors, in place (one launch natively).
 
-    indices (b,) int64 distinct, on the state's device; outputs (b, q) float32 logits
-    (``from_logits``) or probabilities; targets (b, q) float32 0/1. Computes the
-    probabilities and per-label BCE itself, then the flip EMA (Eq. 4) and the window write.
+    State (as :class:`~d2ace_ext.visits.VisitState` holds it): window (n, n_t, q); pushes,
+    last_epoch (n,) int64; loss, flip_average, flip_base (n, q); index_errors (1,) int64.
+    The kernels take a float32 state; a compact (float16 / bfloat16) one is recorded by
+    the pure-PyTorch definition, in float32 arithmetic.
+    indices (b,) int64; outputs (b, q) logits (``from_logits``) or probabilities, any
+    floating dtype; targets (b, q) 0/1; labels (n, q) bool, the training labels, optional.
+    Computes the probabilities and per-label BCE, the flip EMA (Eq. 4) and the window
+    write; outputs are recorded in the state's precision.
 
-    What is checked where. The CPU kernel checks everything before writing anything:
-    index range and repeats, NaN outputs, probabilities in [0, 1], 0/1 targets. The CUDA
-    kernel checks no values (that would synchronise with the host every step): for CUDA
-    tensors this wrapper checks the indices on the host (one synchronisation) unless
-    ``indices_checked`` says the caller already did (the sampler checks indices, outputs
-    and targets itself, with one synchronisation per step). An out-of-range index that
-    still reaches the CUDA kernel skips its row and is counted in
-    ``state.index_errors``; the next :func:`score_visits` raises for it. Repeated indices
-    on CUDA are a data race between their rows' updates: the caller must rule them out.
+    Every value of the step is checked before the state changes, on every path, with
+    validation.py's errors: indices in [0, n) (IndexError) and distinct, no NaN outputs,
+    probabilities in [0, 1], 0/1 targets, and targets equal to ``labels`` at the indices
+    (ValueError). The CPU kernel checks float32 values itself, in its first pass; for
+    other dtypes (checked before the cast, which could round a bad value into range), on
+    CUDA (whose kernel cannot raise without a synchronisation) and on the pure-PyTorch
+    path this wrapper does, with one host read. An out-of-range index that still reaches
+    the CUDA kernel through ``torch.ops`` skips its row and is counted in
+    ``index_errors``; the next :func:`score_visits` given that counter raises.
     """
-    if indices.is_cuda and not indices_checked:
-        as_index_tensor(indices, state.n, "indices")
-    torch.ops.d2ace_ext.record_step.default(
-        state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
-        state.index_errors, indices, outputs, targets, int(epoch), bool(from_logits), bool(per_epoch),
-        flip_on == "probability", float(flip_threshold), float(lambda2),
-    )
+    if flip_on not in _FLIP_ON:
+        raise ValueError(f"flip_on must be one of {_FLIP_ON}, got {flip_on!r}")
+    kind = "logits" if from_logits else "probs"
+    native = native_for(window) and window.dtype == torch.float32  # a compact state: the pure-PyTorch path
+    kernel_checks = (native and window.device.type == "cpu" and outputs.dtype == torch.float32
+                     and targets.dtype == torch.float32)
+    if not kernel_checks:
+        check_step(outputs, kind, targets, labels, indices, n=window.shape[0])
+    if native:
+        if not kernel_checks:
+            outputs, targets = outputs.to(torch.float32), targets.to(torch.float32)
+        torch.ops.d2ace_ext.record_step.default(
+            window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices, outputs, targets,
+            int(epoch), bool(from_logits), bool(per_epoch), flip_on == "probability", float(flip_threshold),
+            float(lambda2), labels,
+        )
+        return
+    compute = torch.promote_types(window.dtype, torch.float32)  # a compact state computes in float32
+    probs, losses = functional.probabilities_and_losses(outputs.to(compute), targets.to(compute), kind)
+    functional.record_visits(window, pushes, last_epoch, loss, flip_average, flip_base, indices, probs, losses,
+                             epoch, per_epoch=per_epoch, flip_on=flip_on, flip_threshold=flip_threshold,
+                             lambda2=lambda2)
 
 
-def score_visits(state, labels, context, *, lambda1: float, loss_transform: str, norm_eps: float,
-                 row_normalize: bool, label_weights_in_phi: bool):
-    """Eqs. 3, 5-12 for U and H in one op (three kernels on CUDA).
+def raise_skipped_rows(index_errors: torch.Tensor, n: int) -> None:
+    """Raise IndexError if the CUDA record_step skipped rows for out-of-range indices
+    since the last call, and reset the count. On CUDA one synchronisation; on the CPU,
+    whose kernel raises at once, nothing to read."""
+    if index_errors.device.type == "cpu":
+        return
+    skipped = int(index_errors.item())
+    if skipped:
+        index_errors.zero_()
+        raise IndexError(
+            f"record_step: indices must lie in [0, {n}); {skipped} batch row(s) recorded on {index_errors.device} "
+            "since the last scoring had an index outside it and were skipped. Check the indices passed to the "
+            "sampler, or to torch.ops.d2ace_ext.record_step"
+        )
 
-    state: a VisitState; labels, context: :class:`~d2ace_ext.sparse_rows.SparseRows` of
-    Y and Z. Returns float64 (v (2, q), C (2, q, q), δ (2, n), φ (2, n), range of w (2, 2)),
-    row 0 for uncertainty and row 1 for hardness. Raises first if a CUDA record_step
-    skipped out-of-range indices since the last scoring (one synchronisation per epoch).
+
+def score_visits(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor, flip_average: torch.Tensor,
+                 context: LabelContext, *, lambda1: float, loss_transform: str, norm_eps: float,
+                 row_normalize: bool, label_weights_in_phi: bool, workspace: torch.Tensor | None = None,
+                 index_errors: torch.Tensor | None = None):
+    """Eqs. 3, 5-12 for U and H in one op (three kernels on CUDA), v = exp((μ + σ)/2).
+
+    window (n, n_t, q), pushes (n,), loss and flip_average (n, q) as recorded by
+    :func:`record_step` (the kernels read float32; a compact state is scored by the
+    pure-PyTorch definition); context: the rows of Y and Z (and, for the pure-PyTorch path,
+    their pairs). workspace (2, n, q) float32, optional, receives U and H (kept by the
+    caller between epochs: a fresh buffer costs page faults). index_errors: the counter
+    :func:`record_step` was given; raises first if the CUDA kernel skipped rows since the
+    last scoring (one synchronisation per epoch). Returns float64 (v (2, q), C (2, q, q),
+    δ (2, n), φ (2, n), [min, max] of w = δ + φ (2, 2)), row 0 for uncertainty and row 1
+    for hardness.
     """
-    state.raise_index_errors()
+    if loss_transform not in _LOSS_TRANSFORMS:
+        raise ValueError(f"loss_transform must be one of {_LOSS_TRANSFORMS}, got {loss_transform!r}")
+    n, _, q = window.shape
+    if index_errors is not None:
+        raise_skipped_rows(index_errors, n)
+    options = dict(lambda1=float(lambda1), norm_eps=float(norm_eps), row_normalize=bool(row_normalize),
+                   label_weights_in_phi=bool(label_weights_in_phi))
+    if not (native_for(window) and window.dtype == torch.float32):
+        return score_records(window, pushes, loss, flip_average, context, loss_transform=loss_transform,
+                             workspace=workspace, **options)
+    if workspace is None:
+        workspace = window.new_empty((2, n, q))
     return torch.ops.d2ace_ext.score_visits.default(
-        state.window, state.pushes, state.loss, state.flip_average, labels.row_ptr, labels.cols,
-        context.row_ptr, context.cols, state.workspace(), float(lambda1), loss_transform == "two_minus_exp", float(norm_eps),
-        bool(row_normalize), bool(label_weights_in_phi),
+        window, pushes, loss, flip_average, context.labels.row_ptr, context.labels.cols, context.context.row_ptr,
+        context.context.cols, workspace, options["lambda1"], loss_transform == "two_minus_exp", options["norm_eps"],
+        options["row_normalize"], options["label_weights_in_phi"],
     )
 
 
@@ -111,7 +270,8 @@ def quantized_mixture(weights: torch.Tensor, pressure: float, p_beta: float, ind
                       weight_range: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Eqs. 13-14 for both rows of w (2, n) float64, and Eq. 16's mixture.
 
-    Returns P (2, n) (each row sums to 1) and p_β P_U + (1 - p_β) P_H (n,).
+    Returns P (2, n) (each row sums to 1) and p_β P_U + (1 - p_β) P_H (n,), which sums to
+    1 up to rounding (the pure-PyTorch path renormalises it, as the scorer does).
     ``weight_range`` (2, 2) = [[min, max]] per row when already known (the scoring op
     returns it); computed here otherwise.
     """
@@ -122,5 +282,4 @@ def quantized_mixture(weights: torch.Tensor, pressure: float, p_beta: float, ind
         return torch.ops.d2ace_ext.quantized_mixture.default(
             weights, weight_range, float(pressure), float(p_beta), int(index_min)
         )
-    per_metric = torch.stack([functional.quantized_probabilities(w, pressure, index_min) for w in weights])
-    return per_metric, functional.mixture(per_metric[0], per_metric[1], p_beta)
+    return quantised_mixture(weights, pressure, p_beta, index_min)

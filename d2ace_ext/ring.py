@@ -1,6 +1,8 @@
 """A ring of each instance's last n_t predicted probabilities: the one place where a
 visit is pushed into a window (D2ACE's :class:`~d2ace_ext.visits.VisitState` extends it
-with losses and flips; Recent and ML-Unc use it as it is).
+with losses and flips, and :func:`~d2ace_ext.functional.record_visits`, the record op's
+pure-PyTorch definition, pushes through :func:`ring_visit` and :func:`ring_write`;
+Recent and ML-Unc use it as it is).
 
 Slot k is written by push number k (mod n_t), so a ring that is not full holds its data
 in slots < pushes. With ``per_epoch`` one entry is kept per epoch: a second visit in the
@@ -40,6 +42,31 @@ class RingVisit:
     has_previous: torch.Tensor
 
 
+def ring_visit(pushes: torch.Tensor, last_epoch: torch.Tensor, indices: torch.Tensor, epoch: int,
+               per_epoch: bool, size: int) -> RingVisit:
+    """Where one batch of visits goes in rings of ``size`` slots: pushes, last_epoch
+    (rows,) int64 as the ring holds them; indices (b,) int64 distinct. Changes nothing."""
+    count = pushes[indices]
+    if per_epoch:
+        push = last_epoch[indices] != epoch
+    else:
+        push = torch.ones_like(count, dtype=torch.bool)
+    newest = torch.remainder(count - 1, size)
+    slot = torch.where(push, torch.remainder(count, size), newest)
+    previous_slot = torch.where(push, newest, torch.remainder(count - 2, size))
+    has_previous = torch.where(push, count >= 1, count >= 2)
+    return RingVisit(count, push, slot, previous_slot, has_previous)
+
+
+def ring_write(window: torch.Tensor, pushes: torch.Tensor, last_epoch: torch.Tensor, indices: torch.Tensor,
+               visit: RingVisit, probs: torch.Tensor, epoch: int) -> None:
+    """Store probs (b, q) at ``visit``'s slots of window (rows, n_t, q) (rounded to its
+    dtype) and advance pushes and last_epoch (rows,), in place."""
+    window[indices, visit.slot] = probs.to(window.dtype)
+    pushes[indices] = visit.pushes + visit.push.to(visit.pushes.dtype)
+    last_epoch[indices] = epoch
+
+
 class PredictionRing:
     """window (rows, n_t, q) in ``dtype`` (0.5 where nothing was recorded); pushes (rows,)
     int64 (entries ever pushed); last_epoch (rows,) int64 (-1 = never visited)."""
@@ -60,22 +87,11 @@ class PredictionRing:
 
     def visit(self, indices: torch.Tensor, epoch: int, per_epoch: bool) -> RingVisit:
         """The slots of one batch's visits; indices (b,) int64 distinct. Changes nothing."""
-        pushes = self.pushes[indices]
-        if per_epoch:
-            push = self.last_epoch[indices] != epoch
-        else:
-            push = torch.ones_like(pushes, dtype=torch.bool)
-        newest = torch.remainder(pushes - 1, self.size)
-        slot = torch.where(push, torch.remainder(pushes, self.size), newest)
-        previous_slot = torch.where(push, newest, torch.remainder(pushes - 2, self.size))
-        has_previous = torch.where(push, pushes >= 1, pushes >= 2)
-        return RingVisit(pushes, push, slot, previous_slot, has_previous)
+        return ring_visit(self.pushes, self.last_epoch, indices, epoch, per_epoch, self.size)
 
     def write(self, indices: torch.Tensor, visit: RingVisit, probs: torch.Tensor, epoch: int) -> None:
         """Store probs (b, q) at the visit's slots (rounded to the window's dtype)."""
-        self.window[indices, visit.slot] = probs.to(self.window.dtype)
-        self.pushes[indices] = visit.pushes + visit.push.to(visit.pushes.dtype)
-        self.last_epoch[indices] = epoch
+        ring_write(self.window, self.pushes, self.last_epoch, indices, visit, probs, epoch)
 
     def record(self, indices: torch.Tensor, probs: torch.Tensor, epoch: int, per_epoch: bool) -> None:
         """One batch: indices (b,) int64 distinct; probs (b, q)."""

@@ -29,28 +29,10 @@ from . import functional, ops
 from .config import D2ACEConfig
 from .ring import row_blocks
 from .row_shard import RowShard
-from .scoring import _ROW_NORMALISE_EPS, LabelContext, MetricScore, ScoreReport, schedule_values
-from .sparse_rows import SparseRows, masked_gram, propagation_at_labels
+from .scoring import (LabelContext, MetricScore, ScoreReport, phi_from_correlation, quantised_mixture,
+                      schedule_values)
+from .sparse_rows import SparseRows, masked_gram
 from .visits import VisitState
-
-
-class _Float32Rows:
-    """What :func:`ops.score_visits` reads of a state, for rows ``block`` of ``visits``
-    in float32 (a compact state's rows converted here), writing U and H to ``workspace``
-    (2, rows, q) float32."""
-
-    def __init__(self, visits: VisitState, block: slice, workspace: torch.Tensor) -> None:
-        self.window = visits.window[block].to(torch.float32)
-        self.pushes = visits.pushes[block]
-        self.loss = visits.loss[block].to(torch.float32)
-        self.flip_average = visits.flip_average[block].to(torch.float32)
-        self._workspace = workspace
-
-    def workspace(self) -> torch.Tensor:
-        return self._workspace
-
-    def raise_index_errors(self) -> None:  # the caller asks the whole state once
-        pass
 
 
 def native_metrics(visits: VisitState, config: D2ACEConfig) -> bool:
@@ -63,29 +45,31 @@ def row_metrics(visits: VisitState, config: D2ACEConfig) -> torch.Tensor:
     kernel, or float64 from the pure-PyTorch functions (see the module's pass 1)."""
     if not native_metrics(visits, config):
         return torch.stack(visits.metrics(config.lambda1, config.loss_transform))
-    visits.raise_index_errors()
+    ops.raise_skipped_rows(visits.index_errors, visits.n)  # the whole state's counter, once
     rows, q = visits.n, visits.q
     options = dict(lambda1=config.lambda1, loss_transform=config.loss_transform, norm_eps=config.norm_eps,
                    row_normalize=False, label_weights_in_phi=False)
     if visits.window.dtype == torch.float32:  # the whole state in one call, into its own workspace
-        empty = _no_labels(rows, visits.device)
-        ops.score_visits(visits, empty, empty, **options)
+        ops.score_visits(visits.window, visits.pushes, visits.loss, visits.flip_average,
+                         _no_labels(rows, visits.device), workspace=visits.workspace(), **options)
         return visits.workspace()
     metrics = torch.empty(2, rows, q, dtype=torch.float32, device=visits.device)
-    for block in row_blocks(rows, visits.window_size * q):
-        size = block.stop - block.start
-        workspace = torch.empty(2, size, q, dtype=torch.float32, device=visits.device)
-        empty = _no_labels(size, visits.device)
-        ops.score_visits(_Float32Rows(visits, block, workspace), empty, empty, **options)
+    for block in row_blocks(rows, visits.window_size * q):  # a compact state's rows in float32, block by block
+        window, loss, flip_average = (t[block].to(torch.float32) for t in (visits.window, visits.loss,
+                                                                           visits.flip_average))
+        workspace = torch.empty(2, block.stop - block.start, q, dtype=torch.float32, device=visits.device)
+        ops.score_visits(window, visits.pushes[block], loss, flip_average,
+                         _no_labels(block.stop - block.start, visits.device), workspace=workspace, **options)
         metrics[:, block] = workspace
     return metrics
 
 
-def _no_labels(rows: int, device) -> SparseRows:
-    """An empty Y (rows, 1): the kernel then skips its Gram and φ passes (U and H only)."""
+def _no_labels(rows: int, device) -> LabelContext:
+    """An empty Y and Z (rows, 1): the kernel then skips its Gram and φ passes (U and H only)."""
     nothing = torch.zeros(0, dtype=torch.int64, device=device)
-    return SparseRows(rows=nothing, cols=nothing, row_ptr=torch.zeros(rows + 1, dtype=torch.int64, device=device),
-                      shape=(rows, 1))
+    empty = SparseRows(rows=nothing, cols=nothing, row_ptr=torch.zeros(rows + 1, dtype=torch.int64, device=device),
+                       shape=(rows, 1))
+    return LabelContext(empty, empty, (nothing, nothing), (nothing, nothing))
 
 
 def _blocks(metrics: torch.Tensor):
@@ -126,18 +110,14 @@ def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch
     # Pass 3: δ and φ of the rows held here.
     delta = torch.empty(2, metrics.shape[1], dtype=torch.float64, device=metrics.device)
     for block, values_block in _blocks(metrics):
-        delta[:, block] = torch.bmm(values_block, weights.unsqueeze(2)).squeeze(2)     # Eq. 8
+        for m in range(2):
+            delta[m, block] = functional.dynamic_weight(values_block[m], weights[m])      # Eq. 8
     if config.correlation_enhancement:
         correlation = _correlation(gram, config)
-        if config.row_normalize_correlation:
-            propagate = (correlation / (correlation.sum(2, keepdim=True) + _ROW_NORMALISE_EPS)).transpose(1, 2)
-        else:
-            propagate = correlation
-        spread = torch.stack([propagation_at_labels(p, y, ctx.context, ctx.context_pairs) for p in propagate])
-        contribution = values * spread                                      # (2, nnz)
-        if config.label_weights_in_phi:
-            contribution = contribution * weights[:, y.cols]
-        phi = torch.zeros_like(delta).index_add_(1, y.rows, contribution)
+        phi = torch.stack([phi_from_correlation(values[m], correlation[m], weights[m], ctx, delta.shape[1],
+                                                row_normalize=config.row_normalize_correlation,
+                                                label_weights_in_phi=config.label_weights_in_phi)
+                           for m in range(2)])                             # Eqs. 10-11
     else:  # ablation H: w = δ
         correlation, phi = torch.zeros_like(gram), torch.zeros_like(delta)
     # Pass 4: δ and φ of every instance, then the unsharded path's quantiser and mixture.
@@ -150,11 +130,8 @@ def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch
 
 def _quantised(weights: torch.Tensor, pressure: float, p_beta: float, config: D2ACEConfig, native: bool):
     """Eqs. 13-14 and 16 for w (2, n) as the unsharded path does them: the fused
-    quantiser and its unnormalised mixture after the native scoring, else
-    scoring.score_epoch's functions and its renormalised mixture."""
+    quantiser and its unnormalised mixture after the native scoring, else the pure
+    definition (scoring.quantised_mixture, score_epoch's arithmetic)."""
     if native:
         return ops.quantized_mixture(weights, pressure, p_beta, config.quant_index_min)
-    per_metric = torch.stack([functional.quantized_probabilities(w, pressure, config.quant_index_min)
-                              for w in weights])
-    mixed = functional.mixture(per_metric[0], per_metric[1], p_beta)
-    return per_metric, mixed / mixed.sum()
+    return quantised_mixture(weights, pressure, p_beta, config.quant_index_min)

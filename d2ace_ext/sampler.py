@@ -38,6 +38,7 @@ from .validation import (
     check_positive_int,
     check_seed,
     check_step,
+    check_targets_match,
     is_int,
     is_real,
     seed64,
@@ -291,17 +292,20 @@ class SelectionBatchSampler(Sampler):
         try:
             if index.numel():
                 as_index_tensor(index, self.n, "indices (gathered from all ranks)")  # one instance on two ranks
-                check_step(outputs, kind, targets, OwnedRows(self.selector.labels, self._shard), index, values=False)
+                check_targets_match(targets, OwnedRows(self.selector.labels, self._shard), index)
         except (TypeError, ValueError, IndexError) as exc:
             failure = exc
         distributed.agree(failure)
         return self._shard.local(index), outputs, targets
 
     def _checked_step(self, indices, outputs, targets, kind: str, labels_here: bool = True):
-        """This rank's (index (b,) int64 CPU, outputs (b, q) float32, targets (b, q) float32).
-        ``labels_here``: compare the targets with the labels here (False when the rank
-        owning each instance does it). With several ranks every value is checked here:
-        the records travel as bytes, and a kernel's own check would fire on one rank only."""
+        """This rank's (index (b,) int64 CPU, outputs (b, q), targets (b, q)), in the
+        dtypes given: the form of the step is checked here, its values by the selector's
+        record path, which holds the whole step before its state changes (docs/fidelity.md,
+        "Who checks what"). With several ranks the values are checked here as well, before
+        the exchange, so that every rank raises the same error; ``labels_here=False``
+        (row-sharded state) leaves the targets' match with the labels to the rank owning
+        each instance (:meth:`_owned_records`)."""
         if kind not in ("logits", "probs"):
             raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
         index = as_index_tensor(indices, self.n, "indices")
@@ -310,14 +314,10 @@ class SelectionBatchSampler(Sampler):
             q = outputs.shape[1]
         outputs = check_matrix(outputs, "outputs", b, q, device).detach()
         targets = check_matrix(targets, "targets", b, q, device).detach()
-        # Values are checked in the dtype given (one rule for every path): a native
-        # kernel checks float32 values itself, but a cast could round 1 + 1e-9 into range.
-        selector_checks = self.selector.checks_outputs() and outputs.dtype == torch.float32 and self.num_replicas == 1
         check_outputs(outputs, kind, values=False)
-        # Values and the match with the training labels in one host read (one sync on CUDA).
-        labels = self.selector.labels if labels_here else None
-        check_step(outputs, kind, targets, labels, index, values=not selector_checks)
-        return index, outputs.to(torch.float32), targets.to(torch.float32)
+        if self.num_replicas > 1:  # every rank must reject a bad step before the exchange, naming its rank
+            check_step(outputs, kind, targets, self.selector.labels if labels_here else None, index)
+        return index, outputs, targets
 
     # -- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -1,23 +1,23 @@
-"""The per-epoch D2ACE scorer in pure PyTorch (Eqs. 6-17, 21).
+"""The per-epoch D2ACE scorer in pure PyTorch (Eqs. 3, 5-17, 21).
 
-From the metric matrices U and H it computes, for each metric A: label weights v
-(Eqs. 6-7), δ (Eq. 8), the relevance-masked cosine correlation C over the nonzeros of
-Y (Eq. 9), (Z C) only where Y = 1 and φ (Eqs. 10-11), w = δ + φ (Eq. 12), and the
-quantised probabilities (Eqs. 13-14); then the mixture (Eqs. 16-17). The native
-kernels are checked against these functions.
+From the records it computes the metric matrices U and H (Eqs. 3, 5), then for each
+metric A: label weights v (Eqs. 6-7), δ (Eq. 8), the relevance-masked cosine
+correlation C over the nonzeros of Y (Eq. 9), (Z C) only where Y = 1 and φ
+(Eqs. 10-11), w = δ + φ (Eq. 12), and the quantised probabilities (Eqs. 13-14); then the
+mixture (Eqs. 16-17). :func:`score_records` is the pure-PyTorch definition of the fused
+``score_visits`` op; the native kernels are checked against these functions.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from . import functional
 from .config import D2ACEConfig
+from .ring import row_blocks
 from .sparse_rows import SparseRows, masked_gram, normalise_columns, propagation_at_labels
-
-_ROW_NORMALISE_EPS = 1e-8  # the published code's constant
-
 
 @dataclass(frozen=True)
 class LabelContext:
@@ -57,25 +57,98 @@ class ScoreReport:
     probabilities: torch.Tensor
 
 
+def record_metrics(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor, flip_average: torch.Tensor,
+                   lambda1: float, loss_transform: str, dtype: torch.dtype = torch.float64,
+                   entropy: Callable[[torch.Tensor], torch.Tensor] = functional.binary_entropy):
+    """U (Eq. 3) and H (Eq. 5) of every instance from its records, each (n, q) in ``dtype``.
+
+    window (n, n_t, q), pushes (n,), loss and flip_average (n, q), in any floating dtype
+    (a compact state's values are converted block by block); ``entropy`` evaluates Eq. 1.
+    Rows are processed in blocks (:func:`ring.row_blocks`) so the temporaries of the
+    window stay bounded (a 1,000,000 × 100 state would otherwise need > 10 GB in float64).
+    """
+    n, n_t, q = window.shape
+    unc = torch.empty(n, q, dtype=dtype, device=window.device)
+    hard = torch.empty_like(unc)
+    for block in row_blocks(n, n_t * q):
+        records, count = window[block].to(dtype), pushes[block]
+        latest = functional.latest_probability(records, count)
+        fluctuation = functional.window_fluctuation(records, count)
+        unc[block] = functional.uncertainty(entropy(latest), fluctuation, lambda1)
+        hard[block] = functional.hardness(loss[block].to(dtype), flip_average[block].to(dtype), loss_transform)
+    return unc, hard
+
+
 def correlation_phi(
     metric: torch.Tensor, weights: torch.Tensor, ctx: LabelContext, config: D2ACEConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 9-11 from the nonzeros of Y and Z, with ``config``'s options.
+    metric (n, q), weights v (q,) -> (φ (n,), C (q, q))."""
+    return correlation_and_phi(metric, weights, ctx, norm_eps=config.norm_eps,
+                               row_normalize=config.row_normalize_correlation,
+                               label_weights_in_phi=config.label_weights_in_phi)
+
+
+def correlation_and_phi(metric: torch.Tensor, weights: torch.Tensor, ctx: LabelContext, *, norm_eps: float,
+                        row_normalize: bool, label_weights_in_phi: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Eqs. 9-11 from the nonzeros of Y and Z. metric (n, q), weights v (q,) -> (φ (n,), C (q, q))."""
     y = ctx.labels
     values = metric[y.rows, y.cols]
-    scaled = normalise_columns(values, y, config.norm_eps)
+    scaled = normalise_columns(values, y, norm_eps)
     gram = masked_gram(scaled, y, ctx.label_pairs)
-    if config.row_normalize_correlation:
-        propagate = (gram / (gram.sum(1, keepdim=True) + _ROW_NORMALISE_EPS)).T
-    else:
-        propagate = gram
+    phi = phi_from_correlation(values, gram, weights, ctx, metric.shape[0], row_normalize=row_normalize,
+                               label_weights_in_phi=label_weights_in_phi)
+    return phi, gram
+
+
+def phi_from_correlation(values: torch.Tensor, correlation: torch.Tensor, weights: torch.Tensor, ctx: LabelContext,
+                         rows: int, *, row_normalize: bool, label_weights_in_phi: bool) -> torch.Tensor:
+    """Eqs. 10-11: φ (rows,) from A's values at Y's nonzeros (nnz,), C (q, q) and v (q,);
+    C row-normalised first under ``row_normalize`` (the published code). The unsharded
+    and the row-sharded scorers (:mod:`~d2ace_ext.row_scoring`) both call this."""
+    y = ctx.labels
+    propagate = functional.row_normalised(correlation).T if row_normalize else correlation
     spread = propagation_at_labels(propagate, y, ctx.context, ctx.context_pairs)
     contribution = values * spread
-    if config.label_weights_in_phi:
+    if label_weights_in_phi:
         contribution = contribution * weights[y.cols]
-    phi = torch.zeros(metric.shape[0], dtype=metric.dtype, device=metric.device)
+    phi = torch.zeros(rows, dtype=values.dtype, device=values.device)
     phi.index_add_(0, y.rows, contribution)
-    return phi, gram
+    return phi
+
+
+def score_records(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor, flip_average: torch.Tensor,
+                  ctx: LabelContext, *, lambda1: float, loss_transform: str, norm_eps: float, row_normalize: bool,
+                  label_weights_in_phi: bool, workspace: torch.Tensor | None = None):
+    """The pure-PyTorch definition of the fused ``score_visits`` op, in float64: Eqs. 3,
+    5-12 for U (row 0) and H (row 1) with v = exp((μ + σ)/2).
+
+    Returns (v (2, q), C (2, q, q), δ (2, n), φ (2, n), [min, max] of w = δ + φ (2, 2));
+    ``workspace`` (2, n, q), when given, receives U and H as the op writes them.
+    """
+    metrics = record_metrics(window, pushes, loss, flip_average, lambda1, loss_transform)
+    parts = []
+    for metric in metrics:
+        weights = functional.label_weights(metric)
+        delta = functional.dynamic_weight(metric, weights)
+        phi, gram = correlation_and_phi(metric, weights, ctx, norm_eps=norm_eps, row_normalize=row_normalize,
+                                        label_weights_in_phi=label_weights_in_phi)
+        low, high = (delta + phi).aminmax()
+        parts.append((weights, gram, delta, phi, torch.stack([low, high])))
+    if workspace is not None:
+        for row, metric in zip(workspace, metrics):
+            row.copy_(metric)
+    return tuple(torch.stack(values) for values in zip(*parts))
+
+
+def quantised_mixture(weights: torch.Tensor, pressure: float, p_beta: float,
+                      index_min: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 13-14 for both rows of w (2, n) and Eq. 16's mixture, renormalised as
+    :func:`score_epoch` does: (P (2, n), mixture (n,)). The pure-PyTorch definition of
+    the fused ``quantized_mixture`` op."""
+    per_metric = torch.stack([functional.quantized_probabilities(w, pressure, index_min) for w in weights])
+    mixed = functional.mixture(per_metric[0], per_metric[1], p_beta)
+    return per_metric, mixed / mixed.sum()
 
 
 def score_metric(metric: torch.Tensor, ctx: LabelContext, config: D2ACEConfig, pressure: float) -> MetricScore:

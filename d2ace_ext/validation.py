@@ -1,6 +1,9 @@
 """Argument checks that raise clear errors naming the offending argument.
 
 All checks run before any state changes, so a rejected call leaves the sampler as it was.
+Errors: TypeError for a wrong type or dtype, ValueError for a wrong shape, device or
+value, IndexError for an index outside its range; the native kernels raise the same
+classes with the same messages for the same faults (docs/fidelity.md, "Who checks what").
 """
 from __future__ import annotations
 
@@ -20,13 +23,15 @@ def as_index_tensor(indices, n: int, name: str = "indices") -> torch.Tensor:
             tensor = torch.as_tensor(list(indices) if not isinstance(indices, Sequence) else indices)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise TypeError(f"{name} must be a 1-D sequence or tensor of integers ({exc})") from None
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+    if tensor.dtype != torch.int64 and (tensor.is_floating_point() or tensor.is_complex()
+                                        or tensor.dtype == torch.bool):
         raise TypeError(f"{name} must hold integers, got dtype {tensor.dtype}")
     if tensor.dim() != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
         raise ValueError(f"{name} must not be empty")
-    tensor = tensor.to("cpu", torch.int64)
+    if tensor.dtype != torch.int64 or tensor.device.type != "cpu":
+        tensor = tensor.to("cpu", torch.int64)
     # A batch is small: checking it as a Python list costs a few microseconds, several
     # tensor reductions (min, max, unique) cost tens, on every training step.
     values = tensor.tolist()
@@ -42,10 +47,13 @@ def same_device(a: torch.device, b: torch.device) -> bool:
     """Whether two devices are the same one: ``cuda`` without an index is the current
     CUDA device, where tensors made for it land (a sampler built with device="cuda"
     holds torch.device("cuda"), its outputs arrive on cuda:0)."""
+    if a == b:
+        return True
+
     def resolved(d: torch.device) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device()) if d.type == "cuda" and d.index is None else d
 
-    return a.type == b.type and (a.index == b.index or resolved(a) == resolved(b))
+    return a.type == b.type and resolved(a) == resolved(b)
 
 
 def check_matrix(value, name: str, rows: int, cols: int, device: torch.device) -> torch.Tensor:
@@ -66,7 +74,8 @@ def check_outputs(outputs: torch.Tensor, kind: str, values: bool = True) -> None
     """Model outputs: floating point, no NaN; probabilities must also lie in [0, 1].
 
     Infinite logits are allowed: they are saturated predictions, well defined.
-    ``values=False`` checks the dtype only (for a consumer that checks values itself).
+    ``values=False`` checks the dtype only (the form of a call; the values are the record
+    path's to check, :func:`check_step`).
     """
     if not outputs.is_floating_point():
         raise TypeError(f"outputs must be floating point ({kind}), got dtype {outputs.dtype}")
@@ -117,31 +126,37 @@ def check_targets_match(targets: torch.Tensor, labels: torch.Tensor | None, inde
 
 
 def check_step(outputs: torch.Tensor, kind: str, targets: torch.Tensor, labels: torch.Tensor | None,
-               index: torch.Tensor, values: bool = True) -> None:
+               index: torch.Tensor, n: int | None = None) -> None:
     """One training step's values, with one host read in all: outputs (b, q) as
-    :func:`check_outputs`, targets (b, q) as :func:`check_binary` (both skipped with
-    ``values=False``, for a consumer that checks values itself) and as
-    :func:`check_targets_match` against labels (n, q) at index (b,) int64 CPU.
+    :func:`check_outputs`, targets (b, q) as :func:`check_binary` and as
+    :func:`check_targets_match` against labels (n, q) at index (b,) int64; with ``n``,
+    also the indices as :func:`as_index_tensor` (for a caller whose indices did not come
+    through it), first.
 
     On CUDA each of those checks alone is a synchronisation (3-4 per training step);
     here their flags are reduced on the device and read together. Only when one is set
     are the individual checks run again, to raise their own messages in their order.
     """
     flags = []
-    if values:
-        flags.append(torch.isnan(outputs).any())
-        if kind == "probs":
-            flags.append(((outputs < 0) | (outputs > 1)).any())
-        if targets.dtype != torch.bool:
-            flags.append((targets * (1 - targets)).any())  # 0 exactly for 0 and 1 (check_binary)
+    if n is not None:
+        flags += [((index < 0) | (index >= n)).any(), (index.sort().values.diff() == 0).any()]
+        gather = index.clamp(0, n - 1)  # a bad index raises below, not in the gather
+    else:
+        gather = index
+    flags.append(torch.isnan(outputs).any())
+    if kind == "probs":
+        flags.append(((outputs < 0) | (outputs > 1)).any())
+    if targets.dtype != torch.bool:
+        flags.append((targets * (1 - targets)).any())  # 0 exactly for 0 and 1 (check_binary)
     if labels is not None:
-        expected = labels[index.to(labels.device, non_blocking=True)]
+        expected = labels[gather.to(labels.device, non_blocking=True)]
         flags.append(targets.ne(expected).any())
-    if not flags or not any(torch.stack(flags).tolist()):
+    if not any(torch.stack(flags).tolist()):
         return
-    if values:
-        check_outputs(outputs, kind)
-        check_binary(targets, "targets")
+    if n is not None:
+        as_index_tensor(index, n, "indices")
+    check_outputs(outputs, kind)
+    check_binary(targets, "targets")
     check_targets_match(targets, labels, index)
 
 

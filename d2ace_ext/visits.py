@@ -16,8 +16,8 @@ import math
 import torch
 
 from . import functional, ops
-from .ops import binary_entropy
 from .ring import PredictionRing
+from .scoring import record_metrics
 from .tensor_state import as_parts, load_rows, saved_tensors
 
 
@@ -42,24 +42,10 @@ class VisitState(PredictionRing):
         self.flip_average = torch.zeros(n, q, dtype=dtype, device=device)
         self.flip_base = torch.zeros(n, q, dtype=dtype, device=device)
         # Rows the CUDA record_step kernel skipped for an index outside [0, n): counted on
-        # the device (no synchronisation per step), read at the next scoring. Not saved.
+        # the device (no synchronisation per step), read at the next scoring
+        # (ops.score_visits). Not saved.
         self.index_errors = torch.zeros(1, dtype=torch.int64, device=device)
         self._workspace: torch.Tensor | None = None
-
-    def raise_index_errors(self) -> None:
-        """Raise if the CUDA record_step skipped rows for out-of-range indices since the
-        last call (and reset the count). A no-op on the CPU, whose kernel raises at once;
-        on CUDA one synchronisation."""
-        if self.index_errors.device.type == "cpu":
-            return
-        skipped = int(self.index_errors.item())
-        if skipped:
-            self.index_errors.zero_()
-            raise RuntimeError(
-                f"record_step: indices must lie in [0, {self.n}); {skipped} batch row(s) recorded on "
-                f"{self.device} since the last scoring had an index outside it and were skipped. "
-                "Check the indices passed to the sampler (or to ops.record_step with indices_checked=True)"
-            )
 
     def workspace(self) -> torch.Tensor:
         """A (2, n, q) float32 buffer the scoring op writes U and H into, kept between
@@ -71,11 +57,6 @@ class VisitState(PredictionRing):
     @property
     def device(self) -> torch.device:
         return self.window.device
-
-    def native(self) -> bool:
-        """Whether the native kernels serve this state: its device has them and its
-        tensors are float32 (a compact state takes the pure-PyTorch path)."""
-        return self.window.dtype == torch.float32 and ops.native_for(self.window)
 
     def record(
         self,
@@ -89,24 +70,13 @@ class VisitState(PredictionRing):
         flip_threshold: float,
         lambda2: float,
     ) -> None:
-        """Record one batch: indices (b,) int64 distinct; probs, losses (b, q) float32
-        (rounded to the state's dtype when stored).
-
-        ``per_epoch=True`` keeps one window entry per epoch (a second visit in the same
-        epoch overwrites it and redoes that epoch's flip update); otherwise every visit
-        pushes a new entry (the published code).
-        """
-        visit = self.visit(indices, epoch, per_epoch)
-        compute = torch.promote_types(self.window.dtype, torch.float32)
-        probs = probs.to(compute)
-        previous = self.window[indices, visit.previous_slot].to(compute)
-        flip = functional.flip_indicator(probs, previous, flip_on, flip_threshold)
-        flip = flip * visit.has_previous.unsqueeze(1).to(compute)
-        base = torch.where(visit.push.unsqueeze(1), self.flip_average[indices], self.flip_base[indices])
-        self.flip_base[indices] = base
-        self.flip_average[indices] = functional.flip_ema(flip, base.to(compute), lambda2).to(self.flip_average.dtype)
-        self.write(indices, visit, probs, epoch)
-        self.loss[indices] = losses.to(self.loss.dtype)
+        """Record one batch: indices (b,) int64 distinct; probs, losses (b, q) float32,
+        rounded to the state's dtype when stored (:func:`functional.record_visits`:
+        ``per_epoch=True`` keeps one window entry per epoch, otherwise every visit pushes a
+        new entry, as the published code does)."""
+        functional.record_visits(self.window, self.pushes, self.last_epoch, self.loss, self.flip_average,
+                                 self.flip_base, indices, probs, losses, epoch, per_epoch=per_epoch, flip_on=flip_on,
+                                 flip_threshold=flip_threshold, lambda2=lambda2)
 
     def record_outputs(
         self,
@@ -120,39 +90,24 @@ class VisitState(PredictionRing):
         flip_on: str,
         flip_threshold: float,
         lambda2: float,
-        indices_checked: bool = False,
+        labels: torch.Tensor | None = None,
     ) -> None:
-        """Record one batch from the model's outputs: indices (b,) int64 distinct;
-        outputs (b, q) float32 logits (``from_logits``) or probabilities; targets (b, q)
-        float32 0/1. One native launch when the extension serves this device; otherwise
-        :func:`functional.probabilities_and_losses` followed by :meth:`record`.
+        """Record one batch from the model's outputs with :func:`ops.record_step` (which
+        checks its values, and targets against ``labels`` (n, q) bool when given, before
+        changing anything): indices (b,) int64; outputs (b, q) logits (``from_logits``) or
+        probabilities; targets (b, q) 0/1. A compact state records through the op's
+        pure-PyTorch definition (the kernels read float32 state).
         """
-        if self.native():
-            ops.record_step(self, indices, outputs, targets, epoch, from_logits=from_logits, per_epoch=per_epoch,
-                            flip_on=flip_on, flip_threshold=flip_threshold, lambda2=lambda2,
-                            indices_checked=indices_checked)
-            return
-        probs, losses = functional.probabilities_and_losses(outputs, targets, "logits" if from_logits else "probs")
-        self.record(indices, probs, losses, epoch, per_epoch=per_epoch, flip_on=flip_on,
-                    flip_threshold=flip_threshold, lambda2=lambda2)
+        ops.record_step(self.window, self.pushes, self.last_epoch, self.loss, self.flip_average, self.flip_base,
+                        self.index_errors, indices, outputs, targets, epoch, from_logits=from_logits,
+                        per_epoch=per_epoch, flip_on=flip_on, flip_threshold=flip_threshold, lambda2=lambda2,
+                        labels=labels)
 
     def metrics(self, lambda1: float, loss_transform: str, dtype: torch.dtype = torch.float64):
-        """U (Eq. 3) and H (Eq. 5) of every instance, each (n, q) in ``dtype``.
-
-        Rows are processed in blocks so the float64 temporaries of the (n, n_t, q)
-        window stay bounded (a 1,000,000 × 100 state would otherwise need > 10 GB).
-        """
-        unc = torch.empty(self.n, self.q, dtype=dtype, device=self.device)
-        hard = torch.empty_like(unc)
-        for block in self.blocks():
-            window, pushes = self.window[block].to(dtype), self.pushes[block]
-            latest = functional.latest_probability(window, pushes)
-            fluctuation = functional.window_fluctuation(window, pushes)
-            unc[block] = functional.uncertainty(binary_entropy(latest), fluctuation, lambda1)
-            hard[block] = functional.hardness(
-                self.loss[block].to(dtype), self.flip_average[block].to(dtype), loss_transform
-            )
-        return unc, hard
+        """U (Eq. 3) and H (Eq. 5) of every instance, each (n, q) in ``dtype``
+        (:func:`scoring.record_metrics`, Eq. 1 by :func:`ops.binary_entropy`)."""
+        return record_metrics(self.window, self.pushes, self.loss, self.flip_average, lambda1, loss_transform, dtype,
+                              entropy=ops.binary_entropy)
 
     def state_dict(self) -> dict:
         return saved_tensors(self, self.TENSORS)

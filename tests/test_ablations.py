@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+import d2ace_ext
 from d2ace_ext import D2ACEConfig, D2ACESampler, cli, ops
 from d2ace_ext.cli_options import options_per_name
 from d2ace_ext.config import ABLATIONS
@@ -20,7 +21,6 @@ from d2ace_ext.harness.tables import summarise
 from d2ace_ext.selectors.registry import make_selector
 
 from support.problems import drive, random_problem
-from support.fused_checks import forced_fallback
 
 #: An epoch where the full method's p_β (0.6 under either preset) is none of the fixed values.
 SCORED_EPOCH = {"paper": 39, "reference": 26}
@@ -67,10 +67,10 @@ MIXING = {"hardness_only": 0.0, "uncertainty_only": 1.0, "fixed_mix_0.7": 0.7, "
 
 @pytest.mark.parametrize("preset", ["paper", "reference"])
 @pytest.mark.parametrize("ablation", list(MIXING))
-def test_mixing_ablations_change_only_the_mixing_coefficient(ablation, preset, monkeypatch):
+def test_mixing_ablations_change_only_the_mixing_coefficient(ablation, preset):
     """B-F: both distributions and everything behind them are the full method's; p_β is fixed."""
     for native in (True, False):
-        with forced_fallback(monkeypatch) if not native else contextlib.nullcontext():
+        with d2ace_ext.force_fallback() if not native else contextlib.nullcontext():
             full, ablated, _ = reports(ablation, preset)
         parts, beta, pressure, mixture = changed_parts(full, ablated)
         assert full.p_beta == pytest.approx(0.6) and ablated.p_beta == MIXING[ablation]
@@ -81,10 +81,10 @@ def test_mixing_ablations_change_only_the_mixing_coefficient(ablation, preset, m
 
 
 @pytest.mark.parametrize("preset", ["paper", "reference"])
-def test_no_correlation_zeroes_phi_and_keeps_the_label_weights(preset, monkeypatch):
+def test_no_correlation_zeroes_phi_and_keeps_the_label_weights(preset):
     """H: φ = 0 (and no C), so w = δ; v and δ are the full method's."""
     for native in (True, False):
-        with forced_fallback(monkeypatch) if not native else contextlib.nullcontext():
+        with d2ace_ext.force_fallback() if not native else contextlib.nullcontext():
             full, ablated, _ = reports("no_correlation", preset)
         parts, beta, pressure, mixture = changed_parts(full, ablated)
         assert parts == every(("phi", "correlation", "probabilities"))
@@ -96,12 +96,12 @@ def test_no_correlation_zeroes_phi_and_keeps_the_label_weights(preset, monkeypat
 
 @pytest.mark.parametrize("preset", ["paper", "reference"])
 @pytest.mark.parametrize("ablation", ["no_label_weights", "linear_label_weights"])
-def test_label_weight_ablations_change_v_and_what_reads_it(ablation, preset, monkeypatch):
+def test_label_weight_ablations_change_v_and_what_reads_it(ablation, preset):
     """G: v = 1; I: v = (μ + σ)/2, the log of the full v. δ = A v changes with it, and φ
     only where v enters it (the reference preset's label_weights_in_phi); C, p_β and the
     pressure are the full method's. Both run on the pure-PyTorch scorer (the fused kernel
     fixes v's form), so the comparison is made there."""
-    with forced_fallback(monkeypatch):
+    with d2ace_ext.force_fallback():
         full, ablated, (unc, hard) = reports(ablation, preset)
     parts, beta, pressure, mixture = changed_parts(full, ablated)
     phi_reads_v = D2ACEConfig.preset(preset).label_weights_in_phi
@@ -128,7 +128,7 @@ def test_only_the_label_weight_ablations_leave_the_fused_scorer(ablation, monkey
     native, _ = scored(config, SCORED_EPOCH["paper"])
     fused = ablation not in ("no_label_weights", "linear_label_weights")
     assert bool(calls) == (fused and ops.native_for(torch.zeros(1)))
-    with forced_fallback(monkeypatch):
+    with d2ace_ext.force_fallback():
         fallback, _ = scored(config, SCORED_EPOCH["paper"])
     for m in ("uncertainty", "hardness"):
         for part in PARTS:
@@ -136,9 +136,9 @@ def test_only_the_label_weight_ablations_leave_the_fused_scorer(ablation, monkey
     torch.testing.assert_close(native.probabilities, fallback.probabilities)
 
 
-def test_no_correlation_agrees_between_the_fused_and_the_pure_path(monkeypatch):
+def test_no_correlation_agrees_between_the_fused_and_the_pure_path():
     _, native_ablated, _ = reports("no_correlation", "reference")
-    with forced_fallback(monkeypatch):
+    with d2ace_ext.force_fallback():
         _, fallback_ablated, _ = reports("no_correlation", "reference")
     for m in ("uncertainty", "hardness"):
         torch.testing.assert_close(getattr(native_ablated, m).delta, getattr(fallback_ablated, m).delta)

@@ -346,16 +346,10 @@ def test_protocol_digests_of_the_committed_evidence_are_unchanged():
     import os
 
     from d2ace_ext.harness.experiment import Protocol, with_published_variants
+    from evidence_digests import KNOWN_DIGESTS, PUBLISHED_CLIF
 
-    clif = with_published_variants(["clif"], {})
-    expected = {
-        "32866394": Protocol(), "198f7a2e": Protocol(epochs=200), "a426e612": Protocol(epochs=300),
-        "a19821f9": Protocol(epochs=1000), "3218acbb": Protocol(epochs=2000),
-        "15451d80": Protocol(model_options=clif), "1e6eeb1f": Protocol(epochs=200, model_options=clif),
-        "cda0a8c1": Protocol(folds_from="published", model_selection="last", model_options=clif),
-        "9a19bc77": Protocol(selector_options={"d2ace": {"state_dtype": "float16"}}),
-        "ff4d0d2c": Protocol(selector_options={"d2ace": {"state_dtype": "bfloat16"}}),
-    }
+    assert with_published_variants(["clif"], {}) == PUBLISHED_CLIF
+    expected = {digest: Protocol(**settings) for digest, settings in KNOWN_DIGESTS.items()}
     for digest, protocol in expected.items():
         assert protocol.digest() == digest
         assert Protocol(**{**protocol.to_dict(), "budget": 1.0, "anneal": 0.0}).digest() == digest

@@ -16,10 +16,11 @@ import d2ace_ext
 from d2ace_ext import D2ACEConfig, D2ACESampler, ops
 from d2ace_ext.visits import VisitState
 
-from support.fused_checks import assert_within_rule, forced_fallback, has_cuda_kernel
+from support.fused_checks import assert_within_rule, has_cuda_kernel
 from support.fused_cuda_shapes import KERNEL_PATH_SHAPES, random_batches, random_problem, sparse_rows
-from support.fused_record_checks import assert_states_match, float64_state, record_all
-from support.fused_score_checks import check_probabilities, context_of, fallback_scores, fill_state_directly, native_scores
+from support.fused_record_checks import assert_states_match, float64_state, record_all, record_step, state_tensors
+from support.fused_score_checks import (check_probabilities, context_of, fallback_scores, fill_state_directly, native_scores,
+                                score_visits)
 
 CUDA_USABLE = torch.cuda.is_available() and has_cuda_kernel("score_visits")
 pytestmark = [
@@ -50,7 +51,7 @@ def copy_state(state: VisitState, device) -> VisitState:
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("shape", list(KERNEL_PATH_SHAPES))
-def test_cuda_record_step_on_kernel_path_shapes(shape, preset, monkeypatch):
+def test_cuda_record_step_on_kernel_path_shapes(shape, preset):
     n, q, n_t, _ = KERNEL_PATH_SHAPES[shape]
     labels, _ = random_problem(n, q, seed=1)
     flags = record_flags(preset_config(preset))
@@ -59,8 +60,8 @@ def test_cuda_record_step_on_kernel_path_shapes(shape, preset, monkeypatch):
     on_cpu = VisitState(n, q, n_t)
     for epoch in range(n_t + 1):  # rows in both index sets are visited every epoch: their rings wrap
         for batch in random_batches(n, q, labels, index_seed=epoch % 2, logit_seed=epoch, batches=2):
-            record_all(native, fallback32, reference64, batch, epoch, monkeypatch, **flags)
-            ops.record_step(on_cpu, *batch, epoch, **flags)
+            record_all(native, fallback32, reference64, batch, epoch, **flags)
+            record_step(on_cpu, *batch, epoch, **flags)
     assert int(native.pushes.max()) > n_t
     assert_states_match(native, fallback32, reference64, f"{shape} CUDA")
     assert_states_match(on_cpu, fallback32, reference64, f"{shape} CPU op")
@@ -68,7 +69,7 @@ def test_cuda_record_step_on_kernel_path_shapes(shape, preset, monkeypatch):
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("shape", list(KERNEL_PATH_SHAPES))
-def test_cuda_score_visits_on_kernel_path_shapes(shape, preset, monkeypatch):
+def test_cuda_score_visits_on_kernel_path_shapes(shape, preset):
     # One random state (empty, partial, full and wrapped rings), scored by the CUDA op
     # and by the CPU op; each must meet the rule against the float64 pipeline.
     n, q, n_t, _ = KERNEL_PATH_SHAPES[shape]
@@ -80,7 +81,7 @@ def test_cuda_score_visits_on_kernel_path_shapes(shape, preset, monkeypatch):
     ctx_gpu, ctx_cpu = context_of(*sparse_rows(labels, context, "cuda")), context_of(*sparse_rows(labels, context, "cpu"))
     got = native_scores(on_gpu, ctx_gpu, config)
     got_cpu = native_scores(on_cpu, ctx_cpu, config)
-    with forced_fallback(monkeypatch):  # the references, on the GPU
+    with d2ace_ext.force_fallback():  # the references, on the GPU
         ref = fallback_scores(on_gpu, ctx_gpu, config, torch.float64)
         f32 = fallback_scores(on_gpu, ctx_gpu, config, torch.float32)
     for key in ("v", "C", "delta", "phi", "range", "metrics"):
@@ -92,39 +93,42 @@ def test_cuda_score_visits_on_kernel_path_shapes(shape, preset, monkeypatch):
 
 
 def test_cuda_record_step_skips_out_of_range_rows_and_the_next_scoring_raises():
-    # Checking indices on the device cannot raise without a synchronisation, and a device
-    # assertion would break the CUDA context for the rest of the process: the row is
-    # skipped and counted, and the next scoring (which synchronises anyway) raises.
+    # The wrapper checks a CUDA step's indices with its values (one host read). The kernel
+    # itself, reached through torch.ops, cannot raise without a synchronisation, and a
+    # device assertion would break the CUDA context for the rest of the process: the row
+    # is skipped and counted, and the next scoring (which synchronises anyway) raises.
     n, q = 6, 3
     state = VisitState(n, q, 2, "cuda")
     outputs, targets = torch.randn(3, q, device="cuda"), torch.ones(3, q, device="cuda")
-    ops.record_step(state, torch.tensor([1, 7, 4], device="cuda"), outputs, targets, 0, from_logits=True,
-                    per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7, indices_checked=True)
-    torch.ops.d2ace_ext.record_step(state.window, state.pushes, state.last_epoch, state.loss, state.flip_average,
-                                    state.flip_base, state.index_errors, torch.tensor([-1, 2, 9], device="cuda"),
-                                    outputs, targets, 0, True, True, False, 0.5, 0.7)
+    flags = dict(from_logits=True, per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
+    with pytest.raises(IndexError, match=r"indices must lie in \[0, 6\), got values from 1 to 7"):
+        record_step(state, torch.tensor([1, 7, 4], device="cuda"), outputs, targets, 0, **flags)
+    assert state.pushes.tolist() == [0] * n
+    for indices in ([1, 7, 4], [-1, 2, 9]):
+        torch.ops.d2ace_ext.record_step(*state_tensors(state), torch.tensor(indices, device="cuda"),
+                                        outputs, targets, 0, True, True, False, 0.5, 0.7)
     torch.cuda.synchronize()  # no device-side assertion fired
     assert state.index_errors.item() == 3
     assert state.pushes.tolist() == [0, 1, 1, 0, 1, 0]  # the rows in range were recorded
-    rows = sparse_rows(torch.ones(n, q), torch.ones(n, q), "cuda")
+    ctx = context_of(*sparse_rows(torch.ones(n, q), torch.ones(n, q), "cuda"))
     options = dict(lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False,
                    label_weights_in_phi=False)
-    with pytest.raises(RuntimeError, match=r"indices must lie in \[0, 6\); 3 batch row\(s\)"):
-        ops.score_visits(state, *rows, **options)
+    with pytest.raises(IndexError, match=r"indices must lie in \[0, 6\); 3 batch row\(s\)"):
+        score_visits(state, ctx, **options)
     assert state.index_errors.item() == 0
-    delta = ops.score_visits(state, *rows, **options)[2]  # reported once; the context still works
+    delta = score_visits(state, ctx, **options)[2]  # reported once; the context still works
     assert bool(torch.isfinite(delta).all())
 
 
 def test_cuda_ops_with_float_atomics_alert_under_deterministic_algorithms():
     state = VisitState(5, 2, 2, "cuda")
-    rows = sparse_rows(torch.ones(5, 2), torch.ones(5, 2), "cuda")
+    ctx = context_of(*sparse_rows(torch.ones(5, 2), torch.ones(5, 2), "cuda"))
     weights = torch.rand(2, 5, dtype=torch.float64, device="cuda")
     torch.use_deterministic_algorithms(True)
     try:
         with pytest.raises(RuntimeError, match="score_visits_cuda does not have a deterministic implementation"):
-            ops.score_visits(state, *rows, lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False,
-                             label_weights_in_phi=False)
+            score_visits(state, ctx, lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False,
+                         label_weights_in_phi=False)
         with pytest.raises(RuntimeError, match="quantized_mixture_cuda does not have a deterministic implementation"):
             ops.quantized_mixture(weights, 10.0, 0.5, 0)
     finally:

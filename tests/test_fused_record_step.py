@@ -9,8 +9,8 @@ import d2ace_ext
 from d2ace_ext import ops
 from d2ace_ext.visits import VisitState
 
-from support.fused_checks import devices, forced_fallback
-from support.fused_record_checks import assert_states_match, float64_state, random_batch, record_all
+from support.fused_checks import devices
+from support.fused_record_checks import assert_states_match, float64_state, random_batch, record_all, record_step
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_
 @pytest.mark.parametrize("per_epoch", [True, False], ids=["per_epoch", "per_visit"])
 @pytest.mark.parametrize("flip_on", ["prediction", "probability"])
 @pytest.mark.parametrize("seed", range(2))
-def test_record_step_matches_fallback_over_epochs(device, from_logits, per_epoch, flip_on, seed, monkeypatch):
+def test_record_step_matches_fallback_over_epochs(device, from_logits, per_epoch, flip_on, seed):
     g = torch.Generator().manual_seed(1000 * seed + 17)
     n, q, n_t = 23 + 11 * seed, 6 + seed, 3 + seed
     flags = dict(from_logits=from_logits, per_epoch=per_epoch, flip_on=flip_on,
@@ -32,7 +32,7 @@ def test_record_step_matches_fallback_over_epochs(device, from_logits, per_epoch
     for epoch in (0, 1, 2, 4, 5, 7):
         for step in range(3):
             batch = random_batch(g, n, q, from_logits)
-            record_all(native, fallback32, reference64, batch, epoch, monkeypatch, **flags)
+            record_all(native, fallback32, reference64, batch, epoch, **flags)
             assert_states_match(native, fallback32, reference64, f"epoch {epoch} step {step}")
     # The run reached every regime of the ring: unvisited-then-visited, partial and wrapped.
     pushes = native.pushes.cpu()
@@ -43,7 +43,7 @@ def test_record_step_matches_fallback_over_epochs(device, from_logits, per_epoch
 
 
 @pytest.mark.parametrize("per_epoch", [True, False])
-def test_record_step_flip_at_threshold_uses_float32_comparison(per_epoch, monkeypatch):
+def test_record_step_flip_at_threshold_uses_float32_comparison(per_epoch):
     # A probability exactly float32(0.3) with threshold 0.3: neither the kernel nor
     # PyTorch's float32 path sees it above the threshold (it equals float32(0.3)), so the
     # flips agree exactly with the float32 fallback.
@@ -54,8 +54,8 @@ def test_record_step_flip_at_threshold_uses_float32_comparison(per_epoch, monkey
     flags = dict(per_epoch=per_epoch, flip_on="prediction", flip_threshold=0.3, lambda2=0.5)
     targets = torch.ones(n, q)
     for epoch, outputs in enumerate(seq):
-        ops.record_step(native, torch.arange(n), outputs, targets, epoch, from_logits=False, **flags)
-        with forced_fallback(monkeypatch):
+        record_step(native, torch.arange(n), outputs, targets, epoch, from_logits=False, **flags)
+        with d2ace_ext.force_fallback():
             fallback.record_outputs(torch.arange(n), outputs, targets, epoch, from_logits=False, **flags)
     for name in VisitState.TENSORS:
         assert torch.equal(getattr(native, name), getattr(fallback, name)), name
@@ -71,7 +71,7 @@ def test_record_helper_puts_its_tensors_on_the_state_device(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(ops, "record_step",
-                        lambda state, indices, outputs, targets, *args, **kwargs: seen.update(
-                            indices=indices.device, outputs=outputs.device, targets=targets.device))
+                        lambda *tensors, **kwargs: seen.update(
+                            indices=tensors[7].device, outputs=tensors[8].device, targets=tensors[9].device))
     record(VisitState(4, 2, 2, "meta"), [0, 2], torch.randn(2, 2), torch.ones(2, 2), 0)
     assert seen == {"indices": torch.device("meta"), "outputs": torch.device("meta"), "targets": torch.device("meta")}

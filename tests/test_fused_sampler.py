@@ -8,7 +8,7 @@ import torch
 import d2ace_ext
 from d2ace_ext import D2ACEConfig, D2ACESampler
 
-from support.fused_checks import STATE_FLOATS, forced_fallback
+from support.fused_checks import STATE_FLOATS
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
 
@@ -29,7 +29,7 @@ def run_sampler(labels, neighbors, config, table, drift, epochs, seed):
 
 @pytest.mark.parametrize("preset", ["paper", "reference"])
 @pytest.mark.parametrize("seed", range(2))
-def test_sampler_native_and_fallback_draw_identical_batches(preset, seed, monkeypatch):
+def test_sampler_native_and_fallback_draw_identical_batches(preset, seed):
     g = torch.Generator().manual_seed(31 + seed)
     n, q, epochs = 60, 5, 6
     config = D2ACEConfig.preset(preset).scaled_to(epochs).replace(window_size=3)
@@ -40,7 +40,7 @@ def test_sampler_native_and_fallback_draw_identical_batches(preset, seed, monkey
     drift = torch.randn(n, q, generator=g)
     assert d2ace_ext.use_native()
     native = run_sampler(labels, neighbors, config, table, drift, epochs, seed)
-    with forced_fallback(monkeypatch):
+    with d2ace_ext.force_fallback():
         fallback = run_sampler(labels, neighbors, config, table, drift, epochs, seed)
     assert native[0] == fallback[0]
     weighted = [e for e in range(epochs) if e >= config.warmup_epochs]

@@ -42,7 +42,7 @@ SCORE_CASES = [
 @pytest.mark.parametrize("device", devices("score_visits"))
 @pytest.mark.parametrize("preset,changes", SCORE_CASES, ids=[f"{p}-{'-'.join(c) or 'preset'}" for p, c in SCORE_CASES])
 @pytest.mark.parametrize("seed", range(3))
-def test_score_visits_matches_float64_fallback(device, preset, changes, seed, monkeypatch):
+def test_score_visits_matches_float64_fallback(device, preset, changes, seed):
     g = torch.Generator().manual_seed(7919 * seed + len(changes) + (preset == "reference"))
     n = int(torch.randint(12, 90, (1,), generator=g))
     q = int(torch.randint(1, 13, (1,), generator=g))
@@ -54,12 +54,12 @@ def test_score_visits_matches_float64_fallback(device, preset, changes, seed, mo
         fill_state_by_recording(selector, g, epochs=n_t + 2)
     else:
         fill_state_directly(selector.visits, g)
-    got, ref = assert_scores_match(selector.visits, selector.context, selector.config, monkeypatch)
+    got, ref = assert_scores_match(selector.visits, selector.context, selector.config)
     # What the selector's native scoring builds on these matches its fallback scoring too.
     check_probabilities(got, ref, pressure=[100.0, 8.0, 2.5][seed], index_min=config.quant_index_min)
 
 
-def test_probabilities_from_scores_with_weights_on_quantisation_boundaries(monkeypatch):
+def test_probabilities_from_scores_with_weights_on_quantisation_boundaries():
     # Hardness h = ℓ (1 - f̄) chosen at (k/n)(1 ± float32 rounding): the kernel's float32
     # h rounds onto the boundary k/n (exactly representable, n = 64) while the float64
     # fallback's h lies just below or above it, so ⌈(1 - w̃) n⌉ differs by one for some
@@ -78,7 +78,7 @@ def test_probabilities_from_scores_with_weights_on_quantisation_boundaries(monke
     state.loss.copy_(loss)
     state.flip_average.copy_(flip)
     labels = SparseRows.from_dense(torch.zeros(n, q))  # no positives: φ = 0, w = δ = h v
-    got, ref = assert_scores_match(state, context_of(labels, labels), D2ACEConfig(), monkeypatch)
+    got, ref = assert_scores_match(state, context_of(labels, labels), D2ACEConfig())
     w_got, w_ref = (got["delta"][1] + got["phi"][1]).cpu(), ref["delta"][1] + ref["phi"][1]
     moved = functional.quantization_index(w_got) != functional.quantization_index(w_ref)
     assert 0 < int(moved.sum()) < n

@@ -19,6 +19,7 @@ from d2ace_ext.harness.fold_data import PreparedDataset
 from d2ace_ext.harness.fold_run import run_fold
 
 from support.paths import ROOT
+from support.evidence_digests import KNOWN_DIGESTS
 
 
 def _labels(m=4000, q=12, seed=0):
@@ -117,13 +118,7 @@ def test_noise_settings_are_parsed_canonically_and_checked():
 
 def test_clean_protocol_digests_are_unchanged():
     """label_noise stays out of the digest while None, so committed evidence keeps its keys."""
-    published = {"clif": {"variant": "published"}}
-    known = {"32866394": {}, "198f7a2e": {"epochs": 200}, "a426e612": {"epochs": 300},
-             "a19821f9": {"epochs": 1000}, "3218acbb": {"epochs": 2000}, "15451d80": {"model_options": published},
-             "1e6eeb1f": {"epochs": 200, "model_options": published},
-             "cda0a8c1": {"folds_from": "published", "model_selection": "last", "model_options": published},
-             "9a19bc77": {"selector_options": {"d2ace": {"state_dtype": "float16"}}},
-             "ff4d0d2c": {"selector_options": {"d2ace": {"state_dtype": "bfloat16"}}}}
+    known = KNOWN_DIGESTS
     for digest, settings in known.items():
         assert Protocol(**settings).digest() == digest
         assert Protocol(**settings, label_noise=None).digest() == digest

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from d2ace_ext import D2ACEConfig, D2ACESampler, functional, ops
-from d2ace_ext.equivalence import pure_pytorch_path, run_cases
+from d2ace_ext import force_fallback
+from d2ace_ext.equivalence import run_cases
 from d2ace_ext.scoring import schedule_values
 from d2ace_ext.selectors.d2ace import D2ACESelector
 from d2ace_ext.visits import VisitState
@@ -19,7 +20,7 @@ def test_saturated_logits_are_recorded_as_exact_0_and_1(path):
     x = torch.tensor([SATURATED])
     y = (torch.arange(len(SATURATED)) % 2).float().unsqueeze(0)
     state = VisitState(1, len(SATURATED), 3)
-    context = pure_pytorch_path() if path == "fallback" else torch.no_grad()
+    context = force_fallback() if path == "fallback" else torch.no_grad()
     with context:
         state.record_outputs(torch.tensor([0]), x, y, 0, from_logits=True, per_epoch=True,
                              flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
@@ -36,7 +37,7 @@ def three_right_saturated_predictions(path):
     labels = torch.tensor([[0.0], [0.0], [1.0]])
     config = D2ACEConfig(num_epochs=4, warmup_epochs=1, t_start=1, t_end=3, num_neighbors=0)
     logits = torch.where(labels != 0, torch.tensor(math.inf), torch.tensor(-math.inf))
-    context = pure_pytorch_path() if path == "fallback" else torch.no_grad()
+    context = force_fallback() if path == "fallback" else torch.no_grad()
     with context:
         selector = D2ACESelector(labels, config=config)
         selector.record_outputs(torch.arange(3), logits, labels, "logits", 0)
@@ -56,7 +57,7 @@ def test_weights_within_rounding_of_each_other_are_tied_on_every_path():
     distinct = torch.tensor([[1.0, 1.0 + 1e-3, 1.0, 1.0], [5.0, 6.0, 5.0, 5.0]], dtype=torch.float64)
     for weights, uniform in ((tied, True), (distinct, False)):
         native, _ = ops.quantized_mixture(weights, 95.0, 0.5, 0)
-        with pure_pytorch_path():
+        with force_fallback():
             fallback, _ = ops.quantized_mixture(weights, 95.0, 0.5, 0)
         assert torch.allclose(native, fallback, rtol=1e-12, atol=0)
         ratio = float(native.max() / native.min())
@@ -72,7 +73,7 @@ def identical_rows_report(path, n, q, k, preset, seed):
     logits = (torch.randn(1, q, generator=g) * 3).expand(n, q)
     features = torch.rand(n, 3, generator=g)
     config = D2ACEConfig.preset(preset, num_neighbors=k).scaled_to(8)
-    context = pure_pytorch_path() if path == "fallback" else torch.no_grad()
+    context = force_fallback() if path == "fallback" else torch.no_grad()
     with context:
         selector = D2ACESelector(labels, features, config)
         for epoch in range(3):
@@ -119,7 +120,7 @@ def test_random_adversarial_states_agree_up_to_boundary_rounding():
 @pytest.mark.parametrize("path", ["native", "fallback"])
 def test_probabilities_are_checked_in_the_dtype_given(path):
     x, y = torch.rand(12, 3), (torch.rand(12, 4) < 0.5).float()
-    context = pure_pytorch_path() if path == "fallback" else torch.no_grad()
+    context = force_fallback() if path == "fallback" else torch.no_grad()
     with context:
         sampler = D2ACESampler(y, 4, x, config=D2ACEConfig(num_neighbors=2))
         index = torch.arange(4)

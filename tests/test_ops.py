@@ -8,6 +8,7 @@ import torch
 
 import d2ace_ext
 from d2ace_ext import functional, ops
+from d2ace_ext.functional import binary_entropy as functional_entropy
 
 from support.paths import ROOT
 
@@ -81,7 +82,7 @@ def test_kernel_on_non_contiguous_and_reduced_precision_inputs(device):
 
 @requires_native
 def test_kernel_rejects_integer_input():
-    with pytest.raises(RuntimeError, match="probs must be a floating-point"):
+    with pytest.raises(TypeError, match="probs must be a floating-point"):
         torch.ops.d2ace_ext.binary_entropy(torch.ones(3, dtype=torch.int64))
     with pytest.raises(TypeError, match="probs"):
         ops.binary_entropy(torch.ones(3, dtype=torch.int64))
@@ -103,9 +104,46 @@ def test_opcheck(device):
 def test_wrapper_dispatch_and_forced_fallback(monkeypatch):
     p = torch.rand(100, dtype=torch.float64)
     native = ops.binary_entropy(p)
-    monkeypatch.setenv("D2ACE_EXT_FORCE_FALLBACK", "1")
-    assert not d2ace_ext.use_native()
-    assert torch.allclose(ops.binary_entropy(p), native, rtol=1e-12, atol=1e-15)
+    calls = []
+    monkeypatch.setattr(functional, "binary_entropy", lambda x: calls.append(1) or functional_entropy(x))
+    with d2ace_ext.force_fallback():
+        assert not d2ace_ext.use_native() and d2ace_ext.fallback_forced()
+        fallback = ops.binary_entropy(p)
+        with d2ace_ext.force_fallback(False):  # nested: the native kernels again, then back
+            assert d2ace_ext.use_native()
+        assert not d2ace_ext.use_native()
+    assert d2ace_ext.use_native() == d2ace_ext.extension_loaded() and not d2ace_ext.fallback_forced()
+    assert calls == [1]
+    assert torch.allclose(fallback, native, rtol=1e-12, atol=1e-15)
+
+
+def test_force_fallback_restores_the_switch_when_its_block_raises():
+    with pytest.raises(KeyError):
+        with d2ace_ext.force_fallback():
+            raise KeyError("x")
+    assert not d2ace_ext.fallback_forced()
+
+
+def test_the_environment_variable_is_read_once_at_import():
+    # Users set D2ACE_EXT_FORCE_FALLBACK before starting Python; setting it later changes
+    # nothing (the switch is a module flag, not an environment read on every op call).
+    code = (
+        "import os, torch, d2ace_ext\n"
+        "from d2ace_ext import ops\n"
+        "print(d2ace_ext.fallback_forced(), d2ace_ext.use_native())\n"
+        "os.environ['D2ACE_EXT_FORCE_FALLBACK'] = '0' if d2ace_ext.fallback_forced() else '1'\n"
+        "print(d2ace_ext.fallback_forced(), d2ace_ext.use_native())\n"
+    )
+    results = {}
+    for value in ("1", "0"):
+        env = {**os.environ, "D2ACE_EXT_FORCE_FALLBACK": value}
+        run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr
+        results[value] = run.stdout.split()
+    loaded = str(d2ace_ext.extension_loaded())
+    assert results["1"] == ["True", "False", "True", "False"]
+    assert results["0"] == ["False", loaded, "False", loaded]
 
 
 def test_missing_extension_warns_once_and_falls_back():

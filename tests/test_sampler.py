@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from d2ace_ext import D2ACEConfig, D2ACESampler, IndexedDataset, RandomSelector, SelectionBatchSampler
+from d2ace_ext import D2ACEConfig, D2ACESampler, IndexedDataset, RandomSelector, SelectionBatchSampler, force_fallback
 from d2ace_ext.drawing import WeightedDraw
 from d2ace_ext.selectors.base import WEIGHTED, Selector
 
@@ -254,9 +254,9 @@ def test_mismatched_state_dict_is_rejected_without_changes():
         sampler.set_epoch(-1)
 
 
-def test_native_and_fallback_paths_give_the_same_batches(monkeypatch):
+def test_native_and_fallback_paths_give_the_same_batches():
     native, y = make(seed=13)
     expected = drive(native, y, 5, seed=2)
-    monkeypatch.setenv("D2ACE_EXT_FORCE_FALLBACK", "1")
-    fallback, _ = make(seed=13)
-    assert drive(fallback, y, 5, seed=2) == expected
+    with force_fallback():
+        fallback, _ = make(seed=13)
+        assert drive(fallback, y, 5, seed=2) == expected

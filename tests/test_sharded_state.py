@@ -12,8 +12,7 @@ import warnings
 import pytest
 import torch
 
-from d2ace_ext import make_sampler, record_payload
-from d2ace_ext.equivalence import pure_pytorch_path
+from d2ace_ext import force_fallback, make_sampler, ops, record_payload
 from d2ace_ext.row_shard import RowShard
 
 from support import ddp_shard_worker as worker
@@ -85,7 +84,7 @@ def test_the_ranks_rows_make_up_the_replicated_state(runs, world, case):
     expected = _selector_rows(ranks[0][case]["replicated"]["state"], case)
     got = _selector_rows(whole.state_dict(), case)
     assert got.keys() == expected.keys() and expected
-    native = whole.selector.__class__.__name__ == "D2ACESelector" and whole.selector.visits.native()
+    native = whole.selector.__class__.__name__ == "D2ACESelector" and ops.native_for(whole.selector.visits.window)
     for name, tensor in expected.items():
         assert got[name].dtype == tensor.dtype
         if native or not tensor.is_floating_point():
@@ -155,7 +154,7 @@ def test_one_rank_sharded_d2ace_scores_as_the_fused_op(preset, native):
     """With one rank the sharded path still scores in row passes (row_scoring) instead
     of the fused op (or, on the pure-PyTorch path, of scoring.score_epoch): the same
     batches, probabilities equal to float64 rounding."""
-    with contextlib.nullcontext() if native else pure_pytorch_path():
+    with contextlib.nullcontext() if native else force_fallback():
         _one_rank_against_unsharded(preset)
 
 

@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from d2ace_ext import D2ACEConfig, D2ACESampler, functional
-from d2ace_ext.equivalence import pure_pytorch_path
+from d2ace_ext import D2ACEConfig, D2ACESampler, force_fallback, functional, ops
+from d2ace_ext.scoring import LabelContext, score_records
+from d2ace_ext.sparse_rows import SparseRows, row_pairs
 from d2ace_ext.visits import VisitState
 
 from support.problems import drive, random_problem
@@ -22,7 +23,7 @@ def test_a_compact_visit_state_stores_the_float32_record_rounded_once(dtype):
     wide, compact = VisitState(6, 3, 3), VisitState(6, 3, 3, dtype=dtype)
     assert all(getattr(compact, name).dtype == dtype for name in FLOATS)
     assert compact.pushes.dtype == compact.last_epoch.dtype == torch.int64
-    assert compact.window.element_size() == 2 and not compact.native()
+    assert compact.window.element_size() == 2
     for epoch in range(3):
         index = torch.randperm(6, generator=g)[:4]
         probs, losses = torch.rand(4, 3, generator=g), torch.rand(4, 3, generator=g) * 3
@@ -41,7 +42,7 @@ def test_a_compact_visit_state_stores_the_float32_record_rounded_once(dtype):
 def test_a_compact_sampler_scores_near_float32_and_resumes(state_dtype, native):
     x, y = random_problem(n=40, q=5, seed=1)
     config = CONFIG.replace(state_dtype=state_dtype)
-    with pure_pytorch_path() if not native else contextlib.nullcontext():
+    with force_fallback() if not native else contextlib.nullcontext():
         sampler = D2ACESampler(y, 8, x, config=config, seed=2)
         wide = D2ACESampler(y, 8, x, config=CONFIG, seed=2)
         for s in (sampler, wide):  # the warm-up epoch: the same batches, the same records
@@ -69,12 +70,11 @@ def test_a_compact_sampler_scores_near_float32_and_resumes(state_dtype, native):
             wide.load_state_dict(state)
 
 
-def test_a_compact_state_is_checked_by_the_sampler_not_a_kernel():
+def test_a_compact_state_checks_the_step_before_it_changes():
     """The native kernel checks float32 states' values itself; a compact state is recorded
-    by PyTorch, so the sampler checks the step's values before anything changes."""
+    by the record op's pure-PyTorch definition, which checks them before anything changes."""
     x, y = random_problem(n=20, q=3, seed=4)
     sampler = D2ACESampler(y, 4, x, config=CONFIG.replace(state_dtype="float16"), seed=0)
-    assert not sampler.selector.checks_outputs()
     before = sampler.selector.visits.window.clone()
     logits = torch.zeros(2, 3)
     logits[1, 2] = math.nan
@@ -90,3 +90,33 @@ def test_a_visit_state_of_another_dtype_is_refused_by_name():
         compact.load_state_dict(VisitState(3, 2, 3).state_dict())
     with pytest.raises(ValueError, match="state_dtype must be one of"):
         D2ACEConfig(state_dtype="float8")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_the_record_and_score_ops_take_a_compact_state_through_their_pure_definitions(dtype):
+    """ops owns the choice of path: the kernels read a float32 state, so a compact one is
+    recorded (float32 arithmetic, one rounding) and scored by the pure-PyTorch definitions,
+    with the native kernels loaded or not."""
+    g = torch.Generator().manual_seed(5)
+    by_op, by_state = VisitState(8, 3, 3, dtype=dtype), VisitState(8, 3, 3, dtype=dtype)
+    labels = torch.rand(8, 3, generator=g) < 0.5
+    options = dict(per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
+    for epoch in range(3):
+        index = torch.randperm(8, generator=g)[:5]
+        logits, targets = torch.randn(5, 3, generator=g) * 3, labels[index].float()
+        ops.record_step(*(getattr(by_op, name) for name in VisitState.TENSORS), by_op.index_errors, index, logits,
+                        targets, epoch, from_logits=True, labels=labels, **options)
+        probs, losses = functional.probabilities_and_losses(logits, targets, "logits")
+        by_state.record(index, probs, losses, epoch, **options)
+    for name in VisitState.TENSORS:
+        assert torch.equal(getattr(by_op, name), getattr(by_state, name)), name
+    assert by_op.window.dtype == dtype and not bool((by_op.pushes == 0).all())
+    y = SparseRows.from_dense(labels)
+    ctx = LabelContext(y, y, row_pairs(y, y), row_pairs(y, y))
+    scored = ops.score_visits(by_op.window, by_op.pushes, by_op.loss, by_op.flip_average, ctx, lambda1=0.5,
+                              loss_transform="identity", norm_eps=0.0, row_normalize=False,
+                              label_weights_in_phi=False)
+    expected = score_records(by_op.window, by_op.pushes, by_op.loss, by_op.flip_average, ctx, lambda1=0.5,
+                             loss_transform="identity", norm_eps=0.0, row_normalize=False, label_weights_in_phi=False)
+    for got, want in zip(scored, expected):
+        assert torch.equal(got, want)

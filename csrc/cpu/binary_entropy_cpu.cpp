@@ -11,7 +11,7 @@ namespace d2ace_ext {
 
 at::Tensor binary_entropy_cpu(const at::Tensor& probs) {
   check_binary_entropy_input(probs);
-  TORCH_CHECK(probs.device().is_cpu(), "binary_entropy_cpu: probs must be on the CPU");
+  TORCH_CHECK_VALUE(probs.device().is_cpu(), "binary_entropy_cpu: probs must be on the CPU");
   const at::Tensor input = probs.contiguous();
   at::Tensor out = at::empty_like(input);
   const int64_t numel = input.numel();

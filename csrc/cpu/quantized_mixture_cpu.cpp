@@ -14,7 +14,7 @@ namespace d2ace_ext {
 MixtureOutputs quantized_mixture_cpu(const at::Tensor& weights, const at::Tensor& weight_range,
                                      double pressure, double p_beta, int64_t index_min) {
   check_quantized_mixture_inputs(weights, weight_range, pressure, p_beta, index_min);
-  TORCH_CHECK(weights.device().is_cpu(), "quantized_mixture_cpu: tensors must be on the CPU");
+  TORCH_CHECK_VALUE(weights.device().is_cpu(), "quantized_mixture_cpu: tensors must be on the CPU");
   const at::Tensor w_c = weights.contiguous(), r_c = weight_range.contiguous();
   const int64_t n = w_c.size(1);
   const double* w = w_c.const_data_ptr<double>();
@@ -49,7 +49,7 @@ MixtureOutputs quantized_mixture_cpu(const at::Tensor& weights, const at::Tensor
     });
   }
   at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) mix[i] = p_beta * p[i] + (1.0 - p_beta) * p[n + i];
+    for (int64_t i = begin; i < end; ++i) mix[i] = math::mixture(p[i], p[n + i], p_beta);
   });
   return {probabilities, mixture};
 }

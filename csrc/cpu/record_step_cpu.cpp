@@ -1,9 +1,21 @@
 // CPU kernel of the per-step recording: for each batch row, the probability and BCE of
 // every label, the flip against the previous record (Eq. 4) and the ring-window write.
+//
+// Two passes. The checks read only the batch (and the training labels' rows), so a bad
+// step raises before anything is written; the messages are validation.py's, word for
+// word, since either side may be the one that rejects a user's step. Then the rows are
+// recorded. A batch of ~10^4 values is recorded by the calling thread: it takes ~0.1 ms,
+// less than a parallel region costs whenever another process holds a core. What the
+// recording waits on is memory: every instance's rows are cache misses in five arrays.
+// The counters (which name the window slots) are fetched while the checks run, the
+// slots of every row are computed next, and the row loop prefetches the rows of the
+// visit a few rows ahead.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <sstream>
 #include <vector>
 
 #include "../ops.h"
@@ -13,55 +25,216 @@
 namespace d2ace_ext {
 namespace {
 
-// Rejects out-of-range or repeated indices before anything is written, so a bad batch
-// leaves the state untouched (rows are updated in parallel and must be distinct).
-void check_indices(const int64_t* idx, int64_t b, int64_t n) {
-  std::vector<int64_t> sorted(idx, idx + b);
+// Batch values below which the rows are recorded serially (see the file comment).
+constexpr int64_t kSerialBatchValues = 1 << 16;
+// How many rows ahead the row loop prefetches a visit's rows.
+constexpr int64_t kRowDistance = 4;
+
+// The state of n instances, as raw rows.
+struct StateRows {
+  float* window;       // (n, n_t, q)
+  int64_t* pushes;     // (n,)
+  int64_t* last_epoch; // (n,)
+  float* loss;         // (n, q)
+  float* flip_average; // (n, q)
+  float* flip_base;    // (n, q)
+  int64_t n, n_t, q;
+};
+
+struct StepOptions {
+  int64_t epoch;
+  bool from_logits, per_epoch, flip_on_probability;
+  float threshold, take, keep;  // take = λ2, keep = 1 - λ2
+};
+
+// Index range and repeats, before anything is written (rows are updated in parallel and
+// must be distinct).
+void check_indices(const int64_t* indices, int64_t b, int64_t n) {
+  std::vector<int64_t> sorted(indices, indices + b);
   std::sort(sorted.begin(), sorted.end());
   if (b > 0) {
-    TORCH_CHECK(sorted.front() >= 0 && sorted.back() < n, "record_step: indices must lie in [0, ", n,
-                "), got values from ", sorted.front(), " to ", sorted.back());
+    TORCH_CHECK_INDEX(sorted.front() >= 0 && sorted.back() < n, "indices must lie in [0, ", n,
+                      "), got values from ", sorted.front(), " to ", sorted.back());
   }
-  TORCH_CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(),
-              "record_step: indices must not repeat an instance within one batch");
+  TORCH_CHECK_VALUE(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(),
+                    "indices must not repeat an instance within one batch");
 }
 
-// f̄ = λ2 f + (1 - λ2) f̄_before over one row (Eq. 4), the flip taken on probabilities
-// or on 0/1 predictions; one function per mode with restrict pointers, so GCC vectorises.
-D2ACE_SIMD_CLONES void ema_row_probability(const float* __restrict now, const float* __restrict before,
-                                           const float* __restrict base, float take, float keep, int64_t q,
-                                           float* __restrict ema) {
-  for (int64_t j = 0; j < q; ++j) ema[j] = take * std::fabs(now[j] - before[j]) + keep * base[j];
-}
+struct ValueFlags {
+  int nan, outside, target_nan, not_binary;
+};
 
-D2ACE_SIMD_CLONES void ema_row_prediction(const float* __restrict now, const float* __restrict before,
-                                          const float* __restrict base, float take, float keep, float threshold,
-                                          int64_t q, float* __restrict ema) {
-  for (int64_t j = 0; j < q; ++j) {
-    const float flip = static_cast<float>((now[j] > threshold) != (before[j] > threshold));
-    ema[j] = take * flip + keep * base[j];
-  }
-}
-
-D2ACE_SIMD_CLONES void logit_row(const float* __restrict x, const float* __restrict y, int64_t q,
-                                 float* __restrict probability, float* __restrict loss) {
-  fastmath::logit_row(x, y, q, probability, loss);
-}
-
-// Rejects NaN outputs, probabilities outside [0, 1] and non-0/1 targets before anything
-// is written. One pass of flag accumulation (vectorised) over data that is in cache; it
-// replaces three tensor reductions per training step in Python.
-void check_values(const float* out, const float* tgt, int64_t count, bool from_logits) {
-  int nan = 0, outside = 0, not_binary = 0;
+// The flags of the value checks over the batch (in cache): bitwise ors, no branches, so
+// GCC vectorises the loop.
+D2ACE_SIMD_CLONES ValueFlags value_flags(const float* __restrict outputs, const float* __restrict targets,
+                                         int64_t count) {
+  ValueFlags f{0, 0, 0, 0};
   for (int64_t e = 0; e < count; ++e) {
-    const float x = out[e], t = tgt[e];
-    nan |= x != x;
-    outside |= !(x >= 0.0f && x <= 1.0f);
-    not_binary |= t != 0.0f && t != 1.0f;
+    const float x = outputs[e], t = targets[e];
+    f.nan |= x != x;
+    f.outside |= (x < 0.0f) | (x > 1.0f) | (x != x);
+    f.target_nan |= t != t;
+    f.not_binary |= (t != 0.0f) & (t != 1.0f);
   }
-  TORCH_CHECK(!nan, "record_step: outputs contain NaN; the sampler state was not changed");
-  TORCH_CHECK(from_logits || !outside, "record_step: outputs must be probabilities in [0, 1] when they are not logits");
-  TORCH_CHECK(!not_binary, "record_step: targets must be 0/1 labels, found other values");
+  return f;
+}
+
+// NaN outputs, probabilities outside [0, 1], targets other than 0/1.
+void check_values(const float* outputs, const float* targets, int64_t count, bool from_logits) {
+  const ValueFlags f = value_flags(outputs, targets, count);
+  TORCH_CHECK_VALUE(!f.nan, "outputs contain NaN (", from_logits ? "logits" : "probs",
+                    "); the sampler state was not changed");
+  TORCH_CHECK_VALUE(from_logits || !f.outside, "outputs must be probabilities in [0, 1] when kind='probs'");
+  TORCH_CHECK_VALUE(!f.target_nan, "targets contain NaN; labels must be 0 or 1");
+  TORCH_CHECK_VALUE(!f.not_binary, "targets must be 0/1 labels, found other values");
+}
+
+// Whether 0/1 targets (q,) differ from a row of bool labels, read as bytes 0/1.
+D2ACE_SIMD_CLONES int row_differs(const float* __restrict targets, const std::uint8_t* __restrict labels,
+                                  int64_t q) {
+  int differ = 0;
+  for (int64_t j = 0; j < q; ++j) differ |= static_cast<int>(targets[j] != 0.0f) ^ static_cast<int>(labels[j]);
+  return differ;
+}
+
+// targets (b, q) 0/1 against the training labels (n, q) at the batch's instances.
+void check_targets_match(const float* targets, const std::uint8_t* labels, const int64_t* indices, int64_t b,
+                         int64_t q) {
+  std::vector<int64_t> differ;
+  for (int64_t r = 0; r < b && differ.size() < 5; ++r) {
+    if (row_differs(targets + r * q, labels + indices[r] * q, q)) differ.push_back(indices[r]);
+  }
+  if (differ.empty()) return;
+  std::ostringstream where;
+  for (size_t k = 0; k < differ.size(); ++k) where << (k ? ", " : "") << differ[k];
+  TORCH_CHECK_VALUE(false, "targets differ from the training labels the sampler was built with at instance(s) ",
+                    where.str(),
+                    ": the batch's rows are not the instances the sampler chose. Wrap the dataset in "
+                    "d2ace_ext.IndexedDataset and pass the indices it yields to update(), and build the "
+                    "sampler from the labels in the dataset's own order");
+}
+
+// The row loops: each calls one formula of pipeline_math.h, with the vectorisable
+// functions where the formula evaluates exp or log (restrict pointers, one loop per mode,
+// so GCC vectorises each).
+D2ACE_SIMD_CLONES void logit_row(const float* __restrict logits, const float* __restrict targets, int64_t q,
+                                 float* __restrict probability, float* __restrict loss) {
+  for (int64_t j = 0; j < q; ++j) {
+    const math::Record r = math::from_logit<fastmath::VectorMath>(logits[j], targets[j] != 0.0f);
+    probability[j] = r.probability;
+    loss[j] = r.loss;
+  }
+}
+
+void probability_row(const float* probs, const float* targets, int64_t q, float* probability, float* loss) {
+  for (int64_t j = 0; j < q; ++j) {
+    const math::Record r = math::from_probability(probs[j], targets[j] != 0.0f);
+    probability[j] = r.probability;
+    loss[j] = r.loss;
+  }
+}
+
+D2ACE_SIMD_CLONES void flip_average_on_probability(const float* __restrict now, const float* __restrict before,
+                                                   const float* __restrict base, float take, float keep, int64_t q,
+                                                   float* __restrict average) {
+  for (int64_t j = 0; j < q; ++j) {
+    average[j] = math::flip_average(math::flip_value<fastmath::VectorMath>(now[j], before[j], true, 0.0f), base[j],
+                                    take, keep);
+  }
+}
+
+D2ACE_SIMD_CLONES void flip_average_on_prediction(const float* __restrict now, const float* __restrict before,
+                                                  const float* __restrict base, float take, float keep,
+                                                  float threshold, int64_t q, float* __restrict average) {
+  for (int64_t j = 0; j < q; ++j) {
+    average[j] = math::flip_average(math::flip_value<fastmath::VectorMath>(now[j], before[j], false, threshold),
+                                    base[j], take, keep);
+  }
+}
+
+// The first record of an instance has nothing to flip against: f = 0.
+D2ACE_SIMD_CLONES void flip_average_without_previous(const float* __restrict base, float take, float keep,
+                                                     int64_t q, float* __restrict average) {
+  for (int64_t j = 0; j < q; ++j) average[j] = math::flip_average(0.0f, base[j], take, keep);
+}
+
+void prefetch_lines(const void* start, int64_t bytes, bool for_write) {
+  const char* p = static_cast<const char*>(start);
+  for (int64_t offset = 0; offset < bytes; offset += 64) {
+    if (for_write) {
+      __builtin_prefetch(p + offset, 1);
+    } else {
+      __builtin_prefetch(p + offset, 0);
+    }
+  }
+}
+
+// One batch row's visit: its instance, whether it pushes a new window entry, its
+// counter before the visit, and the slots it reads and writes.
+struct Visit {
+  int64_t instance;
+  int64_t pushes;
+  bool push;
+  math::RecordSlots slots;
+};
+
+Visit visit_of(const StateRows& s, const StepOptions& opt, int64_t i) {
+  Visit v;
+  v.instance = i;
+  v.pushes = s.pushes[i];
+  v.push = !opt.per_epoch || s.last_epoch[i] != opt.epoch;
+  v.slots = math::record_slots(v.pushes, v.push, s.n_t);
+  return v;
+}
+
+// The rows a visit touches, into cache ahead of it.
+void prefetch_rows(const StateRows& s, const Visit& v) {
+  const int64_t i = v.instance, row_bytes = s.q * static_cast<int64_t>(sizeof(float));
+  prefetch_lines(s.window + (i * s.n_t + v.slots.previous) * s.q, row_bytes, false);
+  prefetch_lines(s.window + (i * s.n_t + v.slots.write) * s.q, row_bytes, true);
+  prefetch_lines(s.loss + i * s.q, row_bytes, true);
+  prefetch_lines(s.flip_average + i * s.q, row_bytes, true);
+  prefetch_lines(s.flip_base + i * s.q, row_bytes, true);
+}
+
+// One batch row into its instance's state. `probability` is q floats of scratch.
+void record_row(const StateRows& s, const StepOptions& opt, const Visit& v, const float* outputs,
+                const float* targets, float* probability) {
+  const int64_t q = s.q, i = v.instance;
+  const float* previous = s.window + (i * s.n_t + v.slots.previous) * q;
+  float* written = s.window + (i * s.n_t + v.slots.write) * q;
+  float* average = s.flip_average + i * q;
+  float* base = s.flip_base + i * q;
+  if (opt.from_logits) {
+    logit_row(outputs, targets, q, probability, s.loss + i * q);
+  } else {
+    probability_row(outputs, targets, q, probability, s.loss + i * q);
+  }
+  // Per-epoch windows: a second visit within the epoch overwrites its entry and redoes
+  // the epoch's flip update from the average before it.
+  if (v.push) std::copy(average, average + q, base);
+  if (!v.slots.has_previous) {
+    flip_average_without_previous(base, opt.take, opt.keep, q, average);
+  } else if (opt.flip_on_probability) {
+    flip_average_on_probability(probability, previous, base, opt.take, opt.keep, q, average);
+  } else {
+    flip_average_on_prediction(probability, previous, base, opt.take, opt.keep, opt.threshold, q, average);
+  }
+  std::copy(probability, probability + q, written);  // after `previous` was read
+  s.pushes[i] = v.pushes + (v.push ? 1 : 0);
+  s.last_epoch[i] = opt.epoch;
+}
+
+// Rows [begin, end) of the batch, the rows of the visit kRowDistance ahead prefetched.
+void record_rows(const StateRows& s, const StepOptions& opt, const Visit* visits, const float* outputs,
+                 const float* targets, int64_t begin, int64_t end) {
+  const int64_t q = s.q;
+  std::vector<float> probability(q);
+  for (int64_t r = begin; r < std::min(end, begin + kRowDistance); ++r) prefetch_rows(s, visits[r]);
+  for (int64_t r = begin; r < end; ++r) {
+    if (r + kRowDistance < end) prefetch_rows(s, visits[r + kRowDistance]);
+    record_row(s, opt, visits[r], outputs + r * q, targets + r * q, probability.data());
+  }
 }
 
 }  // namespace
@@ -69,68 +242,51 @@ void check_values(const float* out, const float* tgt, int64_t count, bool from_l
 void record_step_cpu(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& last_epoch,
                      const at::Tensor& loss, const at::Tensor& flip_average, const at::Tensor& flip_base,
                      const at::Tensor& index_errors, const at::Tensor& indices, const at::Tensor& outputs,
-                     const at::Tensor& targets,
-                     int64_t epoch, bool from_logits, bool per_epoch, bool flip_on_probability,
-                     double flip_threshold, double lambda2) {
+                     const at::Tensor& targets, int64_t epoch, bool from_logits, bool per_epoch,
+                     bool flip_on_probability, double flip_threshold, double lambda2,
+                     const std::optional<at::Tensor>& labels) {
   check_record_step_inputs(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
-                           outputs, targets, flip_threshold, lambda2);
-  TORCH_CHECK(window.device().is_cpu(), "record_step_cpu: tensors must be on the CPU");
+                           outputs, targets, flip_threshold, lambda2, labels);
+  TORCH_CHECK_VALUE(window.device().is_cpu(), "record_step_cpu: tensors must be on the CPU");
   const int64_t n = window.size(0), n_t = window.size(1), q = window.size(2);
-  const at::Tensor idx_c = indices.contiguous(), out_c = outputs.contiguous(), tgt_c = targets.contiguous();
-  const int64_t b = idx_c.size(0);
-  const int64_t* idx = idx_c.const_data_ptr<int64_t>();
-  check_indices(idx, b, n);  // an error at once: index_errors is for the CUDA kernel, which cannot raise
+  const at::Tensor indices_c = indices.contiguous(), outputs_c = outputs.contiguous(),
+                   targets_c = targets.contiguous();
+  const int64_t b = indices_c.size(0);
+  const int64_t* rows = indices_c.const_data_ptr<int64_t>();
+  const float* outputs_p = outputs_c.const_data_ptr<float>();
+  const float* targets_p = targets_c.const_data_ptr<float>();
 
-  const float* out = out_c.const_data_ptr<float>();
-  const float* tgt = tgt_c.const_data_ptr<float>();
-  check_values(out, tgt, b * q, from_logits);
-  float* win = window.mutable_data_ptr<float>();
-  int64_t* push_count = pushes.mutable_data_ptr<int64_t>();
-  int64_t* last = last_epoch.mutable_data_ptr<int64_t>();
-  float* latest_loss = loss.mutable_data_ptr<float>();
-  float* ema = flip_average.mutable_data_ptr<float>();
-  float* ema_base = flip_base.mutable_data_ptr<float>();
-  const float keep = static_cast<float>(1.0 - lambda2), take = static_cast<float>(lambda2);
-  const float threshold = static_cast<float>(flip_threshold);
+  const StateRows state{window.mutable_data_ptr<float>(), pushes.mutable_data_ptr<int64_t>(),
+                        last_epoch.mutable_data_ptr<int64_t>(), loss.mutable_data_ptr<float>(),
+                        flip_average.mutable_data_ptr<float>(), flip_base.mutable_data_ptr<float>(),
+                        n, n_t, q};
+  const StepOptions options{epoch, from_logits, per_epoch, flip_on_probability, static_cast<float>(flip_threshold),
+                            static_cast<float>(lambda2), static_cast<float>(1.0 - lambda2)};
 
-  // A batch is ~10^4 elements; below ~8k per thread, waking threads costs more than it saves.
-  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(q, 1));
+  // The checks (index_errors is for the CUDA kernel, which cannot raise). While they run
+  // on the batch, the instances' counters and label rows are fetched.
+  check_indices(rows, b, n);
+  for (int64_t r = 0; r < b; ++r) {
+    __builtin_prefetch(state.pushes + rows[r]);
+    __builtin_prefetch(state.last_epoch + rows[r]);
+  }
+  at::Tensor labels_c;
+  const std::uint8_t* labels_p = nullptr;  // bool is one byte holding 0 or 1
+  if (labels.has_value()) {
+    labels_c = labels->contiguous();
+    labels_p = reinterpret_cast<const std::uint8_t*>(labels_c.const_data_ptr<bool>());
+    for (int64_t r = 0; r < b; ++r) prefetch_lines(labels_p + rows[r] * q, q, false);
+  }
+  check_values(outputs_p, targets_p, b * q, from_logits);
+  if (labels_p != nullptr) check_targets_match(targets_p, labels_p, rows, b, q);
+
+  // Each row's slots from its counters (distinct instances: no row changes another's),
+  // so the row loop can prefetch a visit's rows without waiting on its counters.
+  std::vector<Visit> visits(b);
+  for (int64_t r = 0; r < b; ++r) visits[r] = visit_of(state, options, rows[r]);
+  const int64_t grain = std::max<int64_t>(1, kSerialBatchValues / std::max<int64_t>(q, 1));
   at::parallel_for(0, b, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> probability(q);
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t i = idx[r];
-      const int64_t count = push_count[i];
-      // Per-epoch windows: a second visit within the epoch overwrites its entry and redoes
-      // the epoch's flip update from the EMA value before it.
-      const bool push = !per_epoch || last[i] != epoch;
-      const math::RecordSlots slots = math::record_slots(count, push, n_t);
-      const bool has_previous = slots.has_previous;
-      const float* previous = win + (i * n_t + slots.previous) * q;
-      float* written = win + (i * n_t + slots.write) * q;
-      float* row_ema = ema + i * q;
-      float* row_base = ema_base + i * q;
-      float* row_loss = latest_loss + i * q;
-      if (from_logits) {
-        logit_row(out + r * q, tgt + r * q, q, probability.data(), row_loss);
-      } else {
-        for (int64_t j = 0; j < q; ++j) {
-          const math::Record rec = math::from_probability(out[r * q + j], tgt[r * q + j] != 0.0f);
-          probability[j] = rec.probability;
-          row_loss[j] = rec.loss;
-        }
-      }
-      if (push) std::copy(row_ema, row_ema + q, row_base);  // the EMA before this epoch's update
-      if (!has_previous) {
-        for (int64_t j = 0; j < q; ++j) row_ema[j] = keep * row_base[j];
-      } else if (flip_on_probability) {
-        ema_row_probability(probability.data(), previous, row_base, take, keep, q, row_ema);
-      } else {
-        ema_row_prediction(probability.data(), previous, row_base, take, keep, threshold, q, row_ema);
-      }
-      std::copy(probability.begin(), probability.end(), written);  // after `previous` was read
-      push_count[i] = count + (push ? 1 : 0);
-      last[i] = epoch;
-    }
+    record_rows(state, options, visits.data(), outputs_p, targets_p, begin, end);
   });
 }
 

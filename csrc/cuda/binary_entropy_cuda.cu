@@ -26,7 +26,7 @@ __global__ void binary_entropy_kernel(const scalar_t* __restrict__ in,
 
 at::Tensor binary_entropy_cuda(const at::Tensor& probs) {
   check_binary_entropy_input(probs);
-  TORCH_CHECK(probs.is_cuda(), "binary_entropy_cuda: probs must be a CUDA tensor");
+  TORCH_CHECK_VALUE(probs.is_cuda(), "binary_entropy_cuda: probs must be a CUDA tensor");
   const c10::cuda::CUDAGuard guard(probs.device());
   const at::Tensor input = probs.contiguous();
   at::Tensor out = at::empty_like(input);

@@ -40,7 +40,7 @@ __global__ void mixture_kernel(double* __restrict__ probabilities, const double*
     const double pu = probabilities[i] * inverse_u, ph = probabilities[n + i] * inverse_h;
     probabilities[i] = pu;
     probabilities[n + i] = ph;
-    mixture[i] = p_beta * pu + (1.0 - p_beta) * ph;
+    mixture[i] = math::mixture(pu, ph, p_beta);
   }
 }
 
@@ -49,7 +49,7 @@ __global__ void mixture_kernel(double* __restrict__ probabilities, const double*
 MixtureOutputs quantized_mixture_cuda(const at::Tensor& weights, const at::Tensor& weight_range,
                                       double pressure, double p_beta, int64_t index_min) {
   check_quantized_mixture_inputs(weights, weight_range, pressure, p_beta, index_min);
-  TORCH_CHECK(weights.is_cuda(), "quantized_mixture_cuda: tensors must be CUDA tensors");
+  TORCH_CHECK_VALUE(weights.is_cuda(), "quantized_mixture_cuda: tensors must be CUDA tensors");
   // The two normalisers are float64 atomic sums in block order: their last bits vary.
   at::globalContext().alertNotDeterministic("quantized_mixture_cuda");
   const c10::cuda::CUDAGuard guard(weights.device());

@@ -1,7 +1,8 @@
 // CUDA kernel of the per-step recording: one block per batch row, threads over labels,
 // so each row's window slot, loss, flip EMA and base are read and written coalesced.
-// Nothing here synchronises with the host, so nothing checks values on the host either
-// (d2ace_ext/ops.py says what is and is not checked on CUDA).
+// Nothing here synchronises with the host, so nothing checks values: d2ace_ext/ops.py
+// checks a CUDA step's values (and its targets against `labels`) before the launch, with
+// one host read; the formulas are pipeline_math.h's, as on the CPU.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -15,7 +16,7 @@ namespace {
 
 __global__ void record_step_kernel(float* __restrict__ window, int64_t* __restrict__ pushes,
                                    int64_t* __restrict__ last_epoch, float* __restrict__ loss,
-                                   float* __restrict__ ema, float* __restrict__ ema_base,
+                                   float* __restrict__ flip_average, float* __restrict__ flip_base,
                                    unsigned long long* __restrict__ index_errors,
                                    const int64_t* __restrict__ indices, const float* __restrict__ outputs,
                                    const float* __restrict__ targets, int64_t n, int64_t n_t, int64_t q,
@@ -39,9 +40,9 @@ __global__ void record_step_kernel(float* __restrict__ window, int64_t* __restri
     const bool positive = targets[r * q + j] != 0.0f;
     const math::Record rec = from_logits ? math::from_logit(x, positive) : math::from_probability(x, positive);
     const float f = has_previous ? math::flip_value(rec.probability, previous[j], on_probability, threshold) : 0.0f;
-    const float before = push ? ema[i * q + j] : ema_base[i * q + j];
-    ema_base[i * q + j] = before;
-    ema[i * q + j] = take * f + keep * before;
+    const float before = push ? flip_average[i * q + j] : flip_base[i * q + j];
+    flip_base[i * q + j] = before;
+    flip_average[i * q + j] = math::flip_average(f, before, take, keep);
     loss[i * q + j] = rec.loss;
     written[j] = rec.probability;  // the same thread read previous[j] above
   }
@@ -57,14 +58,14 @@ __global__ void record_step_kernel(float* __restrict__ window, int64_t* __restri
 void record_step_cuda(const at::Tensor& window, const at::Tensor& pushes, const at::Tensor& last_epoch,
                       const at::Tensor& loss, const at::Tensor& flip_average, const at::Tensor& flip_base,
                       const at::Tensor& index_errors, const at::Tensor& indices, const at::Tensor& outputs,
-                      const at::Tensor& targets,
-                      int64_t epoch, bool from_logits, bool per_epoch, bool flip_on_probability,
-                      double flip_threshold, double lambda2) {
+                      const at::Tensor& targets, int64_t epoch, bool from_logits, bool per_epoch,
+                      bool flip_on_probability, double flip_threshold, double lambda2,
+                      const std::optional<at::Tensor>& labels) {
   check_record_step_inputs(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
-                           outputs, targets, flip_threshold, lambda2);
-  TORCH_CHECK(window.is_cuda(), "record_step_cuda: tensors must be CUDA tensors");
-  // Range and distinctness of indices are not checked here: that needs the values on the
-  // host, a synchronisation every step. An out-of-range index skips its row and adds one
+                           outputs, targets, flip_threshold, lambda2, labels);
+  TORCH_CHECK_VALUE(window.is_cuda(), "record_step_cuda: tensors must be CUDA tensors");
+  // Range and distinctness of indices are not checked here, nor targets against labels:
+  // that needs the values on the host, a synchronisation every step. An out-of-range index skips its row and adds one
   // to index_errors, which the caller reads when it synchronises anyway (VisitState does
   // at each scoring); repeated indices are a data race between their blocks.
   const c10::cuda::CUDAGuard guard(window.device());

@@ -3,10 +3,12 @@
 //   1. metric_pass: U and H of every (i, j) into the workspace, shifted column sums for
 //      Eqs. 6-7 (register accumulation, one atomic per column and thread at the end), and
 //      the raw masked Gram G = Mᵀ M over each row's co-occurring positives (atomics).
-//   2. finalise: per (metric, label j): v_j, C_jk = G_jk / (N_j N_k) with N = √G_jj + ε,
-//      and the published code's row scale 1 / (Σ_k C_jk + 1e-8).
+//   2. column_pass: per (metric, label j): v_j, C_jk = G_jk / (N_j N_k) with N = √G_jj + ε,
+//      and the per-label factor of φ (the published code's row scale, times v_j where φ
+//      is weighted by it).
 //   3. weight_pass: one warp per row: δ_i = Σ_j A_ij v_j, φ_i over the pairs of Y_i × Z_i,
 //      and the block-reduced range of w = δ + φ (compare-and-swap min / max).
+// The passes mirror csrc/cpu/score_visits_cpu.cpp's; every formula is pipeline_math.h's.
 #include <ATen/Context.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
@@ -23,13 +25,13 @@ namespace d2ace_ext {
 namespace {
 
 constexpr int kMaxSlots = 8;  // columns per thread held in registers: q <= 8 * 256
-constexpr double kRowNormaliseEps = 1e-8;
 
-struct StateView {
-  const float* window;
-  const int64_t* pushes;
-  const float* loss;
-  const float* flip;
+// The recorded state of n instances (inputs of Eqs. 1-5), read only.
+struct Records {
+  const float* window;        // (n, n_t, q)
+  const int64_t* pushes;      // (n,)
+  const float* loss;          // (n, q)
+  const float* flip_average;  // (n, q)
   int64_t n, n_t, q;
   float lambda1;
   bool two_minus_exp;
@@ -78,21 +80,20 @@ MetricShape metric_shape(int64_t q) {
 
 // U (Eq. 3) and H (Eq. 5) of one (i, j) given row i's ring; neighbouring j are
 // neighbouring threads, so the window reads window[i, k, j] are coalesced.
-__device__ __forceinline__ void metric_at(const StateView& s, const math::Ring& ring, int64_t count, int64_t i,
+__device__ __forceinline__ void metric_at(const Records& s, const math::Ring& ring, int64_t count, int64_t i,
                                           int64_t j, float& u, float& h) {
   const float* w = s.window + i * s.n_t * s.q + j;
-  float total = 0.0f;
+  float fluctuation_sum = 0.0f;
   for (int64_t k = 0; k < s.n_t; ++k) {
     const int64_t next = k + 1 == s.n_t ? 0 : k + 1;  // (k + 1) mod n_t without a 64-bit division
-    if (math::ring_step_valid(ring, k)) total += fabsf(w[next * s.q] - w[k * s.q]);
+    if (math::ring_step_valid(ring, k)) fluctuation_sum += fabsf(w[next * s.q] - w[k * s.q]);
   }
-  const float p = count > 0 ? w[ring.newest * s.q] : 0.5f;
-  const float fluctuation = ring.held > 1 ? total / static_cast<float>(ring.held - 1) : 0.0f;
-  u = s.lambda1 * math::entropy_bits<float>(p) + (1.0f - s.lambda1) * fluctuation;
-  h = math::loss_transform<float>(s.loss[i * s.q + j], s.two_minus_exp) * (1.0f - s.flip[i * s.q + j]);
+  const float entropy = count > 0 ? math::entropy_bits<float>(w[ring.newest * s.q]) : math::kUnseenEntropyBits;
+  u = math::uncertainty(entropy, fluctuation_sum, s.lambda1, math::fluctuation_weight(s.lambda1, ring.held));
+  h = math::hardness(s.loss[i * s.q + j], s.flip_average[i * s.q + j], s.two_minus_exp);
 }
 
-__device__ __forceinline__ void metric_at(const StateView& s, int64_t i, int64_t j, float& u, float& h) {
+__device__ __forceinline__ void metric_at(const Records& s, int64_t i, int64_t j, float& u, float& h) {
   const int64_t count = s.pushes[i];
   metric_at(s, math::ring_of(count, s.n_t), count, i, j, u, h);
 }
@@ -117,7 +118,7 @@ __device__ __forceinline__ void advance_pair(int64_t& a, int64_t& b, int64_t ste
 // spilled (kSlots >= 5); without, none spills (`ptxas -v`, sm_90: 60 to 168 registers),
 // and kSlots = 1, the only variant launched with up to 512 threads, needs at most 128.
 template <int kSlots>
-__global__ void metric_pass_kernel(StateView s, MetricShape shape, RowsView labels, float* __restrict__ metrics,
+__global__ void metric_pass_kernel(Records s, MetricShape shape, RowsView labels, float* __restrict__ metrics,
                                    double* __restrict__ sums, double* __restrict__ gram) {
   constexpr bool kRegisters = kSlots > 0;
   constexpr int kHeld = kRegisters ? kSlots : 1;
@@ -138,8 +139,8 @@ __global__ void metric_pass_kernel(StateView s, MetricShape shape, RowsView labe
     if (kRegisters && active && j < q) metric_at(s, 0, j, shift_u[sl], shift_h[sl]);
   }
 
-  float* mu = metrics;
-  float* mh = metrics + n * q;
+  float* uncertainty = metrics;
+  float* hardness = metrics + n * q;
   const int64_t passes = (n + rows_per_pass - 1) / rows_per_pass;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = threads >> 5;
   // Every thread of a block runs the same passes (the bound depends on blockIdx only),
@@ -157,8 +158,8 @@ __global__ void metric_pass_kernel(StateView s, MetricShape shape, RowsView labe
           if (j < q) {
             float u, h;
             metric_at(s, ring, count, i, j, u, h);
-            mu[i * q + j] = u;
-            mh[i * q + j] = h;
+            uncertainty[i * q + j] = u;
+            hardness[i * q + j] = h;
             const double du = static_cast<double>(u) - shift_u[sl], dh = static_cast<double>(h) - shift_h[sl];
             acc[sl][0] += du;
             acc[sl][1] += du * du;
@@ -172,8 +173,8 @@ __global__ void metric_pass_kernel(StateView s, MetricShape shape, RowsView labe
           if (j >= q) break;
           float u, h;
           metric_at(s, ring, count, i, j, u, h);
-          mu[i * q + j] = u;
-          mh[i * q + j] = h;
+          uncertainty[i * q + j] = u;
+          hardness[i * q + j] = h;
           atomicAdd(&sums[j], static_cast<double>(u));
           atomicAdd(&sums[q + j], static_cast<double>(u) * u);
           atomicAdd(&sums[2 * q + j], static_cast<double>(h));
@@ -195,8 +196,8 @@ __global__ void metric_pass_kernel(StateView s, MetricShape shape, RowsView labe
       for (; a < count; advance_pair(a, b, 32, count)) {
         const int64_t ja = labels.cols[first + a], jb = labels.cols[first + b];
         CUDA_KERNEL_ASSERT(ja >= 0 && ja < q && jb >= 0 && jb < q && "score_visits: label_cols out of range");
-        atomicAdd(&gram[ja * q + jb], static_cast<double>(mu[row * q + ja]) * mu[row * q + jb]);
-        atomicAdd(&gram[q * q + ja * q + jb], static_cast<double>(mh[row * q + ja]) * mh[row * q + jb]);
+        atomicAdd(&gram[ja * q + jb], static_cast<double>(uncertainty[row * q + ja]) * uncertainty[row * q + jb]);
+        atomicAdd(&gram[q * q + ja * q + jb], static_cast<double>(hardness[row * q + ja]) * hardness[row * q + jb]);
       }
     }
     __syncthreads();
@@ -216,36 +217,35 @@ __global__ void metric_pass_kernel(StateView s, MetricShape shape, RowsView labe
 }
 
 // One block per (label j, metric m).
-__global__ void finalise_kernel(const double* __restrict__ sums, const double* __restrict__ gram,
-                                const float* __restrict__ metrics, int64_t n, int64_t q, double norm_eps,
-                                bool shifted, bool row_normalize, double* __restrict__ label_weights,
-                                double* __restrict__ correlation, double* __restrict__ scale) {
+__global__ void column_pass_kernel(const double* __restrict__ sums, const double* __restrict__ gram,
+                                   const float* __restrict__ metrics, int64_t n, int64_t q, double norm_eps,
+                                   bool shifted, bool row_normalize, bool label_weights_in_phi,
+                                   double* __restrict__ label_weights, double* __restrict__ correlation,
+                                   double* __restrict__ phi_factor) {
   __shared__ double shared[cuda::kWarps];
   const int64_t j = blockIdx.x;
   const int m = blockIdx.y;
   const double* g = gram + m * q * q;
-  const double norm_j = sqrt(g[j * q + j]) + norm_eps;
+  const double norm_j = math::column_norm(g[j * q + j], norm_eps);
   double row_sum = 0.0;
   for (int64_t k = threadIdx.x; k < q; k += blockDim.x) {
-    const double d = norm_j * (sqrt(g[k * q + k]) + norm_eps);
-    const double c = d > 0.0 ? g[j * q + k] / d : 0.0;  // 0/0 := 0 for a column without mass
+    const double c = math::correlation(g[j * q + k], norm_j, math::column_norm(g[k * q + k], norm_eps));
     correlation[m * q * q + j * q + k] = c;
     row_sum += c;
   }
   row_sum = cuda::block_sum(row_sum, shared);
   if (threadIdx.x == 0) {
-    scale[m * q + j] = row_normalize ? 1.0 / (row_sum + kRowNormaliseEps) : 1.0;
     const double shift = shifted ? static_cast<double>(metrics[m * n * q + j]) : 0.0;  // row 0
-    const double mean_shifted = sums[(2 * m) * q + j] / n;
-    const double variance = fmax(0.0, sums[(2 * m + 1) * q + j] / n - mean_shifted * mean_shifted);
-    label_weights[m * q + j] = exp(0.5 * (shift + mean_shifted + sqrt(variance)));
+    const double v = math::label_weight(shift, sums[(2 * m) * q + j], sums[(2 * m + 1) * q + j], n);
+    label_weights[m * q + j] = v;
+    phi_factor[m * q + j] = math::phi_factor(math::row_scale(row_sum, row_normalize), v, label_weights_in_phi);
   }
 }
 
 __global__ void weight_pass_kernel(const float* __restrict__ metrics, const double* __restrict__ label_weights,
-                                   const double* __restrict__ correlation, const double* __restrict__ scale,
+                                   const double* __restrict__ correlation, const double* __restrict__ phi_factor,
                                    RowsView labels, RowsView context, int64_t n, int64_t q,
-                                   bool label_weights_in_phi, double* __restrict__ delta, double* __restrict__ phi,
+                                   double* __restrict__ delta, double* __restrict__ phi,
                                    double* __restrict__ weight_range) {
   __shared__ double low[2][cuda::kWarps], high[2][cuda::kWarps];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -273,9 +273,7 @@ __global__ void weight_pass_kernel(const float* __restrict__ metrics, const doub
         for (; e < ny; advance_pair(e, z, 32, nz)) {
           const int64_t j = labels.cols[y0 + e], k = context.cols[z0 + z];
           CUDA_KERNEL_ASSERT(k >= 0 && k < q && "score_visits: context_cols out of range");
-          double term = a[j] * c[j * q + k] * scale[m * q + j];
-          if (label_weights_in_phi) term *= v[j];
-          f += term;
+          f += math::phi_term(a[j], c[j * q + k], phi_factor[m * q + j]);
         }
       }
       d = cuda::warp_sum(d);
@@ -312,7 +310,7 @@ __global__ void weight_pass_kernel(const float* __restrict__ metrics, const doub
 
 // One instantiation per register-slot count (1..kMaxSlots), 0 beyond.
 template <int kSlots = kMaxSlots>
-void launch_metric_pass(int slots, dim3 grid, const MetricShape& shape, cudaStream_t stream, const StateView& state,
+void launch_metric_pass(int slots, dim3 grid, const MetricShape& shape, cudaStream_t stream, const Records& state,
                         const RowsView& labels, float* metrics, double* sums, double* gram) {
   if constexpr (kSlots == 0) {
     metric_pass_kernel<0><<<grid, shape.threads, 0, stream>>>(state, shape, labels, metrics, sums, gram);
@@ -336,17 +334,18 @@ ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushe
                                bool label_weights_in_phi) {
   check_score_visits_inputs(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
                             context_cols, workspace, lambda1, norm_eps);
-  TORCH_CHECK(window.is_cuda(), "score_visits_cuda: tensors must be CUDA tensors");
+  TORCH_CHECK_VALUE(window.is_cuda(), "score_visits_cuda: tensors must be CUDA tensors");
   // Float64 atomics sum the column statistics, the Gram matrix and the weight range in
   // whatever order the blocks run: the last bits of v, C, δ and φ vary between runs.
   at::globalContext().alertNotDeterministic("score_visits_cuda");
   const c10::cuda::CUDAGuard guard(window.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const at::Tensor win = window.contiguous(), push = pushes.contiguous(), lss = loss.contiguous(),
-                   flp = flip_average.contiguous(), yp = label_ptr.contiguous(), yc = label_cols.contiguous(),
-                   zp = context_ptr.contiguous(), zc = context_cols.contiguous();
-  const int64_t n = win.size(0), n_t = win.size(1), q = win.size(2);
-  const auto f64 = win.options().dtype(at::kDouble);
+  const at::Tensor window_c = window.contiguous(), pushes_c = pushes.contiguous(), loss_c = loss.contiguous(),
+                   flip_c = flip_average.contiguous(), label_ptr_c = label_ptr.contiguous(),
+                   label_cols_c = label_cols.contiguous(), context_ptr_c = context_ptr.contiguous(),
+                   context_cols_c = context_cols.contiguous();
+  const int64_t n = window_c.size(0), n_t = window_c.size(1), q = window_c.size(2);
+  const auto f64 = window_c.options().dtype(at::kDouble);
 
   // Accumulators: 4q column sums and 2q² Gram entries in one zeroed buffer.
   at::Tensor accum = at::empty({4 * q + 2 * q * q}, f64);
@@ -355,16 +354,19 @@ ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushe
   double* gram = sums + 4 * q;
   at::Tensor label_weights = at::empty({2, q}, f64);
   at::Tensor correlation = at::empty({2, q, q}, f64);
-  at::Tensor scale = at::empty({2, q}, f64);
+  at::Tensor phi_factor = at::empty({2, q}, f64);
   at::Tensor delta = at::empty({2, n}, f64);
   at::Tensor phi = at::empty({2, n}, f64);
   at::Tensor weight_range = at::empty({2, 2}, f64);
   C10_CUDA_CHECK(cudaMemsetAsync(weight_range.mutable_data_ptr<double>(), 0xff, 4 * sizeof(double), stream));
 
-  const StateView state{win.const_data_ptr<float>(), push.const_data_ptr<int64_t>(), lss.const_data_ptr<float>(),
-                        flp.const_data_ptr<float>(), n, n_t, q, static_cast<float>(lambda1), two_minus_exp};
-  const RowsView labels{yp.const_data_ptr<int64_t>(), yc.const_data_ptr<int64_t>(), yc.numel()};
-  const RowsView context{zp.const_data_ptr<int64_t>(), zc.const_data_ptr<int64_t>(), zc.numel()};
+  const Records state{window_c.const_data_ptr<float>(), pushes_c.const_data_ptr<int64_t>(),
+                      loss_c.const_data_ptr<float>(), flip_c.const_data_ptr<float>(), n, n_t, q,
+                      static_cast<float>(lambda1), two_minus_exp};
+  const RowsView labels{label_ptr_c.const_data_ptr<int64_t>(), label_cols_c.const_data_ptr<int64_t>(),
+                        label_cols_c.numel()};
+  const RowsView context{context_ptr_c.const_data_ptr<int64_t>(), context_cols_c.const_data_ptr<int64_t>(),
+                         context_cols_c.numel()};
   const MetricShape shape = metric_shape(q);
   const bool shifted = shape.slots <= kMaxSlots;  // the register variants shift by row 0
   // As many resident threads per multiprocessor as 4 blocks of kThreads, whatever the block.
@@ -373,14 +375,15 @@ ScoreOutputs score_visits_cuda(const at::Tensor& window, const at::Tensor& pushe
   launch_metric_pass(shape.slots, dim3(cuda::grid_for(n, shape.rows_per_pass, blocks_per_sm)), shape, stream, state,
                      labels, metrics, sums, gram);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  finalise_kernel<<<dim3(static_cast<unsigned>(q), 2), cuda::kThreads, 0, stream>>>(
-      sums, gram, metrics, n, q, norm_eps, shifted, row_normalize, label_weights.mutable_data_ptr<double>(),
-      correlation.mutable_data_ptr<double>(), scale.mutable_data_ptr<double>());
+  column_pass_kernel<<<dim3(static_cast<unsigned>(q), 2), cuda::kThreads, 0, stream>>>(
+      sums, gram, metrics, n, q, norm_eps, shifted, row_normalize, label_weights_in_phi,
+      label_weights.mutable_data_ptr<double>(), correlation.mutable_data_ptr<double>(),
+      phi_factor.mutable_data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   weight_pass_kernel<<<cuda::grid_for(n, cuda::kWarps, 8), cuda::kThreads, 0, stream>>>(
       metrics, label_weights.const_data_ptr<double>(), correlation.const_data_ptr<double>(),
-      scale.const_data_ptr<double>(), labels, context, n, q, label_weights_in_phi,
-      delta.mutable_data_ptr<double>(), phi.mutable_data_ptr<double>(), weight_range.mutable_data_ptr<double>());
+      phi_factor.const_data_ptr<double>(), labels, context, n, q, delta.mutable_data_ptr<double>(),
+      phi.mutable_data_ptr<double>(), weight_range.mutable_data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {label_weights, correlation, delta, phi, weight_range};
 }

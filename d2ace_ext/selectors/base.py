@@ -13,6 +13,7 @@ import torch
 
 from .. import functional
 from ..row_shard import RowShard
+from ..validation import check_step
 
 SHUFFLE, FIXED, WEIGHTED, PRUNED = "shuffle", "fixed", "weighted", "pruned"
 
@@ -89,18 +90,20 @@ class Selector(abc.ABC):
     def record_outputs(
         self, indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, kind: str, epoch: int
     ) -> None:
-        """One training step from raw model outputs: outputs (b, q) float32 logits
-        (``kind="logits"``) or probabilities (``"probs"``), targets (b, q) float32 0/1.
-        The default turns them into probabilities and per-label BCE and calls
-        :meth:`record`; a selector with a fused kernel overrides this."""
-        probs, losses = functional.probabilities_and_losses(outputs, targets, kind)
-        self.record(indices, probs, losses if self.needs_loss else None, epoch)
+        """One training step from raw model outputs: indices (b,) int64 distinct, in
+        [0, n) (local rows when :attr:`shard` is set), on ``device``; outputs (b, q)
+        logits (``kind="logits"``) or probabilities (``"probs"``), floating point in the
+        dtype the model gave; targets (b, q) 0/1.
 
-    def checks_outputs(self) -> bool:
-        """True when :meth:`record_outputs` itself rejects NaN outputs, probabilities
-        outside [0, 1] and non-0/1 targets with a ValueError before changing anything
-        (a native kernel does it in its own pass), so the sampler can skip those checks."""
-        return False
+        The step's values are checked here, before the state changes, in the dtype given
+        (a cast could round a bad value into range): no NaN outputs, probabilities in
+        [0, 1], 0/1 targets equal to :attr:`labels` at the indices. The default checks
+        them (:func:`~d2ace_ext.validation.check_step`, one host read), turns the outputs
+        into float32 probabilities and per-label BCE and calls :meth:`record`; a selector
+        with a fused kernel overrides this and checks through it."""
+        check_step(outputs, kind, targets, self.labels, indices)
+        probs, losses = functional.probabilities_and_losses(outputs.to(torch.float32), targets.to(torch.float32), kind)
+        self.record(indices, probs, losses if self.needs_loss else None, epoch)
 
     def probabilities(self, epoch: int) -> torch.Tensor:
         """Sampling probabilities (n,) for a WEIGHTED epoch, computed from the records

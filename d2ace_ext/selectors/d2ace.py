@@ -107,19 +107,9 @@ class D2ACESelector(Selector):
             lambda2=cfg.lambda2,
         )
 
-    def checks_outputs(self) -> bool:
-        return self.visits.native() and self.visits.window.device.type == "cpu"
-
     def record_outputs(self, indices, outputs, targets, kind, epoch) -> None:
-        try:
-            self._record_outputs(indices, outputs, targets, kind, epoch)
-        except RuntimeError as exc:  # the CPU kernel's value checks, as the sampler's own errors
-            message = str(exc).splitlines()[0] if str(exc) else ""
-            if message.startswith("record_step:"):
-                raise ValueError(message) from None
-            raise
-
-    def _record_outputs(self, indices, outputs, targets, kind, epoch) -> None:
+        """One step through the fused record op, which checks its values (and the
+        targets against the training labels) before changing anything."""
         cfg = self.config
         self.visits.record_outputs(
             indices,
@@ -131,37 +121,41 @@ class D2ACESelector(Selector):
             flip_on=cfg.flip_on,
             flip_threshold=cfg.flip_threshold,
             lambda2=cfg.lambda2,
-            indices_checked=True,  # Selector.record_outputs receives validated, distinct indices
+            labels=self.labels,
         )
 
     def score(self, epoch: int) -> ScoreReport:
         """Score every instance from the records so far, for epoch ``epoch``: the fused
-        ops when the extension serves the state's device, the pure-PyTorch scorer otherwise
-        (and for the label-weight ablations G and I: the fused kernel computes
-        v = exp((μ + σ)/2) inside and returns no U or H to reweight). A row-sharded or
-        compact state is scored in passes over its rows (:mod:`~d2ace_ext.row_scoring`),
-        a collective call when sharded over several ranks."""
-        if self.shard is not None or not self.visits.window.dtype == torch.float32:
+        ops (which run natively or as their pure-PyTorch definitions, as ops decides), or
+        the pure-PyTorch scorer for the label-weight ablations G and I (the fused op
+        computes v = exp((μ + σ)/2) inside and returns no U or H to reweight). A
+        row-sharded or compact state is scored in passes over its rows
+        (:mod:`~d2ace_ext.row_scoring`), a collective call when sharded over several ranks."""
+        if self.shard is not None or self.visits.window.dtype != torch.float32:
             self.last_report = score_rows(self.visits, self.context, self.config, epoch,
                                           self.shard or RowShard.whole(self.n))
-        elif ops.native_for(self.visits.window) and self.config.label_weight_form == "exponential":
-            self.last_report = self._score_native(epoch)
+        elif self.config.label_weight_form == "exponential":
+            self.last_report = self._score_fused(epoch)
         else:
             unc, hard = self.visits.metrics(self.config.lambda1, self.config.loss_transform)
             self.last_report = score_epoch(unc, hard, self.context, self.config, epoch)
         return self.last_report
 
-    def _score_native(self, epoch: int) -> ScoreReport:
-        cfg = self.config
+    def _score_fused(self, epoch: int) -> ScoreReport:
+        cfg, visits = self.config, self.visits
         weights, correlation, delta, phi, weight_range = ops.score_visits(
-            self.visits,
-            self.context.labels,
-            self.context.context,
+            visits.window,
+            visits.pushes,
+            visits.loss,
+            visits.flip_average,
+            self.context,
             lambda1=cfg.lambda1,
             loss_transform=cfg.loss_transform,
             norm_eps=cfg.norm_eps,
             row_normalize=cfg.row_normalize_correlation,
             label_weights_in_phi=cfg.label_weights_in_phi,
+            workspace=visits.workspace(),
+            index_errors=visits.index_errors,
         )
         if not cfg.correlation_enhancement:  # ablation H: w = δ; the kernel's φ and C are dropped
             phi, correlation, weight_range = torch.zeros_like(phi), torch.zeros_like(correlation), None

@@ -1,5 +1,5 @@
-"""What the fused-operator tests share: the tolerance rule, the device list and the
-forced fallback.
+"""What the fused-operator tests share: the tolerance rule and the device list (the
+pure-PyTorch path is d2ace_ext.force_fallback()).
 
 Tolerance rule: the reference is the pure-PyTorch pipeline run in float64 on the same
 inputs (the same float32 state for the scoring); the kernel's error against it must stay
@@ -8,14 +8,11 @@ a few float32 eps times the magnitude of the quantity.
 """
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
 import d2ace_ext
 
-FORCE_ENV = "D2ACE_EXT_FORCE_FALLBACK"
 EPS32 = torch.finfo(torch.float32).eps
 K = 4              # kernel error may be this many times PyTorch's float32 error ...
 FLOOR_ULPS = 8     # ... plus this many float32 eps times the magnitude
@@ -33,16 +30,6 @@ def devices(op: str):
               else f"the extension has no CUDA kernel of {op}")
     usable = torch.cuda.is_available() and has_cuda_kernel(op)
     return ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not usable, reason=reason))]
-
-
-@contextlib.contextmanager
-def forced_fallback(monkeypatch):
-    """The pure-PyTorch path, for the calls inside the block only."""
-    with monkeypatch.context() as patch:
-        patch.setenv(FORCE_ENV, "1")
-        assert not d2ace_ext.use_native()
-        yield
-    assert d2ace_ext.use_native()
 
 
 def assert_within_rule(name, kernel, torch32, ref64, k=K, floor_ulps=FLOOR_ULPS):

@@ -6,10 +6,21 @@ import math
 
 import torch
 
-from d2ace_ext import D2ACEConfig, ops
+from d2ace_ext import D2ACEConfig, force_fallback, ops
 from d2ace_ext.visits import VisitState
 
-from .fused_checks import STATE_FLOATS, STATE_INTS, assert_within_rule, forced_fallback
+from .fused_checks import STATE_FLOATS, STATE_INTS, assert_within_rule
+
+
+def state_tensors(state):
+    """A VisitState's tensors in the order ops.record_step takes them."""
+    return (state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
+            state.index_errors)
+
+
+def record_step(state, indices, outputs, targets, epoch, **flags):
+    """ops.record_step on a VisitState's tensors."""
+    ops.record_step(*state_tensors(state), indices, outputs, targets, epoch, **flags)
 
 
 def float64_state(n, q, n_t, device="cpu"):
@@ -45,13 +56,13 @@ def random_batch(g, n, q, from_logits, special_fraction=0.15):
     return indices, outputs, targets
 
 
-def record_all(native, fallback32, reference64, batch, epoch, monkeypatch, **flags):
+def record_all(native, fallback32, reference64, batch, epoch, **flags):
     indices, outputs, targets = batch
     device = native.device
-    ops.record_step(native, indices.to(device), outputs.to(device), targets.to(device), epoch, **flags)
+    record_step(native, indices.to(device), outputs.to(device), targets.to(device), epoch, **flags)
     from_logits = flags["from_logits"]
     options = {name: flags[name] for name in ("per_epoch", "flip_on", "flip_threshold", "lambda2")}
-    with forced_fallback(monkeypatch):
+    with force_fallback():
         fallback32.record_outputs(indices.to(device), outputs.to(device), targets.to(device), epoch,
                                   from_logits=from_logits, **options)
         reference64.record_outputs(indices.to(device), outputs.to(device).double(), targets.to(device).double(),
@@ -73,7 +84,6 @@ def record(state, indices, outputs, targets, epoch, config=None, from_logits=Tru
     (default: the paper preset); indices, outputs and targets go to the state's device."""
     config = config or D2ACEConfig.preset("paper")
     device = state.device
-    ops.record_step(state, torch.as_tensor(indices, device=device), outputs.to(device), targets.to(device), epoch,
-                    from_logits=from_logits,
-                    per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
-                    flip_threshold=config.flip_threshold, lambda2=config.lambda2)
+    record_step(state, torch.as_tensor(indices, device=device), outputs.to(device), targets.to(device), epoch,
+                from_logits=from_logits, per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
+                flip_threshold=config.flip_threshold, lambda2=config.lambda2)

@@ -6,12 +6,12 @@ import warnings
 
 import torch
 
-from d2ace_ext import functional, ops, scoring
+from d2ace_ext import force_fallback, functional, ops, scoring
 from d2ace_ext.scoring import LabelContext
 from d2ace_ext.selectors.d2ace import D2ACESelector
 from d2ace_ext.sparse_rows import SparseRows, row_pairs
 
-from .fused_checks import assert_within_rule, forced_fallback
+from .fused_checks import assert_within_rule
 from .fused_record_checks import random_batch
 
 
@@ -36,9 +36,15 @@ def fallback_scores(state, ctx, config, dtype):
     return result
 
 
+def score_visits(state, ctx, **options):
+    """ops.score_visits on a VisitState's tensors, its workspace and its index_errors."""
+    return ops.score_visits(state.window, state.pushes, state.loss, state.flip_average, ctx,
+                            workspace=state.workspace(), index_errors=state.index_errors, **options)
+
+
 def native_scores(state, ctx, config):
-    v, c, delta, phi, weight_range = ops.score_visits(
-        state, ctx.labels, ctx.context, lambda1=config.lambda1, loss_transform=config.loss_transform,
+    v, c, delta, phi, weight_range = score_visits(
+        state, ctx, lambda1=config.lambda1, loss_transform=config.loss_transform,
         norm_eps=config.norm_eps, row_normalize=config.row_normalize_correlation,
         label_weights_in_phi=config.label_weights_in_phi)
     for t in (v, c, delta, phi, weight_range):
@@ -46,10 +52,10 @@ def native_scores(state, ctx, config):
     return {"v": v, "C": c, "delta": delta, "phi": phi, "range": weight_range, "metrics": state.workspace()}
 
 
-def assert_scores_match(state, ctx, config, monkeypatch, where=""):
+def assert_scores_match(state, ctx, config, where=""):
     """Kernel against the float64 fallback; returns both for further checks."""
     got = native_scores(state, ctx, config)
-    with forced_fallback(monkeypatch):
+    with force_fallback():
         ref = fallback_scores(state, ctx, config, torch.float64)
         f32 = fallback_scores(state, ctx, config, torch.float32)
     n, q = state.n, state.q
