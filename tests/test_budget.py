@@ -346,7 +346,7 @@ def test_protocol_digests_of_the_committed_evidence_are_unchanged():
     import os
 
     from d2ace_ext.harness.experiment import Protocol, with_published_variants
-    from evidence_digests import KNOWN_DIGESTS, PUBLISHED_CLIF
+    from support.evidence_digests import KNOWN_DIGESTS, PUBLISHED_CLIF
 
     assert with_published_variants(["clif"], {}) == PUBLISHED_CLIF
     expected = {digest: Protocol(**settings) for digest, settings in KNOWN_DIGESTS.items()}
