@@ -4,6 +4,7 @@ The C++ CPU kernels are always built. The CUDA kernels are added when the flag
 ``D2ACE_EXT_CUDA`` allows it: ``auto`` (default) builds them when nvcc and a CUDA build
 of torch are present, without needing a GPU; ``1`` requires them; ``0`` skips them.
 """
+
 import glob
 import os
 import shutil

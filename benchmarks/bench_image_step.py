@@ -17,6 +17,7 @@ The trunk is torchvision's ResNet when torchvision is installed, else the compac
 bottleneck ResNet below (same layer counts and widths), so the script also runs where
 only torch is present.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,11 +42,20 @@ class _Bottleneck(nn.Module):
         super().__init__()
         c_out = 4 * width
         self.convs = nn.Sequential(
-            nn.Conv2d(c_in, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
-        self.skip = (nn.Identity() if stride == 1 and c_in == c_out else
-                     nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+            nn.Conv2d(c_in, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
 
     def forward(self, x):
         return torch.relu(self.convs(x) + self.skip(x))
@@ -55,15 +65,16 @@ def trunk(arch: str) -> tuple[nn.Module, int]:
     """(images -> last feature map, its channels)."""
     try:
         import torchvision
+
         net = getattr(torchvision.models, arch)(weights=None)
         body = nn.Sequential(*list(net.children())[:-2])
         return body, net.fc.in_features
     except ImportError:
         layers, c, blocks = LAYERS[arch], 64, []
-        for stage, count in enumerate(layers):   # bottlenecks everywhere: ResNet-18 here only checks logic
+        for stage, count in enumerate(layers):  # bottlenecks everywhere: ResNet-18 here only checks logic
             for i in range(count):
-                blocks.append(_Bottleneck(c, 64 * 2 ** stage, 2 if i == 0 and stage > 0 else 1))
-                c = 4 * 64 * 2 ** stage
+                blocks.append(_Bottleneck(c, 64 * 2**stage, 2 if i == 0 and stage > 0 else 1))
+                c = 4 * 64 * 2**stage
         stem = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
         return nn.Sequential(*stem, *blocks), c
 
@@ -86,7 +97,7 @@ def coco_like_labels(n: int, q: int, cardinality: float = 2.9, seed: int = 0) ->
     prior = (prior * cardinality / prior.sum()).clamp(max=0.9)[torch.randperm(q, generator=g)]
     y = (torch.rand(n, q, generator=g, dtype=torch.float64) < prior).float()
     empty = y.sum(1) == 0
-    y[empty, torch.randint(q, (int(empty.sum()),), generator=g)] = 1   # every image has an object
+    y[empty, torch.randint(q, (int(empty.sum()),), generator=g)] = 1  # every image has an object
     return y
 
 
@@ -100,29 +111,38 @@ def case(arch: str, batch: int, args, device) -> None:
     labels = coco_like_labels(args.n, args.q).to(device)
     model = Net(arch, labels.cpu()).to(device).to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-5, weight_decay=5e-4)
-    images = torch.randn(batch, 3, args.image_size, args.image_size, device=device).to(memory_format=torch.channels_last)
-    config = D2ACEConfig.preset("paper").replace(num_epochs=20, warmup_epochs=args.warm_epochs,
-                                                 t_start=args.warm_epochs, t_end=args.warm_epochs + 10)
-    neighbors = torch.randint(args.n, (args.n, config.num_neighbors))   # which neighbours does not change the cost
-    samplers = {"random": make_sampler("random", labels, batch, seed=0, device=device),
-                "d2ace": make_sampler("d2ace", labels, batch, seed=0, device=device, config=config, neighbors=neighbors)}
+    images = torch.randn(batch, 3, args.image_size, args.image_size, device=device).to(
+        memory_format=torch.channels_last
+    )
+    config = D2ACEConfig.preset("paper").replace(
+        num_epochs=20, warmup_epochs=args.warm_epochs, t_start=args.warm_epochs, t_end=args.warm_epochs + 10
+    )
+    neighbors = torch.randint(args.n, (args.n, config.num_neighbors))  # which neighbours does not change the cost
+    samplers = {
+        "random": make_sampler("random", labels, batch, seed=0, device=device),
+        "d2ace": make_sampler("d2ace", labels, batch, seed=0, device=device, config=config, neighbors=neighbors),
+    }
     g = torch.Generator(device=device).manual_seed(1)
-    for epoch in range(args.warm_epochs):                        # fill D2ACE's windows (no model needed)
+    for epoch in range(args.warm_epochs):  # fill D2ACE's windows (no model needed)
         for name, sampler in samplers.items():
             sampler.set_epoch(epoch)
             for chunk in sampler:
                 index = torch.as_tensor(chunk)
-                sampler.update(index, torch.randn(len(chunk), args.q, device=device, generator=g), labels[index.to(device)])
+                sampler.update(
+                    index, torch.randn(len(chunk), args.q, device=device, generator=g), labels[index.to(device)]
+                )
     steps_per_epoch = -(-args.n // batch)
     iters, scoring = {}, {}
     for name, sampler in samplers.items():
         before = sampler.overhead_seconds
-        sampler.set_epoch(args.warm_epochs)                      # the first selection epoch
-        sampler.probabilities                                    # noqa: B018  (prepares the epoch: D2ACE scores here)
+        sampler.set_epoch(args.warm_epochs)  # the first selection epoch
+        sampler.probabilities  # noqa: B018  (prepares the epoch: D2ACE scores here)
         sync(device)
         iters[name] = iter(sampler)
         scoring[name] = sampler.overhead_seconds - before
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
     def window(name: str, steps: int) -> tuple[float, float]:
         sampler = samplers[name]
@@ -141,23 +161,27 @@ def case(arch: str, batch: int, args, device) -> None:
         return (time.perf_counter() - start) / steps, (sampler.overhead_seconds - before) / steps
 
     for name in samplers:
-        window(name, args.warm_steps)                            # cudnn autotuning, allocator, first launches
+        window(name, args.warm_steps)  # cudnn autotuning, allocator, first launches
     wall = {name: [] for name in samplers}
     own = {name: [] for name in samplers}
-    for _ in range(args.rounds):                                 # alternate so clocks and heat hit both alike
+    for _ in range(args.rounds):  # alternate so clocks and heat hit both alike
         for name in samplers:
             w, o = window(name, args.steps)
             wall[name].append(w)
             own[name].append(o)
     base = statistics.median(wall["random"])
-    print(f"\n{arch} · batch {batch} · {args.image_size}x{args.image_size} · n = {args.n:,}, q = {args.q} · "
-          f"{device.type} · {args.rounds} x {args.steps} timed steps per selector")
+    print(
+        f"\n{arch} · batch {batch} · {args.image_size}x{args.image_size} · n = {args.n:,}, q = {args.q} · "
+        f"{device.type} · {args.rounds} x {args.steps} timed steps per selector"
+    )
     print(f"{'selector':<8} {'ms/step':>9} {'own ms/step':>12} {'scoring ms/epoch':>17} {'wall +%':>8} {'own %':>7}")
     for name in samplers:
         step = statistics.median(wall[name])
         mine = statistics.median(own[name]) + scoring[name] / steps_per_epoch
-        print(f"{name:<8} {1000 * step:>9.2f} {1000 * mine:>12.3f} {1000 * scoring[name]:>17.1f} "
-              f"{100 * (step - base) / base:>7.2f}% {100 * mine / base:>6.3f}%")
+        print(
+            f"{name:<8} {1000 * step:>9.2f} {1000 * mine:>12.3f} {1000 * scoring[name]:>17.1f} "
+            f"{100 * (step - base) / base:>7.2f}% {100 * mine / base:>6.3f}%"
+        )
 
 
 def main(argv=None) -> int:

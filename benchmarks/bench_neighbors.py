@@ -23,6 +23,7 @@ neighbours, so the sampled rows are an unbiased sample of Z's rows). FAISS's bui
     python -m benchmarks.bench_neighbors --n 100000 1000000 [--queries 2000] [--nprobe 16 64]
     python -m benchmarks.bench_neighbors --dataset Corel5k
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,11 @@ def exact_rows(features: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, 
     search, fit_wall, fit_cpu = timed(lambda: NearestNeighbors(n_neighbors=K + 1).fit(points))
     found, wall, cpu = timed(lambda: search.kneighbors(points[rows], return_distance=False))
     scale = points.shape[0] / rows.size
-    return torch.from_numpy(_without_self(found.astype(np.int64), rows, K)), fit_wall + wall * scale, fit_cpu + cpu * scale
+    return (
+        torch.from_numpy(_without_self(found.astype(np.int64), rows, K)),
+        fit_wall + wall * scale,
+        fit_cpu + cpu * scale,
+    )
 
 
 def recall(features: torch.Tensor, rows: np.ndarray, exact: torch.Tensor, approx: torch.Tensor) -> tuple[float, float]:
@@ -110,32 +115,58 @@ def label_jaccard(labels: torch.Tensor, rows: np.ndarray, neighbors: torch.Tenso
     return float((both / either.clamp(min=1)).mean())
 
 
-def row(name: str, n: int, backend: str, timed_as: str, walls: tuple[float, float], cpus: tuple[float, float],
-        features, labels, rows, exact, found, z_exact) -> dict:
+def row(
+    name: str,
+    n: int,
+    backend: str,
+    timed_as: str,
+    walls: tuple[float, float],
+    cpus: tuple[float, float],
+    features,
+    labels,
+    rows,
+    exact,
+    found,
+    z_exact,
+) -> dict:
     """One printed line: times (build, search), recall and the Z change of ``found`` against ``exact``."""
     changed = z_exact ^ z_rows(labels, found)
     set_recall, distance_recall = recall(features, rows, exact, found)
-    return {"case": name, "n": n, "backend": backend, "build_s": walls[0], "search_s": walls[1],
-            "total_s": sum(walls), "build_cpu_s": cpus[0], "total_cpu_s": sum(cpus), "timed": timed_as,
-            "recall": set_recall, "distance_recall": distance_recall,
-            "z_changed_of_entries": float(changed.float().mean()),
-            "z_changed_of_nonzeros": float(changed.sum()) / max(int(z_exact.sum()), 1),
-            "rows_with_z_change": float(changed.any(1).float().mean()),
-            "label_jaccard": label_jaccard(labels, rows, found)}
+    return {
+        "case": name,
+        "n": n,
+        "backend": backend,
+        "build_s": walls[0],
+        "search_s": walls[1],
+        "total_s": sum(walls),
+        "build_cpu_s": cpus[0],
+        "total_cpu_s": sum(cpus),
+        "timed": timed_as,
+        "recall": set_recall,
+        "distance_recall": distance_recall,
+        "z_changed_of_entries": float(changed.float().mean()),
+        "z_changed_of_nonzeros": float(changed.sum()) / max(int(z_exact.sum()), 1),
+        "rows_with_z_change": float(changed.any(1).float().mean()),
+        "label_jaccard": label_jaccard(labels, rows, found),
+    }
 
 
 def case(name: str, features: torch.Tensor, labels: torch.Tensor, args) -> list[dict]:
     n = features.shape[0]
     full_exact = n <= args.full_exact_up_to
     full_faiss = n <= args.full_faiss_up_to
-    rows = np.arange(n) if full_exact else np.sort(np.random.default_rng(args.seed).choice(n, args.queries, replace=False))
+    rows = (
+        np.arange(n) if full_exact else np.sort(np.random.default_rng(args.seed).choice(n, args.queries, replace=False))
+    )
     if full_exact:
         exact, exact_s, exact_cpu = timed(lambda: nearest_neighbors(features, K, "exact"))
     else:
         exact, exact_s, exact_cpu = exact_rows(features, rows)
     z_exact = z_rows(labels, exact)
     timed_as = "measured" if full_exact else f"scaled from {rows.size} rows"
-    out = [row(name, n, "exact", timed_as, (0.0, exact_s), (0.0, exact_cpu), features, labels, rows, exact, exact, z_exact)]
+    out = [
+        row(name, n, "exact", timed_as, (0.0, exact_s), (0.0, exact_cpu), features, labels, rows, exact, exact, z_exact)
+    ]
     index, build_s, build_cpu = timed(lambda: IVFNeighbors(features))
     for nprobe in args.nprobe:
         found, search_s, search_cpu = timed(lambda: index.search(K, nprobe, rows=None if full_faiss else rows))
@@ -143,22 +174,43 @@ def case(name: str, features: torch.Tensor, labels: torch.Tensor, args) -> list[
         # Compared on the rows the exact search covered (all of them, or the sample).
         approx = found[torch.from_numpy(rows)] if full_faiss and rows.size < n else found
         timed_as = "measured" if full_faiss else f"build measured, search scaled from {rows.size} rows"
-        out.append(row(name, n, f"faiss nlist={index.nlist} nprobe={nprobe}", timed_as, (build_s, search_s * scale),
-                       (build_cpu, search_cpu * scale), features, labels, rows, exact, approx, z_exact))
+        out.append(
+            row(
+                name,
+                n,
+                f"faiss nlist={index.nlist} nprobe={nprobe}",
+                timed_as,
+                (build_s, search_s * scale),
+                (build_cpu, search_cpu * scale),
+                features,
+                labels,
+                rows,
+                exact,
+                approx,
+                z_exact,
+            )
+        )
     # The floor: K other instances drawn at random, no search at all.
     g = torch.Generator().manual_seed(args.seed)
     drawn = (torch.from_numpy(rows)[:, None] + torch.randint(1, n, (rows.size, K), generator=g)) % n
-    out.append(row(name, n, "random (reference)", "-", (0.0, 0.0), (0.0, 0.0), features, labels, rows, exact, drawn, z_exact))
+    out.append(
+        row(name, n, "random (reference)", "-", (0.0, 0.0), (0.0, 0.0), features, labels, rows, exact, drawn, z_exact)
+    )
     return out
 
 
 def show(rows: list[dict]) -> None:
-    print(f"{'case':<22} {'n':>9} {'backend':<28} {'build s':>8} {'search s':>9} {'total s':>9} {'cpu s':>9} {'recall@6':>8} {'dist rec':>8} "
-          f"{'Z chg/nq':>9} {'Z chg/nnz':>9} {'rows chg':>8} {'jaccard':>7}  timed")
+    print(
+        f"{'case':<22} {'n':>9} {'backend':<28} {'build s':>8} {'search s':>9} {'total s':>9} {'cpu s':>9} {'recall@6':>8} {'dist rec':>8} "
+        f"{'Z chg/nq':>9} {'Z chg/nnz':>9} {'rows chg':>8} {'jaccard':>7}  timed"
+    )
     for r in rows:
-        print(f"{r['case']:<22} {r['n']:>9} {r['backend']:<28} {r['build_s']:>8.1f} {r['search_s']:>9.1f} "
-              f"{r['total_s']:>9.1f} {r['total_cpu_s']:>9.1f} {r['recall']:>8.3f} {r['distance_recall']:>8.3f} {r['z_changed_of_entries']:>9.4f} "
-              f"{r['z_changed_of_nonzeros']:>9.4f} {r['rows_with_z_change']:>8.3f} {r['label_jaccard']:>7.3f}  {r['timed']}", flush=True)
+        print(
+            f"{r['case']:<22} {r['n']:>9} {r['backend']:<28} {r['build_s']:>8.1f} {r['search_s']:>9.1f} "
+            f"{r['total_s']:>9.1f} {r['total_cpu_s']:>9.1f} {r['recall']:>8.3f} {r['distance_recall']:>8.3f} {r['z_changed_of_entries']:>9.4f} "
+            f"{r['z_changed_of_nonzeros']:>9.4f} {r['rows_with_z_change']:>8.3f} {r['label_jaccard']:>7.3f}  {r['timed']}",
+            flush=True,
+        )
 
 
 def main(argv=None) -> None:
@@ -173,11 +225,15 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"faiss {__import__('faiss').__version__}, K = {K}", flush=True)
+    print(
+        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"faiss {__import__('faiss').__version__}, K = {K}",
+        flush=True,
+    )
     rows: list[dict] = []
-    cases = [(name, lambda name=name: real(name)) for name in args.dataset] or \
-            [(f"{args.features} d=120", lambda n=n: synthetic(n, args.features, args.seed)) for n in args.n]
+    cases = [(name, lambda name=name: real(name)) for name in args.dataset] or [
+        (f"{args.features} d=120", lambda n=n: synthetic(n, args.features, args.seed)) for n in args.n
+    ]
     for name, make in cases:
         features, labels = make()
         found = case(name, features, labels, args)

@@ -29,6 +29,7 @@ takes 3 repetitions, so everything runs in a few minutes on two cores.
 
     python benchmarks/bench_overhead.py [--quick] [--sets yeast,demo] [--models mlp] [--workers 0,2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from d2ace_ext import D2ACEConfig, IndexedDataset, build_info, make_sampler
 from d2ace_ext.datasets.synthetic import make_multilabel
-from d2ace_ext.harness.fold_run import TensorBatches as Rows, whole_batch
+from d2ace_ext.harness.fold_run import TensorBatches as Rows
+from d2ace_ext.harness.fold_run import whole_batch
 from d2ace_ext.models import make_model
 
 BATCH = 128
@@ -60,8 +62,9 @@ class WideMLP(nn.Module):
 
     def __init__(self, d: int, q: int, width: int = 1024) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                                 nn.Linear(width, q))
+        self.net = nn.Sequential(
+            nn.Linear(d, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, q)
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -110,6 +113,7 @@ def load_cases(sets: list[str], models: list[str], shrink: int) -> list[Case]:
             folder = data_dir()
             try:
                 from d2ace_ext.datasets.mulan import load_mulan
+
                 features, labels = load_mulan(name, folder)
             except Exception as error:  # a missing folder or set: say so and go on
                 print(f"skipping {name}: cannot read it from D2ACE_DATA_DIR={folder!r} ({error})", flush=True)
@@ -189,8 +193,14 @@ def run_epoch(arm: Arm) -> dict:
     if sampler is None:
         return {"wall": wall}
     overhead = sampler.overhead_seconds - before
-    return {"wall": wall, "update": update, "scoring": scoring, "select": overhead,
-            "drawing": max(0.0, overhead - update - scoring), "per_call": update / max(1, calls)}
+    return {
+        "wall": wall,
+        "update": update,
+        "scoring": scoring,
+        "select": overhead,
+        "drawing": max(0.0, overhead - update - scoring),
+        "per_call": update / max(1, calls),
+    }
 
 
 def measure(case: Case, workers: int, reps: int) -> dict:
@@ -212,15 +222,19 @@ def print_case(case: Case, workers: int, result: dict, out) -> None:
     n, q = case.y.shape
     plain = result["plain"]["wall"]
     batches = -(-n // BATCH)
-    out(f"{case.name} {case.model} n={n} q={q} d={case.x.shape[1]} batches={batches} num_workers={workers}: "
-        f"plain epoch {plain * 1e3:.1f} ms")
+    out(
+        f"{case.name} {case.model} n={n} q={q} d={case.x.shape[1]} batches={batches} num_workers={workers}: "
+        f"plain epoch {plain * 1e3:.1f} ms"
+    )
     for name in ARMS[1:]:
         r = result[name]
         extra = r["wall"] - plain
         other = extra - r["update"] - r["scoring"] - r["drawing"]
-        out(f"| {case.name} | {case.model} | {workers} | {name} | {r['wall'] * 1e3:.1f} | {plain * 1e3:.1f} | "
+        out(
+            f"| {case.name} | {case.model} | {workers} | {name} | {r['wall'] * 1e3:.1f} | {plain * 1e3:.1f} | "
             f"{extra * 1e3:+.1f} ({extra / plain * 100:+.1f} %) | {r['select'] * 1e3:.2f} | {r['per_call'] * 1e3:.3f} | "
-            f"{r['update'] * 1e3:.2f} | {r['scoring'] * 1e3:.2f} | {r['drawing'] * 1e3:.2f} | {other * 1e3:+.1f} |")
+            f"{r['update'] * 1e3:.2f} | {r['scoring'] * 1e3:.2f} | {r['drawing'] * 1e3:.2f} | {other * 1e3:+.1f} |"
+        )
 
 
 def main(argv=None) -> int:
@@ -231,20 +245,32 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=None, help="timed epochs per arm (default 5, --quick 3)")
     parser.add_argument("--shrink", type=int, default=None, help="divide synthetic n by this (default 1, --quick 8)")
     parser.add_argument("--quick", action="store_true", help="synthetic sets 8x smaller, 3 repetitions")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: torch's own setting); 1 on a loaded machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: torch's own setting); 1 on a loaded machine",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     reps = args.reps or (3 if args.quick else 5)
     shrink = args.shrink or (8 if args.quick else 1)
     info = build_info()
-    print(f"torch {info['torch']}, threads {torch.get_num_threads()}, native extension {info['extension_loaded']}, "
-          f"{os.cpu_count()} CPUs; {reps} timed epochs per arm, alternating; medians in ms", flush=True)
-    cases = load_cases([s.strip() for s in args.sets.split(",") if s.strip()],
-                       [m.strip() for m in args.models.split(",") if m.strip()], shrink)
-    header = ("| set | model | workers | selector | epoch | plain | extra vs plain | select | update/call | "
-              "update | scoring | drawing | other |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"torch {info['torch']}, threads {torch.get_num_threads()}, native extension {info['extension_loaded']}, "
+        f"{os.cpu_count()} CPUs; {reps} timed epochs per arm, alternating; medians in ms",
+        flush=True,
+    )
+    cases = load_cases(
+        [s.strip() for s in args.sets.split(",") if s.strip()],
+        [m.strip() for m in args.models.split(",") if m.strip()],
+        shrink,
+    )
+    header = (
+        "| set | model | workers | selector | epoch | plain | extra vs plain | select | update/call | "
+        "update | scoring | drawing | other |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     lines, shares = [], []
     for workers in (int(w) for w in args.workers.split(",")):
         for case in cases:
@@ -257,7 +283,9 @@ def main(argv=None) -> int:
         if line.startswith("|"):
             print(line)
     print("\nselection time as a share of the plain epoch (select / plain), and D2ACE's measured extra wall time:")
-    print("| set | model | workers | plain ms | random | ml_unc | d2ace | d2ace extra wall |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "| set | model | workers | plain ms | random | ml_unc | d2ace | d2ace extra wall |\n|---|---|---|---|---|---|---|---|"
+    )
     print("\n".join(shares))
     return 0
 
@@ -267,8 +295,9 @@ def share_row(case: Case, workers: int, result: dict) -> str:
     drawing, as the sampler accounts it) over the plain epoch; on a loaded machine this
     is steadier than the difference of two noisy epoch times, shown last."""
     plain = result["plain"]["wall"]
-    cells = " | ".join(f"{result[a]['select'] * 1e3:.1f} ms ({result[a]['select'] / plain * 100:.1f} %)"
-                       for a in ARMS[1:])
+    cells = " | ".join(
+        f"{result[a]['select'] * 1e3:.1f} ms ({result[a]['select'] / plain * 100:.1f} %)" for a in ARMS[1:]
+    )
     extra = (result["d2ace"]["wall"] - plain) / plain * 100
     return f"| {case.name} | {case.model} | {workers} | {plain * 1e3:.1f} | {cells} | {extra:+.1f} % |"
 

@@ -27,6 +27,7 @@ rank's own part, what ``all_to_all_single`` brings from other ranks, 2 (R - 1)/R
 all-reduced tensor (a ring all-reduce), a broadcast's tensor on ranks other than the
 source. Each configuration runs in a fresh process whose ranks are forked from it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -117,6 +118,7 @@ class Traffic:
                 self.bytes += received(*args, **kwargs)
                 self.calls += 1
                 return original(*args, **kwargs)
+
             setattr(dist, name, counted)
 
         gathered = lambda out, inp, *a, **k: out.nbytes - inp.nbytes  # noqa: E731
@@ -127,6 +129,7 @@ class Traffic:
             row = out.nbytes // max(1, out.shape[0])
             own = (out_splits[rank] if out_splits is not None else out.shape[0] // world) * row
             return out.nbytes - own
+
         wrap("all_to_all_single", routed)
         wrap("all_reduce", lambda t, *a, **k: 2 * (world - 1) * t.nbytes // world)
         wrap("broadcast", lambda t, src=0, *a, **k: 0 if rank == src else t.nbytes)
@@ -176,10 +179,19 @@ def scale_rank(rank: int, world: int, n: int, sharded: bool, out: str) -> None:
     probabilities = sampler.probabilities
     score_s = time.perf_counter() - started
     score_bytes, _ = traffic.reset()
-    result = {"rank": rank, "steps": steps, "build_s": build_s, "record_s": record_s, "score_s": score_s,
-              "record_bytes": record_bytes, "record_calls": record_calls, "score_bytes": score_bytes,
-              "state_bytes": selector_bytes(sampler), "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-              "p_sum": float(probabilities.sum())}
+    result = {
+        "rank": rank,
+        "steps": steps,
+        "build_s": build_s,
+        "record_s": record_s,
+        "score_s": score_s,
+        "record_bytes": record_bytes,
+        "record_calls": record_calls,
+        "score_bytes": score_bytes,
+        "state_bytes": selector_bytes(sampler),
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "p_sum": float(probabilities.sum()),
+    }
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
     dist.destroy_process_group()
@@ -203,8 +215,11 @@ def pickled_gather_records(index, outputs, targets, error=None):
         rank, (_, kind, message) = failed[0]
         raise _ERRORS.get(kind, ValueError)(f"rank {rank}: {message}")
     device = outputs.device
-    return (torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]).to(device),
-            torch.cat([p[3] for p in parts]).to(device))
+    return (
+        torch.cat([p[1] for p in parts]),
+        torch.cat([p[2] for p in parts]).to(device),
+        torch.cat([p[3] for p in parts]).to(device),
+    )
 
 
 def _interleaved_medians(calls: dict, repeats: int, warmup: int = 5) -> dict:
@@ -229,8 +244,11 @@ def collectives_rank(rank: int, world: int, n: int, repeats: int, out: str) -> N
     labels, neighbors = synthetic(n)
     g = torch.Generator().manual_seed(7)
     result = {"rank": rank}
-    modes = {"one process": False} if world == 1 else {"replicated, tensor": False, "replicated, pickled": False,
-                                                       "sharded": True}
+    modes = (
+        {"one process": False}
+        if world == 1
+        else {"replicated, tensor": False, "replicated, pickled": False, "sharded": True}
+    )
     steps = {}
     for mode, sharded in modes.items():
         sampler = D2ACESampler(labels, BATCH, neighbors=neighbors, config=CONFIG, seed=0, shard_state=sharded)
@@ -250,6 +268,7 @@ def collectives_rank(rank: int, world: int, n: int, repeats: int, out: str) -> N
             everything = distributed.gather_records(index, outputs, targets)
             mine = shard.owner(everything[0]) == rank
             return everything[0][mine], everything[1][mine], everything[2][mine]
+
         exchanges = {
             "pickled all_gather_object": lambda: pickled_gather_records(index, outputs, targets),
             "tensor all-gather (replicated)": lambda: distributed.gather_records(index, outputs, targets),
@@ -271,6 +290,7 @@ def collectives_rank(rank: int, world: int, n: int, repeats: int, out: str) -> N
 
 def _stepper(sampler, batches, labels, g, pickled: bool):
     """One ``update`` of the next batch; with ``pickled``, through the replaced gather."""
+
     def step():
         index = torch.tensor(next(batches))
         original = distributed.gather_records
@@ -280,6 +300,7 @@ def _stepper(sampler, batches, labels, g, pickled: bool):
             sampler.update(index, torch.randn(len(index), Q, generator=g), labels[index])
         finally:
             distributed.gather_records = original
+
     return step
 
 
@@ -315,15 +336,19 @@ def _ranks(kind: str, world: int, options: dict, out: str) -> None:
 
 
 def gb(x: float) -> str:
-    return f"{x / 2 ** 30:.2f}"
+    return f"{x / 2**30:.2f}"
 
 
 def scale(args) -> None:
-    print(f"q = {Q}, global batch {BATCH}, K = {K}, about {CARDINALITY + 0.005 * Q:.1f} labels an instance; "
-          f"{os.cpu_count()} cores, 1 thread per rank; {torch.__version__}")
-    print("| n | ranks | state | est. GiB/rank | peak RSS GiB/rank (max) | selector state GiB/rank | "
-          "KiB received/step | MiB received/epoch (records) | MiB received (scoring) | s build | s records | "
-          "s scoring |")
+    print(
+        f"q = {Q}, global batch {BATCH}, K = {K}, about {CARDINALITY + 0.005 * Q:.1f} labels an instance; "
+        f"{os.cpu_count()} cores, 1 thread per rank; {torch.__version__}"
+    )
+    print(
+        "| n | ranks | state | est. GiB/rank | peak RSS GiB/rank (max) | selector state GiB/rank | "
+        "KiB received/step | MiB received/epoch (records) | MiB received (scoring) | s build | s records | "
+        "s scoring |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.n:
         for world in args.worlds:
@@ -333,34 +358,51 @@ def scale(args) -> None:
                     continue  # one rank holds every row either way
                 estimate = estimated_bytes(n, world, sharded)
                 if world * estimate > 0.85 * available_bytes():
-                    print(f"| {n:,} | {world} | {mode} | {gb(estimate)} | does not fit: {world} × {gb(estimate)} GiB "
-                          f"> 85 % of {gb(available_bytes())} GiB available | | | | | | | |", flush=True)
+                    print(
+                        f"| {n:,} | {world} | {mode} | {gb(estimate)} | does not fit: {world} × {gb(estimate)} GiB "
+                        f"> 85 % of {gb(available_bytes())} GiB available | | | | | | | |",
+                        flush=True,
+                    )
                     continue
                 ranks = run_one("scale", world, {"n": n, "sharded": sharded})
                 steps = ranks[0]["steps"]
                 worst = lambda key: max(r[key] for r in ranks)  # noqa: E731
-                print(f"| {n:,} | {world} | {mode} | {gb(estimate)} | {gb(worst('peak_rss'))} | "
-                      f"{gb(worst('state_bytes'))} | {worst('record_bytes') / steps / 1024:.1f} | "
-                      f"{worst('record_bytes') / 2 ** 20:.1f} | {worst('score_bytes') / 2 ** 20:.1f} | "
-                      f"{worst('build_s'):.1f} | {worst('record_s'):.1f} | {worst('score_s'):.1f} |", flush=True)
+                print(
+                    f"| {n:,} | {world} | {mode} | {gb(estimate)} | {gb(worst('peak_rss'))} | "
+                    f"{gb(worst('state_bytes'))} | {worst('record_bytes') / steps / 1024:.1f} | "
+                    f"{worst('record_bytes') / 2**20:.1f} | {worst('score_bytes') / 2**20:.1f} | "
+                    f"{worst('build_s'):.1f} | {worst('record_s'):.1f} | {worst('score_s'):.1f} |",
+                    flush=True,
+                )
 
 
 def collectives(args) -> None:
     for n in args.n:
-        print(f"n = {n:,}, q = {Q}, global batch {BATCH}, gloo, 1 thread per rank; medians of {args.repeats} "
-              "rounds, the variants timed round-robin (rank 0's, and the slowest rank's)")
+        print(
+            f"n = {n:,}, q = {Q}, global batch {BATCH}, gloo, 1 thread per rank; medians of {args.repeats} "
+            "rounds, the variants timed round-robin (rank 0's, and the slowest rank's)"
+        )
         print("| ranks | update: mode | ms per step (rank 0) | ms (slowest rank) |")
         print("|---|---|---|---|")
         exchange_rows = []
         for world in args.worlds:
             ranks = run_one("collectives", world, {"n": n, "repeats": args.repeats})
             for mode in ranks[0]["update_ms"]:
-                print(f"| {world} | {mode} | {ranks[0]['update_ms'][mode]:.2f} | "
-                      f"{max(r['update_ms'][mode] for r in ranks):.2f} |", flush=True)
+                print(
+                    f"| {world} | {mode} | {ranks[0]['update_ms'][mode]:.2f} | "
+                    f"{max(r['update_ms'][mode] for r in ranks):.2f} |",
+                    flush=True,
+                )
             for name in ranks[0].get("exchange_ms", {}):
-                exchange_rows.append((world, name, ranks[0]["exchange_ms"][name],
-                                      max(r["exchange_ms"][name] for r in ranks),
-                                      max(r["exchange_bytes"][name] for r in ranks)))
+                exchange_rows.append(
+                    (
+                        world,
+                        name,
+                        ranks[0]["exchange_ms"][name],
+                        max(r["exchange_ms"][name] for r in ranks),
+                        max(r["exchange_bytes"][name] for r in ranks),
+                    )
+                )
         print()
         print("| ranks | one step's exchange alone | ms (rank 0) | ms (slowest rank) | KiB received per rank |")
         print("|---|---|---|---|---|")

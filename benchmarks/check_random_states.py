@@ -6,6 +6,7 @@ Prints how many quantisation indices were compared, how many differ by one step 
 the float64 weight lies within float32 rounding of a quantisation boundary (explained),
 and every other difference (a defect: exit status 1). See d2ace_ext/equivalence.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,11 @@ def main(argv=None) -> int:
         compared += result.compared
         explained += result.explained
         unexplained += [(seed, *item) for item in result.unexplained]
-    print(f"states {args.count} (seeds {args.start}..{args.start + args.count - 1}), "
-          f"indices compared {compared}, explained one-step differences {explained}, "
-          f"unexplained {len(unexplained)}, {time.perf_counter() - started:.0f} s")
+    print(
+        f"states {args.count} (seeds {args.start}..{args.start + args.count - 1}), "
+        f"indices compared {compared}, explained one-step differences {explained}, "
+        f"unexplained {len(unexplained)}, {time.perf_counter() - started:.0f} s"
+    )
     for item in unexplained[:20]:
         print("UNEXPLAINED seed {} metric {} instance {}: Q native {} vs fallback {}; weights {}".format(*item))
     return 1 if unexplained else 0

@@ -11,6 +11,7 @@ metrics) is compared with float32's: the share that differs and by how many step
 ``--timing``: at the mediamill shape (n = 31,600, q = 101, batch 128) the median
 ``update`` time per step and one scoring, for each dtype, in this process, one thread.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,9 +62,11 @@ def compare(count: int) -> None:
     for name, counter in moved.items():
         differ = sum(v for k, v in counter.items() if k)
         steps = ", ".join(f"{k}: {v}" for k, v in sorted(counter.items()) if k)
-        print(f"  {name}: {differ} differ ({100 * differ / compared:.2f} %; by steps {steps or '-'}); and "
-              f"{tied[name]} ({100 * tied[name] / compared:.2f} %) in metrics whose weights one path sees tied "
-              "(uniform) and the other not, their spread below 16-bit resolution")
+        print(
+            f"  {name}: {differ} differ ({100 * differ / compared:.2f} %; by steps {steps or '-'}); and "
+            f"{tied[name]} ({100 * tied[name] / compared:.2f} %) in metrics whose weights one path sees tied "
+            "(uniform) and the other not, their spread below 16-bit resolution"
+        )
 
 
 def timing() -> None:
@@ -75,9 +78,12 @@ def timing() -> None:
     g = torch.Generator().manual_seed(0)
     labels = (torch.rand(n, q, generator=g) < 4.38 / q).float()
     neighbors = torch.randint(n, (n, 6), generator=g)
-    samplers = {name: D2ACESampler(labels, b, neighbors=neighbors, seed=1,
-                                   config=D2ACEConfig(num_epochs=3, warmup_epochs=1, state_dtype=name))
-                for name in DTYPES}
+    samplers = {
+        name: D2ACESampler(
+            labels, b, neighbors=neighbors, seed=1, config=D2ACEConfig(num_epochs=3, warmup_epochs=1, state_dtype=name)
+        )
+        for name in DTYPES
+    }
     times = {name: [] for name in DTYPES}
     for sampler in samplers.values():
         sampler.set_epoch(0)
@@ -88,10 +94,14 @@ def timing() -> None:
             started = time.perf_counter()
             sampler.update(index, logits, labels[index])
             times[name].append(time.perf_counter() - started)
-    print(f"mediamill shape n = {n:,}, q = {q}, batch {b}, one warm-up epoch of identical records, 1 thread; "
-          f"{torch.__version__}")
-    print("| state_dtype | bytes per (instance, label) | update ms per step (median) | scoring s | "
-          "Q differing from float32 | median, max |ΔQ| |")
+    print(
+        f"mediamill shape n = {n:,}, q = {q}, batch {b}, one warm-up epoch of identical records, 1 thread; "
+        f"{torch.__version__}"
+    )
+    print(
+        "| state_dtype | bytes per (instance, label) | update ms per step (median) | scoring s | "
+        "Q differing from float32 | median, max |ΔQ| |"
+    )
     print("|---|---|---|---|---|---|")
     wide = None
     for name, sampler in samplers.items():
@@ -103,9 +113,11 @@ def timing() -> None:
         moved = (found - wide).abs()
         visits = sampler.selector.visits
         per_entry = visits.window.element_size() * (visits.window_size + 3) + 8  # window, loss, 2 flips; U/H
-        print(f"| {name} | {per_entry} | {1000 * statistics.median(times[name]):.3f} | {scoring:.2f} | "
-              f"{100 * float((moved != 0).double().mean()):.1f} % | {float(moved.median()):.0f}, "
-              f"{float(moved.max()):.0f} of {n} |")
+        print(
+            f"| {name} | {per_entry} | {1000 * statistics.median(times[name]):.3f} | {scoring:.2f} | "
+            f"{100 * float((moved != 0).double().mean()):.1f} % | {float(moved.median()):.0f}, "
+            f"{float(moved.max()):.0f} of {n} |"
+        )
 
 
 def main(argv=None) -> None:

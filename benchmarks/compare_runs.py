@@ -10,6 +10,7 @@ exits 1 when a threshold is crossed. Thresholds use pytest-benchmark's own synta
 
 Exit status: 0 no regression, 1 a threshold crossed, 2 fewer than two saved runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ def load(path: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="*", help="two JSON files, old then new (default: the last two saved)")
-    parser.add_argument("--fail", action="append", default=[],
-                        help="a threshold such as median:10%% (repeatable); none: report only")
+    parser.add_argument(
+        "--fail", action="append", default=[], help="a threshold such as median:10%% (repeatable); none: report only"
+    )
     parser.add_argument("--storage", default=".benchmarks")
     args = parser.parse_args(argv)
     try:
@@ -57,8 +59,9 @@ def main(argv=None) -> int:
         change = (after["median"] / before["median"] - 1) * 100 if before["median"] else float("inf")
         failed = [msg for check in checks if (msg := check.fails(after, before))]
         mark = "  FAIL" if failed else ""
-        print(f"{name:<{width}} {before['median'] * 1e3:>10.3f}ms {after['median'] * 1e3:>10.3f}ms "
-              f"{change:>+7.1f}%{mark}")
+        print(
+            f"{name:<{width}} {before['median'] * 1e3:>10.3f}ms {after['median'] * 1e3:>10.3f}ms {change:>+7.1f}%{mark}"
+        )
         failures += [f"{name}: {msg}" for msg in failed]
     missing = len(set(old) ^ set(new))
     if missing:

@@ -5,16 +5,17 @@ printed at the end of ``make bench``.
 
 Never collected by ``make test`` (which runs ``pytest tests``).
 """
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from pipeline_state import BATCH, PUBLISHED_MEDIAMILL_SECONDS, SHAPES
 
 from d2ace_ext import SELECTORS, build_info
 from d2ace_ext.selectors.registry import SELECTOR_CLASSES
-from pipeline_state import BATCH, PUBLISHED_MEDIAMILL_SECONDS, SHAPES
 
 _REGISTRY: dict = {}
 
@@ -74,24 +75,34 @@ def _pipeline_table(write) -> None:
     shapes = [s for s in SHAPES if any(k[:2] == ("pipeline", s) for k in _REGISTRY)]
     if not shapes:
         return
-    write("pipeline: medians in ms; op = the fused record op alone (torch.ops), update = sampler.update; "
-          "ratio = pure PyTorch / fused; MB = bytes a scoring must move; epoch = ceil(n/128) updates + one scoring")
-    write(f"{'shape':<10} {'n':>9} {'q':>5} {'op':>9} {'record':>9} {'rec. py':>9} {'ratio':>6} {'update':>9} "
-          f"{'score':>9} {'score py':>9} {'ratio':>6} {'MB':>8} {'GB/s':>6} {'epoch':>9}")
+    write(
+        "pipeline: medians in ms; op = the fused record op alone (torch.ops), update = sampler.update; "
+        "ratio = pure PyTorch / fused; MB = bytes a scoring must move; epoch = ceil(n/128) updates + one scoring"
+    )
+    write(
+        f"{'shape':<10} {'n':>9} {'q':>5} {'op':>9} {'record':>9} {'rec. py':>9} {'ratio':>6} {'update':>9} "
+        f"{'score':>9} {'score py':>9} {'ratio':>6} {'MB':>8} {'GB/s':>6} {'epoch':>9}"
+    )
     for shape in shapes:
         n, q, _ = SHAPES[shape]
-        m = {op: _median(("pipeline", shape, op)) for op in ("op", "record", "record_py", "update", "score", "score_py")}
+        m = {
+            op: _median(("pipeline", shape, op)) for op in ("op", "record", "record_py", "update", "score", "score_py")
+        }
         info = _REGISTRY[("pipeline", shape, "score")].extra_info if m["score"] else {}
         rec_ratio = _REGISTRY[("pipeline", shape, "record")].extra_info.get("ratio_to_pytorch") if m["record"] else None
-        write(f"{shape:<10} {n:>9} {q:>5} {_fmt(m['op'])} {_fmt(m['record'])} {_fmt(m['record_py'])} "
-              f"{_fmt(rec_ratio, 1, 6, 1)} "
-              f"{_fmt(m['update'])} {_fmt(m['score'], 1e3, 9, 2)} {_fmt(m['score_py'], 1e3, 9, 1)} "
-              f"{_fmt(info.get('ratio_to_pytorch'), 1, 6, 1)} {_fmt(info.get('bytes_moved'), 1e-6, 8, 1)} "
-              f"{_fmt(info.get('gb_per_s'), 1, 6, 2)} {_fmt(info.get('epoch_s'), 1e3, 9, 1)}")
+        write(
+            f"{shape:<10} {n:>9} {q:>5} {_fmt(m['op'])} {_fmt(m['record'])} {_fmt(m['record_py'])} "
+            f"{_fmt(rec_ratio, 1, 6, 1)} "
+            f"{_fmt(m['update'])} {_fmt(m['score'], 1e3, 9, 2)} {_fmt(m['score_py'], 1e3, 9, 1)} "
+            f"{_fmt(info.get('ratio_to_pytorch'), 1, 6, 1)} {_fmt(info.get('bytes_moved'), 1e-6, 8, 1)} "
+            f"{_fmt(info.get('gb_per_s'), 1, 6, 2)} {_fmt(info.get('epoch_s'), 1e3, 9, 1)}"
+        )
         if "ratio_to_published" in info:
-            write(f"  mediamill: {info['epoch_s'] * 1e3:.1f} ms per epoch vs the published code's stored "
-                  f"{PUBLISHED_MEDIAMILL_SECONDS:.2f} s (spec/reference-code.md, not measured in this run): "
-                  f"{info['ratio_to_published']:.0f}x cheaper")
+            write(
+                f"  mediamill: {info['epoch_s'] * 1e3:.1f} ms per epoch vs the published code's stored "
+                f"{PUBLISHED_MEDIAMILL_SECONDS:.2f} s (spec/reference-code.md, not measured in this run): "
+                f"{info['ratio_to_published']:.0f}x cheaper"
+            )
 
 
 def _selector_table(write) -> None:
@@ -99,8 +110,10 @@ def _selector_table(write) -> None:
     if not cells:
         return
     names = list(SELECTORS)  # the registry's order: every selector it knows gets a column
-    write("selectors: median ms per epoch (record every batch + score once; Balance: loss_mask per batch); "
-          "last column ML-Unc / D2ACE")
+    write(
+        "selectors: median ms per epoch (record every batch + score once; Balance: loss_mask per batch); "
+        "last column ML-Unc / D2ACE"
+    )
     write(f"{'n':>6} {'q':>5} " + " ".join(f"{s:>9}" for s in names) + f" {'ML-Unc/D2':>9}")
     for n, q in cells:
         m = {s: _median(("selectors", (n, q), s)) for s in names}
@@ -124,7 +137,9 @@ def pytest_terminal_summary(terminalreporter):
     write = terminalreporter.write_line
     info = build_info()
     terminalreporter.section("d2ace_ext benchmark summary")
-    write(f"torch {info['torch']}, threads {torch.get_num_threads()}, native extension "
-          f"{info['extension_loaded']} (CUDA kernels {info['native_cuda_kernels']})")
+    write(
+        f"torch {info['torch']}, threads {torch.get_num_threads()}, native extension "
+        f"{info['extension_loaded']} (CUDA kernels {info['native_cuda_kernels']})"
+    )
     _pipeline_table(write)
     _selector_table(write)

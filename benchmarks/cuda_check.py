@@ -22,6 +22,7 @@ with other nvcc flags: gpu_check.sh's bench stage).
 The package is imported from $D2ACE_CHECK_PACKAGE_ROOT when set (a baseline checkout
 built in place), else from this checkout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,7 @@ from d2ace_ext import D2ACEConfig, D2ACESelector, ops  # noqa: E402
 from d2ace_ext.scoring import LabelContext, score_epoch  # noqa: E402
 from d2ace_ext.sparse_rows import SparseRows, row_pairs  # noqa: E402
 from d2ace_ext.visits import VisitState  # noqa: E402
+
 from support.fused_cuda_shapes import KERNEL_PATH_SHAPES, random_batches, random_problem, sparse_rows  # noqa: E402
 
 SCORE_FIELDS = ("label_weights", "correlation", "delta", "phi", "weight_range")
@@ -49,15 +51,32 @@ SCORE_FIELDS = ("label_weights", "correlation", "delta", "phi", "weight_range")
 
 def record_step(state: VisitState, *batch, **flags) -> None:
     """ops.record_step on a VisitState's tensors: batch = (indices, outputs, targets, epoch)."""
-    ops.record_step(state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
-                    state.index_errors, *batch, **flags)
+    ops.record_step(
+        state.window,
+        state.pushes,
+        state.last_epoch,
+        state.loss,
+        state.flip_average,
+        state.flip_base,
+        state.index_errors,
+        *batch,
+        **flags,
+    )
 
 
 def score_visits(state: VisitState, labels: SparseRows, context: SparseRows, **options):
     """ops.score_visits on a VisitState's tensors and workspace, for the rows of Y and Z."""
     ctx = LabelContext(labels, context, row_pairs(labels, labels), row_pairs(labels, context))
-    return ops.score_visits(state.window, state.pushes, state.loss, state.flip_average, ctx,
-                            workspace=state.workspace(), index_errors=state.index_errors, **options)
+    return ops.score_visits(
+        state.window,
+        state.pushes,
+        state.loss,
+        state.flip_average,
+        ctx,
+        workspace=state.workspace(),
+        index_errors=state.index_errors,
+        **options,
+    )
 
 
 def sampler_problem(n: int, q: int, seed: int):
@@ -95,7 +114,7 @@ def check_equivalence(preset: str) -> None:
     for epoch in range(3):
         order = torch.randperm(n, generator=g)
         for start in range(0, n, 128):
-            idx = order[start:start + 128]
+            idx = order[start : start + 128]
             logits = torch.randn(len(idx), q, generator=g) * 3
             on_cpu.record_outputs(idx, logits, labels[idx], "logits", epoch)
             on_gpu.record_outputs(idx.cuda(), logits.cuda(), labels[idx].cuda(), "logits", epoch)
@@ -106,10 +125,18 @@ def check_equivalence(preset: str) -> None:
     reference = score_epoch(unc, hard, on_cpu.context, config, 3)
     for metric in ("uncertainty", "hardness"):
         for field in ("label_weights", "correlation", "delta", "phi"):
-            compare(f"{metric}.{field} (GPU vs CPU op)", getattr(getattr(gpu, metric), field),
-                    getattr(getattr(cpu, metric), field), 1e-5)
-            compare(f"{metric}.{field} (GPU vs float64)", getattr(getattr(gpu, metric), field),
-                    getattr(getattr(reference, metric), field), 1e-5)
+            compare(
+                f"{metric}.{field} (GPU vs CPU op)",
+                getattr(getattr(gpu, metric), field),
+                getattr(getattr(cpu, metric), field),
+                1e-5,
+            )
+            compare(
+                f"{metric}.{field} (GPU vs float64)",
+                getattr(getattr(gpu, metric), field),
+                getattr(getattr(reference, metric), field),
+                1e-5,
+            )
     compare("mixture P (GPU vs float64)", gpu.probabilities, reference.probabilities, 1e-2)
 
 
@@ -129,8 +156,13 @@ def check_kernel_paths(presets=("reference",), against_cpu: bool = True) -> None
         for preset in presets:
             print(f"kernel path {name} (n={n:,}, q={q:,}, n_t={n_t}), preset {preset}: {reaches}", flush=True)
             config = D2ACEConfig.preset(preset)  # the state has n_t slots; a config needs >= 2
-            flags = dict(from_logits=True, per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
-                         flip_threshold=config.flip_threshold, lambda2=config.lambda2)
+            flags = dict(
+                from_logits=True,
+                per_epoch=config.window_unit == "epoch",
+                flip_on=config.flip_on,
+                flip_threshold=config.flip_threshold,
+                lambda2=config.lambda2,
+            )
             labels, context = random_problem(n, q, seed=2)
             on_gpu, on_cpu = VisitState(n, q, n_t, "cuda"), VisitState(n, q, n_t)
             for epoch in range(n_t + 1):
@@ -138,9 +170,13 @@ def check_kernel_paths(presets=("reference",), against_cpu: bool = True) -> None
                     record_step(on_gpu, idx.cuda(), logits.cuda(), targets.cuda(), epoch, **flags)
                     if against_cpu:
                         record_step(on_cpu, idx, logits, targets, epoch, **flags)
-            options = dict(lambda1=config.lambda1, loss_transform=config.loss_transform, norm_eps=config.norm_eps,
-                           row_normalize=config.row_normalize_correlation,
-                           label_weights_in_phi=config.label_weights_in_phi)
+            options = dict(
+                lambda1=config.lambda1,
+                loss_transform=config.loss_transform,
+                norm_eps=config.norm_eps,
+                row_normalize=config.row_normalize_correlation,
+                label_weights_in_phi=config.label_weights_in_phi,
+            )
             gpu = score_visits(on_gpu, *sparse_rows(labels, context, "cuda"), **options)
             weights = gpu[2] + gpu[3]
             p_gpu = ops.quantized_mixture(weights, 50.0, 0.5, config.quant_index_min, gpu[4])[1]
@@ -167,18 +203,50 @@ def check_opcheck() -> None:
     state = VisitState(n, q, 3, "cuda")
     state.window.uniform_()
     state.pushes.random_(0, 7)
-    args = (state.window, state.pushes, state.loss, state.flip_average, y.row_ptr, y.cols, y.row_ptr, y.cols,
-            state.workspace(), 0.5, False, 0.0, True, True)
+    args = (
+        state.window,
+        state.pushes,
+        state.loss,
+        state.flip_average,
+        y.row_ptr,
+        y.cols,
+        y.row_ptr,
+        y.cols,
+        state.workspace(),
+        0.5,
+        False,
+        0.0,
+        True,
+        True,
+    )
     torch.library.opcheck(torch.ops.d2ace_ext.score_visits.default, args)
     weights = torch.rand(2, n, dtype=torch.float64, device="cuda")
     low, high = weights.aminmax(dim=1)
-    torch.library.opcheck(torch.ops.d2ace_ext.quantized_mixture.default,
-                          (weights, torch.stack([low, high], 1), 10.0, 0.4, 1))
+    torch.library.opcheck(
+        torch.ops.d2ace_ext.quantized_mixture.default, (weights, torch.stack([low, high], 1), 10.0, 0.4, 1)
+    )
     idx = torch.randperm(n, device="cuda")[:16]
-    torch.library.opcheck(torch.ops.d2ace_ext.record_step.default,
-                          (state.window, state.pushes, state.last_epoch, state.loss, state.flip_average,
-                           state.flip_base, state.index_errors, idx, torch.randn(16, q, device="cuda"),
-                           labels[:16].cuda(), 1, True, True, False, 0.5, 0.7))
+    torch.library.opcheck(
+        torch.ops.d2ace_ext.record_step.default,
+        (
+            state.window,
+            state.pushes,
+            state.last_epoch,
+            state.loss,
+            state.flip_average,
+            state.flip_base,
+            state.index_errors,
+            idx,
+            torch.randn(16, q, device="cuda"),
+            labels[:16].cuda(),
+            1,
+            True,
+            True,
+            False,
+            0.5,
+            0.7,
+        ),
+    )
     torch.library.opcheck(torch.ops.d2ace_ext.binary_entropy.default, (torch.rand(100, device="cuda"),))
     print("  all ops pass")
 
@@ -216,8 +284,11 @@ def copy_bandwidth() -> float:
     return 2 * x.numel() * 4 / (ms * 1e-3) / 1e9
 
 
-TIMING_SHAPES = {"mscoco": (82_000, 80, 5), "1m_x_100": (1_000_000, 100, 5),
-                 **{name: shape[:3] for name, shape in KERNEL_PATH_SHAPES.items()}}
+TIMING_SHAPES = {
+    "mscoco": (82_000, 80, 5),
+    "1m_x_100": (1_000_000, 100, 5),
+    **{name: shape[:3] for name, shape in KERNEL_PATH_SHAPES.items()},
+}
 
 
 def timing(repeats: int) -> dict:
@@ -241,39 +312,91 @@ def timing(repeats: int) -> dict:
         targets = y_dense[idx].float()
         # The ops themselves, through torch.ops (the same schema in a baseline checkout):
         # record_step without the wrapper's host check of the step's values.
-        tensors = (state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
-                   state.index_errors)
-        rec = lambda: torch.ops.d2ace_ext.record_step(*tensors, idx, logits, targets, 1, True, True,  # noqa: E731
-                                                      False, 0.5, 0.7)
+        tensors = (
+            state.window,
+            state.pushes,
+            state.last_epoch,
+            state.loss,
+            state.flip_average,
+            state.flip_base,
+            state.index_errors,
+        )
+        rec = lambda: torch.ops.d2ace_ext.record_step(  # noqa: E731
+            *tensors,
+            idx,
+            logits,
+            targets,
+            1,
+            True,
+            True,
+            False,
+            0.5,
+            0.7,
+        )
         score = lambda: torch.ops.d2ace_ext.score_visits(  # noqa: E731
-            state.window, state.pushes, state.loss, state.flip_average, y.row_ptr, y.cols, z.row_ptr, z.cols,
-            state.workspace(), 0.5, False, 0.0, False, False)
+            state.window,
+            state.pushes,
+            state.loss,
+            state.flip_average,
+            y.row_ptr,
+            y.cols,
+            z.row_ptr,
+            z.cols,
+            state.workspace(),
+            0.5,
+            False,
+            0.0,
+            False,
+            False,
+        )
         _, _, delta, phi, weight_range = score()
         weights = delta + phi
         mix = lambda: ops.quantized_mixture(weights, 10.0, 0.5, 0, weight_range)  # noqa: E731
         for label, fn, moved in (
             (f"record_step b={b}", rec, b * q * 4 * 7 + b * 16),
-            ("score_visits", score,
-             n * q * 4 * (n_t + 2) + n * 8 + (2 * (n + 1) + y.nnz + z.nnz) * 8 + 2 * n * q * 4 * 2),
+            (
+                "score_visits",
+                score,
+                n * q * 4 * (n_t + 2) + n * 8 + (2 * (n + 1) + y.nnz + z.nnz) * 8 + 2 * n * q * 4 * 2,
+            ),
             ("quantized_mixture", mix, 2 * n * 8 * 4 + n * 8),
         ):
             ms = event_ms(fn, repeats)
-            rows.append({"shape": name, "n": n, "q": q, "n_t": n_t, "op": label, "ms": ms, "mb": moved / 1e6,
-                         "gb_per_s": moved / (ms * 1e-3) / 1e9})
+            rows.append(
+                {
+                    "shape": name,
+                    "n": n,
+                    "q": q,
+                    "n_t": n_t,
+                    "op": label,
+                    "ms": ms,
+                    "mb": moved / 1e6,
+                    "gb_per_s": moved / (ms * 1e-3) / 1e9,
+                }
+            )
         del state, y, z, y_dense, z_dense
         torch.cuda.empty_cache()
-    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "copy_gb_per_s": peak,
-            "package": os.path.dirname(os.path.dirname(os.path.abspath(d2ace_ext.__file__))), "rows": rows}
+    return {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "copy_gb_per_s": peak,
+        "package": os.path.dirname(os.path.dirname(os.path.abspath(d2ace_ext.__file__))),
+        "rows": rows,
+    }
 
 
 def print_timing(result: dict) -> None:
-    print(f"{result['device']}, torch {result['torch']}, package {result['package']}; "
-          f"device-to-device copy {result['copy_gb_per_s']:.0f} GB/s; medians in ms (CUDA events)\n")
+    print(
+        f"{result['device']}, torch {result['torch']}, package {result['package']}; "
+        f"device-to-device copy {result['copy_gb_per_s']:.0f} GB/s; medians in ms (CUDA events)\n"
+    )
     print("| shape | n | q | n_t | op | ms | MB moved | GB/s | % of copy |")
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
     for r in result["rows"]:
-        print(f"| {r['shape']} | {r['n']:,} | {r['q']:,} | {r['n_t']} | {r['op']} | {r['ms']:.3f} | {r['mb']:.1f} "
-              f"| {r['gb_per_s']:.0f} | {100 * r['gb_per_s'] / result['copy_gb_per_s']:.0f} |")
+        print(
+            f"| {r['shape']} | {r['n']:,} | {r['q']:,} | {r['n_t']} | {r['op']} | {r['ms']:.3f} | {r['mb']:.1f} "
+            f"| {r['gb_per_s']:.0f} | {100 * r['gb_per_s'] / result['copy_gb_per_s']:.0f} |"
+        )
 
 
 def print_comparison(baseline: dict, new: dict) -> None:

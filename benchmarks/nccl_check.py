@@ -11,6 +11,7 @@ state on the GPU, a row-sharded run against a replicated one: the same batches e
 epoch. ``--backend gloo`` runs the same checks on CPU tensors (this script's own test).
 Prints one line per check; exit status 1 if any failed, 77 when there is no GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,14 @@ from d2ace_ext.row_shard import RowShard  # noqa: E402
 
 N, Q, BATCH, EPOCHS = 64, 6, 16, 5
 CASES = {
-    "d2ace paper": ("d2ace", dict(preset="paper", num_epochs=EPOCHS, warmup_epochs=2, t_start=2, t_end=4,
-                                  num_neighbors=3)),
-    "d2ace reference": ("d2ace", dict(preset="reference", num_epochs=EPOCHS, warmup_epochs=2, t_start=2, t_end=4,
-                                      num_neighbors=3)),
+    "d2ace paper": (
+        "d2ace",
+        dict(preset="paper", num_epochs=EPOCHS, warmup_epochs=2, t_start=2, t_end=4, num_neighbors=3),
+    ),
+    "d2ace reference": (
+        "d2ace",
+        dict(preset="reference", num_epochs=EPOCHS, warmup_epochs=2, t_start=2, t_end=4, num_neighbors=3),
+    ),
     "ml_unc": ("ml_unc", dict(num_epochs=EPOCHS, warmup_epochs=2)),
     "infobatch": ("infobatch", dict(num_epochs=EPOCHS)),
 }
@@ -53,19 +58,33 @@ def primitives(rank: int, world: int, device: torch.device, failures: list) -> N
     outputs = torch.randn(rows, Q, generator=g).to(device)
     targets = (torch.rand(rows, Q, generator=g) < 0.5).float().to(device)
     got_index, got_outputs, got_targets = distributed.gather_records(index, outputs, targets)
-    everyone = [torch.arange(r, N, world)[:3 + r] for r in range(world)]
-    check("gather_records: every rank's rows in rank order", torch.equal(got_index, torch.cat(everyone))
-          and got_outputs.device == device and got_outputs.shape == (len(got_index), Q), failures, rank)
+    everyone = [torch.arange(r, N, world)[: 3 + r] for r in range(world)]
+    check(
+        "gather_records: every rank's rows in rank order",
+        torch.equal(got_index, torch.cat(everyone))
+        and got_outputs.device == device
+        and got_outputs.shape == (len(got_index), Q),
+        failures,
+        rank,
+    )
     shard = RowShard(N, world, rank)
     routed, routed_outputs, _ = distributed.route_records(index, outputs, targets, shard.owner(index))
     mine = torch.cat(everyone)
-    check("route_records: exactly the rows this rank owns", sorted(routed.tolist()) ==
-          sorted(mine[shard.owner(mine) == rank].tolist()) and routed_outputs.device == device, failures, rank)
+    check(
+        "route_records: exactly the rows this rank owns",
+        sorted(routed.tolist()) == sorted(mine[shard.owner(mine) == rank].tolist()) and routed_outputs.device == device,
+        failures,
+        rank,
+    )
     total = distributed.all_sum(torch.full((4,), float(rank + 1), dtype=torch.float64, device=device))
     check("all_sum", total.device == device and bool((total == world * (world + 1) / 2).all()), failures, rank)
     local = shard.rows(device).to(torch.float64)
-    check("RowShard.gather: global order", torch.equal(shard.gather(local).cpu(), torch.arange(N, dtype=torch.float64)),
-          failures, rank)
+    check(
+        "RowShard.gather: global order",
+        torch.equal(shard.gather(local).cpu(), torch.arange(N, dtype=torch.float64)),
+        failures,
+        rank,
+    )
     broadcast = distributed.from_rank_zero(torch.full((5,), float(rank), dtype=torch.float64, device=device))
     check("from_rank_zero", bool((broadcast == 0).all()), failures, rank)
     error = ValueError("outputs contain NaN (logits)") if rank == world - 1 else None
@@ -74,8 +93,12 @@ def primitives(rank: int, world: int, device: torch.device, failures: list) -> N
         raised = None
     except ValueError as exc:
         raised = str(exc)
-    check("agree: the last rank's error on every rank", raised == f"rank {world - 1}: outputs contain NaN (logits)",
-          failures, rank)
+    check(
+        "agree: the last rank's error on every rank",
+        raised == f"rank {world - 1}: outputs contain NaN (logits)",
+        failures,
+        rank,
+    )
 
 
 def runs(rank: int, world: int, device: torch.device, failures: list) -> None:
@@ -84,8 +107,9 @@ def runs(rank: int, world: int, device: torch.device, failures: list) -> None:
     for case, (name, options) in CASES.items():
         seen = {}
         for sharded in (False, True):
-            sampler = make_sampler(name, y.to(device), BATCH, x.to(device), seed=3, device=device,
-                                   shard_state=sharded, **options)
+            sampler = make_sampler(
+                name, y.to(device), BATCH, x.to(device), seed=3, device=device, shard_state=sharded, **options
+            )
             seen[sharded] = []
             for epoch in range(EPOCHS):
                 sampler.set_epoch(epoch)
@@ -94,8 +118,12 @@ def runs(rank: int, world: int, device: torch.device, failures: list) -> None:
                     logits = torch.sin(index.double().unsqueeze(1) * 1.3 + epoch + torch.arange(Q)).float() * 3
                     sampler.update(index, logits.to(device), y[index].to(device))
                     seen[sharded].append(batch)
-        check(f"{case}: a sharded state on {device.type} draws the replicated batches", seen[True] == seen[False],
-              failures, rank)
+        check(
+            f"{case}: a sharded state on {device.type} draws the replicated batches",
+            seen[True] == seen[False],
+            failures,
+            rank,
+        )
 
 
 def rank_main(rank: int, world: int, backend: str, rendezvous: str) -> None:

@@ -4,6 +4,7 @@ A state is built once per shape: n_t epochs of random records first, so every wi
 is full and the fluctuation term reads all n_t entries (the steady state of a run),
 then batches, logits and targets prepared up front so a timed call holds the op alone.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -10,6 +10,7 @@ sampler does: ``next(batches)`` (drawing, and scoring at the epoch's first batch
 random, so this is the selection cost alone, to set against an epoch of training
 measured by ``bench_overhead.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,7 @@ import torch
 from d2ace_ext.factory import make_sampler
 
 # name: (n, q, batch size); K-NN replaced by random neighbours (a one-off cost, not per epoch)
-SHAPES = {"demo": (1920, 14, 128), "yeast": (2417, 14, 128), "mediamill": (31600, 101, 128),
-          "mscoco": (82000, 80, 128)}
+SHAPES = {"demo": (1920, 14, 128), "yeast": (2417, 14, 128), "mediamill": (31600, 101, 128), "mscoco": (82000, 80, 128)}
 SELECTORS = ("random", "ml_unc", "d2ace")
 
 

@@ -18,15 +18,16 @@ scoring) and, at the mediamill shape, its ratio to the published code's stored f
 published code is not part of this repository).
 Run with ``make bench`` (``D2ACE_BENCH_DEVICE=cuda`` times on a GPU).
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
 import torch
+from pipeline_state import SHAPES, build_state
 
 from d2ace_ext import force_fallback
-from pipeline_state import SHAPES, build_state
 
 DEVICE = torch.device(os.environ.get("D2ACE_BENCH_DEVICE", "cpu"))
 OPS = ["op", "record", "record_py", "update", "score", "score_py"]
@@ -49,6 +50,7 @@ def synchronised(fn):
     def run():
         fn()
         torch.cuda.synchronize(DEVICE)
+
     return run
 
 
@@ -71,14 +73,22 @@ def test_pipeline(benchmark, bench_registry, shape, op):
     epoch = state.epoch
 
     visits, config = selector.visits, selector.config
-    tensors = (visits.window, visits.pushes, visits.last_epoch, visits.loss, visits.flip_average, visits.flip_base,
-               visits.index_errors)
+    tensors = (
+        visits.window,
+        visits.pushes,
+        visits.last_epoch,
+        visits.loss,
+        visits.flip_average,
+        visits.flip_base,
+        visits.index_errors,
+    )
     flags = (config.window_unit == "epoch", config.flip_on == "probability", config.flip_threshold, config.lambda2)
 
     def record_op():
         index, targets = state.next_batch()
-        torch.ops.d2ace_ext.record_step.default(*tensors, index, state.logits, targets, epoch, True, *flags,
-                                                selector.labels)
+        torch.ops.d2ace_ext.record_step.default(
+            *tensors, index, state.logits, targets, epoch, True, *flags, selector.labels
+        )
 
     def record():
         index, targets = state.next_batch()
@@ -91,12 +101,13 @@ def test_pipeline(benchmark, bench_registry, shape, op):
     def score():
         selector.score(selector.config.warmup_epochs + 1)
 
-    fn = {"op": record_op, "record": record, "record_py": record, "update": update, "score": score, "score_py": score}[op]
+    fn = {"op": record_op, "record": record, "record_py": record, "update": update, "score": score, "score_py": score}[
+        op
+    ]
     rounds, iterations, warmup = rounds_for(shape, op)
     benchmark.group = f"pipeline {shape}"
     n, q, _ = SHAPES[shape]
-    benchmark.extra_info.update({"suite": "pipeline", "shape": shape, "op": op, "n": n, "q": q,
-                                 "device": str(DEVICE)})
+    benchmark.extra_info.update({"suite": "pipeline", "shape": shape, "op": op, "n": n, "q": q, "device": str(DEVICE)})
     if op.endswith("_py"):
         with force_fallback():
             benchmark.pedantic(synchronised(fn), rounds=rounds, iterations=iterations, warmup_rounds=warmup)

@@ -12,6 +12,7 @@ and D2ACE get precomputed random neighbours (the one-off K-NN is not a per-epoch
 the same shape. The paper's claim (Appendix B): D2ACE's per-epoch cost grows with the
 nonzeros of Y (and Z), ML-Unc's with n q². ``make bench-selectors`` runs these alone.
 """
+
 from __future__ import annotations
 
 import gc
@@ -47,9 +48,13 @@ def problem(n: int, q: int) -> dict:
         g = torch.Generator().manual_seed(0)
         neighbors = {k: torch.randint(0, n, (n, k), generator=g) for k in sorted(set(NEIGHBORS.values()))}
         batches = [(i, labels[i].to(torch.float32)) for i in torch.randperm(n, generator=g).split(BATCH)]
-        _problem[(n, q)] = {"labels": labels, "neighbors": neighbors, "batches": batches,
-                            "logits": torch.randn(BATCH, q, generator=g) * 2,
-                            "nnz": int((labels != 0).sum())}
+        _problem[(n, q)] = {
+            "labels": labels,
+            "neighbors": neighbors,
+            "batches": batches,
+            "logits": torch.randn(BATCH, q, generator=g) * 2,
+            "nnz": int((labels != 0).sum()),
+        }
     return _problem[(n, q)]
 
 
@@ -70,7 +75,7 @@ def one_epoch(selector, name: str, data: dict, epoch: int, split: list) -> None:
             selector.loss_mask(index, targets)
     elif selector.uses_records:
         for index, targets in data["batches"]:
-            selector.record_outputs(index, data["logits"][:index.numel()], targets, "logits", epoch)
+            selector.record_outputs(index, data["logits"][: index.numel()], targets, "logits", epoch)
     recorded = time.perf_counter()
     mode = selector.batch_mode(10)
     if mode == PRUNED:
@@ -95,9 +100,15 @@ def test_selector_epoch(benchmark, bench_registry, n, q, name):
 
     benchmark.group = f"selectors n={n} q={q}"
     benchmark.pedantic(one_epoch, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
-    benchmark.extra_info.update({
-        "suite": "selectors", "selector": name, "n": n, "q": q, "nnz_y": data["nnz"],
-        "record_ms": statistics.median(r for r, _ in split) * 1e3,
-        "score_ms": statistics.median(s for _, s in split) * 1e3,
-    })
+    benchmark.extra_info.update(
+        {
+            "suite": "selectors",
+            "selector": name,
+            "n": n,
+            "q": q,
+            "nnz_y": data["nnz"],
+            "record_ms": statistics.median(r for r, _ in split) * 1e3,
+            "score_ms": statistics.median(s for _, s in split) * 1e3,
+        }
+    )
     bench_registry[("selectors", (n, q), name)] = benchmark

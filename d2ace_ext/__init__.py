@@ -11,14 +11,14 @@ Quick use::
             sampler.update(idx, logits, y)
             ...
 """
+
 from ._extension import build_info, extension_loaded, fallback_forced, force_fallback, use_native
 from .config import PRESETS, D2ACEConfig
 from .datasets.indexed import IndexedDataset
+from .factory import make_sampler
 from .sampler import D2ACESampler, SelectionBatchSampler
 from .scoring import ScoreReport
-from .selectors import D2ACESelector, RandomSelector, Selector
-from .selectors import SELECTORS, make_selector
-from .factory import make_sampler
+from .selectors import SELECTORS, D2ACESelector, RandomSelector, Selector, make_selector
 
 __version__ = "0.1.0"
 

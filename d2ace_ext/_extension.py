@@ -10,6 +10,7 @@ The switch to the pure-PyTorch path is one module flag, read by every wrapper in
 use :func:`force_fallback`, a context manager. Changing the variable after import has no
 effect.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -78,7 +79,8 @@ def native_has_cuda() -> bool:
     global _native_cuda
     if _native_cuda is None:
         _native_cuda = extension_loaded() and torch._C._dispatch_has_kernel_for_dispatch_key(
-            "d2ace_ext::binary_entropy", "CUDA")
+            "d2ace_ext::binary_entropy", "CUDA"
+        )
     return _native_cuda
 
 

@@ -6,6 +6,7 @@ the T epochs as full passes again (InfoBatch's schedule: prune early, finish on 
 Which epochs those are is one rule, :func:`full_pass_epoch`, shared by the sampler's
 budget and InfoBatch's own annealing.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,16 +45,30 @@ class EpochBudget:
     num_epochs: int | None = None
 
     def __post_init__(self) -> None:
-        _check("budget", self.fraction, is_real(self.fraction) and 0.0 < self.fraction <= 1.0,
-               "a number in (0, 1] (the fraction of a full pass each epoch trains on)")
-        _check("anneal", self.anneal, is_real(self.anneal) and 0.0 <= self.anneal <= 1.0,
-               "a number in [0, 1] (the fraction of the last epochs run as full passes)")
+        _check(
+            "budget",
+            self.fraction,
+            is_real(self.fraction) and 0.0 < self.fraction <= 1.0,
+            "a number in (0, 1] (the fraction of a full pass each epoch trains on)",
+        )
+        _check(
+            "anneal",
+            self.anneal,
+            is_real(self.anneal) and 0.0 <= self.anneal <= 1.0,
+            "a number in [0, 1] (the fraction of the last epochs run as full passes)",
+        )
         if self.num_epochs is not None:
-            _check("run_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1,
-                   "None or an integer >= 1")
+            _check(
+                "run_epochs",
+                self.num_epochs,
+                is_int(self.num_epochs) and self.num_epochs >= 1,
+                "None or an integer >= 1",
+            )
         if self.anneal > 0 and self.fraction < 1.0 and self.num_epochs is None:
-            raise ValueError(f"anneal={self.anneal} needs the run's length in epochs to know which epochs are its "
-                             "last ones: pass run_epochs= (the selector given does not know it)")
+            raise ValueError(
+                f"anneal={self.anneal} needs the run's length in epochs to know which epochs are its "
+                "last ones: pass run_epochs= (the selector given does not know it)"
+            )
 
     def epoch_fraction(self, epoch: int) -> float:
         """ρ, or 1 in an annealed epoch."""
@@ -85,4 +100,8 @@ class EpochBudget:
         if self.fraction >= 1.0:
             return {"fraction": 1.0, "anneal": 0.0, "num_epochs": None}
         anneal = float(self.anneal)
-        return {"fraction": float(self.fraction), "anneal": anneal, "num_epochs": self.num_epochs if anneal > 0 else None}
+        return {
+            "fraction": float(self.fraction),
+            "anneal": anneal,
+            "num_epochs": self.num_epochs if anneal > 0 else None,
+        }

@@ -1,5 +1,6 @@
 """KEY=VALUE options of the command line (``--model-opt``, ``--selector-opt``), shared by
 the tabular and the image commands so both read them by one rule."""
+
 from __future__ import annotations
 
 import ast
@@ -37,8 +38,9 @@ def options_per_name(pairs: list[str] | None, flag: str, names: list[str], norma
         if "." in key:
             name, field = key.split(".", 1)
             if known is not None and normalise(name) not in known:
-                raise SystemExit(f"{flag} {key}={value!r}: no model or selector is called {name!r}; "
-                                 f"known: {', '.join(known)}")
+                raise SystemExit(
+                    f"{flag} {key}={value!r}: no model or selector is called {name!r}; known: {', '.join(known)}"
+                )
             out.setdefault(normalise(name), {})[field] = value
         elif len(names) == 1:
             out.setdefault(names[0], {})[key] = value

@@ -5,6 +5,7 @@ Each field that differs between the presets corresponds to a row of
 ``docs/fidelity.md`` (and of the published-code notes it was written from); each
 ablation is a set of field values, listed in :data:`ABLATIONS` and in the same document.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,34 +41,34 @@ class D2ACEConfig:
     """
 
     # Eqs. 1-3: uncertainty.
-    window_size: int = 5                   # n_t
-    window_unit: str = "epoch"             # one entry per epoch, or one per visit
+    window_size: int = 5  # n_t
+    window_unit: str = "epoch"  # one entry per epoch, or one per visit
     lambda1: float = 0.5
     # Eqs. 4-5: hardness.
     lambda2: float = 0.7
-    flip_on: str = "prediction"            # 0/1 predictions, or probabilities
+    flip_on: str = "prediction"  # 0/1 predictions, or probabilities
     flip_threshold: float = 0.5
-    loss_transform: str = "identity"       # ℓ, or 2 - e^(-ℓ)
+    loss_transform: str = "identity"  # ℓ, or 2 - e^(-ℓ)
     # Eq. 7: label weights v = exp((μ + σ)/2); "linear": (μ + σ)/2; "none": v = 1 (ablations I, G).
     label_weight_form: str = "exponential"
     # Eqs. 9-11: correlation with local context; False sets φ = 0, so w = δ (ablation H).
     correlation_enhancement: bool = True
-    num_neighbors: int = 6                 # K; 0 means N(x_i) = {x_i}
-    include_self: bool = False             # add x_i itself to its K neighbours
-    knn_backend: str = "auto"              # the K-NN search: exact, FAISS, or by n (d2ace_ext.neighbors)
-    norm_eps: float = 0.0                  # added to the column norms of M
+    num_neighbors: int = 6  # K; 0 means N(x_i) = {x_i}
+    include_self: bool = False  # add x_i itself to its K neighbours
+    knn_backend: str = "auto"  # the K-NN search: exact, FAISS, or by n (d2ace_ext.neighbors)
+    norm_eps: float = 0.0  # added to the column norms of M
     row_normalize_correlation: bool = False  # C̃_jk = C_jk / (Σ_k C_jk + 1e-8), used as C̃ᵀ
-    label_weights_in_phi: bool = False     # φ_i = Σ_j Y_ij A_ij v_j (Z C)_ij
+    label_weights_in_phi: bool = False  # φ_i = Σ_j Y_ij A_ij v_j (Z C)_ij
     # Eqs. 13-14, 21: quantised sampling.
-    quant_index_min: int = 0               # lowest quantisation index Q
-    initial_pressure: float = 100.0        # s at the first selection epoch
+    quant_index_min: int = 0  # lowest quantisation index Q
+    initial_pressure: float = 100.0  # s at the first selection epoch
     pressure_schedule: str = "paper"
     # Eqs. 16-17: mixture.
     p_beta_start: float = 0.7
     p_beta_end: float = 0.3
     t_start: int = 30
     t_end: int = 70
-    schedule_epoch: str = "current"        # epoch fed to Eqs. 17 and 21
+    schedule_epoch: str = "current"  # epoch fed to Eqs. 17 and 21
     # Training length and warm-up.
     num_epochs: int = 100
     warmup_epochs: int = 10
@@ -152,14 +153,14 @@ LATER_FIELDS = ("label_weight_form", "correlation_enhancement", "knn_backend", "
 #: not print the fixed mixing coefficients of D-F: 0.7, 0.5 and 0.3 are p_β's start, middle
 #: and end values under the full method.
 ABLATIONS: dict[str, dict] = {
-    "hardness_only": {"p_beta_start": 0.0, "p_beta_end": 0.0},          # B: P = P_H
-    "uncertainty_only": {"p_beta_start": 1.0, "p_beta_end": 1.0},       # C: P = P_U
-    "fixed_mix_0.7": {"p_beta_start": 0.7, "p_beta_end": 0.7},          # D
-    "fixed_mix_0.5": {"p_beta_start": 0.5, "p_beta_end": 0.5},          # E
-    "fixed_mix_0.3": {"p_beta_start": 0.3, "p_beta_end": 0.3},          # F
-    "no_label_weights": {"label_weight_form": "none"},                  # G: v_A = 1
-    "no_correlation": {"correlation_enhancement": False},               # H: φ_A = 0
-    "linear_label_weights": {"label_weight_form": "linear"},            # I: v_A = (μ + σ)/2
+    "hardness_only": {"p_beta_start": 0.0, "p_beta_end": 0.0},  # B: P = P_H
+    "uncertainty_only": {"p_beta_start": 1.0, "p_beta_end": 1.0},  # C: P = P_U
+    "fixed_mix_0.7": {"p_beta_start": 0.7, "p_beta_end": 0.7},  # D
+    "fixed_mix_0.5": {"p_beta_start": 0.5, "p_beta_end": 0.5},  # E
+    "fixed_mix_0.3": {"p_beta_start": 0.3, "p_beta_end": 0.3},  # F
+    "no_label_weights": {"label_weight_form": "none"},  # G: v_A = 1
+    "no_correlation": {"correlation_enhancement": False},  # H: φ_A = 0
+    "linear_label_weights": {"label_weight_form": "linear"},  # I: v_A = (μ + σ)/2
 }
 
 

@@ -3,6 +3,7 @@
 ``python -m d2ace_ext.demo`` runs on an embedded synthetic yeast-shaped set;
 ``--dataset yeast`` (with ``D2ACE_DATA_DIR`` or ``--data-dir``) runs on a real MULAN set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,10 @@ def main(argv=None) -> int:
     features, labels = load(args.dataset, args.data_dir, args.seed)
     train_x, train_y, test_x, test_y = split(features, labels, args.seed)
     n, q = train_y.shape
-    print(f"data: {args.dataset}  train n={n}  test n={test_y.shape[0]}  d={train_x.shape[1]}  q={q}  "
-          f"cardinality={float(train_y.sum(1).mean()):.2f}")
+    print(
+        f"data: {args.dataset}  train n={n}  test n={test_y.shape[0]}  d={train_x.shape[1]}  q={q}  "
+        f"cardinality={float(train_y.sum(1).mean()):.2f}"
+    )
     # The paper's 100-epoch schedule (warm-up 10, p_beta from epoch 30 to 70) shrunk to the run.
     config = D2ACEConfig.preset(args.preset).scaled_to(args.epochs)
     samplers = {
@@ -65,14 +68,27 @@ def main(argv=None) -> int:
     for name, sampler in samplers.items():
         torch.manual_seed(args.seed)
         model = MLP(train_x.shape[1], q)
-        result = train(model, sampler, train_x, train_y, test_x, test_y, epochs=args.epochs, lr=args.lr,
-                       device=args.device, label=name, progress=not args.no_progress)
+        result = train(
+            model,
+            sampler,
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            epochs=args.epochs,
+            lr=args.lr,
+            device=args.device,
+            label=name,
+            progress=not args.no_progress,
+        )
         rows.append((name, result))
     print(f"\n{'selector':<8} {'Macro-AUC':>9} {'Macro-F1':>9} {'RankLoss':>9} {'select ms/epoch':>16} {'train s':>8}")
     for name, result in rows:
         m = result.metrics
-        print(f"{name:<8} {m['macro_auc']:>9.4f} {m['macro_f1']:>9.4f} {m['ranking_loss']:>9.4f} "
-              f"{1000 * result.selection_seconds_per_epoch:>16.2f} {result.seconds:>8.1f}")
+        print(
+            f"{name:<8} {m['macro_auc']:>9.4f} {m['macro_f1']:>9.4f} {m['ranking_loss']:>9.4f} "
+            f"{1000 * result.selection_seconds_per_epoch:>16.2f} {result.seconds:>8.1f}"
+        )
     skipped = rows[0][1].metrics["macro_auc_skipped"]
     if skipped:
         print(f"(Macro-AUC skipped {skipped} label(s) with one class in the test split)")

@@ -16,6 +16,7 @@ every rank, and only then do the ranks exchange the error's text (fixed-size byt
 The probabilities of a weighted epoch are broadcast from rank 0 as a tensor, so float
 rounding can never make the ranks' batches drift apart.
 """
+
 from __future__ import annotations
 
 import torch
@@ -87,7 +88,7 @@ def _raise_agreed(codes: list[int], error: Exception | None, device: torch.devic
     text = (str(error).strip("'\"") if error is not None else "").encode()[:_MESSAGE_BYTES]
     mine = torch.zeros(_MESSAGE_BYTES, dtype=torch.uint8)
     if text:
-        mine[:len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
+        mine[: len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
     texts = _all_gather(mine.to(device)).view(len(codes), _MESSAGE_BYTES).cpu()
     rank = failed[0]
     message = bytes(texts[rank].tolist()).rstrip(b"\0").decode(errors="ignore")
@@ -116,8 +117,12 @@ def _same_q(qs: list[int], error_kind=ValueError) -> int:
     return qs[0]
 
 
-def gather_records(index: torch.Tensor | None, outputs: torch.Tensor | None, targets: torch.Tensor | None,
-                   error: Exception | None = None):
+def gather_records(
+    index: torch.Tensor | None,
+    outputs: torch.Tensor | None,
+    targets: torch.Tensor | None,
+    error: Exception | None = None,
+):
     """All ranks' (index (b,) int64 CPU, outputs (b, q) float32, targets (b, q) float32),
     concatenated in rank order, on ``outputs``' device (replicated state).
 
@@ -137,13 +142,18 @@ def gather_records(index: torch.Tensor | None, outputs: torch.Tensor | None, tar
     payload = torch.zeros(most, record_payload.row_bytes(q), dtype=torch.uint8, device=device)
     payload[:rows] = record_payload.pack(index, outputs, targets, device)
     gathered = _all_gather(payload)
-    kept = torch.cat([gathered[r * most:r * most + count] for r, count in enumerate(counts)])
+    kept = torch.cat([gathered[r * most : r * most + count] for r, count in enumerate(counts)])
     index, outputs_all, targets_all = record_payload.unpack(kept, q)
     return index.cpu(), outputs_all.to(outputs.device), targets_all.to(outputs.device)
 
 
-def route_records(index: torch.Tensor | None, outputs: torch.Tensor | None, targets: torch.Tensor | None,
-                  owner: torch.Tensor | None, error: Exception | None = None):
+def route_records(
+    index: torch.Tensor | None,
+    outputs: torch.Tensor | None,
+    targets: torch.Tensor | None,
+    owner: torch.Tensor | None,
+    error: Exception | None = None,
+):
     """The rows of this step, from every rank, whose instance this rank owns
     (row-sharded state): (index (r,) int64 CPU, outputs (r, q) float32, targets (r, q)
     float32) on ``outputs``' device, in order of the sending rank. ``owner`` (b,) int64:
@@ -183,7 +193,7 @@ def all_gather_padded(local: torch.Tensor, padded: int) -> torch.Tensor:
     device = comm_device()
     carried = local.to(torch.uint8) if local.dtype == torch.bool else local  # gloo has no bool
     block = torch.zeros((padded, *local.shape[1:]), dtype=carried.dtype, device=device)
-    block[:local.shape[0]] = carried.to(device)
+    block[: local.shape[0]] = carried.to(device)
     stacked = _all_gather(block).view(dist.get_world_size(), padded, *local.shape[1:])
     return stacked.to(local.device, local.dtype)
 

@@ -6,6 +6,7 @@ probability proportional to P among those not yet in the batch), and both use on
 the CPU generator they are given, so batches do not depend on the device that
 computed the probabilities.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -13,6 +13,7 @@ so an index may differ where the float64 weight lies within that rounding of a
 quantisation boundary; such a difference of one step is *explained*. Anything else is
 a defect. ``benchmarks/check_random_states.py`` runs the full count; the tests run a share.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,7 @@ from .selectors.d2ace import D2ACESelector
 #: weight: float32 U and H (one rounding each, fast log2 within 1e-7) summed in float64
 NATIVE_RELATIVE_ERROR = 1e-6
 _EXTREME_LOGITS = (-math.inf, math.inf, -1e4, 1e4, 0.0, -88.0, 88.0, -87.3, 87.3, -30.0, 30.0)
-_EXTREME_PROBS = (0.0, 1.0, 0.5, 1e-40, 1.0 - 2.0 ** -24, 2.0 ** -126)
+_EXTREME_PROBS = (0.0, 1.0, 0.5, 1e-40, 1.0 - 2.0**-24, 2.0**-126)
 
 
 @dataclass
@@ -62,8 +63,9 @@ def _outputs(g: torch.Generator, b: int, q: int, style: str, shared: torch.Tenso
         return torch.tensor(_EXTREME_LOGITS)[pick], "logits"
     if style == "probs":
         pick = torch.randint(len(_EXTREME_PROBS), (b, q), generator=g)
-        mixed = torch.where(torch.rand(b, q, generator=g) < 0.5, torch.tensor(_EXTREME_PROBS)[pick],
-                            torch.rand(b, q, generator=g))
+        mixed = torch.where(
+            torch.rand(b, q, generator=g) < 0.5, torch.tensor(_EXTREME_PROBS)[pick], torch.rand(b, q, generator=g)
+        )
         return mixed.float(), "probs"
     return torch.randn(b, q, generator=g) * 4.0, "logits"
 
@@ -88,7 +90,7 @@ def random_case(seed: int):
         start = 0
         while start < n:
             b = 1 if bool(torch.rand(1, generator=g) < 0.3) else int(torch.randint(1, n + 1, (1,), generator=g))
-            index = order[start:start + b]
+            index = order[start : start + b]
             outputs, kind = _outputs(g, index.numel(), q, style, shared)
             steps.append((epoch, index, outputs.float(), kind))
             start += b

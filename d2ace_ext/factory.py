@@ -9,6 +9,7 @@ same ``set_epoch``, ``update(indices, logits, targets)`` and ``state_dict`` hand
 (the tabular and the image harness both call it): the selector's epoch counts scaled
 from a paper's schedule to the run, as the selector's own metadata says.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -69,10 +70,22 @@ def needs_features(name: str, preset: str = "paper", options: Mapping | None = N
     return options.get("num_neighbors", default_config(name, preset).num_neighbors) > 0
 
 
-def make_sampler(name: str, labels: torch.Tensor, batch_size: int, features: torch.Tensor | None = None,
-                 seed: int = 0, *, device: torch.device | str | None = None, budget: float = 1.0,
-                 anneal: float = 0.0, run_epochs: int | None = None, num_replicas: int | None = None,
-                 rank: int | None = None, shard_state: bool = False, **options) -> SelectionBatchSampler:
+def make_sampler(
+    name: str,
+    labels: torch.Tensor,
+    batch_size: int,
+    features: torch.Tensor | None = None,
+    seed: int = 0,
+    *,
+    device: torch.device | str | None = None,
+    budget: float = 1.0,
+    anneal: float = 0.0,
+    run_epochs: int | None = None,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+    shard_state: bool = False,
+    **options,
+) -> SelectionBatchSampler:
     """A :class:`SelectionBatchSampler` driven by the selector ``name`` (see
     :func:`~d2ace_ext.selectors.registry.make_selector` for ``features`` and ``options``).
     The selectors that draw from generators of their own (``takes_seed``: Balance's loss
@@ -87,14 +100,33 @@ def make_sampler(name: str, labels: torch.Tensor, batch_size: int, features: tor
     if shard_state:
         options["shard"] = row_shard_for(labels, num_replicas, rank)
     selector = make_selector(name, labels, features, device=device, **options)
-    return SelectionBatchSampler(selector, batch_size, seed, budget=budget, anneal=anneal, run_epochs=run_epochs,
-                                 num_replicas=num_replicas, rank=rank)
+    return SelectionBatchSampler(
+        selector,
+        batch_size,
+        seed,
+        budget=budget,
+        anneal=anneal,
+        run_epochs=run_epochs,
+        num_replicas=num_replicas,
+        rank=rank,
+    )
 
 
-def make_run_sampler(name: str, labels: torch.Tensor, batch_size: int, features: torch.Tensor | None = None,
-                     seed: int = 0, *, epochs: int, schedule: PaperSchedule, preset: str = "paper",
-                     options: Mapping | None = None, device: torch.device | str | None = None,
-                     budget: float = 1.0, anneal: float = 0.0) -> SelectionBatchSampler:
+def make_run_sampler(
+    name: str,
+    labels: torch.Tensor,
+    batch_size: int,
+    features: torch.Tensor | None = None,
+    seed: int = 0,
+    *,
+    epochs: int,
+    schedule: PaperSchedule,
+    preset: str = "paper",
+    options: Mapping | None = None,
+    device: torch.device | str | None = None,
+    budget: float = 1.0,
+    anneal: float = 0.0,
+) -> SelectionBatchSampler:
     """The sampler of a run of ``epochs`` epochs: :func:`make_sampler` with the selector's
     epoch counts from :func:`scheduled_options` (``schedule`` scaled to ``epochs``), its
     ``preset`` where it has presets, then ``options`` (the protocol's
@@ -103,9 +135,26 @@ def make_run_sampler(name: str, labels: torch.Tensor, batch_size: int, features:
     chosen = {**scheduled_options(name, epochs, schedule, preset), **(options or {})}
     if selector_class(name).presets is not None:
         chosen.setdefault("preset", preset)
-    return make_sampler(name, labels, batch_size, features, seed=seed, device=device, budget=budget, anneal=anneal,
-                        run_epochs=epochs, **chosen)
+    return make_sampler(
+        name,
+        labels,
+        batch_size,
+        features,
+        seed=seed,
+        device=device,
+        budget=budget,
+        anneal=anneal,
+        run_epochs=epochs,
+        **chosen,
+    )
 
 
-__all__ = ["make_sampler", "make_run_sampler", "make_selector", "needs_features", "scheduled_options",
-           "PaperSchedule", "SELECTORS"]
+__all__ = [
+    "make_sampler",
+    "make_run_sampler",
+    "make_selector",
+    "needs_features",
+    "scheduled_options",
+    "PaperSchedule",
+    "SELECTORS",
+]

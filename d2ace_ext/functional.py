@@ -4,6 +4,7 @@ Every function here is the semantic definition that the native kernels are check
 against. Shapes use n instances, q labels and a window of n_t entries. Functions work on
 any device and in the dtype they are given; the scorer calls them in float64.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,12 +22,12 @@ _LN2 = math.log(2.0)
 #: to the same float32 |x|, so saturated predictions are identical everywhere.
 SATURATED_LOGIT = 87.33654
 #: probabilities below this (the smallest normal float32) are recorded as exactly 0.
-SMALLEST_PROBABILITY = 2.0 ** -126
+SMALLEST_PROBABILITY = 2.0**-126
 #: the published code's ε in the row normalisation of C (Eq. 9, ``row_normalize_correlation``).
 ROW_NORMALISE_EPS = 1e-8
 #: weights whose span is at most this fraction of their magnitude are all equal (Eq. 13):
 #: the records are float32 (ε = 2^-23), so closer weights cannot be told apart from them.
-TIE_TOLERANCE = 2.0 ** -16
+TIE_TOLERANCE = 2.0**-16
 
 
 def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -40,7 +41,9 @@ def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(torch.special.xlogy(p, p) + torch.special.xlogy(r, r)) / _LN2
 
 
-def probabilities_and_losses(outputs: torch.Tensor, targets: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+def probabilities_and_losses(
+    outputs: torch.Tensor, targets: torch.Tensor, kind: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A training step's predicted probabilities and per-label BCE. (b, q), (b, q) 0/1 -> two (b, q).
 
     ``kind="logits"``: p = σ(x) and BCE = softplus(-x) where y = 1, softplus(x) where
@@ -118,10 +121,23 @@ def flip_ema(flip: torch.Tensor, previous_ema: torch.Tensor, lambda2: float) -> 
     return lambda2 * flip + (1.0 - lambda2) * previous_ema
 
 
-def record_visits(window: torch.Tensor, pushes: torch.Tensor, last_epoch: torch.Tensor, loss: torch.Tensor,
-                  flip_average: torch.Tensor, flip_base: torch.Tensor, indices: torch.Tensor, probs: torch.Tensor,
-                  losses: torch.Tensor, epoch: int, *, per_epoch: bool, flip_on: str, flip_threshold: float,
-                  lambda2: float) -> None:
+def record_visits(
+    window: torch.Tensor,
+    pushes: torch.Tensor,
+    last_epoch: torch.Tensor,
+    loss: torch.Tensor,
+    flip_average: torch.Tensor,
+    flip_base: torch.Tensor,
+    indices: torch.Tensor,
+    probs: torch.Tensor,
+    losses: torch.Tensor,
+    epoch: int,
+    *,
+    per_epoch: bool,
+    flip_on: str,
+    flip_threshold: float,
+    lambda2: float,
+) -> None:
     """One batch written into the state in place: the ring of Eq. 2 and the flip EMA of Eq. 4.
 
     State: window (n, n_t, q), pushes and last_epoch (n,) int64, loss, flip_average and

@@ -9,6 +9,7 @@ Nothing is downloaded: the backbone starts from random weights (pass --checkpoin
 ImageNet weights saved on another machine) and the images are composed from
 scikit-learn's digits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,14 +50,24 @@ def main(argv=None) -> int:
     mosaic = {"train_size": args.train_size, "test_size": args.test_size, "grid": args.grid}
     model_options = {"backbone": args.backbone, **({"checkpoint": args.checkpoint} if args.checkpoint else {})}
     if args.model == "mlgcn":
-        model_options["hidden"] = 256      # the paper's 1024 is sized for 2048-wide ResNet-101 features
-    protocol = ImageProtocol(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4,
-                             image_size=args.image_size, scale_size=args.image_size, seed=args.seed,
-                             mosaic=mosaic, model_options={args.model: model_options})
+        model_options["hidden"] = 256  # the paper's 1024 is sized for 2048-wide ResNet-101 features
+    protocol = ImageProtocol(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=1e-4,
+        image_size=args.image_size,
+        scale_size=args.image_size,
+        seed=args.seed,
+        mosaic=mosaic,
+        model_options={args.model: model_options},
+    )
     data = load_image_dataset("digits-mosaic", image_size=args.image_size, mosaic=mosaic)
-    print(f"digits-mosaic: train {len(data.train)} (10 % held out for epoch selection), test {len(data.test)}, "
-          f"q = {data.num_labels}, {args.image_size}x{args.image_size} px, label cardinality "
-          f"{float(data.train_labels.sum(1).mean()):.2f}; {args.model} on {args.backbone}, {args.epochs} epochs")
+    print(
+        f"digits-mosaic: train {len(data.train)} (10 % held out for epoch selection), test {len(data.test)}, "
+        f"q = {data.num_labels}, {args.image_size}x{args.image_size} px, label cardinality "
+        f"{float(data.train_labels.sum(1).mean()):.2f}; {args.model} on {args.backbone}, {args.epochs} epochs"
+    )
     rows = []
     for name in SELECTORS:
         title = display_name(name)
@@ -64,15 +75,21 @@ def main(argv=None) -> int:
         key = RunKey.make("digits-mosaic", args.model, name, "paper", 0, protocol)
         record = run_image(key, data, protocol, device=args.device, progress=not args.no_progress)
         rows.append((title, record, time.perf_counter() - started))
-    print(f"\n{'selector':<8} {'mAP':>7} {'Macro-AUC':>9} {'Macro-F1':>8} {'ms/step':>8} {'select ms/step':>14} "
-          f"{'select %':>8} {'run s':>6}")
+    print(
+        f"\n{'selector':<8} {'mAP':>7} {'Macro-AUC':>9} {'Macro-F1':>8} {'ms/step':>8} {'select ms/step':>14} "
+        f"{'select %':>8} {'run s':>6}"
+    )
     for title, record, seconds in rows:
         m = record["metrics"]
         step, select, share = overhead([record])
-        print(f"{title:<8} {m['map']:>7.4f} {m['macro_auc']:>9.4f} {m['macro_f1']:>8.4f} {step:>8.1f} "
-              f"{select:>14.2f} {share:>7.2f}% {seconds:>6.0f}")
-    print("(ms/step: the whole training step with data and selection; select %: the sampler's own time "
-          "as a share of the rest of the step. One seed: a smoke run, not an accuracy benchmark.)")
+        print(
+            f"{title:<8} {m['map']:>7.4f} {m['macro_auc']:>9.4f} {m['macro_f1']:>8.4f} {step:>8.1f} "
+            f"{select:>14.2f} {share:>7.2f}% {seconds:>6.0f}"
+        )
+    print(
+        "(ms/step: the whole training step with data and selection; select %: the sampler's own time "
+        "as a share of the rest of the step. One seed: a smoke run, not an accuracy benchmark.)"
+    )
     return 0
 
 

@@ -30,13 +30,20 @@ Conventions (``evaluate`` returns all of them):
   2010+ all-point interpolation, its ``Compute_mAP_VOC2012``), averaged over the labels
   with a positive; the image protocol's ``map_voc_interpolated``. Not in ``evaluate``.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
-from sklearn.metrics import (coverage_error, f1_score, hamming_loss as _sk_hamming_loss,
-                             label_ranking_average_precision_score, label_ranking_loss, roc_auc_score)
+from sklearn.metrics import (
+    coverage_error,
+    f1_score,
+    label_ranking_average_precision_score,
+    label_ranking_loss,
+    roc_auc_score,
+)
+from sklearn.metrics import hamming_loss as _sk_hamming_loss
 
 THRESHOLD = 0.5
 
@@ -179,7 +186,7 @@ def voc_interpolated_map(targets, scores, ignore=None) -> float:
             continue
         order = np.argsort(-sj, kind="stable")
         hits, ranked = np.cumsum(yj[order]), sj[order]
-        last = np.r_[ranked[1:] != ranked[:-1], True]        # the last row of each group of tied scores
+        last = np.r_[ranked[1:] != ranked[:-1], True]  # the last row of each group of tied scores
         recall = hits[last] / positives
         precision = hits[last] / (np.flatnonzero(last) + 1)
         envelope = np.maximum.accumulate(precision[::-1])[::-1]

@@ -11,6 +11,7 @@ The search is chosen by ``knn_backend`` (a field of D2ACE's and Hard-Imb's confi
   FAISS is installed; ``"exact"`` below (so every data set of the paper keeps the exact
   neighbours). ``docs/selectors.md`` has the measurements behind the threshold.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,9 +40,9 @@ AUTO_FAISS_FROM = 200_000
 #: 0.98-1.0 on the real sets with structured features; docs/selectors.md).
 _CELLS_PER_SQRT_N = 4
 _TRAIN_POINTS_PER_CELL = 64
-_MIN_POINTS_PER_CELL = 39   # FAISS's own floor of training points per cell: small n gets fewer cells
+_MIN_POINTS_PER_CELL = 39  # FAISS's own floor of training points per cell: small n gets fewer cells
 DEFAULT_NPROBE = 64
-_FAISS_SEED = 1234          # k-means initialisation, so every process builds the same index
+_FAISS_SEED = 1234  # k-means initialisation, so every process builds the same index
 _QUERY_CHUNK = 1 << 16
 
 _INSTALL_HINT = "pip install 'd2ace_ext[faiss]' (faiss-cpu), or faiss-gpu for CUDA"
@@ -81,9 +82,13 @@ def chosen_backend(backend: str, n: int) -> str:
         return "exact"
     if faiss_available():
         return "faiss"
-    warnings.warn(f"knn_backend='auto': n = {n} is at or past {AUTO_FAISS_FROM}, where the approximate FAISS "
-                  f"search is the default, but FAISS is not installed; using the exact search, O(n² d). "
-                  f"To speed it up: {_INSTALL_HINT}", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"knn_backend='auto': n = {n} is at or past {AUTO_FAISS_FROM}, where the approximate FAISS "
+        f"search is the default, but FAISS is not installed; using the exact search, O(n² d). "
+        f"To speed it up: {_INSTALL_HINT}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return "exact"
 
 
@@ -97,8 +102,10 @@ def resolve_neighbors(n: int, k: int, features, neighbors, needed_for: str, back
             got = tuple(neighbors.shape) if isinstance(neighbors, torch.Tensor) else type(neighbors).__name__
             raise ValueError(f"neighbors must be a ({n}, {k}) index tensor, got {got}")
         if neighbors.shape[1] != k:
-            raise ValueError(f"neighbors has {neighbors.shape[1]} columns but num_neighbors = {k}; "
-                             f"pass ({n}, {k}) indices or set num_neighbors to match")
+            raise ValueError(
+                f"neighbors has {neighbors.shape[1]} columns but num_neighbors = {k}; "
+                f"pass ({n}, {k}) indices or set num_neighbors to match"
+            )
         if neighbors.is_floating_point() or neighbors.is_complex() or neighbors.dtype == torch.bool:
             raise TypeError(f"neighbors must hold integer indices, got dtype {neighbors.dtype}")
         if neighbors.layout != torch.strided or int(neighbors.min()) < 0 or int(neighbors.max()) >= n:
@@ -134,8 +141,9 @@ def nearest_neighbors(features: torch.Tensor, k: int, backend: str = "exact") ->
     return torch.from_numpy(found.astype(np.int64))
 
 
-def approximate_neighbors(features: torch.Tensor, k: int, *, nlist: int | None = None,
-                          nprobe: int = DEFAULT_NPROBE) -> torch.Tensor:
+def approximate_neighbors(
+    features: torch.Tensor, k: int, *, nlist: int | None = None, nprobe: int = DEFAULT_NPROBE
+) -> torch.Tensor:
     """The k nearest other instances by FAISS's IVF-Flat index, approximate.
     features (n, d) -> (n, k) int64 on the CPU. See :class:`IVFNeighbors` for nlist,
     nprobe and the device."""
@@ -166,7 +174,7 @@ class IVFNeighbors:
         self.nlist = nlist
         self.points = np.ascontiguousarray(features.detach().to("cpu", torch.float32).numpy())
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist, faiss.METRIC_L2)
-        self._gpu_resources = None            # must outlive the GPU index
+        self._gpu_resources = None  # must outlive the GPU index
         if features.is_cuda and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
             self._gpu_resources = faiss.StandardGpuResources()
             device = features.device.index if features.device.index is not None else torch.cuda.current_device()
@@ -174,7 +182,7 @@ class IVFNeighbors:
         # Set on the index that trains (the GPU copy has k-means parameters of its own).
         index.cp.seed = _FAISS_SEED
         index.cp.max_points_per_centroid = _TRAIN_POINTS_PER_CELL
-        index.cp.min_points_per_centroid = 1   # small n: fewer than 39 points per cell is expected there
+        index.cp.min_points_per_centroid = 1  # small n: fewer than 39 points per cell is expected there
         with _threads_of_torch(faiss):
             index.train(self.points)
             index.add(self.points)
@@ -196,7 +204,7 @@ class IVFNeighbors:
         self.index.nprobe = min(nprobe, self.nlist)
         found = np.empty((rows.shape[0], k + 1), dtype=np.int64)
         with _threads_of_torch(faiss):
-            for start in range(0, rows.shape[0], _QUERY_CHUNK):     # bounded (rows, k + 1) results
+            for start in range(0, rows.shape[0], _QUERY_CHUNK):  # bounded (rows, k + 1) results
                 stop = min(start + _QUERY_CHUNK, rows.shape[0])
                 found[start:stop] = self.index.search(self.points[rows[start:stop]], k + 1)[1]
             short = np.flatnonzero((found < 0).any(1))
@@ -232,8 +240,9 @@ def _without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(found, order, axis=1)
 
 
-def local_label_appearance(labels: torch.Tensor, neighbors: torch.Tensor | None, include_self: bool,
-                           rows: torch.Tensor | None = None) -> SparseRows:
+def local_label_appearance(
+    labels: torch.Tensor, neighbors: torch.Tensor | None, include_self: bool, rows: torch.Tensor | None = None
+) -> SparseRows:
     """Eq. 10: Z_ij = 1 when some instance of N(x_i) has label j.
 
     labels: (n, q) 0/1; neighbors: (n, K) int64 or None (N(x_i) = {x_i});

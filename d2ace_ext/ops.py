@@ -11,6 +11,7 @@ The fake kernels registered here check the dtypes, shapes and options the C++ ch
 (csrc/checks.cpp), with the same exception types and messages, and give the output
 shapes without computing, for ``torch.compile`` and ``torch.library.opcheck``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,9 +29,18 @@ _LOSS_TRANSFORMS = ("identity", "two_minus_exp")
 # ---------------------------------------------------------------------------------------
 
 #: c10's names of the dtypes, as the C++ messages print them
-_C10_DTYPE_NAMES = {torch.float32: "Float", torch.float64: "Double", torch.float16: "Half",
-                    torch.bfloat16: "BFloat16", torch.int64: "Long", torch.int32: "Int", torch.int16: "Short",
-                    torch.int8: "Char", torch.uint8: "Byte", torch.bool: "Bool"}
+_C10_DTYPE_NAMES = {
+    torch.float32: "Float",
+    torch.float64: "Double",
+    torch.float16: "Half",
+    torch.bfloat16: "BFloat16",
+    torch.int64: "Long",
+    torch.int32: "Int",
+    torch.int16: "Short",
+    torch.int8: "Char",
+    torch.uint8: "Byte",
+    torch.bool: "Bool",
+}
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -43,11 +53,14 @@ def _sizes(values) -> str:
 
 def _expect_tensor(t, op: str, name: str, dtype: torch.dtype, shape, device) -> None:
     """expect_tensor of csrc/checks.cpp: dtype (TypeError), device and shape (ValueError)."""
-    torch._check_type(t.dtype == dtype,
-                      lambda: f"{op}: {name} must have dtype {_dtype_name(dtype)}, got {_dtype_name(t.dtype)}")
+    torch._check_type(
+        t.dtype == dtype, lambda: f"{op}: {name} must have dtype {_dtype_name(dtype)}, got {_dtype_name(t.dtype)}"
+    )
     torch._check_value(t.device == device, lambda: f"{op}: {name} must be on {device} like the state, got {t.device}")
-    torch._check_value(t.dim() == len(shape) and all(e < 0 or t.shape[d] == e for d, e in enumerate(shape)),
-                       lambda: f"{op}: {name} has shape {_sizes(t.shape)}, expected {_sizes(shape)} (-1 = any)")
+    torch._check_value(
+        t.dim() == len(shape) and all(e < 0 or t.shape[d] == e for d, e in enumerate(shape)),
+        lambda: f"{op}: {name} has shape {_sizes(t.shape)}, expected {_sizes(shape)} (-1 = any)",
+    )
 
 
 def _expect_state(t, op: str, name: str, dtype: torch.dtype, shape, device) -> None:
@@ -55,8 +68,21 @@ def _expect_state(t, op: str, name: str, dtype: torch.dtype, shape, device) -> N
     torch._check_value(t.is_contiguous(), lambda: f"{op}: state tensor {name} must be contiguous")
 
 
-def _check_record_step_arguments(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
-                                 outputs, targets, flip_threshold, lambda2, labels) -> None:
+def _check_record_step_arguments(
+    window,
+    pushes,
+    last_epoch,
+    loss,
+    flip_average,
+    flip_base,
+    index_errors,
+    indices,
+    outputs,
+    targets,
+    flip_threshold,
+    lambda2,
+    labels,
+) -> None:
     op = "record_step"
     torch._check_value(window.dim() == 3, lambda: f"{op}: window must be (n, n_t, q), got shape {_sizes(window.shape)}")
     n, n_t, q = window.shape
@@ -74,18 +100,22 @@ def _check_record_step_arguments(window, pushes, last_epoch, loss, flip_average,
     _expect_tensor(targets, op, "targets", torch.float32, (b, q), device)
     if labels is not None:
         _expect_tensor(labels, op, "labels", torch.bool, (n, q), device)
-    torch._check_value(0.0 < flip_threshold < 1.0, lambda: f"{op}: flip_threshold must lie in (0, 1), got {flip_threshold}")
+    torch._check_value(
+        0.0 < flip_threshold < 1.0, lambda: f"{op}: flip_threshold must lie in (0, 1), got {flip_threshold}"
+    )
     torch._check_value(0.0 < lambda2 <= 1.0, lambda: f"{op}: lambda2 must lie in (0, 1], got {lambda2}")
 
 
-def _check_score_visits_arguments(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
-                                  context_cols, workspace, lambda1, norm_eps) -> None:
+def _check_score_visits_arguments(
+    window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr, context_cols, workspace, lambda1, norm_eps
+) -> None:
     op = "score_visits"
     torch._check_value(window.dim() == 3, lambda: f"{op}: window must be (n, n_t, q), got shape {_sizes(window.shape)}")
     n, n_t, q = window.shape
     device = window.device
-    torch._check_value(n >= 1 and n_t >= 1 and q >= 1,
-                       lambda: f"{op}: window must have n, n_t, q >= 1, got {_sizes(window.shape)}")
+    torch._check_value(
+        n >= 1 and n_t >= 1 and q >= 1, lambda: f"{op}: window must have n, n_t, q >= 1, got {_sizes(window.shape)}"
+    )
     _expect_tensor(window, op, "window", torch.float32, (n, n_t, q), device)
     _expect_tensor(pushes, op, "pushes", torch.int64, (n,), device)
     _expect_tensor(loss, op, "loss", torch.float32, (n, q), device)
@@ -101,9 +131,12 @@ def _check_score_visits_arguments(window, pushes, loss, flip_average, label_ptr,
 
 def _check_quantized_mixture_arguments(weights, weight_range, pressure, p_beta, index_min) -> None:
     op = "quantized_mixture"
-    torch._check_value(weights.dim() == 2 and weights.shape[0] == 2 and weights.shape[1] >= 1,
-                       lambda: f"{op}: weights must be (2, n) with n >= 1 (rows: uncertainty, hardness), got shape "
-                               f"{_sizes(weights.shape)}")
+    torch._check_value(
+        weights.dim() == 2 and weights.shape[0] == 2 and weights.shape[1] >= 1,
+        lambda: (
+            f"{op}: weights must be (2, n) with n >= 1 (rows: uncertainty, hardness), got shape {_sizes(weights.shape)}"
+        ),
+    )
     _expect_tensor(weights, op, "weights", torch.float64, (2, -1), weights.device)
     _expect_tensor(weight_range, op, "weight_range", torch.float64, (2, 2), weights.device)
     torch._check_value(pressure >= 1.0, lambda: f"{op}: pressure must be >= 1, got {pressure}")
@@ -115,24 +148,79 @@ if extension_loaded():
 
     @torch.library.register_fake("d2ace_ext::binary_entropy")
     def _binary_entropy_fake(probs: torch.Tensor) -> torch.Tensor:
-        torch._check_type(probs.is_floating_point(),
-                          lambda: f"binary_entropy: probs must be a floating-point tensor, got {_dtype_name(probs.dtype)}")
+        torch._check_type(
+            probs.is_floating_point(),
+            lambda: f"binary_entropy: probs must be a floating-point tensor, got {_dtype_name(probs.dtype)}",
+        )
         return torch.empty_like(probs, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("d2ace_ext::record_step")
-    def _record_step_fake(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices,
-                          outputs, targets, epoch, from_logits, per_epoch, flip_on_probability, flip_threshold,
-                          lambda2, labels=None) -> None:
-        _check_record_step_arguments(window, pushes, last_epoch, loss, flip_average, flip_base, index_errors,
-                                     indices, outputs, targets, flip_threshold, lambda2, labels)
+    def _record_step_fake(
+        window,
+        pushes,
+        last_epoch,
+        loss,
+        flip_average,
+        flip_base,
+        index_errors,
+        indices,
+        outputs,
+        targets,
+        epoch,
+        from_logits,
+        per_epoch,
+        flip_on_probability,
+        flip_threshold,
+        lambda2,
+        labels=None,
+    ) -> None:
+        _check_record_step_arguments(
+            window,
+            pushes,
+            last_epoch,
+            loss,
+            flip_average,
+            flip_base,
+            index_errors,
+            indices,
+            outputs,
+            targets,
+            flip_threshold,
+            lambda2,
+            labels,
+        )
         return None
 
     @torch.library.register_fake("d2ace_ext::score_visits")
-    def _score_visits_fake(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
-                           context_cols, workspace, lambda1, two_minus_exp, norm_eps, row_normalize,
-                           label_weights_in_phi):
-        _check_score_visits_arguments(window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr,
-                                      context_cols, workspace, lambda1, norm_eps)
+    def _score_visits_fake(
+        window,
+        pushes,
+        loss,
+        flip_average,
+        label_ptr,
+        label_cols,
+        context_ptr,
+        context_cols,
+        workspace,
+        lambda1,
+        two_minus_exp,
+        norm_eps,
+        row_normalize,
+        label_weights_in_phi,
+    ):
+        _check_score_visits_arguments(
+            window,
+            pushes,
+            loss,
+            flip_average,
+            label_ptr,
+            label_cols,
+            context_ptr,
+            context_cols,
+            workspace,
+            lambda1,
+            norm_eps,
+        )
         n, _, q = window.shape
         make = lambda *shape: window.new_empty(shape, dtype=torch.float64)  # noqa: E731
         return make(2, q), make(2, q, q), make(2, n), make(2, n), make(2, 2)
@@ -147,6 +235,7 @@ if extension_loaded():
 # The wrappers.
 # ---------------------------------------------------------------------------------------
 
+
 def native_for(tensor: torch.Tensor) -> bool:
     """Whether the native kernels run for tensors on ``tensor``'s device."""
     if not use_native():
@@ -158,18 +247,35 @@ def native_for(tensor: torch.Tensor) -> bool:
 def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
     """Eq. 1 in bits, elementwise: (...,) -> (...,), same dtype; 0·log 0 = 0."""
     if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
-        raise TypeError(f"binary_entropy: probs must be a floating-point tensor, got {type(probs).__name__}"
-                        + (f" of dtype {probs.dtype}" if isinstance(probs, torch.Tensor) else ""))
+        raise TypeError(
+            f"binary_entropy: probs must be a floating-point tensor, got {type(probs).__name__}"
+            + (f" of dtype {probs.dtype}" if isinstance(probs, torch.Tensor) else "")
+        )
     if native_for(probs):
         return torch.ops.d2ace_ext.binary_entropy.default(probs)
     return functional.binary_entropy(probs)
 
 
-def record_step(window: torch.Tensor, pushes: torch.Tensor, last_epoch: torch.Tensor, loss: torch.Tensor,
-                flip_average: torch.Tensor, flip_base: torch.Tensor, index_errors: torch.Tensor,
-                indices: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, epoch: int, *,
-                from_logits: bool, per_epoch: bool, flip_on: str, flip_threshold: float, lambda2: float,
-                labels: torch.Tensor | None = None) -> None:
+def record_step(
+    window: torch.Tensor,
+    pushes: torch.Tensor,
+    last_epoch: torch.Tensor,
+    loss: torch.Tensor,
+    flip_average: torch.Tensor,
+    flip_base: torch.Tensor,
+    index_errors: torch.Tensor,
+    indices: torch.Tensor,
+    outputs: torch.Tensor,
+    targets: torch.Tensor,
+    epoch: int,
+    *,
+    from_logits: bool,
+    per_epoch: bool,
+    flip_on: str,
+    flip_threshold: float,
+    lambda2: float,
+    labels: torch.Tensor | None = None,
+) -> None:
     """Record one training step into the state tensors, in place (one launch natively).
 
     State (as :class:`~d2ace_ext.visits.VisitState` holds it): window (n, n_t, q); pushes,
@@ -195,24 +301,52 @@ def record_step(window: torch.Tensor, pushes: torch.Tensor, last_epoch: torch.Te
         raise ValueError(f"flip_on must be one of {_FLIP_ON}, got {flip_on!r}")
     kind = "logits" if from_logits else "probs"
     native = native_for(window) and window.dtype == torch.float32  # a compact state: the pure-PyTorch path
-    kernel_checks = (native and window.device.type == "cpu" and outputs.dtype == torch.float32
-                     and targets.dtype == torch.float32)
+    kernel_checks = (
+        native and window.device.type == "cpu" and outputs.dtype == torch.float32 and targets.dtype == torch.float32
+    )
     if not kernel_checks:
         check_step(outputs, kind, targets, labels, indices, n=window.shape[0])
     if native:
         if not kernel_checks:
             outputs, targets = outputs.to(torch.float32), targets.to(torch.float32)
         torch.ops.d2ace_ext.record_step.default(
-            window, pushes, last_epoch, loss, flip_average, flip_base, index_errors, indices, outputs, targets,
-            int(epoch), bool(from_logits), bool(per_epoch), flip_on == "probability", float(flip_threshold),
-            float(lambda2), labels,
+            window,
+            pushes,
+            last_epoch,
+            loss,
+            flip_average,
+            flip_base,
+            index_errors,
+            indices,
+            outputs,
+            targets,
+            int(epoch),
+            bool(from_logits),
+            bool(per_epoch),
+            flip_on == "probability",
+            float(flip_threshold),
+            float(lambda2),
+            labels,
         )
         return
     compute = torch.promote_types(window.dtype, torch.float32)  # a compact state computes in float32
     probs, losses = functional.probabilities_and_losses(outputs.to(compute), targets.to(compute), kind)
-    functional.record_visits(window, pushes, last_epoch, loss, flip_average, flip_base, indices, probs, losses,
-                             epoch, per_epoch=per_epoch, flip_on=flip_on, flip_threshold=flip_threshold,
-                             lambda2=lambda2)
+    functional.record_visits(
+        window,
+        pushes,
+        last_epoch,
+        loss,
+        flip_average,
+        flip_base,
+        indices,
+        probs,
+        losses,
+        epoch,
+        per_epoch=per_epoch,
+        flip_on=flip_on,
+        flip_threshold=flip_threshold,
+        lambda2=lambda2,
+    )
 
 
 def raise_skipped_rows(index_errors: torch.Tensor, n: int) -> None:
@@ -231,10 +365,21 @@ def raise_skipped_rows(index_errors: torch.Tensor, n: int) -> None:
         )
 
 
-def score_visits(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor, flip_average: torch.Tensor,
-                 context: LabelContext, *, lambda1: float, loss_transform: str, norm_eps: float,
-                 row_normalize: bool, label_weights_in_phi: bool, workspace: torch.Tensor | None = None,
-                 index_errors: torch.Tensor | None = None):
+def score_visits(
+    window: torch.Tensor,
+    pushes: torch.Tensor,
+    loss: torch.Tensor,
+    flip_average: torch.Tensor,
+    context: LabelContext,
+    *,
+    lambda1: float,
+    loss_transform: str,
+    norm_eps: float,
+    row_normalize: bool,
+    label_weights_in_phi: bool,
+    workspace: torch.Tensor | None = None,
+    index_errors: torch.Tensor | None = None,
+):
     """Eqs. 3, 5-12 for U and H in one op (three kernels on CUDA), v = exp((μ + σ)/2).
 
     window (n, n_t, q), pushes (n,), loss and flip_average (n, q) as recorded by
@@ -252,22 +397,39 @@ def score_visits(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor,
     n, _, q = window.shape
     if index_errors is not None:
         raise_skipped_rows(index_errors, n)
-    options = dict(lambda1=float(lambda1), norm_eps=float(norm_eps), row_normalize=bool(row_normalize),
-                   label_weights_in_phi=bool(label_weights_in_phi))
+    options = dict(
+        lambda1=float(lambda1),
+        norm_eps=float(norm_eps),
+        row_normalize=bool(row_normalize),
+        label_weights_in_phi=bool(label_weights_in_phi),
+    )
     if not (native_for(window) and window.dtype == torch.float32):
-        return score_records(window, pushes, loss, flip_average, context, loss_transform=loss_transform,
-                             workspace=workspace, **options)
+        return score_records(
+            window, pushes, loss, flip_average, context, loss_transform=loss_transform, workspace=workspace, **options
+        )
     if workspace is None:
         workspace = window.new_empty((2, n, q))
     return torch.ops.d2ace_ext.score_visits.default(
-        window, pushes, loss, flip_average, context.labels.row_ptr, context.labels.cols, context.context.row_ptr,
-        context.context.cols, workspace, options["lambda1"], loss_transform == "two_minus_exp", options["norm_eps"],
-        options["row_normalize"], options["label_weights_in_phi"],
+        window,
+        pushes,
+        loss,
+        flip_average,
+        context.labels.row_ptr,
+        context.labels.cols,
+        context.context.row_ptr,
+        context.context.cols,
+        workspace,
+        options["lambda1"],
+        loss_transform == "two_minus_exp",
+        options["norm_eps"],
+        options["row_normalize"],
+        options["label_weights_in_phi"],
     )
 
 
-def quantized_mixture(weights: torch.Tensor, pressure: float, p_beta: float, index_min: int,
-                      weight_range: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def quantized_mixture(
+    weights: torch.Tensor, pressure: float, p_beta: float, index_min: int, weight_range: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eqs. 13-14 for both rows of w (2, n) float64, and Eq. 16's mixture.
 
     Returns P (2, n) (each row sums to 1) and p_β P_U + (1 - p_β) P_H (n,), which sums to

@@ -6,6 +6,7 @@ converted, so NaN payloads, infinities and every float bit pattern arrive unchan
 (collectives move uint8 tensors byte for byte on gloo and NCCL alike). Targets must be
 0/1 when packed (the sampler checks them before any rank sends).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,8 @@ def pack(index: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, devi
     b, q = outputs.shape
     payload = torch.empty(b, row_bytes(q), dtype=torch.uint8, device=device)
     payload[:, :8] = index.to(device, torch.int64).contiguous().view(torch.uint8).reshape(b, 8)
-    payload[:, 8:8 + 4 * q] = outputs.to(device, torch.float32).contiguous().view(torch.uint8).reshape(b, 4 * q)
-    payload[:, 8 + 4 * q:] = targets.to(device).to(torch.uint8)
+    payload[:, 8 : 8 + 4 * q] = outputs.to(device, torch.float32).contiguous().view(torch.uint8).reshape(b, 4 * q)
+    payload[:, 8 + 4 * q :] = targets.to(device).to(torch.uint8)
     return payload
 
 
@@ -32,8 +33,8 @@ def unpack(payload: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor, t
     float32, on the payload's device."""
     r = payload.shape[0]
     index = _bytes_as(payload[:, :8], torch.int64).reshape(r)
-    outputs = _bytes_as(payload[:, 8:8 + 4 * q], torch.float32).reshape(r, q)
-    targets = payload[:, 8 + 4 * q:].to(torch.float32)
+    outputs = _bytes_as(payload[:, 8 : 8 + 4 * q], torch.float32).reshape(r, q)
+    targets = payload[:, 8 + 4 * q :].to(torch.float32)
     return index, outputs, targets
 
 

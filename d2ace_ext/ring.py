@@ -8,6 +8,7 @@ Slot k is written by push number k (mod n_t), so a ring that is not full holds i
 in slots < pushes. With ``per_epoch`` one entry is kept per epoch: a second visit in the
 same epoch overwrites that epoch's entry instead of pushing a new one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,9 @@ class RingVisit:
     has_previous: torch.Tensor
 
 
-def ring_visit(pushes: torch.Tensor, last_epoch: torch.Tensor, indices: torch.Tensor, epoch: int,
-               per_epoch: bool, size: int) -> RingVisit:
+def ring_visit(
+    pushes: torch.Tensor, last_epoch: torch.Tensor, indices: torch.Tensor, epoch: int, per_epoch: bool, size: int
+) -> RingVisit:
     """Where one batch of visits goes in rings of ``size`` slots: pushes, last_epoch
     (rows,) int64 as the ring holds them; indices (b,) int64 distinct. Changes nothing."""
     count = pushes[indices]
@@ -58,8 +60,15 @@ def ring_visit(pushes: torch.Tensor, last_epoch: torch.Tensor, indices: torch.Te
     return RingVisit(count, push, slot, previous_slot, has_previous)
 
 
-def ring_write(window: torch.Tensor, pushes: torch.Tensor, last_epoch: torch.Tensor, indices: torch.Tensor,
-               visit: RingVisit, probs: torch.Tensor, epoch: int) -> None:
+def ring_write(
+    window: torch.Tensor,
+    pushes: torch.Tensor,
+    last_epoch: torch.Tensor,
+    indices: torch.Tensor,
+    visit: RingVisit,
+    probs: torch.Tensor,
+    epoch: int,
+) -> None:
     """Store probs (b, q) at ``visit``'s slots of window (rows, n_t, q) (rounded to its
     dtype) and advance pushes and last_epoch (rows,), in place."""
     window[indices, visit.slot] = probs.to(window.dtype)
@@ -73,8 +82,9 @@ class PredictionRing:
 
     TENSORS = ("window", "pushes", "last_epoch")
 
-    def __init__(self, rows: int, q: int, size: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, rows: int, q: int, size: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         device = torch.device(device)
         self.size = size
         self.window = torch.full((rows, size, q), 0.5, dtype=dtype, device=device)

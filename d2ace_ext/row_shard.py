@@ -11,6 +11,7 @@ order by one transpose of the gathered (R, ⌈n/R⌉) rows, no permutation index
 A shard of one rank (R = 1) is the whole state; every collective helper is then the
 identity, so a single process runs the sharded code paths unchanged.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ class RowShard:
             raise ValueError(f"gather: expected this rank's {self.size} rows, got {local.shape[0]}")
         stacked = distributed.all_gather_padded(local, self.padded_size)  # (world, padded, ...)
         # strided: rank r's row k is instance r + world k, so the transpose is global order
-        return stacked.transpose(0, 1).reshape(-1, *local.shape[1:])[:self.n]
+        return stacked.transpose(0, 1).reshape(-1, *local.shape[1:])[: self.n]
 
 
 def check_shard(shard, n: int) -> "RowShard | None":

@@ -12,6 +12,7 @@ All randomness comes from a CPU ``torch.Generator`` seeded from (seed, epoch), s
 batches are the same on CPU and GPU and ``state_dict()`` / ``load_state_dict()`` resume
 to the identical sequence.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,12 +101,16 @@ class SelectionBatchSampler(Sampler):
         self.n = selector.n
         self.num_replicas, self.rank = distributed.resolve_world(num_replicas, rank)
         if self.num_replicas > self.n:
-            raise ValueError(f"num_replicas ({self.num_replicas}) must not exceed the n = {self.n} instances: "
-                             "every global batch gives each rank at least one distinct instance")
+            raise ValueError(
+                f"num_replicas ({self.num_replicas}) must not exceed the n = {self.n} instances: "
+                "every global batch gives each rank at least one distinct instance"
+            )
         self._shard: RowShard | None = getattr(selector, "shard", None)
         if self._shard is not None and (self._shard.world, self._shard.rank) != (self.num_replicas, self.rank):
-            raise ValueError(f"the selector holds {self._shard.describe()}, but this sampler is rank {self.rank} of "
-                             f"{self.num_replicas}: build both for the same ranks (shard_state=True does)")
+            raise ValueError(
+                f"the selector holds {self._shard.describe()}, but this sampler is rank {self.rank} of "
+                f"{self.num_replicas}: build both for the same ranks (shard_state=True does)"
+            )
         if run_epochs is None:
             run_epochs = getattr(getattr(selector, "config", None), "num_epochs", None)
         self.budget = EpochBudget(budget, anneal, run_epochs)
@@ -123,8 +128,11 @@ class SelectionBatchSampler(Sampler):
         makes the plan, except under an active process group, where making it is a
         collective call that ``len`` must not hide (there the budget's count, an upper
         bound, is returned until the epoch starts)."""
-        if self._plan is None and self.selector.batch_mode(self._epoch) == PRUNED \
-                and not (self.num_replicas > 1 and distributed.active()):
+        if (
+            self._plan is None
+            and self.selector.batch_mode(self._epoch) == PRUNED
+            and not (self.num_replicas > 1 and distributed.active())
+        ):
             self._prepare()
         if self._plan is not None:
             return self._plan.batches
@@ -161,7 +169,7 @@ class SelectionBatchSampler(Sampler):
             batch = self._batch(self._position)
             self._position += 1
             self.overhead_seconds += time.perf_counter() - started
-            yield batch[self.rank::self.num_replicas].tolist()
+            yield batch[self.rank :: self.num_replicas].tolist()
 
     def _prepare(self) -> None:
         if self._plan is not None:
@@ -204,7 +212,7 @@ class SelectionBatchSampler(Sampler):
         size = max(min(self.batch_size, plan.samples - start), self.num_replicas)
         if plan.order is not None:
             if start + size <= self.n:
-                return plan.order[start:start + size]
+                return plan.order[start : start + size]
             return plan.order[torch.arange(start, start + size) % self.n]
         return plan.draw.batch(size, plan.generator)
 
@@ -354,8 +362,10 @@ class SelectionBatchSampler(Sampler):
         epoch, position, overhead, plan = fields[0]
         for other in fields[1:]:
             if other[:2] != (epoch, position) or not _same_plan(other[3], plan):
-                raise ValueError("the saved states must come from the same step of one run: they differ in epoch, "
-                                 "position or epoch plan")
+                raise ValueError(
+                    "the saved states must come from the same step of one run: they differ in epoch, "
+                    "position or epoch plan"
+                )
         selectors = [saved["selector"] for saved in states]
         sharded = any(isinstance(s, dict) and s.get("shard") is not None for s in selectors)
         self.selector.load_state_dict(selectors if sharded else selectors[0])  # checks everything before assigning
@@ -371,8 +381,10 @@ class SelectionBatchSampler(Sampler):
                 raise ValueError(f"state_dict has {key}={state.get(key)!r}, this sampler has {getattr(self, key)!r}")
         budget = state.get("budget", EpochBudget().to_dict())  # states saved before budgets: full passes
         if budget != self.budget.to_dict():
-            raise ValueError(f"state_dict has budget {budget!r}, this sampler has {self.budget.to_dict()!r}: "
-                             "build the sampler with the budget, anneal and run_epochs of the saved run")
+            raise ValueError(
+                f"state_dict has budget {budget!r}, this sampler has {self.budget.to_dict()!r}: "
+                "build the sampler with the budget, anneal and run_epochs of the saved run"
+            )
         for key in ("epoch", "position", "plan", "selector"):
             if key not in state:
                 raise ValueError(f"state_dict is missing {key!r}")
@@ -399,8 +411,10 @@ def row_shard_for(labels, num_replicas: int, rank: int) -> RowShard:
     (n, q); the label checks are the selector's."""
     n = labels.shape[0] if isinstance(labels, torch.Tensor) and labels.dim() == 2 else check_labels(labels).shape[0]
     if num_replicas > n:
-        raise ValueError(f"num_replicas ({num_replicas}) must not exceed the n = {n} instances: "
-                         "every global batch gives each rank at least one distinct instance")
+        raise ValueError(
+            f"num_replicas ({num_replicas}) must not exceed the n = {n} instances: "
+            "every global batch gives each rank at least one distinct instance"
+        )
     return RowShard(n, num_replicas, rank)
 
 
@@ -460,8 +474,16 @@ class D2ACESampler(SelectionBatchSampler):
         num_replicas, rank = distributed.resolve_world(num_replicas, rank)
         shard = row_shard_for(labels, num_replicas, rank) if shard_state else None
         selector = D2ACESelector(labels, features, config, neighbors=neighbors, device=device, shard=shard)
-        super().__init__(selector, batch_size, seed, budget=budget, anneal=anneal, run_epochs=run_epochs,
-                         num_replicas=num_replicas, rank=rank)
+        super().__init__(
+            selector,
+            batch_size,
+            seed,
+            budget=budget,
+            anneal=anneal,
+            run_epochs=run_epochs,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
 
     @property
     def report(self):

@@ -6,6 +6,7 @@ epoch's loss weights, and how many samples the epoch trains on (its budget). A c
 from another run, another version or a damaged file, so every field is checked before
 the sampler assigns anything.
 """
+
 from __future__ import annotations
 
 import math
@@ -102,9 +103,14 @@ def plan_from_state(saved, n: int, position: int, batch_size: int) -> EpochPlan 
     if mode == WEIGHTED:
         if order is not None:
             raise ValueError("state_dict plan.order must be None in a weighted epoch")
-        if not isinstance(probabilities, torch.Tensor) or tuple(probabilities.shape) != (n,) \
-                or not probabilities.is_floating_point():
-            got = tuple(probabilities.shape) if isinstance(probabilities, torch.Tensor) else type(probabilities).__name__
+        if (
+            not isinstance(probabilities, torch.Tensor)
+            or tuple(probabilities.shape) != (n,)
+            or not probabilities.is_floating_point()
+        ):
+            got = (
+                tuple(probabilities.shape) if isinstance(probabilities, torch.Tensor) else type(probabilities).__name__
+            )
             raise ValueError(f"state_dict plan.probabilities must be a floating-point ({n},) tensor, got {got}")
         try:
             draw = WeightedDraw(probabilities)
@@ -113,16 +119,22 @@ def plan_from_state(saved, n: int, position: int, batch_size: int) -> EpochPlan 
     else:
         if probabilities is not None:
             raise ValueError(f"state_dict plan.probabilities must be None in a {mode} epoch")
-        if not isinstance(order, torch.Tensor) or tuple(order.shape) != (n,) or order.is_floating_point() \
-                or order.is_complex() or order.dtype == torch.bool:
+        if (
+            not isinstance(order, torch.Tensor)
+            or tuple(order.shape) != (n,)
+            or order.is_floating_point()
+            or order.is_complex()
+            or order.dtype == torch.bool
+        ):
             got = (tuple(order.shape), order.dtype) if isinstance(order, torch.Tensor) else type(order).__name__
             raise ValueError(f"state_dict plan.order must be an integer ({n},) tensor, got {got}")
         order = order.to("cpu", torch.int64)
         if not torch.equal(torch.sort(order).values, torch.arange(n)):
             raise ValueError(f"state_dict plan.order must be a permutation of 0..{n - 1}")
         if mode == PRUNED and not bool((weights[order[:samples]] > 0).all()):
-            raise ValueError("state_dict plan: the first plan.samples instances of plan.order must all be kept "
-                             "(plan.weights > 0)")
+            raise ValueError(
+                "state_dict plan: the first plan.samples instances of plan.order must all be kept (plan.weights > 0)"
+            )
     batches = math.ceil(samples / batch_size)
     if position > batches:
         raise ValueError(f"state_dict position must be at most the plan's {batches} batches, got {position}")

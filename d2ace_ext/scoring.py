@@ -7,6 +7,7 @@ correlation C over the nonzeros of Y (Eq. 9), (Z C) only where Y = 1 and φ
 mixture (Eqs. 16-17). :func:`score_records` is the pure-PyTorch definition of the fused
 ``score_visits`` op; the native kernels are checked against these functions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,12 +20,13 @@ from .config import D2ACEConfig
 from .ring import row_blocks
 from .sparse_rows import SparseRows, masked_gram, normalise_columns, propagation_at_labels
 
+
 @dataclass(frozen=True)
 class LabelContext:
     """What the correlation term needs of Y and Z, built once per training set."""
 
-    labels: SparseRows                              # Y
-    context: SparseRows                             # Z
+    labels: SparseRows  # Y
+    context: SparseRows  # Z
     label_pairs: tuple[torch.Tensor, torch.Tensor]  # row_pairs(Y, Y)
     context_pairs: tuple[torch.Tensor, torch.Tensor]  # row_pairs(Y, Z)
 
@@ -33,11 +35,11 @@ class LabelContext:
 class MetricScore:
     """Everything computed for one metric A ∈ {U, H}. Shapes: q, q, (q, q), n, n, n."""
 
-    label_weights: torch.Tensor   # v_A (q,)
-    correlation: torch.Tensor     # C_A (q, q), before any row normalisation
-    delta: torch.Tensor           # δ_A (n,)
-    phi: torch.Tensor             # φ_A (n,)
-    probabilities: torch.Tensor   # P(x | w_A) (n,)
+    label_weights: torch.Tensor  # v_A (q,)
+    correlation: torch.Tensor  # C_A (q, q), before any row normalisation
+    delta: torch.Tensor  # δ_A (n,)
+    phi: torch.Tensor  # φ_A (n,)
+    probabilities: torch.Tensor  # P(x | w_A) (n,)
 
     @property
     def weights(self) -> torch.Tensor:
@@ -57,9 +59,16 @@ class ScoreReport:
     probabilities: torch.Tensor
 
 
-def record_metrics(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor, flip_average: torch.Tensor,
-                   lambda1: float, loss_transform: str, dtype: torch.dtype = torch.float64,
-                   entropy: Callable[[torch.Tensor], torch.Tensor] = functional.binary_entropy):
+def record_metrics(
+    window: torch.Tensor,
+    pushes: torch.Tensor,
+    loss: torch.Tensor,
+    flip_average: torch.Tensor,
+    lambda1: float,
+    loss_transform: str,
+    dtype: torch.dtype = torch.float64,
+    entropy: Callable[[torch.Tensor], torch.Tensor] = functional.binary_entropy,
+):
     """U (Eq. 3) and H (Eq. 5) of every instance from its records, each (n, q) in ``dtype``.
 
     window (n, n_t, q), pushes (n,), loss and flip_average (n, q), in any floating dtype
@@ -84,25 +93,52 @@ def correlation_phi(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eqs. 9-11 from the nonzeros of Y and Z, with ``config``'s options.
     metric (n, q), weights v (q,) -> (φ (n,), C (q, q))."""
-    return correlation_and_phi(metric, weights, ctx, norm_eps=config.norm_eps,
-                               row_normalize=config.row_normalize_correlation,
-                               label_weights_in_phi=config.label_weights_in_phi)
+    return correlation_and_phi(
+        metric,
+        weights,
+        ctx,
+        norm_eps=config.norm_eps,
+        row_normalize=config.row_normalize_correlation,
+        label_weights_in_phi=config.label_weights_in_phi,
+    )
 
 
-def correlation_and_phi(metric: torch.Tensor, weights: torch.Tensor, ctx: LabelContext, *, norm_eps: float,
-                        row_normalize: bool, label_weights_in_phi: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def correlation_and_phi(
+    metric: torch.Tensor,
+    weights: torch.Tensor,
+    ctx: LabelContext,
+    *,
+    norm_eps: float,
+    row_normalize: bool,
+    label_weights_in_phi: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eqs. 9-11 from the nonzeros of Y and Z. metric (n, q), weights v (q,) -> (φ (n,), C (q, q))."""
     y = ctx.labels
     values = metric[y.rows, y.cols]
     scaled = normalise_columns(values, y, norm_eps)
     gram = masked_gram(scaled, y, ctx.label_pairs)
-    phi = phi_from_correlation(values, gram, weights, ctx, metric.shape[0], row_normalize=row_normalize,
-                               label_weights_in_phi=label_weights_in_phi)
+    phi = phi_from_correlation(
+        values,
+        gram,
+        weights,
+        ctx,
+        metric.shape[0],
+        row_normalize=row_normalize,
+        label_weights_in_phi=label_weights_in_phi,
+    )
     return phi, gram
 
 
-def phi_from_correlation(values: torch.Tensor, correlation: torch.Tensor, weights: torch.Tensor, ctx: LabelContext,
-                         rows: int, *, row_normalize: bool, label_weights_in_phi: bool) -> torch.Tensor:
+def phi_from_correlation(
+    values: torch.Tensor,
+    correlation: torch.Tensor,
+    weights: torch.Tensor,
+    ctx: LabelContext,
+    rows: int,
+    *,
+    row_normalize: bool,
+    label_weights_in_phi: bool,
+) -> torch.Tensor:
     """Eqs. 10-11: φ (rows,) from A's values at Y's nonzeros (nnz,), C (q, q) and v (q,);
     C row-normalised first under ``row_normalize`` (the published code). The unsharded
     and the row-sharded scorers (:mod:`~d2ace_ext.row_scoring`) both call this."""
@@ -117,9 +153,20 @@ def phi_from_correlation(values: torch.Tensor, correlation: torch.Tensor, weight
     return phi
 
 
-def score_records(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor, flip_average: torch.Tensor,
-                  ctx: LabelContext, *, lambda1: float, loss_transform: str, norm_eps: float, row_normalize: bool,
-                  label_weights_in_phi: bool, workspace: torch.Tensor | None = None):
+def score_records(
+    window: torch.Tensor,
+    pushes: torch.Tensor,
+    loss: torch.Tensor,
+    flip_average: torch.Tensor,
+    ctx: LabelContext,
+    *,
+    lambda1: float,
+    loss_transform: str,
+    norm_eps: float,
+    row_normalize: bool,
+    label_weights_in_phi: bool,
+    workspace: torch.Tensor | None = None,
+):
     """The pure-PyTorch definition of the fused ``score_visits`` op, in float64: Eqs. 3,
     5-12 for U (row 0) and H (row 1) with v = exp((μ + σ)/2).
 
@@ -131,8 +178,14 @@ def score_records(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor
     for metric in metrics:
         weights = functional.label_weights(metric)
         delta = functional.dynamic_weight(metric, weights)
-        phi, gram = correlation_and_phi(metric, weights, ctx, norm_eps=norm_eps, row_normalize=row_normalize,
-                                        label_weights_in_phi=label_weights_in_phi)
+        phi, gram = correlation_and_phi(
+            metric,
+            weights,
+            ctx,
+            norm_eps=norm_eps,
+            row_normalize=row_normalize,
+            label_weights_in_phi=label_weights_in_phi,
+        )
         low, high = (delta + phi).aminmax()
         parts.append((weights, gram, delta, phi, torch.stack([low, high])))
     if workspace is not None:
@@ -141,8 +194,9 @@ def score_records(window: torch.Tensor, pushes: torch.Tensor, loss: torch.Tensor
     return tuple(torch.stack(values) for values in zip(*parts))
 
 
-def quantised_mixture(weights: torch.Tensor, pressure: float, p_beta: float,
-                      index_min: int) -> tuple[torch.Tensor, torch.Tensor]:
+def quantised_mixture(
+    weights: torch.Tensor, pressure: float, p_beta: float, index_min: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eqs. 13-14 for both rows of w (2, n) and Eq. 16's mixture, renormalised as
     :func:`score_epoch` does: (P (2, n), mixture (n,)). The pure-PyTorch definition of
     the fused ``quantized_mixture`` op."""

@@ -5,6 +5,7 @@ correlation needs are built once. Per epoch the scorer then touches only
 Σ_i |Y_i|² pairs for the Gram matrix C (about σ(Y)²/n) and Σ_i |Y_i| |Z_i| pairs for
 (Z C) at the positions where Y = 1; nothing costs O(n q²).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,26 +37,34 @@ class SparseRows:
         for name, extent in (("rows", None), ("cols", None), ("row_ptr", n + 1)):
             t = getattr(self, name)
             if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.dim() != 1:
-                raise ValueError(f"SparseRows.{name} must be a 1-D int64 tensor, got "
-                                 f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
+                raise ValueError(
+                    f"SparseRows.{name} must be a 1-D int64 tensor, got "
+                    f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}"
+                )
             if extent is not None and t.numel() != extent:
-                raise ValueError(f"SparseRows.{name} must have n + 1 = {extent} entries for shape {self.shape}, "
-                                 f"got {t.numel()}")
+                raise ValueError(
+                    f"SparseRows.{name} must have n + 1 = {extent} entries for shape {self.shape}, got {t.numel()}"
+                )
             if t.device != self.row_ptr.device:
                 raise ValueError(f"SparseRows.{name} is on {t.device}, row_ptr on {self.row_ptr.device}")
         nnz = self.cols.numel()
         if self.rows.numel() != nnz:
-            raise ValueError(f"SparseRows.rows and cols must have one entry per nonzero, got {self.rows.numel()} and {nnz}")
+            raise ValueError(
+                f"SparseRows.rows and cols must have one entry per nonzero, got {self.rows.numel()} and {nnz}"
+            )
         counts = self.row_ptr[1:] - self.row_ptr[:-1]
         first, last, decreases = torch.stack([self.row_ptr[0], self.row_ptr[-1], (counts < 0).any().long()]).tolist()
         if first != 0 or last != nnz or decreases:
-            raise ValueError(f"SparseRows.row_ptr must start at 0, never decrease and end at the number of nonzeros "
-                             f"({nnz}); got first {first}, last {last}" + (", and it decreases" if decreases else ""))
+            raise ValueError(
+                f"SparseRows.row_ptr must start at 0, never decrease and end at the number of nonzeros "
+                f"({nnz}); got first {first}, last {last}" + (", and it decreases" if decreases else "")
+            )
         if nnz == 0:
             return
         expected_rows = torch.repeat_interleave(torch.arange(n, device=counts.device), counts, output_size=nnz)
-        cols_outside, rows_differ = torch.stack([((self.cols < 0) | (self.cols >= q)).any(),
-                                                 (self.rows != expected_rows).any()]).tolist()
+        cols_outside, rows_differ = torch.stack(
+            [((self.cols < 0) | (self.cols >= q)).any(), (self.rows != expected_rows).any()]
+        ).tolist()
         if cols_outside:
             raise ValueError(f"SparseRows.cols must lie in [0, {q}) for shape {self.shape}")
         if rows_differ:
@@ -130,8 +139,8 @@ def masked_gram(scaled: torch.Tensor, labels: SparseRows, pairs: tuple[torch.Ten
     gram = torch.zeros(q * q, dtype=scaled.dtype, device=scaled.device)
     first, second = pairs
     for start in range(0, first.numel(), PAIR_CHUNK):
-        a = first[start:start + PAIR_CHUNK]
-        b = second[start:start + PAIR_CHUNK]
+        a = first[start : start + PAIR_CHUNK]
+        b = second[start : start + PAIR_CHUNK]
         target = _take(labels.cols, a) * q + _take(labels.cols, b)
         gram.index_add_(0, target, _take(scaled, a) * _take(scaled, b))
     return gram.view(q, q)
@@ -150,8 +159,8 @@ def propagation_at_labels(
     out = torch.zeros(labels.nnz, dtype=matrix.dtype, device=matrix.device)
     first, second = pairs
     for start in range(0, first.numel(), PAIR_CHUNK):
-        a = first[start:start + PAIR_CHUNK]
-        b = second[start:start + PAIR_CHUNK]
+        a = first[start : start + PAIR_CHUNK]
+        b = second[start : start + PAIR_CHUNK]
         out.index_add_(0, a, _take(flat, _take(context.cols, b) * q + _take(labels.cols, a)))
     return out
 

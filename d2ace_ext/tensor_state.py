@@ -14,6 +14,7 @@ anything is assigned:
 - parts that do not make up the owner's rows (another rank's shard alone, an
   incomplete set of ranks, another n): ValueError saying what to pass instead.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -89,8 +90,10 @@ def _check_part(owner, names, tensors: dict, part_shard: RowShard, what: str) ->
             raise ValueError(f"{what} {name!r} must be a tensor, got {type(theirs).__name__}")
         expected = (part_shard.size, *mine.shape[1:])
         if tuple(theirs.shape) != expected or theirs.dtype != mine.dtype:
-            raise ValueError(f"{what} {name!r} has shape {tuple(theirs.shape)} and dtype {theirs.dtype}, "
-                             f"expected {expected} and {mine.dtype}")
+            raise ValueError(
+                f"{what} {name!r} has shape {tuple(theirs.shape)} and dtype {theirs.dtype}, "
+                f"expected {expected} and {mine.dtype}"
+            )
 
 
 def _assemble(owner, names, parts: list, mine: RowShard, what: str) -> dict:
@@ -99,16 +102,21 @@ def _assemble(owner, names, parts: list, mine: RowShard, what: str) -> dict:
         return {name: parts[0][0][name] for name in names}
     shards = [part_shard for _, part_shard in parts]
     first = shards[0]
-    complete = all(s.n == mine.n and s.world == first.world and s.layout == first.layout for s in shards) \
-        and sorted(s.rank for s in shards) == list(range(first.world))
+    complete = all(s.n == mine.n and s.world == first.world and s.layout == first.layout for s in shards) and sorted(
+        s.rank for s in shards
+    ) == list(range(first.world))
     if not complete:
         if len(parts) == 1:
             n_note = f" of n = {first.n}" if first.n != mine.n else ""
-            raise ValueError(f"{what} holds {first.describe()}{n_note}; this one holds {mine.describe()} of n = "
-                             f"{mine.n}: to re-shard, pass every rank's saved state to load_state_dict, as a list")
+            raise ValueError(
+                f"{what} holds {first.describe()}{n_note}; this one holds {mine.describe()} of n = "
+                f"{mine.n}: to re-shard, pass every rank's saved state to load_state_dict, as a list"
+            )
         found = ", ".join(f"rank {s.rank} of {s.world} (n = {s.n}, {s.layout})" for s in shards)
-        raise ValueError(f"{what}: the saved states must be every rank's of one run (ranks 0..R-1 of the same "
-                         f"world size, n = {mine.n} and layout), got {found}")
+        raise ValueError(
+            f"{what}: the saved states must be every rank's of one run (ranks 0..R-1 of the same "
+            f"world size, n = {mine.n} and layout), got {found}"
+        )
     rows = {}
     for name in names:
         like = getattr(owner, name)

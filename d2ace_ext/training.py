@@ -1,4 +1,5 @@
 """A plain training loop around a selection sampler, used by the demo."""
+
 from __future__ import annotations
 
 import time

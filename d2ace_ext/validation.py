@@ -5,6 +5,7 @@ Errors: TypeError for a wrong type or dtype, ValueError for a wrong shape, devic
 value, IndexError for an index outside its range; the native kernels raise the same
 classes with the same messages for the same faults (docs/fidelity.md, "Who checks what").
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,9 @@ def as_index_tensor(indices, n: int, name: str = "indices") -> torch.Tensor:
             tensor = torch.as_tensor(list(indices) if not isinstance(indices, Sequence) else indices)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise TypeError(f"{name} must be a 1-D sequence or tensor of integers ({exc})") from None
-    if tensor.dtype != torch.int64 and (tensor.is_floating_point() or tensor.is_complex()
-                                        or tensor.dtype == torch.bool):
+    if tensor.dtype != torch.int64 and (
+        tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool
+    ):
         raise TypeError(f"{name} must hold integers, got dtype {tensor.dtype}")
     if tensor.dim() != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
@@ -125,8 +127,14 @@ def check_targets_match(targets: torch.Tensor, labels: torch.Tensor | None, inde
     )
 
 
-def check_step(outputs: torch.Tensor, kind: str, targets: torch.Tensor, labels: torch.Tensor | None,
-               index: torch.Tensor, n: int | None = None) -> None:
+def check_step(
+    outputs: torch.Tensor,
+    kind: str,
+    targets: torch.Tensor,
+    labels: torch.Tensor | None,
+    index: torch.Tensor,
+    n: int | None = None,
+) -> None:
     """One training step's values, with one host read in all: outputs (b, q) as
     :func:`check_outputs`, targets (b, q) as :func:`check_binary` and as
     :func:`check_targets_match` against labels (n, q) at index (b,) int64; with ``n``,

@@ -9,6 +9,7 @@ The window, loss and flip tensors are stored in ``dtype`` (float32; float16 or
 bfloat16 for a compact state, ``D2ACEConfig.state_dtype``); arithmetic is float32 (or
 the state's own dtype when wider), each stored value rounded once when written.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ class VisitState(PredictionRing):
 
     TENSORS = (*PredictionRing.TENSORS, "loss", "flip_average", "flip_base")
 
-    def __init__(self, n: int, q: int, window_size: int, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, n: int, q: int, window_size: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         super().__init__(n, q, window_size, device, dtype)
         device = self.window.device
         self.n, self.q = n, q
@@ -74,9 +76,22 @@ class VisitState(PredictionRing):
         rounded to the state's dtype when stored (:func:`functional.record_visits`:
         ``per_epoch=True`` keeps one window entry per epoch, otherwise every visit pushes a
         new entry, as the published code does)."""
-        functional.record_visits(self.window, self.pushes, self.last_epoch, self.loss, self.flip_average,
-                                 self.flip_base, indices, probs, losses, epoch, per_epoch=per_epoch, flip_on=flip_on,
-                                 flip_threshold=flip_threshold, lambda2=lambda2)
+        functional.record_visits(
+            self.window,
+            self.pushes,
+            self.last_epoch,
+            self.loss,
+            self.flip_average,
+            self.flip_base,
+            indices,
+            probs,
+            losses,
+            epoch,
+            per_epoch=per_epoch,
+            flip_on=flip_on,
+            flip_threshold=flip_threshold,
+            lambda2=lambda2,
+        )
 
     def record_outputs(
         self,
@@ -98,16 +113,39 @@ class VisitState(PredictionRing):
         probabilities; targets (b, q) 0/1. A compact state records through the op's
         pure-PyTorch definition (the kernels read float32 state).
         """
-        ops.record_step(self.window, self.pushes, self.last_epoch, self.loss, self.flip_average, self.flip_base,
-                        self.index_errors, indices, outputs, targets, epoch, from_logits=from_logits,
-                        per_epoch=per_epoch, flip_on=flip_on, flip_threshold=flip_threshold, lambda2=lambda2,
-                        labels=labels)
+        ops.record_step(
+            self.window,
+            self.pushes,
+            self.last_epoch,
+            self.loss,
+            self.flip_average,
+            self.flip_base,
+            self.index_errors,
+            indices,
+            outputs,
+            targets,
+            epoch,
+            from_logits=from_logits,
+            per_epoch=per_epoch,
+            flip_on=flip_on,
+            flip_threshold=flip_threshold,
+            lambda2=lambda2,
+            labels=labels,
+        )
 
     def metrics(self, lambda1: float, loss_transform: str, dtype: torch.dtype = torch.float64):
         """U (Eq. 3) and H (Eq. 5) of every instance, each (n, q) in ``dtype``
         (:func:`scoring.record_metrics`, Eq. 1 by :func:`ops.binary_entropy`)."""
-        return record_metrics(self.window, self.pushes, self.loss, self.flip_average, lambda1, loss_transform, dtype,
-                              entropy=ops.binary_entropy)
+        return record_metrics(
+            self.window,
+            self.pushes,
+            self.loss,
+            self.flip_average,
+            lambda1,
+            loss_transform,
+            dtype,
+            entropy=ops.binary_entropy,
+        )
 
     def state_dict(self) -> dict:
         return saved_tensors(self, self.TENSORS)

@@ -9,6 +9,7 @@ prepare_loader keeps our sampler, which already yields this process's shard (pla
 accelerator.prepare(loader) would shard it again); LoopCheckpoint saves the sampler
 state as the loop consumed it, although Accelerate's loader iterates one batch ahead.
 """
+
 import argparse
 
 import torch
@@ -27,7 +28,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--resume", default=None, help="a folder written by accelerator.save_state")
     parser.add_argument("--save", default="state", help="where to save the state after each epoch")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop after this many epochs (a demo interruption)")
+    parser.add_argument(
+        "--stop-after", type=int, default=None, help="stop after this many epochs (a demo interruption)"
+    )
     args = parser.parse_args()
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())

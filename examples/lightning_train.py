@@ -8,6 +8,7 @@ The LightningModule builds the sampler in setup() (under DDP that is after the p
 group exists, so it shards by rank), returns {"loss", "indices", "logits", "targets"}
 from training_step, and the Trainer keeps our sampler (use_distributed_sampler=False).
 """
+
 import argparse
 
 import lightning.pytorch as L
@@ -54,9 +55,14 @@ def main() -> None:
     parser.add_argument("--resume", default=None, help="a checkpoint to continue from")
     args = parser.parse_args()
     trainer = L.Trainer(
-        max_epochs=args.epochs, accelerator="cpu", devices=args.devices,
-        strategy="ddp" if args.devices > 1 else "auto", use_distributed_sampler=False, logger=False,
-        callbacks=[SelectionCallback(), ModelCheckpoint(dirpath="checkpoints", save_last=True)])
+        max_epochs=args.epochs,
+        accelerator="cpu",
+        devices=args.devices,
+        strategy="ddp" if args.devices > 1 else "auto",
+        use_distributed_sampler=False,
+        logger=False,
+        callbacks=[SelectionCallback(), ModelCheckpoint(dirpath="checkpoints", save_last=True)],
+    )
     trainer.fit(MultiLabelMLP(args.epochs), ckpt_path=args.resume)
 
 

@@ -1,6 +1,7 @@
 """The paper's ablations (Figure 5, B-I) as named variants: each changes exactly the
 component it names. Every test scores a full and an ablated sampler from the same
 recorded warm-up epochs and compares their reports part by part."""
+
 import contextlib
 import os
 
@@ -51,18 +52,31 @@ def same(a, b):
 
 def changed_parts(full, ablated):
     """{(metric, part)} that differ, and whether p_β, the pressure and the mixture differ."""
-    parts = {(m, p) for m in ("uncertainty", "hardness") for p in PARTS
-             if not same(getattr(getattr(full, m), p), getattr(getattr(ablated, m), p))}
-    return parts, full.p_beta != ablated.p_beta, full.pressure != ablated.pressure, \
-        not same(full.probabilities, ablated.probabilities)
+    parts = {
+        (m, p)
+        for m in ("uncertainty", "hardness")
+        for p in PARTS
+        if not same(getattr(getattr(full, m), p), getattr(getattr(ablated, m), p))
+    }
+    return (
+        parts,
+        full.p_beta != ablated.p_beta,
+        full.pressure != ablated.pressure,
+        not same(full.probabilities, ablated.probabilities),
+    )
 
 
 def every(part_names):
     return {(m, p) for m in ("uncertainty", "hardness") for p in part_names}
 
 
-MIXING = {"hardness_only": 0.0, "uncertainty_only": 1.0, "fixed_mix_0.7": 0.7, "fixed_mix_0.5": 0.5,
-          "fixed_mix_0.3": 0.3}
+MIXING = {
+    "hardness_only": 0.0,
+    "uncertainty_only": 1.0,
+    "fixed_mix_0.7": 0.7,
+    "fixed_mix_0.5": 0.5,
+    "fixed_mix_0.3": 0.3,
+}
 
 
 @pytest.mark.parametrize("preset", ["paper", "reference"])
@@ -107,8 +121,10 @@ def test_label_weight_ablations_change_v_and_what_reads_it(ablation, preset):
     phi_reads_v = D2ACEConfig.preset(preset).label_weights_in_phi
     expected = every(("label_weights", "delta", "probabilities") + (("phi",) if phi_reads_v else ()))
     assert parts == expected and not beta and not pressure and mixture
-    for metric, score, full_score in ((unc, ablated.uncertainty, full.uncertainty),
-                                      (hard, ablated.hardness, full.hardness)):
+    for metric, score, full_score in (
+        (unc, ablated.uncertainty, full.uncertainty),
+        (hard, ablated.hardness, full.hardness),
+    ):
         if ablation == "no_label_weights":
             assert torch.equal(score.label_weights, torch.ones_like(score.label_weights))
             torch.testing.assert_close(score.delta, metric.sum(1), rtol=1e-12, atol=1e-15)
@@ -146,8 +162,16 @@ def test_no_correlation_agrees_between_the_fused_and_the_pure_path():
 
 
 def test_every_figure5_letter_has_a_variant_and_names_are_checked():
-    assert list(ABLATIONS) == ["hardness_only", "uncertainty_only", "fixed_mix_0.7", "fixed_mix_0.5",
-                               "fixed_mix_0.3", "no_label_weights", "no_correlation", "linear_label_weights"]
+    assert list(ABLATIONS) == [
+        "hardness_only",
+        "uncertainty_only",
+        "fixed_mix_0.7",
+        "fixed_mix_0.5",
+        "fixed_mix_0.3",
+        "no_label_weights",
+        "no_correlation",
+        "linear_label_weights",
+    ]
     paper = D2ACEConfig.preset("paper")
     for name, fields in ABLATIONS.items():
         ablated = paper.ablate(name)
@@ -167,8 +191,9 @@ def test_every_figure5_letter_has_a_variant_and_names_are_checked():
 
 
 def test_the_harness_option_builds_the_variant_and_keys_it_by_digest():
-    options = options_per_name(["d2ace.ablation=fixed_mix_0.7"], "--selector-opt", ["random", "d2ace"],
-                               canonical_selector)
+    options = options_per_name(
+        ["d2ace.ablation=fixed_mix_0.7"], "--selector-opt", ["random", "d2ace"], canonical_selector
+    )
     assert options == {"d2ace": {"ablation": "fixed_mix_0.7"}}
     plain = Protocol(folds=3, epochs=20, min_positives=5)
     ablated = Protocol(folds=3, epochs=20, min_positives=5, selector_options={"d2ace": {"ablation": "no_correlation"}})
@@ -191,17 +216,29 @@ def test_the_ablation_report_pairs_each_variant_with_the_full_method():
     protocol = Protocol(epochs=3, folds=2, label_noise="extra:1.0")
     variant = with_ablation(protocol, "no_correlation")
     assert variant.selector_options == {"d2ace": {"ablation": "no_correlation"}}
-    assert variant.digest() == Protocol(epochs=3, folds=2, label_noise="extra:1.0",
-                                        selector_options=options_per_name(["ablation=no_correlation"], "--selector-opt",
-                                                                          ["d2ace"])).digest()
+    assert (
+        variant.digest()
+        == Protocol(
+            epochs=3,
+            folds=2,
+            label_noise="extra:1.0",
+            selector_options=options_per_name(["ablation=no_correlation"], "--selector-opt", ["d2ace"]),
+        ).digest()
+    )
     records = [_record("scene", "d2ace", "paper", f, protocol, 0.80 + 0.01 * f) for f in range(2)]
     records += [_record("scene", "d2ace", "paper", f, variant, 0.78 + 0.01 * f) for f in range(2)]
-    records += [_record("scene", "d2ace", "reference", 0, variant, 0.1),  # another preset
-                _record("scene", "random", "-", 0, protocol, 0.1),         # another selector
-                _record("scene", "d2ace", "paper", 0, Protocol(epochs=3, folds=2), 0.1)]  # clean labels
+    records += [
+        _record("scene", "d2ace", "reference", 0, variant, 0.1),  # another preset
+        _record("scene", "random", "-", 0, protocol, 0.1),  # another selector
+        _record("scene", "d2ace", "paper", 0, Protocol(epochs=3, folds=2), 0.1),
+    ]  # clean labels
     chosen = ablation_records(records, protocol, ["scene"], "mlp", "paper", ["no_correlation", "hardness_only"])
-    assert sorted((r["key"]["selector"], r["key"]["fold"]) for r in chosen) == \
-        [("d2ace", 0), ("d2ace", 1), ("no_correlation", 0), ("no_correlation", 1)]
+    assert sorted((r["key"]["selector"], r["key"]["fold"]) for r in chosen) == [
+        ("d2ace", 0),
+        ("d2ace", 1),
+        ("no_correlation", 0),
+        ("no_correlation", 1),
+    ]
     summary = summarise(chosen, ["scene"], ["mlp"], ["d2ace", "no_correlation", "hardness_only"])
     effect = summary["macro_auc"]["mlp"]["effect"]["no_correlation"]
     assert effect["mean"] == pytest.approx(0.02) and effect["cells"] == 2
@@ -210,14 +247,50 @@ def test_the_ablation_report_pairs_each_variant_with_the_full_method():
 
 def test_ablation_report_command_on_a_real_set(data_dir, tmp_path, capsys):
     out = str(tmp_path / "res")
-    common = ["compare", "--datasets", "emotions", "--models", "mlp", "--selectors", "d2ace", "--data-dir", data_dir,
-              "--results-dir", out, "--folds", "2", "--epochs", "3", "--no-progress", "--label-noise", "missing:0.2"]
+    common = [
+        "compare",
+        "--datasets",
+        "emotions",
+        "--models",
+        "mlp",
+        "--selectors",
+        "d2ace",
+        "--data-dir",
+        data_dir,
+        "--results-dir",
+        out,
+        "--folds",
+        "2",
+        "--epochs",
+        "3",
+        "--no-progress",
+        "--label-noise",
+        "missing:0.2",
+    ]
     assert cli.main(common) == 0
     for name in ("no_correlation", "fixed_mix_0.5"):
         assert cli.main(common + ["--selector-opt", f"ablation={name}"]) == 0
     capsys.readouterr()
-    assert ablation_report.main(["--results-dir", out, "--datasets", "emotions", "--epochs", "3", "--folds", "2",
-                                 "--label-noise", "missing:0.2", "--ablations", "no_correlation", "fixed_mix_0.5"]) == 0
+    assert (
+        ablation_report.main(
+            [
+                "--results-dir",
+                out,
+                "--datasets",
+                "emotions",
+                "--epochs",
+                "3",
+                "--folds",
+                "2",
+                "--label-noise",
+                "missing:0.2",
+                "--ablations",
+                "no_correlation",
+                "fixed_mix_0.5",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| emotions |" in text and "no_correlation" in text and "fixed_mix_0.5" in text
     assert "6 runs" in text

@@ -1,25 +1,42 @@
 """Argument rules that used to be missing: config field types, label formats,
 precomputed neighbours, seeds, and targets that are not the sampler's labels."""
+
 import math
 
 import pytest
 import torch
 
-from d2ace_ext import D2ACEConfig, D2ACESampler
-from d2ace_ext import force_fallback
+from d2ace_ext import D2ACEConfig, D2ACESampler, force_fallback
 from d2ace_ext.factory import make_sampler
 from d2ace_ext.selectors.d2ace import D2ACESelector
 
 from support.problems import random_problem
 
 
-@pytest.mark.parametrize("field, value", [
-    ("window_size", 2.5), ("window_size", True), ("num_neighbors", 2.5), ("num_neighbors", True),
-    ("num_epochs", 10.5), ("warmup_epochs", 1.0), ("t_start", 30.0), ("quant_index_min", True),
-    ("initial_pressure", math.inf), ("initial_pressure", math.nan), ("lambda1", math.nan), ("lambda2", "0.7"),
-    ("flip_threshold", True), ("norm_eps", math.inf), ("p_beta_start", None), ("include_self", 1),
-    ("row_normalize_correlation", "yes"), ("label_weights_in_phi", None), ("window_unit", ["epoch"]),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("window_size", 2.5),
+        ("window_size", True),
+        ("num_neighbors", 2.5),
+        ("num_neighbors", True),
+        ("num_epochs", 10.5),
+        ("warmup_epochs", 1.0),
+        ("t_start", 30.0),
+        ("quant_index_min", True),
+        ("initial_pressure", math.inf),
+        ("initial_pressure", math.nan),
+        ("lambda1", math.nan),
+        ("lambda2", "0.7"),
+        ("flip_threshold", True),
+        ("norm_eps", math.inf),
+        ("p_beta_start", None),
+        ("include_self", 1),
+        ("row_normalize_correlation", "yes"),
+        ("label_weights_in_phi", None),
+        ("window_unit", ["epoch"]),
+    ],
+)
 def test_every_config_field_is_checked_at_construction(field, value):
     with pytest.raises(ValueError, match=f"D2ACEConfig.{field} must be"):
         D2ACEConfig(**{field: value})

@@ -1,5 +1,6 @@
 """The benchmark scripts still run: bench_overhead on the demo shape (one timed epoch,
 no timing asserted) and compare_runs on two saved runs, with and without a regression."""
+
 import json
 import os
 import sys
@@ -28,8 +29,10 @@ def test_overhead_script_skips_a_missing_set_with_a_message(capsys, monkeypatch,
 
 
 def saved_run(path, medians):
-    benchmarks = [{"fullname": name, "stats": {"median": m, "min": m, "max": m, "mean": m, "stddev": 0.0, "iqr": 0.0}}
-                  for name, m in medians.items()]
+    benchmarks = [
+        {"fullname": name, "stats": {"median": m, "min": m, "max": m, "mean": m, "stddev": 0.0, "iqr": 0.0}}
+        for name, m in medians.items()
+    ]
     path.write_text(json.dumps({"benchmarks": benchmarks}))
     return str(path)
 
@@ -68,8 +71,12 @@ def test_gpu_check_names_test_files_that_hold_cuda_cases():
         matched = sorted(glob.glob(os.path.join(root, pattern)))
         assert matched, f"gpu_check.sh names {pattern}, which matches no file"
         files += matched
-    collected = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", "-k", "cuda", *files],
-                               cwd=root, capture_output=True, text=True)
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", "-k", "cuda", *files],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
     for path in files:
         if os.path.basename(path) != "test_fused_sampler.py":  # the sampler test has no device axis

@@ -1,5 +1,6 @@
 """The epoch budget: ⌈ρ n⌉ samples an epoch for every selector, the head of the full
 epoch's batches, unbiased importance weights, exact resume, equal shards per rank."""
+
 import hashlib
 import io
 import math
@@ -196,7 +197,7 @@ def test_weighted_epoch_under_a_budget_estimates_the_full_mean_without_bias():
     sampler = SelectionBatchSampler(FixedProbabilities(p), 1, seed=1, budget=rho)
     estimates = _epoch_estimates(sampler, f, epochs)
     mean = float(f.mean())
-    per_draw_variance = float((p * (f / (n * p)) ** 2).sum()) - mean ** 2
+    per_draw_variance = float((p * (f / (n * p)) ** 2).sum()) - mean**2
     samples = math.ceil(rho * n)
     tolerance = 4 * math.sqrt(per_draw_variance / (samples * epochs))  # 4 standard errors
     assert abs(float(estimates.mean()) - mean) < tolerance
@@ -311,8 +312,9 @@ def test_every_rank_yields_the_same_number_of_batches_under_a_budget(name, epoch
     for rank in range(world):
         x, y = random_problem(n, 4, seed=1)
         registry_name = "d2ace" if name.startswith("d2ace") else name
-        sampler = make_sampler(registry_name, y, b, x, seed=2, budget=rho, num_replicas=world, rank=rank,
-                               **SETUPS[name])
+        sampler = make_sampler(
+            registry_name, y, b, x, seed=2, budget=rho, num_replicas=world, rank=rank, **SETUPS[name]
+        )
         sampler.set_epoch(epoch)
         shards.append(list(sampler))
         assert len(sampler) == 2
@@ -346,6 +348,7 @@ def test_protocol_digests_of_the_committed_evidence_are_unchanged():
     import os
 
     from d2ace_ext.harness.experiment import Protocol, with_published_variants
+
     from support.evidence_digests import KNOWN_DIGESTS, PUBLISHED_CLIF
 
     assert with_published_variants(["clif"], {}) == PUBLISHED_CLIF
@@ -353,8 +356,10 @@ def test_protocol_digests_of_the_committed_evidence_are_unchanged():
     for digest, protocol in expected.items():
         assert protocol.digest() == digest
         assert Protocol(**{**protocol.to_dict(), "budget": 1.0, "anneal": 0.0}).digest() == digest
-    assert Protocol(budget=0.5).digest() not in expected and Protocol(budget=0.5, anneal=0.1).digest() != \
-        Protocol(budget=0.5).digest()
+    assert (
+        Protocol(budget=0.5).digest() not in expected
+        and Protocol(budget=0.5, anneal=0.1).digest() != Protocol(budget=0.5).digest()
+    )
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "evidence")
     found = set()
     for path in glob.glob(os.path.join(root, "*.jsonl")):
@@ -396,8 +401,17 @@ def test_a_budgeted_run_records_samples_and_seconds_and_scales_the_warmup(select
     from d2ace_ext.harness.experiment import Protocol, RunKey
     from d2ace_ext.harness.fold_run import build_sampler, run_fold, warmup_steps
 
-    protocol = Protocol(folds=3, epochs=8, batch_size=16, lr=1e-3, lr_warmup_epochs=2, min_positives=5,
-                        budget=0.5, anneal=0.25, selector_options={"d2ace": {"warmup_epochs": 1}})
+    protocol = Protocol(
+        folds=3,
+        epochs=8,
+        batch_size=16,
+        lr=1e-3,
+        lr_warmup_epochs=2,
+        min_positives=5,
+        budget=0.5,
+        anneal=0.25,
+        selector_options={"d2ace": {"warmup_epochs": 1}},
+    )
     data = _fold(protocol)
     n = data.train_y.shape[0]
     key = RunKey.make("toy", "mlp", selector, "paper", 0, protocol)
@@ -425,9 +439,15 @@ def test_image_protocol_budget_keeps_earlier_digests_and_reaches_the_sampler():
     from d2ace_ext.harness import image_cli
     from d2ace_ext.harness.image_protocol import ImageProtocol, build_image_sampler
 
-    mosaic = ImageProtocol(epochs=8, lr=1e-3, weight_decay=1e-4, image_size=32, scale_size=37,
-                           mosaic={"train_size": 3000, "test_size": 1000, "grid": 2},
-                           model_options={"mlgcn": {"backbone": "resnet18", "hidden": 256}})
+    mosaic = ImageProtocol(
+        epochs=8,
+        lr=1e-3,
+        weight_decay=1e-4,
+        image_size=32,
+        scale_size=37,
+        mosaic={"train_size": 3000, "test_size": 1000, "grid": 2},
+        model_options={"mlgcn": {"backbone": "resnet18", "hidden": 256}},
+    )
     assert mosaic.digest() == "6f926316"  # docs/evidence/mosaic_dihcl_subset.jsonl
     assert ImageProtocol().digest() == ImageProtocol(budget=1.0).digest() == "8505bd54"
     assert ImageProtocol(budget=0.5).digest() != "8505bd54"

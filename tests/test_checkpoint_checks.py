@@ -1,5 +1,6 @@
 """Checkpoints are all-or-nothing: a corrupt or incomplete state raises an error naming
 the field and leaves the sampler exactly as it was."""
+
 import copy
 import math
 
@@ -49,18 +50,29 @@ def test_a_state_missing_epoch_or_position_changes_nothing():
 
 def corrupt(name):
     """(field named in the error, function that corrupts a saved state in place)."""
+
     def plan(key, value):
         return lambda s: s["plan"].__setitem__(key, value)
 
     def visits(key, value):
         def apply(s):
             s["selector"]["visits"][key] = s["selector"]["visits"][key].clone().fill_(value)
+
         return apply
 
     return {
-        "short probabilities": ("plan.probabilities", plan("probabilities", torch.full((29,), 1 / 29, dtype=torch.float64))),
-        "long probabilities": ("plan.probabilities", plan("probabilities", torch.full((31,), 1 / 31, dtype=torch.float64))),
-        "NaN probabilities": ("plan.probabilities", plan("probabilities", torch.full((30,), math.nan, dtype=torch.float64))),
+        "short probabilities": (
+            "plan.probabilities",
+            plan("probabilities", torch.full((29,), 1 / 29, dtype=torch.float64)),
+        ),
+        "long probabilities": (
+            "plan.probabilities",
+            plan("probabilities", torch.full((31,), 1 / 31, dtype=torch.float64)),
+        ),
+        "NaN probabilities": (
+            "plan.probabilities",
+            plan("probabilities", torch.full((30,), math.nan, dtype=torch.float64)),
+        ),
         "unknown mode": ("plan.mode", plan("mode", "sorted")),
         "bad generator": ("plan.generator", plan("generator", torch.zeros(3, dtype=torch.uint8))),
         "negative position": ("position", lambda s: s.__setitem__("position", -1)),
@@ -75,11 +87,25 @@ def corrupt(name):
     }[name]
 
 
-@pytest.mark.parametrize("name", [
-    "short probabilities", "long probabilities", "NaN probabilities", "unknown mode", "bad generator",
-    "negative position", "position past the epoch", "float position", "negative epoch", "NaN window",
-    "window above 1", "infinite flip EMA", "NaN loss", "negative pushes",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "short probabilities",
+        "long probabilities",
+        "NaN probabilities",
+        "unknown mode",
+        "bad generator",
+        "negative position",
+        "position past the epoch",
+        "float position",
+        "negative epoch",
+        "NaN window",
+        "window above 1",
+        "infinite flip EMA",
+        "NaN loss",
+        "negative pushes",
+    ],
+)
 def test_a_corrupt_saved_state_is_rejected_by_field_and_changes_nothing(name):
     source, _ = trained(seed=1)
     target, _ = trained(seed=2)
@@ -99,8 +125,11 @@ def test_a_corrupt_order_of_an_ordered_epoch_is_rejected():
     next(iter(sampler))  # a shuffled warm-up epoch, started
     target = D2ACESampler(y, 8, x, config=CONFIG, seed=5)
     before = target.state_dict()
-    for order, why in ((torch.arange(29), "order"), (torch.zeros(30, dtype=torch.int64), "permutation"),
-                       (torch.arange(30).float(), "order")):
+    for order, why in (
+        (torch.arange(29), "order"),
+        (torch.zeros(30, dtype=torch.int64), "permutation"),
+        (torch.arange(30).float(), "order"),
+    ):
         state = copy.deepcopy(sampler.state_dict())
         state["plan"]["order"] = order
         with pytest.raises(ValueError, match=why):

@@ -1,4 +1,5 @@
 """MULAN reading on the real sets, the synthetic default, metrics and the demo job."""
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,10 @@ from d2ace_ext.datasets.synthetic import make_multilabel
 from d2ace_ext.demo import main as demo_main
 
 
-@pytest.mark.parametrize("name,shape", [("yeast", (2417, 103, 14)), ("emotions", (593, 72, 6)),
-                                        ("enron", (1702, 1001, 53)), ("scene", (2407, 294, 6))])
+@pytest.mark.parametrize(
+    "name,shape",
+    [("yeast", (2417, 103, 14)), ("emotions", (593, 72, 6)), ("enron", (1702, 1001, 53)), ("scene", (2407, 294, 6))],
+)
 def test_mulan_sets_have_the_documented_shapes(data_dir, name, shape):
     x, y = load_mulan(name, data_dir)
     assert (x.shape[0], x.shape[1], y.shape[1]) == shape

@@ -1,5 +1,6 @@
 """Reading the data sets: the real sets of the shared folder against its README table, the
 ARFF/.mat format cases on small files written here, and the errors."""
+
 import os
 import re
 
@@ -21,7 +22,7 @@ README = {
     "yeast": (2417, 103, 14, 4.24),
     "Corel5k": (5000, 499, 374, 3.52),
     "bibtex": (7395, 1836, 159, 2.40),
-    "rcv1subset1": (6000, 944, 101, 2.88),       # the .mat, the paper's d = 944
+    "rcv1subset1": (6000, 944, 101, 2.88),  # the .mat, the paper's d = 944
     "rcv1subset1-arff": (6000, 500, 101, 2.88),  # the gzipped ARFF of the same folder
     "rcv1subset2": (6000, 500, 101, 2.63),
     "rcv1subset3": (6000, 500, 101, 2.61),
@@ -29,7 +30,7 @@ README = {
     "yahoo-Business1": (11214, 500, 30, 1.60),
     "emotions": (593, 72, 6, 1.87),
     "medical": (978, 1449, 45, 1.25),
-    "genbase": (662, 1185, 27, 1.25),            # 1186 attributes less the `protein` ID
+    "genbase": (662, 1185, 27, 1.25),  # 1186 attributes less the `protein` ID
     "flags": (194, 19, 7, 3.39),
 }
 
@@ -83,6 +84,7 @@ def test_available_sets_and_load_mulan(data_dir):
 
 
 # ----------------------------------------------------------------------------- small files
+
 
 def test_dense_sparse_gz_nominal_and_missing_values(tmp_path):
     rows = ["1.5,red,3,1,0", "-2,'dark blue',?,0,1", "", "% skipped", "{0 4,1 green,4 1}", "{}"]

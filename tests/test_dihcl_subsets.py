@@ -1,5 +1,6 @@
 """DIHCL's per-episode subset (draw="subset"): sizes, the draw's law, coverage of an
 epoch, reproducibility and checkpoints."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Each equation of the paper against a tiny case computed by hand."""
+
 import math
 
 import pytest
@@ -14,8 +15,13 @@ D = torch.float64
 
 def test_eq1_binary_entropy_in_bits():
     p = torch.tensor([0.5, 0.0, 1.0, 0.25, 0.9], dtype=D)
-    expected = [1.0, 0.0, 0.0, -(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75)),
-                -(0.9 * math.log2(0.9) + 0.1 * math.log2(0.1))]
+    expected = [
+        1.0,
+        0.0,
+        0.0,
+        -(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75)),
+        -(0.9 * math.log2(0.9) + 0.1 * math.log2(0.1)),
+    ]
     assert torch.allclose(fn.binary_entropy(p), torch.tensor(expected, dtype=D))
 
 
@@ -28,8 +34,16 @@ def test_eq1_clamps_rounding_noise_and_keeps_nan_visible():
 def _record_sequence(values, window=3, per_epoch=False, flip_on="probability", lambda2=0.7):
     state = VisitState(1, 1, window)
     for epoch, value in enumerate(values):
-        state.record(torch.tensor([0]), torch.tensor([[value]]), torch.tensor([[0.1]]), epoch,
-                     per_epoch=per_epoch, flip_on=flip_on, flip_threshold=0.5, lambda2=lambda2)
+        state.record(
+            torch.tensor([0]),
+            torch.tensor([[value]]),
+            torch.tensor([[0.1]]),
+            epoch,
+            per_epoch=per_epoch,
+            flip_on=flip_on,
+            flip_threshold=0.5,
+            lambda2=lambda2,
+        )
     return state
 
 
@@ -98,11 +112,14 @@ def test_eq9_masked_cosine_correlation():
     c = masked_gram(scaled, y, row_pairs(y, y))
     # M = Y ⊙ A = [[1,2,0],[3,0,4],[0,5,6]]; column norms √10, √29, √52.
     n0, n1, n2 = math.sqrt(10), math.sqrt(29), math.sqrt(52)
-    expected = torch.tensor([
-        [1.0, 2 / (n0 * n1), 12 / (n0 * n2)],
-        [2 / (n0 * n1), 1.0, 30 / (n1 * n2)],
-        [12 / (n0 * n2), 30 / (n1 * n2), 1.0],
-    ], dtype=D)
+    expected = torch.tensor(
+        [
+            [1.0, 2 / (n0 * n1), 12 / (n0 * n2)],
+            [2 / (n0 * n1), 1.0, 30 / (n1 * n2)],
+            [12 / (n0 * n2), 30 / (n1 * n2), 1.0],
+        ],
+        dtype=D,
+    )
     assert torch.allclose(c, expected)
 
 

@@ -1,4 +1,5 @@
 """Compact evidence records (d2ace_ext.harness.evidence) report like the originals."""
+
 import json
 import math
 
@@ -10,20 +11,46 @@ from d2ace_ext.harness.results import ResultsStore
 
 
 def _record(selector, fold, curve, auc=0.7):
-    return {"key": {"dataset": "toy", "model": "mlp", "selector": selector, "preset": "-", "fold": fold,
-                    "protocol": "abcd1234", "repeat": 0},
-            "metrics": {"macro_auc": auc, "macro_f1": 0.5}, "best_epoch": 3, "best_val_macro_auc": max(curve),
-            "seconds": 1.5, "selection_seconds": 0.01, "shape": {"train": 10, "q": 2},
-            "history": {"epoch": list(range(len(curve))), "train_loss": [1.0] * len(curve),
-                        "lr": [1e-4] * len(curve), "val_macro_auc": curve}, "trace": None}
+    return {
+        "key": {
+            "dataset": "toy",
+            "model": "mlp",
+            "selector": selector,
+            "preset": "-",
+            "fold": fold,
+            "protocol": "abcd1234",
+            "repeat": 0,
+        },
+        "metrics": {"macro_auc": auc, "macro_f1": 0.5},
+        "best_epoch": 3,
+        "best_val_macro_auc": max(curve),
+        "seconds": 1.5,
+        "selection_seconds": 0.01,
+        "shape": {"train": 10, "q": 2},
+        "history": {
+            "epoch": list(range(len(curve))),
+            "train_loss": [1.0] * len(curve),
+            "lr": [1e-4] * len(curve),
+            "val_macro_auc": curve,
+        },
+        "trace": None,
+    }
 
 
 def test_compact_keeps_what_reports_read():
     curve = [0.5, 0.61234567, float("nan"), 0.7000004, 0.7000001, 0.69]
     full = _record("random", 0, curve)
     small = compact_record(full)
-    assert set(small) == {"key", "metrics", "best_epoch", "best_val_macro_auc", "seconds", "selection_seconds",
-                          "shape", "history"}
+    assert set(small) == {
+        "key",
+        "metrics",
+        "best_epoch",
+        "best_val_macro_auc",
+        "seconds",
+        "selection_seconds",
+        "shape",
+        "history",
+    }
     assert small["metrics"] == full["metrics"] and small["key"] == full["key"]
     assert small["history"]["val_macro_auc"][1] == 0.612346
     assert math.isnan(small["history"]["val_macro_auc"][2])
@@ -35,8 +62,12 @@ def test_compact_keeps_what_reports_read():
 
 def test_merge_is_last_wins_and_resumable(tmp_path):
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    first.write_text(json.dumps(_record("random", 0, [0.5, 0.6], auc=0.1)) + "\n"
-                     + json.dumps(_record("d2ace", 0, [0.5, 0.6])) + "\n")
+    first.write_text(
+        json.dumps(_record("random", 0, [0.5, 0.6], auc=0.1))
+        + "\n"
+        + json.dumps(_record("d2ace", 0, [0.5, 0.6]))
+        + "\n"
+    )
     second.write_text(json.dumps(_record("random", 0, [0.5, 0.6], auc=0.2)) + "\n\n")
     target = tmp_path / "store" / "results.jsonl"
     assert merge_compact(str(target), [str(first), str(second)]) == 2

@@ -5,6 +5,7 @@ and the CPU op; and what only the CUDA path does: rows with an out-of-range inde
 skipped and reported at the next scoring, the determinism alert, one host
 synchronisation per sampler step. Every case needs a GPU (benchmarks/gpu_check.sh runs
 them with -k cuda); tolerance rule: support/fused_checks.py."""
+
 from __future__ import annotations
 
 import warnings
@@ -19,8 +20,14 @@ from d2ace_ext.visits import VisitState
 from support.fused_checks import assert_within_rule, has_cuda_kernel
 from support.fused_cuda_shapes import KERNEL_PATH_SHAPES, random_batches, random_problem, sparse_rows
 from support.fused_record_checks import assert_states_match, float64_state, record_all, record_step, state_tensors
-from support.fused_score_checks import (check_probabilities, context_of, fallback_scores, fill_state_directly, native_scores,
-                                score_visits)
+from support.fused_score_checks import (
+    check_probabilities,
+    context_of,
+    fallback_scores,
+    fill_state_directly,
+    native_scores,
+    score_visits,
+)
 
 CUDA_USABLE = torch.cuda.is_available() and has_cuda_kernel("score_visits")
 pytestmark = [
@@ -38,8 +45,13 @@ def preset_config(preset: str) -> D2ACEConfig:
 
 
 def record_flags(config: D2ACEConfig) -> dict:
-    return dict(from_logits=True, per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
-                flip_threshold=config.flip_threshold, lambda2=config.lambda2)
+    return dict(
+        from_logits=True,
+        per_epoch=config.window_unit == "epoch",
+        flip_on=config.flip_on,
+        flip_threshold=config.flip_threshold,
+        lambda2=config.lambda2,
+    )
 
 
 def copy_state(state: VisitState, device) -> VisitState:
@@ -55,8 +67,11 @@ def test_cuda_record_step_on_kernel_path_shapes(shape, preset):
     n, q, n_t, _ = KERNEL_PATH_SHAPES[shape]
     labels, _ = random_problem(n, q, seed=1)
     flags = record_flags(preset_config(preset))
-    native, fallback32, reference64 = VisitState(n, q, n_t, "cuda"), VisitState(n, q, n_t, "cuda"), \
-        float64_state(n, q, n_t, "cuda")
+    native, fallback32, reference64 = (
+        VisitState(n, q, n_t, "cuda"),
+        VisitState(n, q, n_t, "cuda"),
+        float64_state(n, q, n_t, "cuda"),
+    )
     on_cpu = VisitState(n, q, n_t)
     for epoch in range(n_t + 1):  # rows in both index sets are visited every epoch: their rings wrap
         for batch in random_batches(n, q, labels, index_seed=epoch % 2, logit_seed=epoch, batches=2):
@@ -78,7 +93,10 @@ def test_cuda_score_visits_on_kernel_path_shapes(shape, preset):
     on_cpu = VisitState(n, q, n_t)
     fill_state_directly(on_cpu, torch.Generator().manual_seed(3))
     on_gpu = copy_state(on_cpu, "cuda")
-    ctx_gpu, ctx_cpu = context_of(*sparse_rows(labels, context, "cuda")), context_of(*sparse_rows(labels, context, "cpu"))
+    ctx_gpu, ctx_cpu = (
+        context_of(*sparse_rows(labels, context, "cuda")),
+        context_of(*sparse_rows(labels, context, "cpu")),
+    )
     got = native_scores(on_gpu, ctx_gpu, config)
     got_cpu = native_scores(on_cpu, ctx_cpu, config)
     with d2ace_ext.force_fallback():  # the references, on the GPU
@@ -105,14 +123,25 @@ def test_cuda_record_step_skips_out_of_range_rows_and_the_next_scoring_raises():
         record_step(state, torch.tensor([1, 7, 4], device="cuda"), outputs, targets, 0, **flags)
     assert state.pushes.tolist() == [0] * n
     for indices in ([1, 7, 4], [-1, 2, 9]):
-        torch.ops.d2ace_ext.record_step(*state_tensors(state), torch.tensor(indices, device="cuda"),
-                                        outputs, targets, 0, True, True, False, 0.5, 0.7)
+        torch.ops.d2ace_ext.record_step(
+            *state_tensors(state),
+            torch.tensor(indices, device="cuda"),
+            outputs,
+            targets,
+            0,
+            True,
+            True,
+            False,
+            0.5,
+            0.7,
+        )
     torch.cuda.synchronize()  # no device-side assertion fired
     assert state.index_errors.item() == 3
     assert state.pushes.tolist() == [0, 1, 1, 0, 1, 0]  # the rows in range were recorded
     ctx = context_of(*sparse_rows(torch.ones(n, q), torch.ones(n, q), "cuda"))
-    options = dict(lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False,
-                   label_weights_in_phi=False)
+    options = dict(
+        lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False, label_weights_in_phi=False
+    )
     with pytest.raises(IndexError, match=r"indices must lie in \[0, 6\); 3 batch row\(s\)"):
         score_visits(state, ctx, **options)
     assert state.index_errors.item() == 0
@@ -127,8 +156,15 @@ def test_cuda_ops_with_float_atomics_alert_under_deterministic_algorithms():
     torch.use_deterministic_algorithms(True)
     try:
         with pytest.raises(RuntimeError, match="score_visits_cuda does not have a deterministic implementation"):
-            score_visits(state, ctx, lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False,
-                         label_weights_in_phi=False)
+            score_visits(
+                state,
+                ctx,
+                lambda1=0.5,
+                loss_transform="identity",
+                norm_eps=0.0,
+                row_normalize=False,
+                label_weights_in_phi=False,
+            )
         with pytest.raises(RuntimeError, match="quantized_mixture_cuda does not have a deterministic implementation"):
             ops.quantized_mixture(weights, 10.0, 0.5, 0)
     finally:

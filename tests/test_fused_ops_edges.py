@@ -1,6 +1,7 @@
 """The fused native operators on edge cases and on bad input (opcheck and torch.compile:
 test_fused_opcheck.py). Helpers and the tolerance rule: support/fused_checks.py and
 the fused_record_checks / fused_score_checks modules."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,7 +15,14 @@ from d2ace_ext.sparse_rows import SparseRows
 from d2ace_ext.visits import VisitState
 
 from support.fused_checks import devices
-from support.fused_record_checks import assert_states_match, float64_state, record, record_all, record_step, state_tensors
+from support.fused_record_checks import (
+    assert_states_match,
+    float64_state,
+    record,
+    record_all,
+    record_step,
+    state_tensors,
+)
 from support.fused_score_checks import assert_scores_match, context_of
 
 pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_ext._C is not built")
@@ -63,11 +71,22 @@ def test_single_instance(config, visits, device):
 def test_single_label_column(config, device):
     g = torch.Generator().manual_seed(3)
     labels = (torch.rand(20, 1, generator=g) < 0.5).float()
-    selector = D2ACESelector(labels, None, config.replace(num_neighbors=2),
-                             neighbors=torch.randint(0, 20, (20, 2), generator=g), device=device)
+    selector = D2ACESelector(
+        labels,
+        None,
+        config.replace(num_neighbors=2),
+        neighbors=torch.randint(0, 20, (20, 2), generator=g),
+        device=device,
+    )
     for epoch in range(4):
-        record(selector.visits, torch.randperm(20, generator=g)[:12], torch.randn(12, 1, generator=g) * 2,
-               torch.ones(12, 1), epoch, config)
+        record(
+            selector.visits,
+            torch.randperm(20, generator=g)[:12],
+            torch.randn(12, 1, generator=g) * 2,
+            torch.ones(12, 1),
+            epoch,
+            config,
+        )
     got, ref = assert_scores_match(selector.visits, selector.context, config)
     assert got["C"].shape == (2, 1, 1)
     # one column: M̄ is a unit vector, C = [[1]] for both metrics (less ~ε/‖M‖ with norm_eps)
@@ -85,8 +104,13 @@ def test_label_columns_without_positives_and_all_positive(config, device):
     labels[:, 0] = 0.0  # no positive
     labels[:, 3] = 1.0  # all positive
     with pytest.warns(RuntimeWarning, match="no positive"):
-        selector = D2ACESelector(labels, None, config.replace(num_neighbors=3),
-                                 neighbors=torch.randint(0, n, (n, 3), generator=g), device=device)
+        selector = D2ACESelector(
+            labels,
+            None,
+            config.replace(num_neighbors=3),
+            neighbors=torch.randint(0, n, (n, 3), generator=g),
+            device=device,
+        )
     for epoch in range(3):
         idx = torch.randperm(n, generator=g)[:20]
         record(selector.visits, idx, torch.randn(20, q, generator=g) * 2, labels[idx], epoch, config)
@@ -152,8 +176,14 @@ def test_empty_context_rows(config, device):
     context[::3] = 0.0  # empty Z rows, many of them where Y is not empty
     state = VisitState(n, q, 3, device)
     for epoch in range(4):
-        record(state, torch.randperm(n, generator=g)[:10], torch.randn(10, q, generator=g),
-               (torch.rand(10, q, generator=g) < 0.5).float(), epoch, config)
+        record(
+            state,
+            torch.randperm(n, generator=g)[:10],
+            torch.randn(10, q, generator=g),
+            (torch.rand(10, q, generator=g) < 0.5).float(),
+            epoch,
+            config,
+        )
     y, z = SparseRows.from_dense(labels.to(device)), SparseRows.from_dense(context.to(device))
     got, _ = assert_scores_match(state, context_of(y, z), config)
     assert got["phi"][:, ::3].abs().max().item() == 0.0  # nothing to propagate from
@@ -188,9 +218,14 @@ def test_record_step_non_contiguous_inputs(device, from_logits):
         record_step(contiguous, *(t.contiguous() for t in views), epoch, **flags)
         for name in VisitState.TENSORS:
             assert torch.equal(getattr(strided, name), getattr(contiguous, name)), name
-        record_all(VisitState(n, q, 3, device), fallback32, reference64,
-                   (indices_view.contiguous(), outputs_view.contiguous(), targets_view.contiguous()),
-                   epoch, **flags)
+        record_all(
+            VisitState(n, q, 3, device),
+            fallback32,
+            reference64,
+            (indices_view.contiguous(), outputs_view.contiguous(), targets_view.contiguous()),
+            epoch,
+            **flags,
+        )
         assert_states_match(strided, fallback32, reference64, f"epoch {epoch}")
 
 
@@ -199,6 +234,7 @@ def test_record_step_non_contiguous_inputs(device, from_logits):
 #    IndexError (index) naming the argument; a rejected record changes nothing; the fake
 #    kernels (torch.compile, opcheck) raise the same
 # ---------------------------------------------------------------------------------------
+
 
 def _raises_alike(call, fake_call, error, message):
     """``call`` on real tensors and ``fake_call`` on fake ones raise ``error`` with the same message."""
@@ -243,14 +279,15 @@ def test_record_step_rejects_bad_input_and_keeps_state():
     raw = list(state_tensors(state))
     tail = (1, True, True, False, 0.5, 0.7)
     for position, bad, error, message in [
-            (1, state.pushes.int(), TypeError, "pushes must have dtype Long"),
-            (3, state.loss.double(), TypeError, "loss must have dtype Float"),
-            (0, state.window.transpose(1, 2).contiguous().transpose(1, 2), ValueError, "window must be contiguous"),
-            (4, state.flip_average[:-1], ValueError, "flip_average has shape"),
-            (6, torch.zeros(2, dtype=torch.int64), ValueError, "index_errors has shape"),
-            (6, state.index_errors.int(), TypeError, "index_errors must have dtype Long"),
-            (8, good["outputs"].double(), TypeError, "outputs must have dtype Float, got Double"),
-            (9, good["targets"].long(), TypeError, "targets must have dtype Float, got Long")]:
+        (1, state.pushes.int(), TypeError, "pushes must have dtype Long"),
+        (3, state.loss.double(), TypeError, "loss must have dtype Float"),
+        (0, state.window.transpose(1, 2).contiguous().transpose(1, 2), ValueError, "window must be contiguous"),
+        (4, state.flip_average[:-1], ValueError, "flip_average has shape"),
+        (6, torch.zeros(2, dtype=torch.int64), ValueError, "index_errors has shape"),
+        (6, state.index_errors.int(), TypeError, "index_errors must have dtype Long"),
+        (8, good["outputs"].double(), TypeError, "outputs must have dtype Float, got Double"),
+        (9, good["targets"].long(), TypeError, "targets must have dtype Float, got Long"),
+    ]:
         args = raw + [good["indices"], good["outputs"], good["targets"]]
         args[position] = bad
         with pytest.raises(error, match=message):
@@ -300,55 +337,99 @@ def test_fake_kernels_raise_what_the_kernels_raise():
     raw = list(state_tensors(state))
     step = [torch.tensor([1, 4]), torch.randn(2, q), torch.ones(2, q)]
     tail = (1, True, True, False, 0.5, 0.7)
-    record_cases = [(1, state.pushes.int(), TypeError, "pushes must have dtype Long"),
-                    (0, state.window.transpose(1, 2).contiguous().transpose(1, 2), ValueError, "must be contiguous"),
-                    (3, state.loss[:, :2].contiguous(), ValueError, "loss has shape"),
-                    (8, step[1].double(), TypeError, "outputs must have dtype Float"),
-                    (9, torch.ones(3, q), ValueError, "targets has shape")]
+    record_cases = [
+        (1, state.pushes.int(), TypeError, "pushes must have dtype Long"),
+        (0, state.window.transpose(1, 2).contiguous().transpose(1, 2), ValueError, "must be contiguous"),
+        (3, state.loss[:, :2].contiguous(), ValueError, "loss has shape"),
+        (8, step[1].double(), TypeError, "outputs must have dtype Float"),
+        (9, torch.ones(3, q), ValueError, "targets has shape"),
+    ]
     for position, bad, error, message in record_cases:
         args = raw + step
         args[position] = bad
-        _raises_alike(lambda: torch.ops.d2ace_ext.record_step(*args, *tail),
-                      lambda mode: torch.ops.d2ace_ext.record_step(*[mode.from_tensor(t) for t in args], *tail),
-                      error, message)
+        _raises_alike(
+            lambda: torch.ops.d2ace_ext.record_step(*args, *tail),
+            lambda mode: torch.ops.d2ace_ext.record_step(*[mode.from_tensor(t) for t in args], *tail),
+            error,
+            message,
+        )
     args = raw + step
-    _raises_alike(lambda: torch.ops.d2ace_ext.record_step(*args, 1, True, True, False, 0.5, 1.5),
-                  lambda mode: torch.ops.d2ace_ext.record_step(*[mode.from_tensor(t) for t in args],
-                                                                1, True, True, False, 0.5, 1.5),
-                  ValueError, "lambda2 must lie in")
+    _raises_alike(
+        lambda: torch.ops.d2ace_ext.record_step(*args, 1, True, True, False, 0.5, 1.5),
+        lambda mode: torch.ops.d2ace_ext.record_step(
+            *[mode.from_tensor(t) for t in args], 1, True, True, False, 0.5, 1.5
+        ),
+        ValueError,
+        "lambda2 must lie in",
+    )
     y = sparse([[1, 0, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 0], [0, 0, 1]])
-    score_args = [state.window, state.pushes, state.loss, state.flip_average, y.row_ptr, y.cols, y.row_ptr, y.cols,
-                  torch.empty(2, n, q)]
-    for position, bad, error, message in [(2, state.loss.double(), TypeError, "loss must have dtype Float"),
-                                          (4, y.row_ptr[:-1], ValueError, "label_ptr has shape"),
-                                          (8, torch.empty(2, q, n).transpose(1, 2), ValueError, "must be contiguous")]:
+    score_args = [
+        state.window,
+        state.pushes,
+        state.loss,
+        state.flip_average,
+        y.row_ptr,
+        y.cols,
+        y.row_ptr,
+        y.cols,
+        torch.empty(2, n, q),
+    ]
+    for position, bad, error, message in [
+        (2, state.loss.double(), TypeError, "loss must have dtype Float"),
+        (4, y.row_ptr[:-1], ValueError, "label_ptr has shape"),
+        (8, torch.empty(2, q, n).transpose(1, 2), ValueError, "must be contiguous"),
+    ]:
         args = list(score_args)
         args[position] = bad
         options = (0.5, False, 0.0, False, False)
-        _raises_alike(lambda: torch.ops.d2ace_ext.score_visits(*args, *options),
-                      lambda mode: torch.ops.d2ace_ext.score_visits(*[mode.from_tensor(t) for t in args], *options),
-                      error, message)
+        _raises_alike(
+            lambda: torch.ops.d2ace_ext.score_visits(*args, *options),
+            lambda mode: torch.ops.d2ace_ext.score_visits(*[mode.from_tensor(t) for t in args], *options),
+            error,
+            message,
+        )
     weights = torch.randn(2, 5, dtype=torch.float64)
     weight_range = torch.stack(list(weights.aminmax(dim=1)), dim=1)
-    for args, error, message in [((weights.float(), weight_range, 2.0, 0.5, 0), TypeError, "weights must have dtype"),
-                                 ((weights, weight_range, 0.5, 0.5, 0), ValueError, "pressure must be >= 1")]:
-        _raises_alike(lambda: torch.ops.d2ace_ext.quantized_mixture(*args),
-                      lambda mode: torch.ops.d2ace_ext.quantized_mixture(mode.from_tensor(args[0]),
-                                                                         mode.from_tensor(args[1]), *args[2:]),
-                      error, message)
-    _raises_alike(lambda: torch.ops.d2ace_ext.binary_entropy(torch.ones(3, dtype=torch.int64)),
-                  lambda mode: torch.ops.d2ace_ext.binary_entropy(mode.from_tensor(torch.ones(3, dtype=torch.int64))),
-                  TypeError, "probs must be a floating-point tensor, got Long")
+    for args, error, message in [
+        ((weights.float(), weight_range, 2.0, 0.5, 0), TypeError, "weights must have dtype"),
+        ((weights, weight_range, 0.5, 0.5, 0), ValueError, "pressure must be >= 1"),
+    ]:
+        _raises_alike(
+            lambda: torch.ops.d2ace_ext.quantized_mixture(*args),
+            lambda mode: torch.ops.d2ace_ext.quantized_mixture(
+                mode.from_tensor(args[0]), mode.from_tensor(args[1]), *args[2:]
+            ),
+            error,
+            message,
+        )
+    _raises_alike(
+        lambda: torch.ops.d2ace_ext.binary_entropy(torch.ones(3, dtype=torch.int64)),
+        lambda mode: torch.ops.d2ace_ext.binary_entropy(mode.from_tensor(torch.ones(3, dtype=torch.int64))),
+        TypeError,
+        "probs must be a floating-point tensor, got Long",
+    )
 
 
 def test_score_visits_rejects_bad_input():
     n, q = 6, 3
     state = VisitState(n, q, 3)
     y = sparse([[1, 0, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 0], [0, 0, 1]])
-    base = dict(window=state.window, pushes=state.pushes, loss=state.loss, flip_average=state.flip_average,
-                label_ptr=y.row_ptr, label_cols=y.cols, context_ptr=y.row_ptr, context_cols=y.cols,
-                workspace=torch.empty(2, n, q), lambda1=0.5, two_minus_exp=False, norm_eps=0.0,
-                row_normalize=False, label_weights_in_phi=False)
+    base = dict(
+        window=state.window,
+        pushes=state.pushes,
+        loss=state.loss,
+        flip_average=state.flip_average,
+        label_ptr=y.row_ptr,
+        label_cols=y.cols,
+        context_ptr=y.row_ptr,
+        context_cols=y.cols,
+        workspace=torch.empty(2, n, q),
+        lambda1=0.5,
+        two_minus_exp=False,
+        norm_eps=0.0,
+        row_normalize=False,
+        label_weights_in_phi=False,
+    )
     order = list(base)
     torch.ops.d2ace_ext.score_visits(*base.values())  # the good call works
     cases = [
@@ -364,8 +445,11 @@ def test_score_visits_rejects_bad_input():
         ({"label_cols": torch.where(y.cols == 2, 3, y.cols)}, IndexError, "label_cols and context_cols must lie in"),
         ({"context_cols": y.cols[:-1]}, ValueError, "context_ptr does not describe context_cols"),
         # right ends, but row 1 would span [4, 2): the ends alone are not enough
-        ({"label_ptr": torch.tensor([0, 4, 2, 6, 6, 7, 8])}, ValueError,
-         "label_ptr does not describe label_cols: it decreases at row 1"),
+        (
+            {"label_ptr": torch.tensor([0, 4, 2, 6, 6, 7, 8])},
+            ValueError,
+            "label_ptr does not describe label_cols: it decreases at row 1",
+        ),
         ({"workspace": torch.empty(2, n, q + 1)}, ValueError, "workspace has shape"),
         ({"workspace": torch.empty(2, n, q, dtype=torch.float64)}, TypeError, "workspace must have dtype Float"),
         ({"workspace": torch.empty(2, q, n).transpose(1, 2)}, ValueError, "workspace must be contiguous"),

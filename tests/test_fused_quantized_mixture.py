@@ -1,6 +1,7 @@
 """The fused quantized_mixture operator against functional.quantized_probabilities and
 functional.mixture: the same float64 weights must give the same indices, so P equal to
 rounding."""
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,7 @@ def assert_mixture_exact(weights, pressure, p_beta, index_min, range_given=True)
 def test_quantized_mixture_matches_fallback_on_random_weights(device, index_min, pressure, seed):
     g = torch.Generator().manual_seed(seed)
     n = [1, 7, 50][seed] if pressure == 1.0 else [7, 50, 1000][seed]
-    weights = (torch.randn(2, n, generator=g, dtype=torch.float64) * 10 ** seed).to(device)
+    weights = (torch.randn(2, n, generator=g, dtype=torch.float64) * 10**seed).to(device)
     p_beta = [0.0, 0.3, 1.0][seed]
     p, mixed = assert_mixture_exact(weights, pressure, p_beta, index_min, range_given=seed != 1)
     if pressure == 1.0 or n == 1:
@@ -78,8 +79,12 @@ def test_quantized_mixture_uniform_cases(device, index_min):
     with_inf = ramp.clone()
     with_inf[3] = math.inf
     uniform = torch.full((n,), 1.0 / n, dtype=torch.float64)
-    for rows, uniform_rows in [((ones, ramp), [0]), ((ramp, ones), [1]), ((ones, ones), [0, 1]),
-                               ((with_inf, ramp), [0])]:
+    for rows, uniform_rows in [
+        ((ones, ramp), [0]),
+        ((ramp, ones), [1]),
+        ((ones, ones), [0, 1]),
+        ((with_inf, ramp), [0]),
+    ]:
         weights = torch.stack(rows).to(device)
         p, mixed = assert_mixture_exact(weights, 50.0, 0.25, index_min)
         for m in uniform_rows:

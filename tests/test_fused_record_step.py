@@ -1,5 +1,6 @@
 """The fused record_step operator against VisitState.record_outputs' fallback (float32
 and float64), over several epochs of random batches. Tolerance rule: support/fused_checks.py."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.skipif(not d2ace_ext.extension_loaded(), reason="d2ace_
 def test_record_step_matches_fallback_over_epochs(device, from_logits, per_epoch, flip_on, seed):
     g = torch.Generator().manual_seed(1000 * seed + 17)
     n, q, n_t = 23 + 11 * seed, 6 + seed, 3 + seed
-    flags = dict(from_logits=from_logits, per_epoch=per_epoch, flip_on=flip_on,
-                 flip_threshold=0.5, lambda2=[0.7, 0.35][seed])
+    flags = dict(
+        from_logits=from_logits, per_epoch=per_epoch, flip_on=flip_on, flip_threshold=0.5, lambda2=[0.7, 0.35][seed]
+    )
     native, fallback32 = VisitState(n, q, n_t, device), VisitState(n, q, n_t, device)
     reference64 = float64_state(n, q, n_t, device)
     # Epochs need not be consecutive; several batches per epoch, so many instances get a
@@ -70,8 +72,12 @@ def test_record_helper_puts_its_tensors_on_the_state_device(monkeypatch):
     from support.fused_record_checks import record
 
     seen = {}
-    monkeypatch.setattr(ops, "record_step",
-                        lambda *tensors, **kwargs: seen.update(
-                            indices=tensors[7].device, outputs=tensors[8].device, targets=tensors[9].device))
+    monkeypatch.setattr(
+        ops,
+        "record_step",
+        lambda *tensors, **kwargs: seen.update(
+            indices=tensors[7].device, outputs=tensors[8].device, targets=tensors[9].device
+        ),
+    )
     record(VisitState(4, 2, 2, "meta"), [0, 2], torch.randn(2, 2), torch.ones(2, 2), 0)
     assert seen == {"indices": torch.device("meta"), "outputs": torch.device("meta"), "targets": torch.device("meta")}

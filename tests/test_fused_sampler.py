@@ -1,5 +1,6 @@
 """The sampler driven by the fused kernels and by the pure-PyTorch fallback draws the
 same batches and reaches the same state."""
+
 from __future__ import annotations
 
 import pytest
@@ -51,8 +52,9 @@ def test_sampler_native_and_fallback_draw_identical_batches(preset, seed):
         torch.testing.assert_close(p_native, p_fallback, rtol=1e-5, atol=0)
     # the states the two runs ended with agree too
     for name in STATE_FLOATS:
-        torch.testing.assert_close(getattr(native[2].selector.visits, name), getattr(fallback[2].selector.visits, name),
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            getattr(native[2].selector.visits, name), getattr(fallback[2].selector.visits, name), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_sampler_update_reads_tensor_values_on_the_host_once_per_step(monkeypatch):
@@ -71,7 +73,9 @@ def test_sampler_update_reads_tensor_values_on_the_host_once_per_step(monkeypatc
     reads = []
     for name in ("__bool__", "item", "tolist"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _f=original, _n=name, **k: reads.append(_n) or _f(self, *a, **k))
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, *a, _f=original, _n=name, **k: reads.append(_n) or _f(self, *a, **k)
+        )
     sampler.update(index, torch.randn(len(index), q, generator=g, dtype=torch.float64), labels[index])
     monkeypatch.undo()
     assert reads == ["tolist", "tolist"], reads

@@ -1,5 +1,6 @@
 """The fused score_visits operator against the float64 fallback scorer, and the
 probabilities built on its weights. Tolerance rule: support/fused_checks.py."""
+
 from __future__ import annotations
 
 import pytest
@@ -73,7 +74,7 @@ def test_probabilities_from_scores_with_weights_on_quantisation_boundaries():
     flip = torch.rand(n, q, generator=g) * 0.5
     k = torch.randint(1, n, (n, q), generator=g).double()
     loss = ((k / n) / (1.0 - flip.double())).float()
-    flip[0], loss[0] = 1.0, 0.7    # h = 0: the lowest weight
+    flip[0], loss[0] = 1.0, 0.7  # h = 0: the lowest weight
     flip[-1], loss[-1] = 0.0, 1.0  # h = 1: the highest
     state.loss.copy_(loss)
     state.flip_average.copy_(flip)

@@ -3,6 +3,7 @@ path its values. Whichever path holds the step (the CPU kernel, the pure-PyTorch
 a baseline selector, a float64 step checked before its cast), the same bad step raises
 the same error, class and message, before any state changes; and D2ACE's pure-PyTorch
 path is the pure-PyTorch scorer, exactly."""
+
 from __future__ import annotations
 
 import math
@@ -117,7 +118,7 @@ def test_the_sampler_no_longer_asks_the_selector_who_checks():
     sampler.selector.record_outputs = lambda *args: seen.append(args) or real(*args)
     index = torch.tensor([1, 3])
     sampler.update(index, torch.randn(2, Q, dtype=torch.float64), labels[index].bool())
-    (indices, outputs, targets, kind, epoch), = seen
+    ((indices, outputs, targets, kind, epoch),) = seen
     assert outputs.dtype == torch.float64 and targets.dtype == torch.bool and kind == "logits"
     assert int(sampler.selector.visits.pushes.sum()) == 2
 
@@ -135,7 +136,7 @@ def test_d2ace_pure_path_is_the_pure_pytorch_scorer_exactly(preset):
         for epoch in range(3):
             index = torch.randperm(N, generator=g)
             for start in range(0, N, BATCH):
-                rows = index[start:start + BATCH]
+                rows = index[start : start + BATCH]
                 sampler.update(rows, torch.randn(len(rows), Q, generator=g) * 3, labels[rows])
         report = sampler.selector.score(3)
         unc, hard = sampler.selector.visits.metrics(config.lambda1, config.loss_transform)
@@ -143,5 +144,7 @@ def test_d2ace_pure_path_is_the_pure_pytorch_scorer_exactly(preset):
     assert torch.equal(report.probabilities, expected.probabilities)
     for metric in ("uncertainty", "hardness"):
         for part in ("label_weights", "correlation", "delta", "phi", "probabilities"):
-            assert torch.equal(getattr(getattr(report, metric), part), getattr(getattr(expected, metric), part)), \
-                (metric, part)
+            assert torch.equal(getattr(getattr(report, metric), part), getattr(getattr(expected, metric), part)), (
+                metric,
+                part,
+            )

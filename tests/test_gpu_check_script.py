@@ -3,6 +3,7 @@ GPU steps stubbed by a fake python, nvidia-smi and compute-sanitizer that log ho
 were called. A GPU is lent rarely and briefly; these keep the script's own bugs from
 spending it: a CUDA test run that stopped everything after it, a no-op rebuild that
 ended the script, a sanitizer step that ran with the caching allocator or not at all."""
+
 from __future__ import annotations
 
 import os
@@ -75,9 +76,15 @@ def run(fake, stage="core", **env):
     for path in (log, summary):  # each run's own
         if path.exists():
             path.unlink()
-    environment = {**os.environ, "PYTHON": str(fake / "bin" / "python"), "CUDA_HOME": str(fake / "cuda"),
-                   "PATH": f"{fake / 'bin'}:/usr/bin:/bin", "FAKE_LOG": str(log), "GPU_CHECK_SUMMARY": str(summary),
-                   **env}
+    environment = {
+        **os.environ,
+        "PYTHON": str(fake / "bin" / "python"),
+        "CUDA_HOME": str(fake / "cuda"),
+        "PATH": f"{fake / 'bin'}:/usr/bin:/bin",
+        "FAKE_LOG": str(log),
+        "GPU_CHECK_SUMMARY": str(summary),
+        **env,
+    }
     done = subprocess.run(["bash", SCRIPT, stage], capture_output=True, text=True, env=environment, timeout=120)
     rows = {}
     if summary.exists():
@@ -125,8 +132,15 @@ def test_a_failing_step_does_not_stop_the_ones_after_it(fake):
     # the equivalence and sanitizer steps with them.
     code, out, rows, calls = run(fake, FAKE_FAIL="pytest small")
     assert code == 1
-    assert rows == {"machine": "pass", "build": "pass", "cuda_tests": "fail (exit 1)", "equivalence": "pass",
-                    "memcheck": "pass", "synccheck": "pass", "racecheck": "pass"}, rows
+    assert rows == {
+        "machine": "pass",
+        "build": "pass",
+        "cuda_tests": "fail (exit 1)",
+        "equivalence": "pass",
+        "memcheck": "pass",
+        "synccheck": "pass",
+        "racecheck": "pass",
+    }, rows
     code, out, rows, calls = run(fake, FAKE_FAIL="sanitizer")
     assert code == 1 and [rows[s] for s in CORE_STEPS[4:]] == ["fail (exit 1)"] * 3
 

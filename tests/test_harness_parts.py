@@ -1,5 +1,6 @@
 """The harness's parts: validation AUC, preprocessing, folds, protocol keys, results
 file, comparison tables."""
+
 import json
 import math
 
@@ -8,13 +9,17 @@ import pytest
 from scipy.stats import wilcoxon
 from sklearn.metrics import roc_auc_score
 
-from d2ace_ext.datasets.preprocess import (Preprocessor, preprocess_whole, published_feature_fraction,
-                                           top_features_by_column_sum)
+from d2ace_ext.datasets.preprocess import (
+    Preprocessor,
+    preprocess_whole,
+    published_feature_fraction,
+    top_features_by_column_sum,
+)
 from d2ace_ext.harness.experiment import Protocol, RunKey, canonical_selector
 from d2ace_ext.harness.folds import fold_indices, validation_split
-from d2ace_ext.metrics import mean_auc, per_label_auc
 from d2ace_ext.harness.results import ResultsStore
 from d2ace_ext.harness.tables import markdown, summarise, write_tables
+from d2ace_ext.metrics import mean_auc, per_label_auc
 
 
 def test_rank_auc_matches_scikit_learn_with_ties_and_one_class_labels():
@@ -37,10 +42,10 @@ def test_whole_set_preprocessing_by_hand():
     y = np.array([[1, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]])
     assert list(top_features_by_column_sum(x, 2 / 3)) == [0, 2]  # sums 7, 6, 12
     out_x, out_y, kept = preprocess_whole(x, y, min_positives=2)
-    assert list(kept) == [0, 2]            # label 1 has one positive: dropped
-    assert out_y.shape == (3, 2)           # row 3 has no kept label: dropped
+    assert list(kept) == [0, 2]  # label 1 has one positive: dropped
+    assert out_y.shape == (3, 2)  # row 3 has no kept label: dropped
     np.testing.assert_allclose(out_x[:, 0], [0.0, 0.5, 1.0])  # MinMax over the kept rows
-    assert np.all(out_x[:, 2] == 0)        # a constant column scales to 0
+    assert np.all(out_x[:, 2] == 0)  # a constant column scales to 0
     with pytest.raises(ValueError, match="min_positives"):
         preprocess_whole(x, y, min_positives=5)
 
@@ -105,16 +110,34 @@ def _records(values: dict) -> list[dict]:
     out = []
     for (dataset, selector), folds in values.items():
         for fold, auc in enumerate(folds):
-            out.append({"key": {"dataset": dataset, "model": "mlp", "selector": selector, "preset": "-",
-                                "fold": fold, "protocol": "x"},
-                        "metrics": {"macro_auc": auc, "ranking_loss": 1 - auc}})
+            out.append(
+                {
+                    "key": {
+                        "dataset": dataset,
+                        "model": "mlp",
+                        "selector": selector,
+                        "preset": "-",
+                        "fold": fold,
+                        "protocol": "x",
+                    },
+                    "metrics": {"macro_auc": auc, "ranking_loss": 1 - auc},
+                }
+            )
     return out
 
 
 def test_tables_rank_average_and_test_like_the_paper(tmp_path):
-    values = {("a", "random"): [0.70, 0.72], ("a", "ml_unc"): [0.71, 0.73], ("a", "d2ace"): [0.71, 0.73],
-              ("b", "random"): [0.80, 0.80], ("b", "ml_unc"): [0.79, 0.79], ("b", "d2ace"): [0.82, 0.84],
-              ("c", "random"): [0.60, 0.62], ("c", "ml_unc"): [0.65, 0.61], ("c", "d2ace"): [0.66, 0.66]}
+    values = {
+        ("a", "random"): [0.70, 0.72],
+        ("a", "ml_unc"): [0.71, 0.73],
+        ("a", "d2ace"): [0.71, 0.73],
+        ("b", "random"): [0.80, 0.80],
+        ("b", "ml_unc"): [0.79, 0.79],
+        ("b", "d2ace"): [0.82, 0.84],
+        ("c", "random"): [0.60, 0.62],
+        ("c", "ml_unc"): [0.65, 0.61],
+        ("c", "d2ace"): [0.66, 0.66],
+    }
     sel = ["random", "ml_unc", "d2ace"]
     summary = summarise(_records(values), ["a", "b", "c"], ["mlp"], sel)
     auc = summary["macro_auc"]["mlp"]

@@ -1,5 +1,6 @@
 """Whole runs of the harness: one fold on synthetic data, and the ``d2ace`` command on a
 tiny real set (skipped without the MULAN folder)."""
+
 import json
 import os
 
@@ -22,8 +23,14 @@ def _synthetic(protocol, name="toy"):
 
 @pytest.mark.parametrize("selector", ["random", "d2ace", "balance"])
 def test_one_fold_record_and_trace(tmp_path, selector):
-    protocol = Protocol(folds=3, epochs=4, lr=1e-3, lr_warmup_epochs=1, min_positives=5,
-                        selector_options={"d2ace": {"warmup_epochs": 1}})
+    protocol = Protocol(
+        folds=3,
+        epochs=4,
+        lr=1e-3,
+        lr_warmup_epochs=1,
+        min_positives=5,
+        selector_options={"d2ace": {"warmup_epochs": 1}},
+    )
     prepared = _synthetic(protocol)
     data = prepared.fold(1)
     assert data.train_y.shape[0] + data.val_y.shape[0] + data.test_y.shape[0] == prepared.shape[0]
@@ -55,8 +62,9 @@ def test_best_copy_differs_from_last_epoch_model_selection(tmp_path):
     last = run_fold(key, data, last_protocol, progress=False)
     assert last["best_epoch"] == 4
     timed = ("elapsed_seconds",)  # wall time differs from run to run
-    assert {k: v for k, v in best["history"].items() if k not in timed} == \
-        {k: v for k, v in last["history"].items() if k not in timed}  # same seeds: the same training
+    assert {k: v for k, v in best["history"].items() if k not in timed} == {
+        k: v for k, v in last["history"].items() if k not in timed
+    }  # same seeds: the same training
     if best["best_epoch"] != 4:
         assert best["metrics"]["macro_auc"] != last["metrics"]["macro_auc"]
 
@@ -72,10 +80,33 @@ def test_leak_free_folds_fit_on_training_rows(tmp_path):
 
 def test_command_on_a_real_set_writes_resumable_results_and_figures(data_dir, tmp_path, capsys):
     out = str(tmp_path / "res")
-    common = ["--data-dir", data_dir, "--results-dir", out, "--folds", "2", "--epochs", "3",
-              "--lr-warmup-epochs", "1", "--no-progress", "--selector-opt", "d2ace.warmup_epochs=1"]
-    argv = ["compare", "--datasets", "emotions", "--models", "mlp", "--selectors", "random", "d2ace",
-            "--trace", "first"] + common
+    common = [
+        "--data-dir",
+        data_dir,
+        "--results-dir",
+        out,
+        "--folds",
+        "2",
+        "--epochs",
+        "3",
+        "--lr-warmup-epochs",
+        "1",
+        "--no-progress",
+        "--selector-opt",
+        "d2ace.warmup_epochs=1",
+    ]
+    argv = [
+        "compare",
+        "--datasets",
+        "emotions",
+        "--models",
+        "mlp",
+        "--selectors",
+        "random",
+        "d2ace",
+        "--trace",
+        "first",
+    ] + common
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "Macro-AUC" in text and "| emotions |" in text and "Wilcoxon" in text
@@ -101,8 +132,20 @@ def test_command_on_a_real_set_writes_resumable_results_and_figures(data_dir, tm
 
 
 def test_command_names_a_missing_data_set(tmp_path, capsys):
-    code = cli.main(["run", "--dataset", "nothere", "--data-dir", str(tmp_path), "--results-dir",
-                     str(tmp_path / "r"), "--epochs", "1", "--no-progress"])
+    code = cli.main(
+        [
+            "run",
+            "--dataset",
+            "nothere",
+            "--data-dir",
+            str(tmp_path),
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--epochs",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "nothere" in capsys.readouterr().err
 
@@ -114,8 +157,14 @@ def test_command_rejects_unknown_selector(tmp_path):
 
 @pytest.mark.parametrize("model", ["clif", "dela", "paca"])
 def test_every_base_model_trains_through_the_harness(model):
-    protocol = Protocol(folds=3, epochs=2, lr=1e-3, lr_warmup_epochs=0, min_positives=5,
-                        model_options={"clif": {"feature_dim": 64}, "paca": {"flow_hidden": 16}})
+    protocol = Protocol(
+        folds=3,
+        epochs=2,
+        lr=1e-3,
+        lr_warmup_epochs=0,
+        min_positives=5,
+        model_options={"clif": {"feature_dim": 64}, "paca": {"flow_hidden": 16}},
+    )
     data = _synthetic(protocol).fold(2)
     record = run_fold(RunKey.make("toy", model, "d2ace", "paper", 2, protocol), data, protocol, progress=False)
     assert all(np.isfinite(record["history"]["train_loss"]))
@@ -124,14 +173,19 @@ def test_every_base_model_trains_through_the_harness(model):
 
 
 def test_options_are_routed_by_name():
-    assert options_per_name(["clif.graph=published", "clif.lam=0.01"], "--model-opt", ["mlp", "clif"]) == \
-        {"clif": {"graph": "published", "lam": 0.01}}
+    assert options_per_name(["clif.graph=published", "clif.lam=0.01"], "--model-opt", ["mlp", "clif"]) == {
+        "clif": {"graph": "published", "lam": 0.01}
+    }
     assert options_per_name(["num_neighbors=8"], "--selector-opt", ["d2ace"]) == {"d2ace": {"num_neighbors": 8}}
-    assert options_per_name(["ML-Unc.window_size=3"], "--selector-opt", ["random", "ml_unc"],
-                            cli.canonical_selector) == {"ml_unc": {"window_size": 3}}
+    assert options_per_name(
+        ["ML-Unc.window_size=3"], "--selector-opt", ["random", "ml_unc"], cli.canonical_selector
+    ) == {"ml_unc": {"window_size": 3}}
     with pytest.raises(SystemExit, match="name which one"):
         options_per_name(["lam=0.01"], "--model-opt", ["mlp", "clif"])
-    assert parse_options(["tau=0.4", "words=glove.txt", "sizes=[1, 2]"], "--mosaic-opt") == \
-        {"tau": 0.4, "words": "glove.txt", "sizes": [1, 2]}
+    assert parse_options(["tau=0.4", "words=glove.txt", "sizes=[1, 2]"], "--mosaic-opt") == {
+        "tau": 0.4,
+        "words": "glove.txt",
+        "sizes": [1, 2],
+    }
     with pytest.raises(SystemExit, match="--mosaic-opt takes key=value"):
         parse_options(["tau"], "--mosaic-opt")

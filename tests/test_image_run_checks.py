@@ -1,6 +1,7 @@
 """Image runs, tried adversarially: one test per way an image run could report
 another run's numbers, lose finished work or start training on input it should refuse.
 Each test is named after what it protects; every run in here is a few tiny epochs."""
+
 import json
 import os
 import shutil
@@ -11,14 +12,14 @@ import torch
 
 pytest.importorskip("torchvision", reason="the image path needs torchvision (make installs it; TORCHVISION_SPEC)")
 
-from support.image_files import jpeg, make_coco, make_voc  # noqa: E402
-
 import d2ace_ext.harness.image_run as image_run  # noqa: E402
 from d2ace_ext.cli import main as cli_main  # noqa: E402
 from d2ace_ext.datasets.images.files import ImageFiles, image_transforms  # noqa: E402
 from d2ace_ext.datasets.images.registry import ImageData, load_image_dataset  # noqa: E402
 from d2ace_ext.harness.experiment import RunKey  # noqa: E402
 from d2ace_ext.harness.image_protocol import ImageProtocol  # noqa: E402
+
+from support.image_files import jpeg, make_coco, make_voc  # noqa: E402
 
 torch.set_num_threads(1)
 EVIDENCE = os.path.join(os.path.dirname(__file__), "..", "docs", "evidence", "mosaic_dihcl_subset.jsonl")
@@ -46,30 +47,58 @@ def trained(monkeypatch):
 
     def fake_run(key, data, protocol, **_):
         keys.append(key)
-        return {"key": key.to_dict(), "metrics": {m: 0.5 for m in METRICS}, "steps": 1, "loop_seconds": 0.0,
-                "selection_seconds": 0.0, "seconds": 0.0, "inputs": getattr(protocol, "inputs", None)}
+        return {
+            "key": key.to_dict(),
+            "metrics": {m: 0.5 for m in METRICS},
+            "steps": 1,
+            "loop_seconds": 0.0,
+            "selection_seconds": 0.0,
+            "seconds": 0.0,
+            "inputs": getattr(protocol, "inputs", None),
+        }
+
     monkeypatch.setattr(image_run, "run_image", fake_run)
     return keys
 
 
 # -- stale image results -----------------------------------------------------------------
 
+
 def test_a_rewritten_features_file_is_trained_again_not_answered_from_the_old_record(tmp_path, capsys):
     feats, out = str(tmp_path / "feats.pt"), str(tmp_path / "out")
-    argv = ["run", "--dataset", "features", "--features", feats, "--model", "mlgcn", "--selector", "random",
-            "--epochs", "2", "--batch-size", "8", "--lr", "1e-2", "--model-opt", "hidden=8",
-            "--results-dir", out, "--no-progress"]
+    argv = [
+        "run",
+        "--dataset",
+        "features",
+        "--features",
+        feats,
+        "--model",
+        "mlgcn",
+        "--selector",
+        "random",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-2",
+        "--model-opt",
+        "hidden=8",
+        "--results-dir",
+        out,
+        "--no-progress",
+    ]
     _features_file(feats, seed=0)
     assert cli_main(argv) == 0
-    _features_file(feats, seed=1)                     # same path, other content
+    _features_file(feats, seed=1)  # same path, other content
     capsys.readouterr()
     assert cli_main(argv) == 0
     printed = capsys.readouterr().out
     first, second = _records(out)
     assert first["key"]["protocol"] != second["key"]["protocol"]
     assert first["inputs"]["features_sha256"] != second["inputs"]["features_sha256"]
-    assert f"map                {second['metrics']['map']:.4f}" in printed      # the new run's number, not the old
-    assert cli_main(argv) == 0                        # nothing changed: skipped, and it says why
+    assert f"map                {second['metrics']['map']:.4f}" in printed  # the new run's number, not the old
+    assert cli_main(argv) == 0  # nothing changed: skipped, and it says why
     printed = capsys.readouterr().out
     assert len(_records(out)) == 2
     assert f"skipped 1 of 1 run(s) of features already in {out}/results.jsonl" in printed
@@ -82,34 +111,52 @@ def test_every_option_that_changes_the_data_changes_the_run_key(tmp_path, traine
     make_coco(str(tmp_path / "coco"))
     weights = tmp_path / "emb.npy"
     np.save(weights, np.eye(20, 4, dtype=np.float32))
-    base = ["run", "--model", "mlgcn", "--selector", "random", "--backbone", "resnet18", "--image-size", "32",
-            "--epochs", "1", "--results-dir", str(tmp_path / "out"), "--workers", "0", "--no-progress"]
+    base = [
+        "run",
+        "--model",
+        "mlgcn",
+        "--selector",
+        "random",
+        "--backbone",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--results-dir",
+        str(tmp_path / "out"),
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     calls = [
         ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc")],
-        ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc"), "--difficult", "positive"],   # test labels differ
-        ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc_copy")],                         # another location
+        ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc"), "--difficult", "positive"],  # test labels differ
+        ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc_copy")],  # another location
         ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc"), "--embeddings", str(weights)],
         ["--dataset", "coco2014", "--data-dir", str(tmp_path / "coco")],
-        ["--dataset", "coco2014", "--data-dir", str(tmp_path / "coco"), "--drop-empty"],            # empty-image rule
-        ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc"), "--transform", "hst"],       # HST's crops
+        ["--dataset", "coco2014", "--data-dir", str(tmp_path / "coco"), "--drop-empty"],  # empty-image rule
+        ["--dataset", "voc2007", "--data-dir", str(tmp_path / "voc"), "--transform", "hst"],  # HST's crops
     ]
     for call in calls:
         assert cli_main(base + call) == 0
-    np.save(weights, 2 * np.eye(20, 4, dtype=np.float32))                               # same path, new content
+    np.save(weights, 2 * np.eye(20, 4, dtype=np.float32))  # same path, new content
     assert cli_main(base + calls[3]) == 0
     assert len(trained) == len(calls) + 1 == len({k.protocol for k in trained})
-    assert cli_main(base + calls[1]) == 0 and len(trained) == len(calls) + 1                      # unchanged: skipped
+    assert cli_main(base + calls[1]) == 0 and len(trained) == len(calls) + 1  # unchanged: skipped
     assert "already in" in capsys.readouterr().out
 
 
 def test_the_committed_mosaic_evidence_keeps_its_protocol_digest():
     from d2ace_ext.harness.image_cli import build_parser, cpu_defaults, protocol_for, protocol_from
+
     recorded = {json.loads(line)["key"]["protocol"] for line in open(EVIDENCE, encoding="utf-8")}
     # the command of docs/images.md that wrote docs/evidence/mosaic_dihcl_subset.jsonl
     args = build_parser().parse_args(
         "compare --datasets digits-mosaic --models mlgcn --selectors random dihcl ml_unc d2ace --seeds 3 "
         "--backbone resnet18 --image-size 32 --epochs 8 --lr 1e-3 --weight-decay 1e-4 --mosaic-opt train_size=3000 "
-        "--mosaic-opt test_size=1000 --mosaic-opt grid=2 --model-opt hidden=256 --threads 1".split())
+        "--mosaic-opt test_size=1000 --mosaic-opt grid=2 --model-opt hidden=256 --threads 1".split()
+    )
     cpu_defaults(args, ["digits-mosaic"])
     protocol = protocol_for(args, protocol_from(args, ["mlgcn"], ["dihcl"]), "digits-mosaic", {})
     assert recorded == {protocol.digest()} == {"6f926316"}
@@ -118,23 +165,26 @@ def test_the_committed_mosaic_evidence_keeps_its_protocol_digest():
 
 # -- image checkpoints -------------------------------------------------------------------
 
+
 def test_image_checkpoints_live_in_the_results_folder_one_per_protocol(tmp_path):
     data_folder = tmp_path / "data"
-    feats = _features_file(str(data_folder / "feats.pt"), seed=0)            # --dataset /abs/path.pt
+    feats = _features_file(str(data_folder / "feats.pt"), seed=0)  # --dataset /abs/path.pt
     out = tmp_path / "out"
     data = load_image_dataset(feats)
 
     def protocol(epochs):
-        return ImageProtocol(epochs=epochs, batch_size=8, lr=1e-2, model_options={"mlgcn": {"backbone": "none",
-                                                                                          "hidden": 8}})
+        return ImageProtocol(
+            epochs=epochs, batch_size=8, lr=1e-2, model_options={"mlgcn": {"backbone": "none", "hidden": 8}}
+        )
+
     long, short = protocol(4), protocol(2)
     long_key, short_key = (RunKey.make(feats, "mlgcn", "random", "paper", 0, p) for p in (long, short))
     assert image_run.run_image(long_key, data, long, results_dir=str(out), progress=False, stop_after=1) is None
-    assert sorted(os.listdir(data_folder)) == ["feats.pt"]                   # nothing written beside the data
+    assert sorted(os.listdir(data_folder)) == ["feats.pt"]  # nothing written beside the data
     saved = os.listdir(out / "checkpoints")
     assert len(saved) == 1 and saved[0].endswith(f"__{long.digest()}.pt") and saved[0].startswith("feats.pt-")
     whole = image_run.run_image(short_key, data, short, results_dir=str(out), progress=False)
-    assert whole is not None and os.listdir(out / "checkpoints") == saved    # the other protocol's stop survives
+    assert whole is not None and os.listdir(out / "checkpoints") == saved  # the other protocol's stop survives
     resumed = image_run.run_image(long_key, data, long, results_dir=str(out), progress=False)
     assert resumed["history"]["epoch"] == [0, 1, 2, 3] and os.listdir(out / "checkpoints") == []
 
@@ -146,17 +196,18 @@ def test_a_run_stopped_before_checkpoints_carried_the_digest_still_resumes(tmp_p
     long, short = (ImageProtocol(epochs=e, batch_size=8, lr=1e-2, model_options=options) for e in (3, 2))
     long_key, short_key = (RunKey.make("features", "mlgcn", "random", "paper", 0, p) for p in (long, short))
     assert image_run.run_image(long_key, data, long, results_dir=str(out), progress=False, stop_after=1) is None
-    legacy = out / "checkpoints" / (long_key.stem() + ".pt")          # the name used before the digest
+    legacy = out / "checkpoints" / (long_key.stem() + ".pt")  # the name used before the digest
     os.replace(image_run.checkpoint_path(str(out), long_key, long.digest()), legacy)
     saved_epoch0 = torch.load(legacy, weights_only=False)["history"]["loop_seconds"][0]
     image_run.run_image(short_key, data, short, results_dir=str(out), progress=False)
-    assert legacy.exists()                                              # another protocol's: left alone
+    assert legacy.exists()  # another protocol's: left alone
     resumed = image_run.run_image(long_key, data, long, results_dir=str(out), progress=False)
-    assert resumed["history"]["loop_seconds"][0] == saved_epoch0       # epoch 0 came from the old file
+    assert resumed["history"]["loop_seconds"][0] == saved_epoch0  # epoch 0 came from the old file
     assert resumed["history"]["epoch"] == [0, 1, 2] and os.listdir(out / "checkpoints") == []
 
 
 # -- exact resume with DataLoader workers ------------------------------------------------
+
 
 def _image_folder(root, n=24, q=3):
     """n small JPEGs with random labels, under the paper's augmentation (random crops, flips)."""
@@ -166,20 +217,37 @@ def _image_folder(root, n=24, q=3):
     labels = (torch.rand(n, q, generator=torch.Generator().manual_seed(0)) < 0.4).float()
     labels[torch.arange(n), torch.arange(n) % q] = 1.0
     train_tf, test_tf = image_transforms(16, 20)
-    return ImageData("tiny", ImageFiles(paths, labels, train_tf), ImageFiles(paths[:12], labels[:12], test_tf),
-                     labels, labels[:12], [str(j) for j in range(q)],
-                     train_eval=ImageFiles(paths, labels, test_tf))
+    return ImageData(
+        "tiny",
+        ImageFiles(paths, labels, train_tf),
+        ImageFiles(paths[:12], labels[:12], test_tf),
+        labels,
+        labels[:12],
+        [str(j) for j in range(q)],
+        train_eval=ImageFiles(paths, labels, test_tf),
+    )
 
 
 def test_a_resume_with_dataloader_workers_gives_the_uninterrupted_result(tmp_path):
     data = _image_folder(tmp_path / "images")
-    protocol = ImageProtocol(epochs=2, batch_size=8, lr=1e-3, image_size=16, scale_size=20, model_selection="last",
-                             model_options={"mlgcn": {"backbone": "resnet18", "hidden": 8}})
+    protocol = ImageProtocol(
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        image_size=16,
+        scale_size=20,
+        model_selection="last",
+        model_options={"mlgcn": {"backbone": "resnet18", "hidden": 8}},
+    )
     key = RunKey.make("tiny", "mlgcn", "random", "paper", 0, protocol)
     whole = image_run.run_image(key, data, protocol, workers=2, progress=False)
     whole_rng = torch.get_rng_state()
-    assert image_run.run_image(key, data, protocol, results_dir=str(tmp_path / "out"), workers=2,
-                               progress=False, stop_after=1) is None
+    assert (
+        image_run.run_image(
+            key, data, protocol, results_dir=str(tmp_path / "out"), workers=2, progress=False, stop_after=1
+        )
+        is None
+    )
     resumed = image_run.run_image(key, data, protocol, results_dir=str(tmp_path / "out"), workers=2, progress=False)
     assert resumed["history"]["train_loss"] == whole["history"]["train_loss"]
     assert resumed["metrics"] == whole["metrics"]
@@ -188,10 +256,11 @@ def test_a_resume_with_dataloader_workers_gives_the_uninterrupted_result(tmp_pat
     # each image's crop and flip are seeded by (seed, epoch, position), so the worker count does not matter
     in_process = image_run.run_image(key, data, protocol, workers=0, progress=False)
     assert in_process["history"]["train_loss"] == whole["history"]["train_loss"]
-    assert torch.equal(torch.get_rng_state(), whole_rng)              # in-process seeding is undone after each image
+    assert torch.equal(torch.get_rng_state(), whole_rng)  # in-process seeding is undone after each image
 
 
 # -- image CLI: a seed count below one, a negative worker count --------------------------
+
 
 @pytest.mark.parametrize("option, value", [("--seeds", "0"), ("--seeds", "-2"), ("--workers", "-1")])
 def test_the_image_cli_refuses_counts_below_their_minimum_before_training(tmp_path, trained, capsys, option, value):
@@ -204,6 +273,7 @@ def test_the_image_cli_refuses_counts_below_their_minimum_before_training(tmp_pa
 
 # -- image CLI: an unwritable results or checkpoint folder -------------------------------
 
+
 @pytest.mark.parametrize("blocked", ["results", "checkpoints"])
 def test_the_image_cli_refuses_an_unwritable_results_folder_before_training(tmp_path, trained, capsys, blocked):
     out = tmp_path / "out"
@@ -212,8 +282,20 @@ def test_the_image_cli_refuses_an_unwritable_results_folder_before_training(tmp_
     else:
         out.mkdir()
         (out / "checkpoints").write_text("a file where the folder should be")
-    argv = ["run", "--dataset", "digits-mosaic", "--mosaic-opt", "train_size=40", "--mosaic-opt", "test_size=20",
-            "--results-dir", str(out), "--epochs", "1", "--no-progress"]
+    argv = [
+        "run",
+        "--dataset",
+        "digits-mosaic",
+        "--mosaic-opt",
+        "train_size=40",
+        "--mosaic-opt",
+        "test_size=20",
+        "--results-dir",
+        str(out),
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(out) in err and "--results-dir" in err
@@ -222,14 +304,38 @@ def test_the_image_cli_refuses_an_unwritable_results_folder_before_training(tmp_
 
 # -- image CLI: a model or selector option that cannot build -----------------------------
 
-@pytest.mark.parametrize("option, value, named", [("--model-opt", "mlgcn.nosuchopt=1", "nosuchopt"),
-                                                  ("--selector-opt", "d2ace.nosuchopt=1", "nosuchopt"),
-                                                  ("--selector-opt", "d2ace.window_size=0", "window_size")])
-def test_the_image_cli_refuses_bad_model_and_selector_options_before_training(tmp_path, trained, capsys, option,
-                                                                               value, named):
-    argv = ["run", "--dataset", "digits-mosaic", "--mosaic-opt", "train_size=40", "--mosaic-opt", "test_size=20",
-            "--model", "mlgcn", "--selector", "d2ace", "--results-dir", str(tmp_path / "out"), "--epochs", "1",
-            "--no-progress", option, value]
+
+@pytest.mark.parametrize(
+    "option, value, named",
+    [
+        ("--model-opt", "mlgcn.nosuchopt=1", "nosuchopt"),
+        ("--selector-opt", "d2ace.nosuchopt=1", "nosuchopt"),
+        ("--selector-opt", "d2ace.window_size=0", "window_size"),
+    ],
+)
+def test_the_image_cli_refuses_bad_model_and_selector_options_before_training(
+    tmp_path, trained, capsys, option, value, named
+):
+    argv = [
+        "run",
+        "--dataset",
+        "digits-mosaic",
+        "--mosaic-opt",
+        "train_size=40",
+        "--mosaic-opt",
+        "test_size=20",
+        "--model",
+        "mlgcn",
+        "--selector",
+        "d2ace",
+        "--results-dir",
+        str(tmp_path / "out"),
+        "--epochs",
+        "1",
+        "--no-progress",
+        option,
+        value,
+    ]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and option in err and named in err
@@ -238,11 +344,13 @@ def test_the_image_cli_refuses_bad_model_and_selector_options_before_training(tm
 
 # The image loop trains with the loss weights a selector asks for -------------------------
 
+
 @pytest.mark.parametrize("selector, expected", [("infobatch", 2.0), ("balance", 0.0)])
 def test_the_image_loop_applies_the_selector_s_loss_weights(tmp_path, monkeypatch, selector, expected):
     """InfoBatch's 1 / (1 − r) on its kept low-loss instances and Balance's 0/1 label mask
     reach the image loop's loss, as they reach the tabular one (one shared objective)."""
     import d2ace_ext.harness.selection_loss as selection_loss
+
     seen = []
     original = selection_loss.loss_weights
 
@@ -250,10 +358,16 @@ def test_the_image_loop_applies_the_selector_s_loss_weights(tmp_path, monkeypatc
         weights = original(*args, **kwargs)
         seen.append(None if weights is None else weights.detach().clone())
         return weights
+
     monkeypatch.setattr(selection_loss, "loss_weights", recording)
     data = load_image_dataset("features", features=_features_file(str(tmp_path / "feats.pt"), seed=0))
-    protocol = ImageProtocol(epochs=4, batch_size=8, lr=1e-2, model_options={"mlgcn": {"backbone": "none", "hidden": 8}},
-                             selector_options={"infobatch": {"num_epochs": 4}} if selector == "infobatch" else {})
+    protocol = ImageProtocol(
+        epochs=4,
+        batch_size=8,
+        lr=1e-2,
+        model_options={"mlgcn": {"backbone": "none", "hidden": 8}},
+        selector_options={"infobatch": {"num_epochs": 4}} if selector == "infobatch" else {},
+    )
     key = RunKey.make("features", "mlgcn", selector, "paper", 0, protocol)
     image_run.run_image(key, data, protocol, progress=False)
     weighted = [w for w in seen if w is not None]

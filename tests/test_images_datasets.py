@@ -1,5 +1,6 @@
 """Image readers on tiny fabricated sets in the official on-disk formats, the
 digits-mosaic generator and the precomputed-features file."""
+
 import json
 import os
 
@@ -35,7 +36,7 @@ def test_voc2007_labels_splits_difficult_and_decoding(tmp_path):
 def test_voc2007_errors_name_the_path(tmp_path):
     base = make_voc(str(tmp_path))
     with open(os.path.join(base, "Annotations", "000007.xml"), "w") as handle:
-        handle.write("<annotation><object><name>car</name>")   # torn XML
+        handle.write("<annotation><object><name>car</name>")  # torn XML
     with pytest.raises(ValueError, match="000007.xml"):
         load_image_dataset("voc2007", str(tmp_path))
     with open(os.path.join(base, "Annotations", "000007.xml"), "w") as handle:
@@ -61,12 +62,12 @@ def test_coco2014_labels_empty_images_and_errors(tmp_path):
     root = tmp_path / "coco2014"
     make_coco(str(root))
     data = load_image_dataset("coco2014", str(tmp_path), image_size=32, scale_size=36)
-    assert data.label_names == ["cat1", "cat2", "cat3", "cat5", "cat90"]   # category-id order
+    assert data.label_names == ["cat1", "cat2", "cat3", "cat5", "cat90"]  # category-id order
     # images without objects are kept as all-zero rows (the paper's 82,783 / 40,504)
     assert data.train_labels.tolist() == [[1, 0, 1, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]]
     assert data.test_labels.tolist() == [[0, 1, 0, 1, 0], [0, 0, 0, 0, 0]]
     assert data.train[1][0].shape == (3, 32, 32)
-    dropped = load_image_dataset("coco2014", str(tmp_path), drop_empty=True)   # ML-GCN's 82,081 / 40,137
+    dropped = load_image_dataset("coco2014", str(tmp_path), drop_empty=True)  # ML-GCN's 82,081 / 40,137
     assert dropped.train_labels.tolist() == [[1, 0, 1, 0, 0], [0, 0, 0, 0, 1]]
     assert dropped.test_labels.tolist() == [[0, 1, 0, 1, 0]]
     with open(root / "annotations" / "instances_val2014.json", "w") as handle:
@@ -74,8 +75,14 @@ def test_coco2014_labels_empty_images_and_errors(tmp_path):
     with pytest.raises(ValueError, match="instances_val2014.json"):
         load_image_dataset("coco2014", str(tmp_path))
     with open(root / "annotations" / "instances_val2014.json", "w") as handle:
-        json.dump({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 1, "category_id": 4}],
-                   "categories": [{"id": 1, "name": "x"}]}, handle)
+        json.dump(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg"}],
+                "annotations": [{"image_id": 1, "category_id": 4}],
+                "categories": [{"id": 1, "name": "x"}],
+            },
+            handle,
+        )
     with pytest.raises(ValueError, match="category_id 4"):
         load_image_dataset("coco2014", str(tmp_path))
     os.remove(root / "annotations" / "instances_val2014.json")
@@ -98,12 +105,12 @@ def test_digits_mosaic_shape_cardinality_fixed_test_split():
     cardinality = float(data.test_labels.sum(1).mean())
     assert 1.5 <= cardinality <= 3.0
     counts = data.train_labels.sum(0)
-    assert counts.max() / counts.min() > 3          # seeded class imbalance
+    assert counts.max() / counts.min() > 3  # seeded class imbalance
     x, y = data.train.get_batch(torch.arange(5))
     assert x.shape == (5, 3, 24, 24) and torch.equal(y, data.train_labels[:5])
-    assert torch.equal(data.train[3][0], x[3])      # rendering is deterministic
+    assert torch.equal(data.train[3][0], x[3])  # rendering is deterministic
     other = load_image_dataset("digits-mosaic", image_size=24, mosaic={"train_size": 500, "test_size": 400})
-    assert torch.equal(other.test_labels, data.test_labels)   # test split fixed by the data seed alone
+    assert torch.equal(other.test_labels, data.test_labels)  # test split fixed by the data seed alone
     assert torch.equal(other.test.get_batch(torch.arange(4))[0], data.test.get_batch(torch.arange(4))[0])
     assert data.knn_features.shape == (3000, 24 * 24)
     with pytest.raises(ValueError, match="grid"):
@@ -113,10 +120,12 @@ def test_digits_mosaic_shape_cardinality_fixed_test_split():
 @pytest.mark.parametrize("suffix", [".pt", ".npz"])
 def test_precomputed_features(tmp_path, suffix):
     rng = np.random.default_rng(0)
-    arrays = {"train_features": rng.normal(size=(6, 8)).astype(np.float32),
-              "train_labels": (rng.random((6, 3)) < 0.5).astype(np.float32),
-              "test_features": rng.normal(size=(4, 8)).astype(np.float32),
-              "test_labels": (rng.random((4, 3)) < 0.5).astype(np.float32)}
+    arrays = {
+        "train_features": rng.normal(size=(6, 8)).astype(np.float32),
+        "train_labels": (rng.random((6, 3)) < 0.5).astype(np.float32),
+        "test_features": rng.normal(size=(4, 8)).astype(np.float32),
+        "test_labels": (rng.random((4, 3)) < 0.5).astype(np.float32),
+    }
     path = str(tmp_path / f"f{suffix}")
     if suffix == ".npz":
         np.savez(path, **arrays)

@@ -1,5 +1,6 @@
 """ML-GCN and HST on a ResNet backbone: shapes, the objective contract, the label graph,
 checkpoints, and every selector driving them through the sampler."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ def _problem(n=12, q=4, size=32, seed=0):
 
 
 def test_mlgcn_adjacency_follows_the_paper_equation():
-    y = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1.]])
+    y = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1.0]])
     # P(L1|L0) = 2/3 >= 0.4, P(L0|L1) = 1, label 2 alone.
     adj = mlgcn_adjacency(y, tau=0.4, p=0.2)
     raw = torch.tensor([[0.8, 0.2, 0], [0.2, 0.8, 0], [0, 0, 1.0]])
@@ -34,13 +35,18 @@ def test_mlgcn_adjacency_follows_the_paper_equation():
 def test_image_models_objective_contract_and_backward(name):
     x, y = _problem()
     torch.manual_seed(0)
-    model = make_model(name, 3, 4, train_labels=y, backbone="resnet18", **({"image_dim": 64, "hidden": 32,
-                                                                           "output_dim": 32, "prototypes": 3}
-                                                                          if name == "hst" else {"hidden": 32}))
+    model = make_model(
+        name,
+        3,
+        4,
+        train_labels=y,
+        backbone="resnet18",
+        **({"image_dim": 64, "hidden": 32, "output_dim": 32, "prototypes": 3} if name == "hst" else {"hidden": 32}),
+    )
     model.train()
     logits, loss = model.objective(x, y)
     assert logits.shape == (12, 4) and loss.dim() == 0 and torch.isfinite(loss)
-    assert loss >= F.binary_cross_entropy_with_logits(logits, y) - 1e-6   # BCE with weight 1 plus >= 0 terms
+    assert loss >= F.binary_cross_entropy_with_logits(logits, y) - 1e-6  # BCE with weight 1 plus >= 0 terms
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     model.eval()
@@ -50,10 +56,21 @@ def test_image_models_objective_contract_and_backward(name):
 def test_hst_prototypes_and_epoch_schedule():
     x, y = _problem(q=3)
     torch.manual_seed(0)
-    model = make_model("hst", 3, 3, train_labels=y, backbone="resnet18", image_dim=32, hidden=16, output_dim=16,
-                       prototypes=2, generate_label_epoch=1, prototype_every=1)
+    model = make_model(
+        "hst",
+        3,
+        3,
+        train_labels=y,
+        backbone="resnet18",
+        image_dim=32,
+        hidden=16,
+        output_dim=16,
+        prototypes=2,
+        generate_label_epoch=1,
+        prototype_every=1,
+    )
     passes = []
-    batches = lambda: passes.append(1) or [(x[:6], y[:6]), (x[6:], y[6:])]   # noqa: E731
+    batches = lambda: passes.append(1) or [(x[:6], y[:6]), (x[6:], y[6:])]  # noqa: E731
     model.start_epoch(0, 2, batches)
     assert not passes and not bool(model.has_prototypes)
     model.train()
@@ -64,8 +81,9 @@ def test_hst_prototypes_and_epoch_schedule():
     logits, loss = model.objective(x, y)
     assert torch.isfinite(loss)
     # state (prototypes included) loads into a fresh model
-    fresh = make_model("hst", 3, 3, train_labels=y, backbone="resnet18", image_dim=32, hidden=16, output_dim=16,
-                       prototypes=2)
+    fresh = make_model(
+        "hst", 3, 3, train_labels=y, backbone="resnet18", image_dim=32, hidden=16, output_dim=16, prototypes=2
+    )
     fresh.load_state_dict(model.state_dict())
     assert bool(fresh.has_prototypes)
 
@@ -76,8 +94,9 @@ def test_backbone_none_takes_precomputed_features_and_layer4_freezing():
     assert model(torch.randn(10, 16)).shape == (10, 5)
     with pytest.raises(ValueError, match=r"\(b, 16\)"):
         model(torch.randn(10, 7))
-    hst = make_model("hst", 3, 5, train_labels=y, backbone="resnet18", image_dim=16, hidden=8, output_dim=8,
-                     trainable="layer4")   # HST's default when a checkpoint is given
+    hst = make_model(
+        "hst", 3, 5, train_labels=y, backbone="resnet18", image_dim=16, hidden=8, output_dim=8, trainable="layer4"
+    )  # HST's default when a checkpoint is given
     frozen = [p.requires_grad for p in hst.backbone.body.parameters()]
     assert not any(frozen) and all(p.requires_grad for p in hst.backbone.layer4.parameters())
     hst.train()
@@ -86,6 +105,7 @@ def test_backbone_none_takes_precomputed_features_and_layer4_freezing():
 
 def test_checkpoint_loading_and_errors(tmp_path):
     import torchvision
+
     y = (torch.rand(6, 3) < 0.5).float()
     torch.manual_seed(1)
     reference = torchvision.models.resnet18(weights=None)

@@ -1,5 +1,6 @@
 """InfoBatch: random pruning of the below-mean-loss instances, 1/(1 - r) on the kept ones,
 full passes in the annealed last epochs, reproducible by seed, exact resume."""
+
 import io
 import math
 
@@ -41,7 +42,7 @@ def test_without_rescale_the_same_instances_are_pruned_and_every_kept_one_weighs
     rescaled, _ = scored(r=0.5)
     plain, _ = scored(r=0.5, rescale=False)
     with_weights, without = rescaled.pruned_weights(1), plain.pruned_weights(1)
-    assert torch.equal(with_weights > 0, without > 0)               # the same draw prunes the same instances
+    assert torch.equal(with_weights > 0, without > 0)  # the same draw prunes the same instances
     assert set(without.tolist()) == {0.0, 1.0} and 2.0 in set(with_weights.tolist())
     with pytest.raises(ValueError, match="rescale"):
         InfoBatchSelector(random_problem(4, 2)[1], rescale=1)
@@ -66,7 +67,12 @@ def test_unvisited_instances_keep_infobatch_s_initial_score_and_epoch_zero_prune
 
 def test_annealed_last_epochs_train_on_the_full_data():
     _, y = random_problem(30, 3, seed=1)
-    assert [InfoBatchSelector(y, num_epochs=16).batch_mode(e) for e in (0, 13, 14, 15)] == [PRUNED, PRUNED, SHUFFLE, SHUFFLE]
+    assert [InfoBatchSelector(y, num_epochs=16).batch_mode(e) for e in (0, 13, 14, 15)] == [
+        PRUNED,
+        PRUNED,
+        SHUFFLE,
+        SHUFFLE,
+    ]
     modes = [InfoBatchSelector(y, num_epochs=100).batch_mode(e) for e in range(100)]
     assert modes.count(SHUFFLE) == 13 and modes[87:] == [SHUFFLE] * 13  # ⌈0.125 · 100⌉, as InfoBatch's code
     assert InfoBatchSelector(y, num_epochs=200, anneal=0.125).batch_mode(174) == PRUNED
@@ -106,7 +112,7 @@ def test_the_epoch_sum_of_weighted_losses_estimates_the_full_sum_without_bias():
     sums = torch.tensor([float((selector.pruned_weights(e) * f).sum()) for e in range(2000)], dtype=torch.float64)
     low = scores.double() < scores.double().mean()
     L, k, w = int(low.sum()), 10, 2.0
-    variance = w ** 2 * k ** 2 * float(f[low].var(unbiased=False)) / k * (L - k) / (L - 1)
+    variance = w**2 * k**2 * float(f[low].var(unbiased=False)) / k * (L - k) / (L - 1)
     assert abs(float(sums.mean()) - float(f.sum())) < 4 * math.sqrt(variance / sums.numel())
 
 

@@ -2,6 +2,7 @@
 validation loader sharing the training sampler, and plain ``prepare`` of Accelerate on
 two processes. One test per case, named after what it
 protects; each failed on the code before its fix."""
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -13,8 +14,9 @@ from d2ace_ext.integrations import LoopCheckpoint
 # -- a skipped Lightning step ------------------------------------------------------------
 def test_a_lightning_step_that_returns_none_is_a_skipped_step(tmp_path):
     pytest.importorskip("lightning")
-    from support import lightning_parts as parts
     from d2ace_ext.integrations.lightning import SelectionCallback
+
+    from support import lightning_parts as parts
 
     class Skipping(parts.TinyModule):
         def training_step(self, batch, batch_idx):
@@ -33,12 +35,16 @@ def test_a_lightning_step_that_returns_none_is_a_skipped_step(tmp_path):
 
 
 # -- a validation loader sharing the training sampler ------------------------------------
-@pytest.mark.parametrize("options", [{}, {"num_sanity_val_steps": 0, "val_check_interval": 0.5}],
-                         ids=["sanity-check", "mid-epoch-validation"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"num_sanity_val_steps": 0, "val_check_interval": 0.5}],
+    ids=["sanity-check", "mid-epoch-validation"],
+)
 def test_a_validation_loader_sharing_the_training_sampler_is_refused(tmp_path, options):
     pytest.importorskip("lightning")
-    from support import lightning_parts as parts
     from d2ace_ext.integrations.lightning import SelectionCallback
+
+    from support import lightning_parts as parts
 
     class SharedValidation(parts.TinyModule):
         def val_dataloader(self):  # the mistake: the training sampler again
@@ -48,8 +54,11 @@ def test_a_validation_loader_sharing_the_training_sampler_is_refused(tmp_path, o
             return None
 
     module = SharedValidation()
-    with pytest.raises(ValueError, match=r"validation DataLoader draws its batches from the training "
-                                         r"SelectionBatchSampler.*batch_size="):
+    with pytest.raises(
+        ValueError,
+        match=r"validation DataLoader draws its batches from the training "
+        r"SelectionBatchSampler.*batch_size=",
+    ):
         parts.trainer(tmp_path, [SelectionCallback()], max_epochs=1, **options).fit(module)
     assert len(module.seen) <= 4  # refused at the first validation, not after a silently short epoch
 
@@ -57,16 +66,18 @@ def test_a_validation_loader_sharing_the_training_sampler_is_refused(tmp_path, o
 # -- plain prepare of Accelerate ---------------------------------------------------------
 def test_plain_accelerate_prepare_on_two_processes_is_caught_by_loop_checkpoint():
     pytest.importorskip("accelerate")
-    from support import accelerate_worker as worker
     from accelerate.data_loader import prepare_data_loader
+
+    from support import accelerate_worker as worker
 
     x, y = worker.problem()
     batches = []
     for rank in (0, 1):  # what accelerator.prepare(loader) builds on each of two processes
         sampler = D2ACESampler(y, worker.BATCH, x, config=worker.CONFIG, seed=worker.SEED, num_replicas=2, rank=rank)
         loader = DataLoader(IndexedDataset(TensorDataset(x, y)), batch_sampler=sampler)
-        prepared = prepare_data_loader(loader, torch.device("cpu"), num_processes=2, process_index=rank,
-                                       put_on_device=False)
+        prepared = prepare_data_loader(
+            loader, torch.device("cpu"), num_processes=2, process_index=rank, put_on_device=False
+        )
         batches.append(len(list(prepared)))
         with pytest.raises(ValueError, match="BatchSamplerShard.*prepare_loader"):
             LoopCheckpoint(sampler)

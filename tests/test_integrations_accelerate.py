@@ -8,9 +8,10 @@ pytest.importorskip("accelerate", reason="Hugging Face Accelerate not installed 
 
 from accelerate.state import AcceleratorState  # noqa: E402
 
+from d2ace_ext import D2ACESampler  # noqa: E402
+
 from support import accelerate_worker as worker  # noqa: E402
 from support.workers import run_worker  # noqa: E402
-from d2ace_ext import D2ACESampler  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -76,8 +77,9 @@ def test_save_state_mid_epoch_resumes_with_the_same_batches(tmp_path, stop):
     AcceleratorState._reset_state(True)
     accelerator, loader, sampler, model, optimizer, tracker = worker.setup()
     accelerator.load_state(str(tmp_path))
-    rest = worker.train(accelerator, loader, sampler, model, optimizer, tracker, worker.EPOCHS,
-                        start=tracker.resume_epoch)
+    rest = worker.train(
+        accelerator, loader, sampler, model, optimizer, tracker, worker.EPOCHS, start=tracker.resume_epoch
+    )
     assert seen + rest == expected
 
 

@@ -14,16 +14,19 @@ from d2ace_ext.integrations.lightning import SelectionCallback  # noqa: E402
 from support import lightning_parts as parts  # noqa: E402
 from support.workers import run_worker  # noqa: E402
 
-pytestmark = [pytest.mark.filterwarnings("ignore:.*does not have many workers"),
-              pytest.mark.filterwarnings("ignore:.*resuming from a checkpoint"),
-              pytest.mark.filterwarnings("ignore:Be aware that when using .ckpt_path.")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*does not have many workers"),
+    pytest.mark.filterwarnings("ignore:.*resuming from a checkpoint"),
+    pytest.mark.filterwarnings("ignore:Be aware that when using .ckpt_path."),
+]
 
 
 def fit(root, module, ckpt_path=None, every=None):
     callbacks = [SelectionCallback()]
     if every:
-        callbacks.append(ModelCheckpoint(dirpath=str(root), filename="{step}", every_n_train_steps=every,
-                                         save_top_k=-1))
+        callbacks.append(
+            ModelCheckpoint(dirpath=str(root), filename="{step}", every_n_train_steps=every, save_top_k=-1)
+        )
     parts.trainer(root, callbacks).fit(module, ckpt_path=ckpt_path)
     return module
 

@@ -1,5 +1,6 @@
 """LoopCheckpoint: a state saved while batches are prefetched resumes at the first batch
 the loop has not consumed, in shuffled and weighted epochs alike."""
+
 import pytest
 import torch
 

@@ -1,6 +1,7 @@
 """Label noise (datasets/label_noise.py) and its place in the protocol: exact counts for
 ``extra``, expected counts for ``missing`` and ``flip``, clean test parts, seeds from
 (seed, repeat, fold) alone, unchanged digests, and runs that survive empty label columns."""
+
 import contextlib
 import glob
 import json
@@ -11,15 +12,21 @@ import numpy as np
 import pytest
 
 from d2ace_ext import cli
-from d2ace_ext.datasets.label_noise import (LabelNoise, add_irrelevant, drop_positives, extra_counts,
-                                            flip_class_conditional, flip_rates)
+from d2ace_ext.datasets.label_noise import (
+    LabelNoise,
+    add_irrelevant,
+    drop_positives,
+    extra_counts,
+    flip_class_conditional,
+    flip_rates,
+)
 from d2ace_ext.datasets.synthetic import make_multilabel
 from d2ace_ext.harness.experiment import Protocol, RunKey
 from d2ace_ext.harness.fold_data import PreparedDataset
 from d2ace_ext.harness.fold_run import run_fold
 
-from support.paths import ROOT
 from support.evidence_digests import KNOWN_DIGESTS
+from support.paths import ROOT
 
 
 def _labels(m=4000, q=12, seed=0):
@@ -44,11 +51,15 @@ def test_missing_drops_each_positive_with_the_rate_and_adds_none():
 
 
 def test_extra_adds_exactly_the_rounded_count_of_negatives_per_row():
-    y = np.array([[0, 0, 0, 0, 0, 0],    # k = 0: 0 added
-                  [1, 0, 0, 0, 0, 0],    # k = 1: 0.5 rounds up to 1
-                  [1, 1, 0, 0, 0, 0],    # k = 2: 1
-                  [1, 1, 1, 0, 0, 0],    # k = 3: 1.5 rounds up to 2
-                  [1, 1, 1, 1, 1, 0]])   # k = 5: 2.5 -> 3, capped at its 1 negative
+    y = np.array(
+        [
+            [0, 0, 0, 0, 0, 0],  # k = 0: 0 added
+            [1, 0, 0, 0, 0, 0],  # k = 1: 0.5 rounds up to 1
+            [1, 1, 0, 0, 0, 0],  # k = 2: 1
+            [1, 1, 1, 0, 0, 0],  # k = 3: 1.5 rounds up to 2
+            [1, 1, 1, 1, 1, 0],
+        ]
+    )  # k = 5: 2.5 -> 3, capped at its 1 negative
     assert extra_counts(y, 0.5).tolist() == [0, 1, 1, 2, 1]
     assert extra_counts(y, 1.0).tolist() == [0, 1, 2, 3, 1]
     assert extra_counts(np.ones((1, 10)), 0.35).tolist() == [0]  # no negative to add
@@ -65,11 +76,11 @@ def test_extra_adds_exactly_the_rounded_count_of_negatives_per_row():
 
 def test_extra_picks_uniformly_among_the_negatives():
     y = np.zeros((6000, 5), dtype=np.int64)
-    y[:, 0] = 1                                         # one positive: one extra label each
+    y[:, 0] = 1  # one positive: one extra label each
     noisy = add_irrelevant(y, 1.0, np.random.default_rng(5))
     counts = noisy[:, 1:].sum(0)
     assert counts.sum() == 6000 and (noisy[:, 0] == 1).all()
-    for c in counts:                                    # each negative chosen with p = 1/4
+    for c in counts:  # each negative chosen with p = 1/4
         assert _within(c, 1500, 6000 * 0.25 * 0.75)
 
 
@@ -91,9 +102,9 @@ def test_flip_keeps_each_label_count_in_expectation():
 
 def test_flip_rate_caps_at_one_for_labels_positive_in_most_rows():
     y = np.zeros((10, 3), dtype=np.int64)
-    y[:8, 0] = 1          # P = 8, N = 2: 0.5 * 8 / 2 = 2, capped at 1
-    y[:, 1] = 1           # no negative: nothing to gain
-    y[:1, 2] = 1          # P = 1, N = 9
+    y[:8, 0] = 1  # P = 8, N = 2: 0.5 * 8 / 2 = 2, capped at 1
+    y[:, 1] = 1  # no negative: nothing to gain
+    y[:1, 2] = 1  # P = 1, N = 9
     np.testing.assert_allclose(flip_rates(y, 0.5), [1.0, 0.0, 0.5 / 9])
     noisy = flip_class_conditional(y, 0.5, np.random.default_rng(0))
     assert (noisy[8:, 0] == 1).all()  # both negatives of label 0 flipped
@@ -107,9 +118,17 @@ def test_noise_settings_are_parsed_canonically_and_checked():
     assert Protocol(label_noise="missing:0.2").digest() != Protocol(label_noise="missing:0.4").digest()
     assert Protocol(label_noise="flip:0.1").digest() != Protocol().digest()
     assert LabelNoise.parse("flip:0.1") == LabelNoise("flip", 0.1)
-    for bad, match in [("noise:0.2", "KIND:RATE"), ("missing", "KIND:RATE"), ("missing:0.2:1", "KIND:RATE"),
-                       ("missing:x", "must be a number"), ("missing:1.5", r"\[0, 1\]"), ("flip:-0.1", r"\[0, 1\]"),
-                       ("extra:-1", ">= 0"), ("extra:inf", ">= 0"), (0.2, "KIND:RATE")]:
+    for bad, match in [
+        ("noise:0.2", "KIND:RATE"),
+        ("missing", "KIND:RATE"),
+        ("missing:0.2:1", "KIND:RATE"),
+        ("missing:x", "must be a number"),
+        ("missing:1.5", r"\[0, 1\]"),
+        ("flip:-0.1", r"\[0, 1\]"),
+        ("extra:-1", ">= 0"),
+        ("extra:inf", ">= 0"),
+        (0.2, "KIND:RATE"),
+    ]:
         with pytest.raises(ValueError, match=match):
             Protocol(label_noise=bad)
     with pytest.raises(ValueError, match="protocol label_noise"):
@@ -164,7 +183,7 @@ def test_noise_is_seeded_by_seed_repeat_and_fold_only():
     prepared = _prepared(Protocol(**noisy))
     clean = _prepared(Protocol(folds=3, epochs=1, min_positives=5))
     # Another fold, repeat or seed draws other noise (compared through the flips it made).
-    flips = lambda p, c, k, r=0: (p.fold(k, r).train_y != c.fold(k, r).train_y)  # noqa: E731
+    flips = lambda p, c, k, r=0: p.fold(k, r).train_y != c.fold(k, r).train_y  # noqa: E731
     f0, f1 = flips(prepared, clean, 0), flips(prepared, clean, 1)
     assert f0.shape != f1.shape or not f0.equal(f1)
     reseeded = Protocol(**{**noisy, "seed": 56})
@@ -178,8 +197,15 @@ def test_noise_is_seeded_by_seed_repeat_and_fold_only():
 def test_a_run_survives_training_labels_without_positives(selector):
     """missing:1.0 empties every training and validation column: the run completes, the
     validation AUC is undefined (NaN) every epoch and the last epoch is tested."""
-    protocol = Protocol(folds=3, epochs=2, lr=1e-3, lr_warmup_epochs=0, min_positives=5, label_noise="missing:1.0",
-                        selector_options={s: {"warmup_epochs": 1} for s in ("d2ace", "hard_imb", "dihcl")})
+    protocol = Protocol(
+        folds=3,
+        epochs=2,
+        lr=1e-3,
+        lr_warmup_epochs=0,
+        min_positives=5,
+        label_noise="missing:1.0",
+        selector_options={s: {"warmup_epochs": 1} for s in ("d2ace", "hard_imb", "dihcl")},
+    )
     data = _prepared(protocol).fold(0)
     assert float(data.train_y.sum()) == 0.0 and float(data.test_y.sum()) > 0
     with pytest.warns(RuntimeWarning) if selector in ("hard_imb", "d2ace") else contextlib.nullcontext():
@@ -190,9 +216,26 @@ def test_a_run_survives_training_labels_without_positives(selector):
 
 def test_command_runs_a_real_set_under_missing_labels(data_dir, tmp_path, capsys):
     out = str(tmp_path / "res")
-    argv = ["run", "--dataset", "yeast", "--model", "mlp", "--data-dir", data_dir, "--results-dir", out,
-            "--folds", "2", "--epochs", "2", "--lr-warmup-epochs", "0", "--no-progress",
-            "--label-noise", "missing:0.4"]
+    argv = [
+        "run",
+        "--dataset",
+        "yeast",
+        "--model",
+        "mlp",
+        "--data-dir",
+        data_dir,
+        "--results-dir",
+        out,
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--lr-warmup-epochs",
+        "0",
+        "--no-progress",
+        "--label-noise",
+        "missing:0.4",
+    ]
     for selector in ("hard_imb", "dihcl", "d2ace"):
         assert cli.main(argv + ["--selector", selector, "--selector-opt", "warmup_epochs=1"]) == 0
         text = capsys.readouterr().out

@@ -1,23 +1,39 @@
 """Multi-label metrics against scikit-learn (one_error by hand), edge cases, bad input."""
+
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import (coverage_error, f1_score, hamming_loss, label_ranking_average_precision_score,
-                             label_ranking_loss, roc_auc_score)
+from sklearn.metrics import (
+    coverage_error,
+    f1_score,
+    hamming_loss,
+    label_ranking_average_precision_score,
+    label_ranking_loss,
+    roc_auc_score,
+)
 
 from d2ace_ext import metrics
 
-KEYS = {"macro_auc", "macro_auc_skipped", "macro_f1", "micro_f1", "ranking_loss", "hamming_loss",
-        "one_error", "coverage", "average_precision"}
+KEYS = {
+    "macro_auc",
+    "macro_auc_skipped",
+    "macro_f1",
+    "micro_f1",
+    "ranking_loss",
+    "hamming_loss",
+    "one_error",
+    "coverage",
+    "average_precision",
+}
 
 
 def problem(n=80, q=7, seed=0, density=0.3):
     rng = np.random.default_rng(seed)
     y = (rng.random((n, q)) < density).astype(np.int64)
     y[:, 0] = 0  # a one-class column
-    y[0] = 0     # a row with no relevant label
+    y[0] = 0  # a row with no relevant label
     p = rng.random((n, q))
-    p[1] = 0.5   # a row of ties
+    p[1] = 0.5  # a row of ties
     p[2, :3] = np.round(p[2, :3], 1)
     return y, p
 
@@ -62,27 +78,27 @@ def test_evaluate_returns_every_metric_and_agrees_with_the_functions():
 
 def test_one_error_by_hand_with_an_empty_row_and_ties():
     y = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]])
-    s = np.array([[.9, .1, .2], [.8, .7, .1], [.3, .3, .9], [.5, .2, .1]])
+    s = np.array([[0.9, 0.1, 0.2], [0.8, 0.7, 0.1], [0.3, 0.3, 0.9], [0.5, 0.2, 0.1]])
     # right, wrong (top is label 0), right, no relevant label: an error
     assert metrics.one_error(y, s) == 0.5
-    tie = np.array([[.5, .5]])
+    tie = np.array([[0.5, 0.5]])
     assert metrics.one_error(np.array([[1, 0]]), tie) == 0.0  # first maximum: label 0
     assert metrics.one_error(np.array([[0, 1]]), tie) == 1.0
     assert metrics.one_error(np.array([[0, 0]]), tie) == 1.0
 
 
 def test_ranking_metrics_on_ties_and_empty_rows():
-    tie = np.array([[.5, .5, .1]])
-    assert metrics.coverage(np.array([[1, 0, 0]]), tie) == 2.0        # ties pessimistic
+    tie = np.array([[0.5, 0.5, 0.1]])
+    assert metrics.coverage(np.array([[1, 0, 0]]), tie) == 2.0  # ties pessimistic
     assert metrics.average_precision(np.array([[1, 0, 0]]), tie) == 0.5
-    assert metrics.ranking_loss(np.array([[1, 0, 0]]), tie) == 0.5    # the tied pair is an error
+    assert metrics.ranking_loss(np.array([[1, 0, 0]]), tie) == 0.5  # the tied pair is an error
     empty = np.zeros((1, 3), dtype=int)
-    assert metrics.coverage(empty, tie) == 0.0                        # scikit-learn: 0 for no label
-    assert metrics.average_precision(empty, tie) == 1.0               # scikit-learn: 1 for no label
+    assert metrics.coverage(empty, tie) == 0.0  # scikit-learn: 0 for no label
+    assert metrics.average_precision(empty, tie) == 1.0  # scikit-learn: 1 for no label
     assert metrics.ranking_loss(empty, tie) == 0.0
     # the best coverage is the number of relevant labels (MLC variant: that minus 1)
     y = np.array([[1, 1, 0, 0]])
-    assert metrics.coverage(y, np.array([[.9, .8, .2, .1]])) == 2.0
+    assert metrics.coverage(y, np.array([[0.9, 0.8, 0.2, 0.1]])) == 2.0
 
 
 def test_threshold_metrics_edge_cases():
@@ -97,8 +113,10 @@ def test_threshold_metrics_edge_cases():
     assert np.isnan(metrics.per_label_auc(y, p)).all()
 
 
-@pytest.mark.parametrize("fn", [metrics.evaluate, metrics.one_error, metrics.coverage, metrics.macro_auc,
-                                metrics.micro_f1, metrics.per_label_auc])
+@pytest.mark.parametrize(
+    "fn",
+    [metrics.evaluate, metrics.one_error, metrics.coverage, metrics.macro_auc, metrics.micro_f1, metrics.per_label_auc],
+)
 def test_bad_input_raises_value_error_naming_the_argument(fn):
     y, p = problem(n=10, q=4)
     name = "probs" if fn in (metrics.evaluate, metrics.micro_f1) else "scores"

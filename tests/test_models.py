@@ -1,4 +1,5 @@
 """The tabular base models (MLP, CLIF, DELA, PACA), the CLIF label graph and the registry."""
+
 import pytest
 import torch
 

@@ -2,6 +2,7 @@
 (scikit-learn, as before), approximate (FAISS IVF-Flat) and "auto", chosen by
 ``knn_backend`` on D2ACEConfig / HardImbConfig. The FAISS tests skip where FAISS is not
 installed (``pip install 'd2ace_ext[faiss]'``)."""
+
 import json
 import os
 import subprocess
@@ -19,8 +20,10 @@ from d2ace_ext.selectors import HardImbSelector
 from d2ace_ext.selectors.d2ace import D2ACESelector
 from d2ace_ext.selectors.hard_imb import HardImbConfig, imbalance_weights
 
-needs_faiss = pytest.mark.skipif(not nb.faiss_available(),
-                                 reason="FAISS is not installed: pip install 'd2ace_ext[faiss]' (faiss-cpu) to run this test")
+needs_faiss = pytest.mark.skipif(
+    not nb.faiss_available(),
+    reason="FAISS is not installed: pip install 'd2ace_ext[faiss]' (faiss-cpu) to run this test",
+)
 
 SMALL = dict(num_epochs=5, warmup_epochs=1, t_start=1, t_end=4)
 
@@ -66,7 +69,9 @@ def same_run(one, other):
 def test_knn_backend_defaults_to_auto_and_rejects_unknown_values():
     assert D2ACEConfig().knn_backend == "auto" and HardImbConfig().knn_backend == "auto"
     assert D2ACEConfig.preset("reference").knn_backend == "auto"
-    with pytest.raises(ValueError, match=r"D2ACEConfig.knn_backend must be one of \('exact', 'faiss', 'auto'\), got 'annoy'"):
+    with pytest.raises(
+        ValueError, match=r"D2ACEConfig.knn_backend must be one of \('exact', 'faiss', 'auto'\), got 'annoy'"
+    ):
         D2ACEConfig(knn_backend="annoy")
     with pytest.raises(ValueError, match=r"HardImbConfig.knn_backend must be one of .*got 'hnsw'"):
         HardImbConfig(knn_backend="hnsw")
@@ -83,7 +88,7 @@ def test_auto_is_exact_below_the_threshold_and_faiss_from_it(monkeypatch):
     monkeypatch.setattr(nb, "faiss_available", lambda: True)
     assert nb.chosen_backend("auto", nb.AUTO_FAISS_FROM - 1) == "exact"
     assert nb.chosen_backend("auto", nb.AUTO_FAISS_FROM) == "faiss"
-    assert nb.chosen_backend("exact", 10 ** 9) == "exact"
+    assert nb.chosen_backend("exact", 10**9) == "exact"
     assert nb.chosen_backend("faiss", 10) == "faiss"
 
 
@@ -99,7 +104,9 @@ def test_auto_without_faiss_warns_and_searches_exactly(monkeypatch):
 def test_faiss_backend_without_faiss_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
     x, y = data()
-    with pytest.raises(ImportError, match=r"knn_backend='faiss' needs FAISS, which is not installed: pip install 'd2ace_ext\[faiss\]'"):
+    with pytest.raises(
+        ImportError, match=r"knn_backend='faiss' needs FAISS, which is not installed: pip install 'd2ace_ext\[faiss\]'"
+    ):
         D2ACESelector(y, x, D2ACEConfig(knn_backend="faiss"))
 
 
@@ -301,8 +308,23 @@ def test_neighbors_benchmark_compares_both_backends(capsys, tmp_path):
     import bench_neighbors
 
     out = tmp_path / "rows.json"
-    bench_neighbors.main(["--n", "400", "--nprobe", "1", "1000", "--queries", "50", "--full-exact-up-to", "0", "--full-faiss-up-to", "0",
-                          "--json", str(out)])
+    bench_neighbors.main(
+        [
+            "--n",
+            "400",
+            "--nprobe",
+            "1",
+            "1000",
+            "--queries",
+            "50",
+            "--full-exact-up-to",
+            "0",
+            "--full-faiss-up-to",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "faiss nlist=10 nprobe=1000" in printed and "search scaled from 50 rows" in printed
     exact, one_cell, every_cell, drawn = json.loads(out.read_text())

@@ -1,4 +1,5 @@
 """The label-noise table pairs each selector with Random (and D2ACE with Hard-Imb) within one noise setting."""
+
 import numpy as np
 import pytest
 
@@ -6,8 +7,18 @@ from d2ace_ext.harness.noise_report import cell_values, effect_text, main, noise
 
 
 def _record(selector, digest, fold, auc, dataset="scene", preset="-"):
-    return {"key": {"dataset": dataset, "model": "mlp", "selector": selector, "preset": preset, "fold": fold,
-                    "protocol": digest, "repeat": 0}, "metrics": {"macro_auc": auc}}
+    return {
+        "key": {
+            "dataset": dataset,
+            "model": "mlp",
+            "selector": selector,
+            "preset": preset,
+            "fold": fold,
+            "protocol": digest,
+            "repeat": 0,
+        },
+        "metrics": {"macro_auc": auc},
+    }
 
 
 def _grid():
@@ -15,19 +26,24 @@ def _grid():
     noisy = setting_protocol("extra:1.0", 10, 3).digest()
     records = []
     for fold in range(3):
-        records += [_record("random", clean, fold, 0.80), _record("hard_imb", clean, fold, 0.81),
-                    _record("d2ace", clean, fold, 0.80 + 0.01 * fold, preset="paper"),
-                    _record("d2ace", clean, fold, 0.10, preset="reference"),  # another preset: not paired
-                    _record("random", noisy, fold, 0.70), _record("hard_imb", noisy, fold, 0.68),
-                    _record("d2ace", noisy, fold, 0.72, preset="paper")]
+        records += [
+            _record("random", clean, fold, 0.80),
+            _record("hard_imb", clean, fold, 0.81),
+            _record("d2ace", clean, fold, 0.80 + 0.01 * fold, preset="paper"),
+            _record("d2ace", clean, fold, 0.10, preset="reference"),  # another preset: not paired
+            _record("random", noisy, fold, 0.70),
+            _record("hard_imb", noisy, fold, 0.68),
+            _record("d2ace", noisy, fold, 0.72, preset="paper"),
+        ]
     return records, clean, noisy
 
 
 def test_each_setting_pairs_its_own_runs_and_reports_the_mean_difference():
     records, clean, noisy = _grid()
     assert clean != noisy
-    assert cell_values(records, clean, "d2ace", ["scene"], "mlp", "paper", "macro_auc") == \
-        {("scene", 0, f): pytest.approx(0.80 + 0.01 * f) for f in range(3)}
+    assert cell_values(records, clean, "d2ace", ["scene"], "mlp", "paper", "macro_auc") == {
+        ("scene", 0, f): pytest.approx(0.80 + 0.01 * f) for f in range(3)
+    }
     table = noise_table(records, ["clean", "extra:1.0"], ["scene"], "mlp", "paper", "macro_auc", 10, 3).splitlines()
     rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in table[2:]}
     # clean: Hard-Imb +0.01 on every fold; D2ACE +0.00, +0.01, +0.02 -> mean +0.01; D2ACE - Hard-Imb mean 0

@@ -1,12 +1,12 @@
 """Ties, saturated logits and the Eq. 17 epoch: the native and pure-PyTorch paths agree
 on the adversarial states that used to split them."""
+
 import math
 
 import pytest
 import torch
 
-from d2ace_ext import D2ACEConfig, D2ACESampler, functional, ops
-from d2ace_ext import force_fallback
+from d2ace_ext import D2ACEConfig, D2ACESampler, force_fallback, functional, ops
 from d2ace_ext.equivalence import run_cases
 from d2ace_ext.scoring import schedule_values
 from d2ace_ext.selectors.d2ace import D2ACESelector
@@ -22,15 +22,24 @@ def test_saturated_logits_are_recorded_as_exact_0_and_1(path):
     state = VisitState(1, len(SATURATED), 3)
     context = force_fallback() if path == "fallback" else torch.no_grad()
     with context:
-        state.record_outputs(torch.tensor([0]), x, y, 0, from_logits=True, per_epoch=True,
-                             flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
+        state.record_outputs(
+            torch.tensor([0]),
+            x,
+            y,
+            0,
+            from_logits=True,
+            per_epoch=True,
+            flip_on="prediction",
+            flip_threshold=0.5,
+            lambda2=0.7,
+        )
     p, loss = state.window[0, 0], state.loss[0]
     assert p[:8].tolist() == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     margin = torch.where(y[0] != 0, -x[0], x[0]).clamp(min=0)
     assert torch.equal(loss[:8], margin[:8])  # BCE = max(margin, 0) exactly once saturated
     # below the saturation point σ(x) is the float32 value, a normal float, on both paths
     expected = torch.sigmoid(x[0, 8:])
-    assert torch.allclose(p[8:], expected, rtol=2e-6, atol=0) and bool((p[8:10] >= 2.0 ** -126).all())
+    assert torch.allclose(p[8:], expected, rtol=2e-6, atol=0) and bool((p[8:10] >= 2.0**-126).all())
 
 
 def three_right_saturated_predictions(path):
@@ -53,7 +62,9 @@ def test_infinite_logits_give_the_same_distribution_on_both_paths():
 
 
 def test_weights_within_rounding_of_each_other_are_tied_on_every_path():
-    tied = torch.tensor([[1.0, 1.0 + 1e-12, 1.0 - 3e-13, 1.0], [5.0, 5.0, 5.0 * (1 + 2.0 ** -20), 5.0]], dtype=torch.float64)
+    tied = torch.tensor(
+        [[1.0, 1.0 + 1e-12, 1.0 - 3e-13, 1.0], [5.0, 5.0, 5.0 * (1 + 2.0**-20), 5.0]], dtype=torch.float64
+    )
     distinct = torch.tensor([[1.0, 1.0 + 1e-3, 1.0, 1.0], [5.0, 6.0, 5.0, 5.0]], dtype=torch.float64)
     for weights, uniform in ((tied, True), (distinct, False)):
         native, _ = ops.quantized_mixture(weights, 95.0, 0.5, 0)
@@ -84,8 +95,12 @@ def identical_rows_report(path, n, q, k, preset, seed):
 @pytest.mark.filterwarnings("ignore:labels:RuntimeWarning")  # empty label columns, on purpose
 def test_identical_predictions_for_every_instance_sample_uniformly_on_both_paths():
     rounded = 0
-    for n, q, k, preset, seed in [(143, 9, 3, "reference", 1), (249, 7, 2, "paper", 2),
-                                  (249, 12, 0, "paper", 3), (83, 6, 3, "reference", 4)]:
+    for n, q, k, preset, seed in [
+        (143, 9, 3, "reference", 1),
+        (249, 7, 2, "paper", 2),
+        (249, 12, 0, "paper", 3),
+        (83, 6, 3, "reference", 4),
+    ]:
         for path in ("native", "fallback"):
             report = identical_rows_report(path, n, q, k, preset, seed)
             for name in ("uncertainty", "hardness"):

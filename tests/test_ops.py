@@ -1,4 +1,5 @@
 """The native binary_entropy operator against its pure-PyTorch definition."""
+
 import os
 import subprocess
 import sys
@@ -46,8 +47,7 @@ def tolerance(p64, dtype):
 @pytest.mark.parametrize("seed", range(5))
 def test_kernel_matches_float64_fallback(device, dtype, seed):
     g = torch.Generator().manual_seed(seed)
-    p64 = torch.cat([torch.rand(1000 + 37 * seed, generator=g, dtype=torch.float64),
-                     edge_inputs(torch.float64, "cpu")])
+    p64 = torch.cat([torch.rand(1000 + 37 * seed, generator=g, dtype=torch.float64), edge_inputs(torch.float64, "cpu")])
     reference, tol = tolerance(p64, dtype)
     out = torch.ops.d2ace_ext.binary_entropy(p64.to(dtype).to(device))
     assert out.dtype == dtype and out.shape == p64.shape
@@ -137,8 +137,9 @@ def test_the_environment_variable_is_read_once_at_import():
     results = {}
     for value in ("1", "0"):
         env = {**os.environ, "D2ACE_EXT_FORCE_FALLBACK": value}
-        run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=120)
+        run = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         assert run.returncode == 0, run.stderr
         results[value] = run.stdout.split()
     loaded = str(d2ace_ext.extension_loaded())

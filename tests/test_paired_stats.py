@@ -1,5 +1,6 @@
 """The comparison report's paired effect with its bootstrap interval, the convergence
 check, and tables over repeated cross-validation."""
+
 import math
 
 import numpy as np
@@ -15,7 +16,7 @@ from d2ace_ext.harness.tables import markdown, summarise, write_tables
 
 def test_paired_differences_match_cells_and_point_towards_d2ace():
     target = {(0, 0): 0.8, (0, 1): 0.7, (1, 0): float("nan"), (1, 1): 0.9}
-    baseline = {(0, 0): 0.7, (0, 1): 0.75, (1, 0): 0.6}             # (1, 1) missing: not paired
+    baseline = {(0, 0): 0.7, (0, 1): 0.75, (1, 0): 0.6}  # (1, 1) missing: not paired
     assert paired_differences(target, baseline, True) == pytest.approx([0.1, -0.05])
     assert paired_differences(target, baseline, False) == pytest.approx([-0.1, 0.05])  # lower is better
 
@@ -55,9 +56,21 @@ def _records(repeats=2, folds=3):
             base = 0.7 + 0.01 * f + 0.005 * r
             for selector, shift, best_at in (("random", 0.0, 99), ("d2ace", 0.002, 50)):
                 auc = base + shift + rng.normal(0, 1e-4)
-                out.append({"key": {"dataset": "a", "model": "mlp", "selector": selector, "preset": "-",
-                                    "fold": f, "repeat": r, "protocol": "x"},
-                            "metrics": {"macro_auc": auc, "ranking_loss": 1 - auc}, **_history(best_at)})
+                out.append(
+                    {
+                        "key": {
+                            "dataset": "a",
+                            "model": "mlp",
+                            "selector": selector,
+                            "preset": "-",
+                            "fold": f,
+                            "repeat": r,
+                            "protocol": "x",
+                        },
+                        "metrics": {"macro_auc": auc, "ranking_loss": 1 - auc},
+                        **_history(best_at),
+                    }
+                )
     return out
 
 
@@ -112,6 +125,7 @@ def test_tables_report_the_effect_per_data_set():
     assert missing["macro_auc"]["mlp"]["dataset_effect"]["random"]["c"]["cells"] == 0
     assert "| c | – |" in markdown(missing, ["a", "c"], ["mlp"], ["random", "d2ace"])
 
+
 def test_repeats_in_keys_and_store():
     protocol = Protocol(folds=2)
     keys = Grid(("a",), ("mlp",), ("random",), repeats=3).keys(protocol)
@@ -133,6 +147,7 @@ def test_records_written_before_repeats_are_repeat_zero(tmp_path):
 
 def test_epochs_sweep_runs_each_length(monkeypatch):
     from d2ace_ext import cli
+
     seen = []
     monkeypatch.setattr(cli, "cmd_compare", lambda args: seen.append((args.epochs, args.stem)) or 0)
     assert cli.main(["compare", "--datasets", "cal500", "--epochs", "100", "200", "300"]) == 0
@@ -144,6 +159,7 @@ def test_epochs_sweep_runs_each_length(monkeypatch):
 
 def test_report_only_runs_nothing_and_returns_what_is_there(tmp_path):
     from d2ace_ext.harness.runner import run_grid
+
     protocol = Protocol(folds=2)
     grid = Grid(("nowhere",), ("mlp",), ("random", "d2ace"), repeats=2)
     store = ResultsStore(str(tmp_path))

@@ -1,4 +1,5 @@
 """Figures from a synthetic results folder (d2ace_ext.harness.plots)."""
+
 import json
 import math
 
@@ -24,10 +25,18 @@ def assert_png(path):
 def record(selector, preset, fold, auc, loss, trace=None, dataset="yeast"):
     epochs = list(range(len(auc)))
     return {
-        "key": {"dataset": dataset, "model": "clif", "selector": selector, "preset": preset,
-                "fold": fold, "protocol": "3f2a9c1b"},
+        "key": {
+            "dataset": dataset,
+            "model": "clif",
+            "selector": selector,
+            "preset": preset,
+            "fold": fold,
+            "protocol": "3f2a9c1b",
+        },
         "metrics": {"macro_auc": 0.7, "macro_f1": 0.4, "ranking_loss": 0.2},
-        "best_epoch": len(auc) - 1, "seconds": 1.0, "selection_seconds": 0.1,
+        "best_epoch": len(auc) - 1,
+        "seconds": 1.0,
+        "selection_seconds": 0.1,
         "history": {"epoch": epochs, "train_loss": loss, "val_macro_auc": auc, "lr": [1e-4] * len(auc)},
         "trace": trace,
     }
@@ -84,8 +93,7 @@ def test_plot_results_writes_every_supported_figure(tmp_path):
     written = plots.plot_results(results, out)
 
     # No Random run: nothing to time against, so no compute-saved figure.
-    expected = [out / "convergence__yeast__clif.png",
-                out / f"deciles__{stem}.png", out / f"label_weights__{stem}.png"]
+    expected = [out / "convergence__yeast__clif.png", out / f"deciles__{stem}.png", out / f"label_weights__{stem}.png"]
     assert written == [str(p) for p in expected]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in expected)
     for path in expected:
@@ -122,19 +130,21 @@ def test_decile_groups_hand_counted():
     outlier = np.isin(rank, [0, 19])
     loss = np.select([rank <= 6, rank <= 12, rank <= 18], [100.0 + rank, rank * 1.0, 50.0 + rank], 0.0)
     loss[0], loss[19] = 1000.0, 2000.0
-    expected = np.array([
-        # outlier, high, medium, low
-        [1, 1, 0, 0],  # ranks 0, 1
-        [0, 2, 0, 0],  # 2, 3
-        [0, 2, 0, 0],  # 4, 5
-        [0, 1, 0, 1],  # 6, 7
-        [0, 0, 0, 2],  # 8, 9
-        [0, 0, 0, 2],  # 10, 11
-        [0, 0, 1, 1],  # 12, 13
-        [0, 0, 2, 0],  # 14, 15
-        [0, 0, 2, 0],  # 16, 17
-        [1, 0, 1, 0],  # 18, 19
-    ])
+    expected = np.array(
+        [
+            # outlier, high, medium, low
+            [1, 1, 0, 0],  # ranks 0, 1
+            [0, 2, 0, 0],  # 2, 3
+            [0, 2, 0, 0],  # 4, 5
+            [0, 1, 0, 1],  # 6, 7
+            [0, 0, 0, 2],  # 8, 9
+            [0, 0, 0, 2],  # 10, 11
+            [0, 0, 1, 1],  # 12, 13
+            [0, 0, 2, 0],  # 14, 15
+            [0, 0, 2, 0],  # 16, 17
+            [1, 0, 1, 0],  # 18, 19
+        ]
+    )
     # Store the instances in a shuffled order: the function must sort by probability.
     perm = np.random.default_rng(3).permutation(20)
     counts = plots.decile_groups(probability[perm], loss[perm], outlier[perm])
@@ -163,16 +173,23 @@ def test_edge_cases_single_fold_one_label_tiny_trace(tmp_path):
     (tmp_path / "traces").mkdir()
     write_trace(tmp_path / "traces" / "t.npz", n=4, q=1, snapshots=(3,), epochs=5)
     nan = float("nan")
-    write_results(tmp_path, [
-        record("random", "-", 0, [nan, nan, nan], [1.0, 0.9, 0.8], "traces/t.npz"),
-        record("random", "-", 0, [nan, nan, nan], [1.0, 0.9, 0.8], "traces/missing.npz", dataset="emotions"),
-    ])
+    write_results(
+        tmp_path,
+        [
+            record("random", "-", 0, [nan, nan, nan], [1.0, 0.9, 0.8], "traces/t.npz"),
+            record("random", "-", 0, [nan, nan, nan], [1.0, 0.9, 0.8], "traces/missing.npz", dataset="emotions"),
+        ],
+    )
     out = tmp_path / "figures"
     with pytest.warns(UserWarning, match="missing"):
         written = plots.plot_results(tmp_path, out)
     names = [p.rsplit("/", 1)[-1] for p in written]
-    assert names == ["convergence__emotions__clif.png", "convergence__yeast__clif.png",
-                     "deciles__t.png", "label_weights__t.png"]
+    assert names == [
+        "convergence__emotions__clif.png",
+        "convergence__yeast__clif.png",
+        "deciles__t.png",
+        "label_weights__t.png",
+    ]
     for path in written:
         assert_png(path)
 
@@ -192,13 +209,18 @@ def test_label_choice_and_explicit_labels(tmp_path):
 
 
 def test_plot_convergence_keeps_baselines_in_each_preset_panel(tmp_path):
-    records = [record("d2ace", "paper", 0, [0.5, 0.7], [1.0, 0.5]),
-               record("d2ace", "fast", 0, [0.5, 0.6], [1.0, 0.6]),
-               record("balance", "-", 0, [0.5, 0.65], [1.0, 0.7])]
+    records = [
+        record("d2ace", "paper", 0, [0.5, 0.7], [1.0, 0.5]),
+        record("d2ace", "fast", 0, [0.5, 0.6], [1.0, 0.6]),
+        record("balance", "-", 0, [0.5, 0.65], [1.0, 0.7]),
+    ]
     panels = plots.convergence_panels(records)
-    assert [(title, sorted((r["key"]["selector"], r["key"]["preset"]) for r in chosen)) for title, chosen in panels] == [
+    assert [
+        (title, sorted((r["key"]["selector"], r["key"]["preset"]) for r in chosen)) for title, chosen in panels
+    ] == [
         ("2 epochs, D2ACE fast preset", [("balance", "-"), ("d2ace", "fast")]),
-        ("2 epochs, D2ACE paper preset", [("balance", "-"), ("d2ace", "paper")])]
+        ("2 epochs, D2ACE paper preset", [("balance", "-"), ("d2ace", "paper")]),
+    ]
     out = plots.plot_convergence(records, "yeast", "clif", tmp_path / "c.png", preset="paper")
     assert_png(out)
     with pytest.raises(ValueError):
@@ -208,6 +230,7 @@ def test_plot_convergence_keeps_baselines_in_each_preset_panel(tmp_path):
 
 def test_default_decile_panels_skip_the_uniform_warm_up_snapshots():
     from d2ace_ext.harness.plots import default_snapshot_epochs
+
     uniform = np.full(6, 1 / 6)
     chosen = np.array([0.3, 0.2, 0.2, 0.1, 0.1, 0.1])
     trace = {"epochs": np.array([0, 10, 20, 99]), "probabilities": np.stack([uniform, uniform, chosen, chosen])}
@@ -226,22 +249,29 @@ def _timed(selector, preset, fold, auc, protocol="3f2a9c1b", dataset="yeast"):
 
 def test_convergence_panels_one_per_protocol_labelled_by_what_differs(tmp_path):
     from d2ace_ext.harness.experiment import Protocol
+
     short, long_ = Protocol(epochs=3), Protocol(epochs=3, lr=1e-3)
-    records = [_timed("random", "-", 0, [0.5, 0.6, 0.7], short.digest()),
-               _timed("d2ace", "paper", 0, [0.5, 0.65, 0.7], short.digest()),
-               _timed("random", "-", 0, [0.5, 0.7, 0.8], long_.digest()),
-               _timed("hard_imb", "-", 0, [0.5, 0.75, 0.8], long_.digest())]
+    records = [
+        _timed("random", "-", 0, [0.5, 0.6, 0.7], short.digest()),
+        _timed("d2ace", "paper", 0, [0.5, 0.65, 0.7], short.digest()),
+        _timed("random", "-", 0, [0.5, 0.7, 0.8], long_.digest()),
+        _timed("hard_imb", "-", 0, [0.5, 0.75, 0.8], long_.digest()),
+    ]
     panels = plots.convergence_panels(records, {p.digest(): p.to_dict() for p in (short, long_)})
     titles = sorted(title for title, _ in panels)
     assert titles == ["3 epochs, lr 0.0001, D2ACE paper preset", "3 epochs, lr 0.001"]
     # Without the settings the digest tells them apart (same epochs).
     assert sorted(t for t, _ in plots.convergence_panels(records)) == [
-        f"3 epochs, protocol {long_.digest()}", f"3 epochs, protocol {short.digest()}, D2ACE paper preset"]
+        f"3 epochs, protocol {long_.digest()}",
+        f"3 epochs, protocol {short.digest()}, D2ACE paper preset",
+    ]
 
 
 def test_convergence_figure_has_no_empty_panel_and_one_colour_per_selector(tmp_path, monkeypatch):
     from matplotlib.colors import to_hex
+
     from d2ace_ext.harness import plot_convergence
+
     drawn = []
     monkeypatch.setattr(plot_convergence, "_save", lambda figure, path: drawn.append(figure) or str(path))
     records = [_timed("random", "-", f, [0.5, 0.6, 0.7 + 0.01 * f]) for f in range(2)]
@@ -250,10 +280,16 @@ def test_convergence_figure_has_no_empty_panel_and_one_colour_per_selector(tmp_p
     plots.plot_convergence(records, "yeast", "clif", tmp_path / "c.png")
     visible = [ax for ax in drawn[0].axes if ax.get_visible()]
     assert len(visible) == 1  # no training loss in these records: no training-loss panel
-    colours = {line.get_label().split(" (")[0]: to_hex(line.get_color()) for line in visible[0].lines
-               if not line.get_label().startswith("_")}
-    assert colours == {"Random": plots.SELECTOR_COLORS["random"], "D2ACE": plots.SELECTOR_COLORS["d2ace"],
-                       "Hard-Imb": plots.SELECTOR_COLORS["hard_imb"]}
+    colours = {
+        line.get_label().split(" (")[0]: to_hex(line.get_color())
+        for line in visible[0].lines
+        if not line.get_label().startswith("_")
+    }
+    assert colours == {
+        "Random": plots.SELECTOR_COLORS["random"],
+        "D2ACE": plots.SELECTOR_COLORS["d2ace"],
+        "Hard-Imb": plots.SELECTOR_COLORS["hard_imb"],
+    }
     assert len(set(plots.SELECTOR_COLORS.values())) == len(plots.SELECTOR_COLORS)  # no two selectors share one
     # Five panels wrap onto two rows of three; the unused place is hidden, not drawn empty.
     more = [dict(r, key={**r["key"], "protocol": f"p{i}"}) for i in range(5) for r in records]
@@ -264,10 +300,12 @@ def test_convergence_figure_has_no_empty_panel_and_one_colour_per_selector(tmp_p
 def test_compute_saved_figure_from_paired_runs(tmp_path):
     records = []
     for fold in range(3):
-        records += [_timed("random", "-", fold, [0.5, 0.6, 0.7, 0.8]),
-                    _timed("d2ace", "paper", fold, [0.5, 0.8, 0.8, 0.8]),
-                    _timed("d2ace", "reference", fold, [0.5, 0.6, 0.6, 0.6]),  # never reaches: drawn at the floor
-                    _timed("hard_imb", "-", fold, [0.5, 0.6, 0.8, 0.8], dataset="emotions")]
+        records += [
+            _timed("random", "-", fold, [0.5, 0.6, 0.7, 0.8]),
+            _timed("d2ace", "paper", fold, [0.5, 0.8, 0.8, 0.8]),
+            _timed("d2ace", "reference", fold, [0.5, 0.6, 0.6, 0.6]),  # never reaches: drawn at the floor
+            _timed("hard_imb", "-", fold, [0.5, 0.6, 0.8, 0.8], dataset="emotions"),
+        ]
     records += [_timed("random", "-", fold, [0.5, 0.6, 0.7, 0.8], dataset="emotions") for fold in range(3)]
     assert_png(plots.plot_compute_saved(records, tmp_path / "saved.png"))
     write_results(tmp_path, records)

@@ -1,4 +1,5 @@
 """The two presets differ exactly where docs/fidelity.md says, and every option is wired."""
+
 import dataclasses
 import os
 
@@ -61,8 +62,9 @@ def test_each_reference_option_changes_the_scores(field):
     paper = D2ACEConfig(num_neighbors=3)
     changed = paper.replace(**{field: EXPECTED_DIFFERENCES[field][1]})
     a, b = run_scores(paper), run_scores(changed)
-    same_weights = all(torch.equal(x.weights, y.weights) for x, y in
-                       ((a.uncertainty, b.uncertainty), (a.hardness, b.hardness)))
+    same_weights = all(
+        torch.equal(x.weights, y.weights) for x, y in ((a.uncertainty, b.uncertainty), (a.hardness, b.hardness))
+    )
     same_probs = torch.equal(a.probabilities, b.probabilities)
     same_schedule = (a.pressure, a.p_beta) == (b.pressure, b.p_beta)
     assert not (same_weights and same_probs and same_schedule)

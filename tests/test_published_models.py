@@ -1,5 +1,6 @@
 """The published variants of CLIF, DELA and PACA (as iunanyou/D2ACE builds them): sizes
 pinned for yeast's d = 103, q = 14, the loss scale, and the generic model contract."""
+
 import math
 
 import pytest
@@ -19,26 +20,66 @@ PARAMETERS = {"clif": 1_874_454, "dela": 498_450, "paca": 1_430_441}
 
 # name -> shape of every trainable parameter that has a weight-like name, in module order.
 SHAPES = {
-    "clif": [("gin.0.mlp.0.weight", (7, 14)), ("gin.0.mlp.4.weight", (14, 7)), ("gin.1.mlp.0.weight", (7, 14)),
-             ("gin.1.mlp.4.weight", (14, 7)), ("encoder.0.weight", (768, 103)), ("encoder.3.weight", (768, 768)),
-             ("encoder.6.weight", (768, 768)), ("guide.weight", (768, 14)), ("specific.0.weight", (768, 768)),
-             ("classifier.weight", (14, 768))],
-    "dela": [("encoder.0.weight", (256, 103)), ("encoder.3.weight", (512, 256)), ("encoder.6.weight", (256, 512)),
-             ("mu.weight", (52, 256)), ("logvar.weight", (52, 256)), ("gate_map.weight", (52, 52)),
-             ("decoder_in.weight", (256, 155)), ("decoder_out.0.weight", (512, 256)), ("classifier.weight", (14, 512))],
-    "paca": [("x_encoder.0.weight", (256, 103)), ("x_encoder.3.weight", (512, 256)), ("x_encoder.6.weight", (256, 512)),
-             ("x_mu.weight", (52, 256)), ("x_logvar.weight", (52, 256)), ("y_encoder.0.weight", (512, 14)),
-             ("y_encoder.3.weight", (256, 512)), ("y_mu.weight", (52, 256)), ("y_logvar.weight", (52, 256)),
-             ("x_decoder.0.weight", (256, 52)), ("x_decoder.3.weight", (512, 256)), ("x_decoder.6.weight", (256, 512)),
-             ("x_decoder.9.weight", (103, 256)), ("y_decoder.0.weight", (256, 52)), ("y_decoder.3.weight", (512, 256)),
-             ("y_classifier.weight", (14, 512)), ("instance_map.0.weight", (256, 155)),
-             ("instance_map.3.weight", (256, 256)), ("instance_map.6.weight", (52, 256))]
-            + [(f"{side}.{part}", shape) for side in ("positive", "negative") for part, shape in [
-                ("naf.inp.weight", (256, 52)), ("naf.out.weight", (624, 256)), ("naf.cond.weight", (256, 14)),
-                ("naf.to_ds.weight", (48, 12)), ("affine.scale.l1.weight", (52, 14)),
-                ("affine.scale.l2.weight", (52, 52)), ("affine.scale.l3.weight", (52, 14)),
-                ("affine.shift.l1.weight", (52, 14)), ("affine.shift.l2.weight", (52, 52)),
-                ("affine.shift.l3.weight", (52, 14))]],
+    "clif": [
+        ("gin.0.mlp.0.weight", (7, 14)),
+        ("gin.0.mlp.4.weight", (14, 7)),
+        ("gin.1.mlp.0.weight", (7, 14)),
+        ("gin.1.mlp.4.weight", (14, 7)),
+        ("encoder.0.weight", (768, 103)),
+        ("encoder.3.weight", (768, 768)),
+        ("encoder.6.weight", (768, 768)),
+        ("guide.weight", (768, 14)),
+        ("specific.0.weight", (768, 768)),
+        ("classifier.weight", (14, 768)),
+    ],
+    "dela": [
+        ("encoder.0.weight", (256, 103)),
+        ("encoder.3.weight", (512, 256)),
+        ("encoder.6.weight", (256, 512)),
+        ("mu.weight", (52, 256)),
+        ("logvar.weight", (52, 256)),
+        ("gate_map.weight", (52, 52)),
+        ("decoder_in.weight", (256, 155)),
+        ("decoder_out.0.weight", (512, 256)),
+        ("classifier.weight", (14, 512)),
+    ],
+    "paca": [
+        ("x_encoder.0.weight", (256, 103)),
+        ("x_encoder.3.weight", (512, 256)),
+        ("x_encoder.6.weight", (256, 512)),
+        ("x_mu.weight", (52, 256)),
+        ("x_logvar.weight", (52, 256)),
+        ("y_encoder.0.weight", (512, 14)),
+        ("y_encoder.3.weight", (256, 512)),
+        ("y_mu.weight", (52, 256)),
+        ("y_logvar.weight", (52, 256)),
+        ("x_decoder.0.weight", (256, 52)),
+        ("x_decoder.3.weight", (512, 256)),
+        ("x_decoder.6.weight", (256, 512)),
+        ("x_decoder.9.weight", (103, 256)),
+        ("y_decoder.0.weight", (256, 52)),
+        ("y_decoder.3.weight", (512, 256)),
+        ("y_classifier.weight", (14, 512)),
+        ("instance_map.0.weight", (256, 155)),
+        ("instance_map.3.weight", (256, 256)),
+        ("instance_map.6.weight", (52, 256)),
+    ]
+    + [
+        (f"{side}.{part}", shape)
+        for side in ("positive", "negative")
+        for part, shape in [
+            ("naf.inp.weight", (256, 52)),
+            ("naf.out.weight", (624, 256)),
+            ("naf.cond.weight", (256, 14)),
+            ("naf.to_ds.weight", (48, 12)),
+            ("affine.scale.l1.weight", (52, 14)),
+            ("affine.scale.l2.weight", (52, 52)),
+            ("affine.scale.l3.weight", (52, 14)),
+            ("affine.shift.l1.weight", (52, 14)),
+            ("affine.shift.l2.weight", (52, 52)),
+            ("affine.shift.l3.weight", (52, 14)),
+        ]
+    ],
 }
 
 
@@ -127,12 +168,27 @@ def test_unknown_variant_and_reference_preset_options():
 
 def test_reference_preset_on_the_command_line_builds_published_models():
     from d2ace_ext import cli
-    args = cli.build_parser().parse_args(["run", "--dataset", "yeast", "--model", "clif", "--preset", "reference",
-                                          "--folds-from", "published", "--epochs", "7"])
+
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--dataset",
+            "yeast",
+            "--model",
+            "clif",
+            "--preset",
+            "reference",
+            "--folds-from",
+            "published",
+            "--epochs",
+            "7",
+        ]
+    )
     args.epochs = args.epochs[0]
     protocol = cli._protocol(args, ["clif"], ["d2ace"])
     assert protocol.model_options == {"clif": {"variant": "published"}} and protocol.folds_from == "published"
-    args = cli.build_parser().parse_args(["run", "--dataset", "yeast", "--model", "clif", "--preset", "reference",
-                                          "--model-opt", "variant=paper"])
+    args = cli.build_parser().parse_args(
+        ["run", "--dataset", "yeast", "--model", "clif", "--preset", "reference", "--model-opt", "variant=paper"]
+    )
     args.epochs = args.epochs[0]
     assert cli._protocol(args, ["clif"], ["d2ace"]).model_options == {"clif": {"variant": "paper"}}

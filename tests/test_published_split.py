@@ -2,6 +2,7 @@
 that scikit-multilearn 0.2.0 itself produced (run once in a scratch environment:
 ``np.random.seed(s); IterativeStratification(n_splits=k, order=1).split(X, y)``), and
 torch's ``random_split`` for the validation part."""
+
 import hashlib
 
 import numpy as np
@@ -23,12 +24,30 @@ SYNTHETIC_TEST_FOLDS = [
 # (first 16 hex digits), fold sizes, the first test rows of fold 0, and random_split(seed 55)
 # of fold 0's training rows: first fit and validation rows, in random_split's order.
 REAL = {
-    "yeast": ("f5949dc558860e05", [477, 476, 481, 495, 488], [4, 9, 13, 14, 21],
-              [1197, 902, 1574, 1753, 504], [655, 1080, 1280, 342, 1013], (1746, 194)),
-    "emotions": ("5893d42c12d1a321", [115, 119, 125, 118, 116], [0, 2, 4, 13, 15],
-                 [406, 531, 421, 558, 436], [12, 471, 291, 75, 301], (431, 47)),
-    "cal500": ("11ff8d0526b5d327", [100, 96, 96, 101, 109], [3, 8, 12, 13, 18],
-               [379, 495, 471, 467, 310], [459, 437, 210, 308, 487], (362, 40)),
+    "yeast": (
+        "f5949dc558860e05",
+        [477, 476, 481, 495, 488],
+        [4, 9, 13, 14, 21],
+        [1197, 902, 1574, 1753, 504],
+        [655, 1080, 1280, 342, 1013],
+        (1746, 194),
+    ),
+    "emotions": (
+        "5893d42c12d1a321",
+        [115, 119, 125, 118, 116],
+        [0, 2, 4, 13, 15],
+        [406, 531, 421, 558, 436],
+        [12, 471, 291, 75, 301],
+        (431, 47),
+    ),
+    "cal500": (
+        "11ff8d0526b5d327",
+        [100, 96, 96, 101, 109],
+        [3, 8, 12, 13, 18],
+        [379, 495, 471, 467, 310],
+        [459, 437, 210, 308, 487],
+        (362, 40),
+    ),
 }
 
 

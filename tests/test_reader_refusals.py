@@ -3,6 +3,7 @@ the smallest input that used to load wrongly without a word (or fail with an err
 naming nothing) and checks the reader now reads it right or refuses it with one line
 that names the file and what is wrong.
 docs/inputs.md lists the same cases for users."""
+
 import json
 import os
 import re
@@ -11,12 +12,13 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from support.mulan_files import HEADER, write_set
 
 from d2ace_ext.datasets.images.coco import load_coco2014
 from d2ace_ext.datasets.images.features import load_features
 from d2ace_ext.datasets.images.voc import VOC_CLASSES, load_voc2007
 from d2ace_ext.datasets.mulan import load_dataset, read_arff
+
+from support.mulan_files import HEADER, write_set
 
 # HEADER's attributes: 'it\'s numeric' numeric, colour {red,'dark blue',green},
 # count INTEGER, L1 {0,1}, 'label two' {1,0}; the XML of write_set lists L1 and 'label two'.
@@ -69,8 +71,11 @@ def coco_folder(root, images, categories, annotations):
     """``annotations/instances_train2014.json`` as given under ``root``, and a valid
     one-image ``instances_val2014.json``; returns the train file's path."""
     os.makedirs(root / "annotations")
-    val = {"images": [{"id": 900, "file_name": "v.jpg"}], "categories": categories,
-           "annotations": [{"id": 9, "image_id": 900, "category_id": categories[0]["id"]}]}
+    val = {
+        "images": [{"id": 900, "file_name": "v.jpg"}],
+        "categories": categories,
+        "annotations": [{"id": 9, "image_id": 900, "category_id": categories[0]["id"]}],
+    }
     (root / "annotations" / "instances_val2014.json").write_text(json.dumps(val))
     path = root / "annotations" / "instances_train2014.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
@@ -91,8 +96,9 @@ def test_coco_duplicate_image_id_is_refused_not_given_the_later_file_name(tmp_pa
 
 def test_coco_duplicate_category_id_is_refused_not_read_as_an_extra_column(tmp_path):
     categories = CATEGORIES + [{"id": 1, "name": "van"}]
-    path = coco_folder(tmp_path, [{"id": 7, "file_name": "a.jpg"}], categories,
-                       [{"id": 1, "image_id": 7, "category_id": 1}])
+    path = coco_folder(
+        tmp_path, [{"id": 7, "file_name": "a.jpg"}], categories, [{"id": 1, "image_id": 7, "category_id": 1}]
+    )
     with pytest.raises(ValueError, match=re.escape(str(path))) as err:
         load_coco2014(str(tmp_path))
     assert "category id" in one_line(err) and "1" in str(err.value)
@@ -109,8 +115,9 @@ def test_coco_file_named_by_two_image_ids_is_refused(tmp_path):
 
 def test_coco_category_named_twice_is_refused(tmp_path):
     categories = [{"id": 1, "name": "car"}, {"id": 3, "name": "car"}]
-    path = coco_folder(tmp_path, [{"id": 7, "file_name": "a.jpg"}], categories,
-                       [{"id": 1, "image_id": 7, "category_id": 3}])
+    path = coco_folder(
+        tmp_path, [{"id": 7, "file_name": "a.jpg"}], categories, [{"id": 1, "image_id": 7, "category_id": 3}]
+    )
     with pytest.raises(ValueError, match=re.escape(str(path))) as err:
         load_coco2014(str(tmp_path))
     assert "'car'" in one_line(err)
@@ -125,7 +132,8 @@ def voc_folder(root, splits):
         (base / "ImageSets" / "Main" / f"{split}.txt").write_bytes(text.encode("utf-8"))
         for image_id in text.replace("\ufeff", "").split():
             (base / "Annotations" / f"{image_id}.xml").write_text(
-                "<annotation><object><name>car</name><difficult>0</difficult></object></annotation>")
+                "<annotation><object><name>car</name><difficult>0</difficult></object></annotation>"
+            )
     return base
 
 
@@ -207,7 +215,8 @@ def test_several_arff_files_without_a_pair_are_refused(tmp_path):
 
 
 LABELS_BY_NAME = HEADER.replace("@attribute L1 {0,1}", "@attribute L1 {yes,no}").replace(
-    "@attribute 'label two' {1,0}", "@attribute 'label two' {TRUE, False}")
+    "@attribute 'label two' {1,0}", "@attribute 'label two' {TRUE, False}"
+)
 
 
 def test_label_declared_yes_no_or_true_false_is_read_by_name_not_by_position(tmp_path):
@@ -234,8 +243,10 @@ def test_label_with_categories_other_than_two_named_values_is_refused(tmp_path, 
     assert "'L1'" in one_line(err) and "{0,1}" in str(err.value)
 
 
-@pytest.mark.parametrize("row, line, name", [("nan,red,3,1,0", 9, "it's numeric"), ("1,red,inf,1,0", 9, "count"),
-                                             ("{2 -Infinity,3 1}", 9, "count")])
+@pytest.mark.parametrize(
+    "row, line, name",
+    [("nan,red,3,1,0", 9, "it's numeric"), ("1,red,inf,1,0", 9, "count"), ("{2 -Infinity,3 1}", 9, "count")],
+)
 def test_arff_nan_or_inf_feature_is_refused_at_load(tmp_path, row, line, name):
     folder = write_set(tmp_path, "nonfinite", HEADER, [row])
     with pytest.raises(ValueError, match=re.escape(f"line {line}")) as err:
@@ -276,10 +287,13 @@ def test_malformed_mulan_xml_names_the_file(tmp_path):
 
 def _features_file(tmp_path, **changes):
     rng = np.random.default_rng(0)
-    arrays = {"train_features": rng.normal(size=(6, 8)).astype(np.float32),
-              "train_labels": (rng.random((6, 3)) < 0.5).astype(np.float32),
-              "test_features": rng.normal(size=(4, 8)).astype(np.float32),
-              "test_labels": (rng.random((4, 3)) < 0.5).astype(np.float32), **changes}
+    arrays = {
+        "train_features": rng.normal(size=(6, 8)).astype(np.float32),
+        "train_labels": (rng.random((6, 3)) < 0.5).astype(np.float32),
+        "test_features": rng.normal(size=(4, 8)).astype(np.float32),
+        "test_labels": (rng.random((4, 3)) < 0.5).astype(np.float32),
+        **changes,
+    }
     path = str(tmp_path / "f.npz")
     np.savez(path, **arrays)
     return path

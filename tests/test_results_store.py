@@ -1,6 +1,7 @@
 """Nothing lost, nothing silently wrong around the results store and the command-line
 options. One test per case, named after what it protects; each failed on the code
 before its fix."""
+
 import json
 import os
 
@@ -17,21 +18,48 @@ from support.mulan_files import write_toy_mulan
 
 def read_results(path):
     from d2ace_ext.harness.results import read_results  # the shared reader
+
     return read_results(path)
 
 
 def _record(fold, auc=0.7, selector="random", epochs=3):
     key = RunKey.make("toy", "mlp", selector, "paper", fold, Protocol()).to_dict()
-    return {"key": key, "metrics": {"macro_auc": auc}, "best_epoch": 1,
-            "history": {"epoch": list(range(epochs)), "train_loss": [1.0] * epochs,
-                        "val_macro_auc": [0.5 + 0.01 * e for e in range(epochs)], "lr": [1e-4] * epochs},
-            "trace": None}
+    return {
+        "key": key,
+        "metrics": {"macro_auc": auc},
+        "best_epoch": 1,
+        "history": {
+            "epoch": list(range(epochs)),
+            "train_loss": [1.0] * epochs,
+            "val_macro_auc": [0.5 + 0.01 * e for e in range(epochs)],
+            "lr": [1e-4] * epochs,
+        },
+        "trace": None,
+    }
 
 
 def _grid_argv(data_dir, results_dir, *extra):
-    return ["compare", "--datasets", "toy", "--models", "mlp", "--selectors", "random", "--folds", "2",
-            "--epochs", "1", "--min-positives", "5", "--no-progress", "--data-dir", data_dir,
-            "--results-dir", str(results_dir), *extra]
+    return [
+        "compare",
+        "--datasets",
+        "toy",
+        "--models",
+        "mlp",
+        "--selectors",
+        "random",
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--min-positives",
+        "5",
+        "--no-progress",
+        "--data-dir",
+        data_dir,
+        "--results-dir",
+        str(results_dir),
+        *extra,
+    ]
 
 
 # -- torn and unreadable lines -----------------------------------------------------------
@@ -102,6 +130,7 @@ def test_an_unwritable_results_folder_is_refused_before_any_training(tmp_path, c
     assert cli.main(_grid_argv(data_dir, out)) == 2
     assert "results.jsonl" in capsys.readouterr().err
     from d2ace_ext.harness.writable import require_writable  # where the image command checks its folders
+
     with pytest.raises(ValueError, match="checkpoint folder"):
         require_writable(str(blocker / "checkpoints"), "checkpoint folder")
     require_writable(str(tmp_path / "fine" / "checkpoints"), "checkpoint folder")
@@ -146,19 +175,43 @@ def test_the_evidence_tool_reads_a_torn_last_line_as_compare_does_and_refuses_no
 
 
 # -- model and selector options ----------------------------------------------------------
-@pytest.mark.parametrize("option,expected", [
-    (["--model-opt", "hidden=-5"], "--model-opt mlp.hidden=-5: cannot build mlp on toy (RuntimeError: "),
-    (["--model-opt", "nosuch=1"], "unknown option(s) nosuch; valid options: hidden, dropout"),
-    (["--selector-opt", "nosuchopt=1"], "--selector-opt d2ace.nosuchopt=1: d2ace has no such option; it takes: "
-                                        "window_size, window_unit"),
-    (["--selector-opt", "window_size=1"], "D2ACEConfig.window_size must be an integer >= 2"),
-    (["--selector-opt", "num_neighbors=500"], "cannot build d2ace on toy"),
-])
+@pytest.mark.parametrize(
+    "option,expected",
+    [
+        (["--model-opt", "hidden=-5"], "--model-opt mlp.hidden=-5: cannot build mlp on toy (RuntimeError: "),
+        (["--model-opt", "nosuch=1"], "unknown option(s) nosuch; valid options: hidden, dropout"),
+        (
+            ["--selector-opt", "nosuchopt=1"],
+            "--selector-opt d2ace.nosuchopt=1: d2ace has no such option; it takes: window_size, window_unit",
+        ),
+        (["--selector-opt", "window_size=1"], "D2ACEConfig.window_size must be an integer >= 2"),
+        (["--selector-opt", "num_neighbors=500"], "cannot build d2ace on toy"),
+    ],
+)
 def test_bad_model_and_selector_options_are_one_line_errors_before_training(tmp_path, capsys, option, expected):
     data_dir = write_toy_mulan(tmp_path / "data")
     out = tmp_path / "res"
-    argv = ["run", "--dataset", "toy", "--model", "mlp", "--selector", "d2ace", "--folds", "2", "--epochs", "1",
-            "--min-positives", "5", "--no-progress", "--data-dir", data_dir, "--results-dir", str(out), *option]
+    argv = [
+        "run",
+        "--dataset",
+        "toy",
+        "--model",
+        "mlp",
+        "--selector",
+        "d2ace",
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--min-positives",
+        "5",
+        "--no-progress",
+        "--data-dir",
+        data_dir,
+        "--results-dir",
+        str(out),
+        *option,
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1, err

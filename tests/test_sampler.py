@@ -1,4 +1,5 @@
 """The DataLoader batch sampler: batch counts, determinism, resume, bad input."""
+
 import io
 import math
 
@@ -84,7 +85,7 @@ def test_resumed_run_matches_uninterrupted_run_over_later_epochs():
     g_batches = drive(tail, y, 3, seed=0, start_epoch=3)
     assert len(g_batches) == len(expected) - 3 * len(full)
     # The first post-resume epoch depends only on the saved state, not on later logits.
-    assert g_batches[: len(full)] == expected[3 * len(full): 4 * len(full)]
+    assert g_batches[: len(full)] == expected[3 * len(full) : 4 * len(full)]
 
 
 def test_epoch_advances_without_set_epoch_and_probabilities_are_exposed():

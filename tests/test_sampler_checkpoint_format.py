@@ -3,6 +3,7 @@ sampler states (format 1) written at commit 6da4961, when the epoch plan was a d
 per batch mode (each stopped after two batches of an epoch under a budget of 0.7) and one
 before any epoch, with the batches and importance weights that code went on to produce.
 The current code must resume them to the same batches and save them back unchanged."""
+
 import os
 
 import pytest

@@ -60,7 +60,7 @@ def test_pair_counts_follow_label_sparsity_not_q_squared():
     selector = D2ACESelector(y, x, D2ACEConfig(num_neighbors=3))
     per_row = y.sum(1)
     z_per_row = selector.context.context.counts().double()
-    assert selector.context.label_pairs[0].numel() == int((per_row ** 2).sum())
+    assert selector.context.label_pairs[0].numel() == int((per_row**2).sum())
     assert selector.context.context_pairs[0].numel() == int((per_row.double() * z_per_row).sum())
     assert selector.context.label_pairs[0].numel() < 200 * 50 * 50 / 50
 
@@ -85,7 +85,7 @@ def test_max_min_ratio_equals_pressure():
         for metric in (report.uncertainty, report.hardness):
             p = metric.probabilities
             # Min-max normalisation puts one weight at each end, so Q spans its whole range.
-            assert float(p.max() / p.min()) == pytest.approx(report.pressure ** exponent, rel=1e-9)
+            assert float(p.max() / p.min()) == pytest.approx(report.pressure**exponent, rel=1e-9)
 
 
 def test_all_equal_weights_fall_back_to_uniform():
@@ -98,12 +98,14 @@ def test_all_equal_weights_fall_back_to_uniform():
 
 def test_schedule_values_follow_presets():
     paper = D2ACEConfig(num_neighbors=2)
-    report_paper = score_epoch(torch.rand(5, 2, dtype=D), torch.rand(5, 2, dtype=D),
-                               fed_selector(paper, n=5, q=2)[0].context, paper, 10)
+    report_paper = score_epoch(
+        torch.rand(5, 2, dtype=D), torch.rand(5, 2, dtype=D), fed_selector(paper, n=5, q=2)[0].context, paper, 10
+    )
     assert report_paper.pressure == pytest.approx(100.0) and report_paper.p_beta == pytest.approx(0.7)
     ref = D2ACEConfig.preset("reference", num_neighbors=2)
-    report_ref = score_epoch(torch.rand(5, 2, dtype=D), torch.rand(5, 2, dtype=D),
-                             fed_selector(ref, n=5, q=2)[0].context, ref, 10)
+    report_ref = score_epoch(
+        torch.rand(5, 2, dtype=D), torch.rand(5, 2, dtype=D), fed_selector(ref, n=5, q=2)[0].context, ref, 10
+    )
     assert report_ref.pressure == pytest.approx(8.0) and report_ref.p_beta == pytest.approx(0.7)
 
 
@@ -118,8 +120,12 @@ def test_edge_cases_never_give_nan(preset):
     fresh = selector.score(config.warmup_epochs)  # nothing recorded: p = 0.5 read everywhere
     assert bool(torch.isfinite(fresh.probabilities).all())
     for epoch in range(3):
-        selector.record(torch.tensor([0, 1]), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]),
-                        torch.tensor([[0.0, 100.0, 0.0], [0.0, 100.0, 0.0]]), epoch)
+        selector.record(
+            torch.tensor([0, 1]),
+            torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]),
+            torch.tensor([[0.0, 100.0, 0.0], [0.0, 100.0, 0.0]]),
+            epoch,
+        )
     report = selector.score(config.warmup_epochs + 1)
     for metric in (report.uncertainty, report.hardness):
         for t in (metric.label_weights, metric.correlation, metric.delta, metric.phi, metric.probabilities):

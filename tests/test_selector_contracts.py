@@ -1,18 +1,19 @@
 """Every baseline selector's contract: the quantised distribution's properties, uniform
 before anything is recorded, clear errors on bad options, labels and state dicts."""
+
 import pytest
 import torch
 
 from d2ace_ext import functional
 from d2ace_ext.selectors import (
+    SHUFFLE,
+    WEIGHTED,
     ActiveSelector,
     BalanceSelector,
     DIHCLSelector,
     HardImbSelector,
     MLUncSelector,
     RecentSelector,
-    SHUFFLE,
-    WEIGHTED,
 )
 from d2ace_ext.selectors._common import QuantizedConfig
 
@@ -72,26 +73,29 @@ def test_uniform_when_nothing_recorded(cls):
 
 
 # -- bad input ----------------------------------------------------------------------------
-@pytest.mark.parametrize("cls,options,match", [
-    (ActiveSelector, dict(unseen_variance=0.3), "unseen_variance"),
-    (ActiveSelector, dict(num_epochs=0), "num_epochs"),
-    (ActiveSelector, dict(initial_pressure=0.5), "initial_pressure"),
-    (ActiveSelector, dict(pressure_schedule="down"), "pressure_schedule"),
-    (RecentSelector, dict(window_size=0), "window_size"),
-    (RecentSelector, dict(threshold=1.0), "threshold"),
-    (RecentSelector, dict(quantizer="value"), "quantizer"),
-    (DIHCLSelector, dict(gamma=1.0), "gamma"),
-    (DIHCLSelector, dict(feedback="loss"), "feedback"),
-    (DIHCLSelector, dict(temperature_decay=0.0), "temperature_decay"),
-    (DIHCLSelector, dict(warmup_epochs=-1), "warmup_epochs"),
-    (DIHCLSelector, dict(draw="episode"), "draw"),
-    (DIHCLSelector, dict(subset_decay=1.0), "subset_decay"),
-    (DIHCLSelector, dict(subset_min=0.0), "subset_min"),
-    (BalanceSelector, dict(max_weight=0.5), "max_weight"),
-    (MLUncSelector, dict(window_size=1), "window_size"),
-    (MLUncSelector, dict(lambda1=float("nan")), "lambda1"),
-    (MLUncSelector, dict(correlation="pearson"), "correlation"),
-])
+@pytest.mark.parametrize(
+    "cls,options,match",
+    [
+        (ActiveSelector, dict(unseen_variance=0.3), "unseen_variance"),
+        (ActiveSelector, dict(num_epochs=0), "num_epochs"),
+        (ActiveSelector, dict(initial_pressure=0.5), "initial_pressure"),
+        (ActiveSelector, dict(pressure_schedule="down"), "pressure_schedule"),
+        (RecentSelector, dict(window_size=0), "window_size"),
+        (RecentSelector, dict(threshold=1.0), "threshold"),
+        (RecentSelector, dict(quantizer="value"), "quantizer"),
+        (DIHCLSelector, dict(gamma=1.0), "gamma"),
+        (DIHCLSelector, dict(feedback="loss"), "feedback"),
+        (DIHCLSelector, dict(temperature_decay=0.0), "temperature_decay"),
+        (DIHCLSelector, dict(warmup_epochs=-1), "warmup_epochs"),
+        (DIHCLSelector, dict(draw="episode"), "draw"),
+        (DIHCLSelector, dict(subset_decay=1.0), "subset_decay"),
+        (DIHCLSelector, dict(subset_min=0.0), "subset_min"),
+        (BalanceSelector, dict(max_weight=0.5), "max_weight"),
+        (MLUncSelector, dict(window_size=1), "window_size"),
+        (MLUncSelector, dict(lambda1=float("nan")), "lambda1"),
+        (MLUncSelector, dict(correlation="pearson"), "correlation"),
+    ],
+)
 def test_bad_options(cls, options, match):
     with pytest.raises(ValueError, match=match):
         cls(torch.zeros(4, 2), **options)
@@ -101,6 +105,7 @@ def test_unknown_option_and_config_conflict():
     with pytest.raises(TypeError, match="no option"):
         ActiveSelector(torch.zeros(4, 2), window=3)
     from d2ace_ext.selectors import ActiveConfig
+
     with pytest.raises(ValueError, match="either config"):
         ActiveSelector(torch.zeros(4, 2), ActiveConfig(), num_epochs=3)
     with pytest.raises(TypeError, match="ActiveConfig"):

@@ -1,5 +1,6 @@
 """Selection by name: every registered selector drives the same sampler, reproducibly,
 and describes itself, so the harness runs any registered selector without naming it."""
+
 import dataclasses
 import io
 import types
@@ -124,7 +125,9 @@ def test_state_dict_round_trip_mid_run(name):
 
 def test_unknown_name_lists_valid_names():
     _, y = random_problem(10, 3)
-    with pytest.raises(ValueError, match="valid names: random, active, recent, dihcl, balance, hard_imb, ml_unc, d2ace, infobatch"):
+    with pytest.raises(
+        ValueError, match="valid names: random, active, recent, dihcl, balance, hard_imb, ml_unc, d2ace, infobatch"
+    ):
         make_selector("mlunc", y)
     with pytest.raises(TypeError, match="no options"):
         make_selector("random", y, num_epochs=3)
@@ -219,8 +222,11 @@ class _UnscheduledButCountsEpochs(_NoMetadata):
 
 
 def test_a_selector_without_its_metadata_is_refused():
-    with pytest.raises(TypeError, match="_NoMetadata does not state its metadata display_name, config_class, "
-                                        "takes_seed, uses_neighbors, schedule_fields"):
+    with pytest.raises(
+        TypeError,
+        match="_NoMetadata does not state its metadata display_name, config_class, "
+        "takes_seed, uses_neighbors, schedule_fields",
+    ):
         register_selector("no_metadata", _NoMetadata)
     with pytest.raises(TypeError) as refused:
         register_selector("unscheduled", _UnscheduledButCountsEpochs)
@@ -252,8 +258,9 @@ def test_every_selector_schedule_follows_the_run_length(name):
     for field in fields[1:]:
         own = getattr(defaults, field) * 100 / defaults.num_epochs  # the default at 100 epochs
         assert getattr(tabular.config, field) == round(tabular_paper.get(field, own) * 7 / 100)
-        assert getattr(image.config, field) == round(image_paper[field] * 7 / 20 if field in image_paper
-                                                     else own * 7 / 100)
+        assert getattr(image.config, field) == round(
+            image_paper[field] * 7 / 20 if field in image_paper else own * 7 / 100
+        )
     if name == "d2ace":  # t_start / t_end of its paper preset, 30 and 70 of 100
         assert (tabular.config.t_start, tabular.config.t_end) == (round(30 * 7 / 100), round(70 * 7 / 100))
 
@@ -317,9 +324,28 @@ def test_a_new_selector_runs_through_the_tabular_harness_untouched(latest_loss, 
     from support.mulan_files import write_toy_mulan
 
     out = tmp_path / "res"
-    argv = ["run", "--dataset", "toy", "--model", "mlp", "--selector", "Latest-Loss", "--folds", "2", "--epochs", "2",
-            "--min-positives", "5", "--no-progress", "--data-dir", write_toy_mulan(tmp_path / "data"),
-            "--results-dir", str(out), "--trace", "first"]
+    argv = [
+        "run",
+        "--dataset",
+        "toy",
+        "--model",
+        "mlp",
+        "--selector",
+        "Latest-Loss",
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--min-positives",
+        "5",
+        "--no-progress",
+        "--data-dir",
+        write_toy_mulan(tmp_path / "data"),
+        "--results-dir",
+        str(out),
+        "--trace",
+        "first",
+    ]
     assert cli.main(argv + ["--selector-opt", "temperature=0.5"]) == 0
     assert "toy · mlp · Latest-Loss · 2 folds · 2 epochs" in capsys.readouterr().out  # no preset: it has none
     records = ResultsStore(str(out)).records().values()
@@ -335,5 +361,7 @@ def test_a_new_selector_runs_through_the_tabular_harness_untouched(latest_loss, 
     assert selector.config == _LatestLossConfig(num_epochs=2, warmup_epochs=0, temperature=0.5)
     assert selector.seed == 56
     assert cli.main(argv + ["--selector-opt", "nosuch=1"]) == 2
-    assert "latest_loss has no such option; it takes: num_epochs, warmup_epochs, temperature, seed" in \
-        capsys.readouterr().err
+    assert (
+        "latest_loss has no such option; it takes: num_epochs, warmup_epochs, temperature, seed"
+        in capsys.readouterr().err
+    )

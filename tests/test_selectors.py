@@ -1,4 +1,5 @@
 """The baseline selectors on hand-computed tiny cases (contracts: test_selector_contracts.py)."""
+
 import math
 
 import pytest
@@ -6,13 +7,13 @@ import torch
 from sklearn.metrics import mutual_info_score
 
 from d2ace_ext.selectors import (
+    SHUFFLE,
     ActiveSelector,
     BalanceSelector,
     DIHCLSelector,
     HardImbSelector,
     MLUncSelector,
     RecentSelector,
-    SHUFFLE,
 )
 from d2ace_ext.selectors._common import QuantizedConfig, pressure, rank_probabilities, value_probabilities
 from d2ace_ext.selectors.balance import balance_mask
@@ -115,9 +116,9 @@ def test_recent_per_epoch_window_overwrites_within_an_epoch():
 # -- DIHCL --------------------------------------------------------------------------------
 def test_dihcl_by_hand():
     sel = DIHCLSelector(Y3, gamma=0.5)
-    rec(sel, [0, 2], losses=[[1.0, 2.0], [0.0, 0.0]], epoch=0)   # first visits: no feedback
+    rec(sel, [0, 2], losses=[[1.0, 2.0], [0.0, 0.0]], epoch=0)  # first visits: no feedback
     rec(sel, [0, 2], losses=[[2.0, 0.0], [20.0, 0.0]], epoch=1)  # a = 1 + 2 = 3; |20 - 0| clipped to 10
-    rec(sel, [0, 1], losses=[[2.0, 0.0], [5.0, 5.0]], epoch=2)   # a = 0; instance 1's first visit
+    rec(sel, [0, 1], losses=[[2.0, 0.0], [5.0, 5.0]], epoch=2)  # a = 0; instance 1's first visit
     torch.testing.assert_close(sel.hardness, torch.tensor([0.75, 0.0, 5.0], **F64))
     eta = sel.inverse_temperature(12)  # warm-up 10: 20 * 0.8^2
     assert eta == pytest.approx(12.8)
@@ -125,7 +126,9 @@ def test_dihcl_by_hand():
     r = torch.tensor([0.75, 0.0, 5.0], **F64)
     expected = torch.softmax(eta * r / r.mean(), 0)
     torch.testing.assert_close(sel.exp3(12), expected)
-    torch.testing.assert_close(DIHCLSelector(Y3, gamma=0.5, draw="batch").probabilities(12), torch.full((3,), 1 / 3, **F64))
+    torch.testing.assert_close(
+        DIHCLSelector(Y3, gamma=0.5, draw="batch").probabilities(12), torch.full((3,), 1 / 3, **F64)
+    )
 
 
 def test_dihcl_flip_feedback_and_floors():
@@ -194,8 +197,14 @@ def test_hard_imb_by_hand():
     assert minority_labels(HI_LABELS).tolist() == [False, True]
     # label 1: instance 0's neighbours {1, 2}: one lacks it -> 0.5; instance 1's {2, 3}: both -> 1 (excluded)
     torch.testing.assert_close(imbalance_weights(HI_LABELS, HI_NEIGHBORS), torch.tensor([2.0, 1.0, 1.0, 1.0], **F64))
-    sel = HardImbSelector(HI_LABELS, neighbors=HI_NEIGHBORS, num_neighbors=HI_NEIGHBORS.shape[1], num_epochs=3,
-                          warmup_epochs=1, initial_pressure=16.0)
+    sel = HardImbSelector(
+        HI_LABELS,
+        neighbors=HI_NEIGHBORS,
+        num_neighbors=HI_NEIGHBORS.shape[1],
+        num_epochs=3,
+        warmup_epochs=1,
+        initial_pressure=16.0,
+    )
     rec(sel, [0, 1, 2, 3], losses=[[1.0, 1.0], [2.0, 2.0], [0.0, 2.0], [0.0, 0.0]])
     w = torch.tensor([2.0, 2.0, 1.0, 0.0], **F64)
     torch.testing.assert_close(sel.weights(), w)
@@ -249,4 +258,12 @@ def test_mutual_information_matches_sklearn():
     mi = mutual_information(bins)
     ref = torch.tensor([[mutual_info_score(bins[:, i], bins[:, j]) for j in range(6)] for i in range(6)], **F64)
     torch.testing.assert_close(mi, ref, rtol=1e-9, atol=1e-12)
-    assert uncertainty_bins(torch.tensor([0.0, 0.19, 0.2, 0.4, 0.79, 0.8, 1.0], **F64)).tolist() == [0, 0, 1, 2, 3, 4, 4]
+    assert uncertainty_bins(torch.tensor([0.0, 0.19, 0.2, 0.4, 0.79, 0.8, 1.0], **F64)).tolist() == [
+        0,
+        0,
+        1,
+        2,
+        3,
+        4,
+        4,
+    ]

@@ -2,6 +2,7 @@
 with 2 and 4 gloo ranks every selector draws exactly the batches of today's replicated
 run, with the same probabilities; each rank saves its own rows, which re-shard to any
 number of ranks (or none) on load."""
+
 import contextlib
 import copy
 import math
@@ -57,7 +58,7 @@ def test_sharded_ranks_draw_the_replicated_batches_with_the_same_probabilities(r
         assert sharded["seen"] == replicated["seen"], (case, rank)
         for mine, theirs in zip(sharded["probabilities"], replicated["probabilities"]):
             assert mine.dtype == theirs.dtype == torch.float64
-            assert bool(((mine - theirs).abs() <= 2.0 ** -23 * theirs).all())  # float32 rounding at most
+            assert bool(((mine - theirs).abs() <= 2.0**-23 * theirs).all())  # float32 rounding at most
 
 
 @pytest.mark.parametrize("world", WORLDS)
@@ -90,7 +91,7 @@ def test_the_ranks_rows_make_up_the_replicated_state(runs, world, case):
         if native or not tensor.is_floating_point():
             assert torch.equal(got[name], tensor), (case, name)
         else:
-            torch.testing.assert_close(got[name], tensor, rtol=4 * 2.0 ** -23, atol=2.0 ** -24, msg=(case, name))
+            torch.testing.assert_close(got[name], tensor, rtol=4 * 2.0**-23, atol=2.0**-24, msg=(case, name))
 
 
 @pytest.mark.parametrize("case", list(worker.CASES))
@@ -110,9 +111,15 @@ def test_a_bad_step_on_one_rank_raises_the_same_error_on_every_rank(runs, world)
     nan, targets, repeated, none = errors[0]
     assert nan == ("ValueError", "rank 1: outputs contain NaN (logits); the sampler state was not changed")
     # instance 1 was sent by rank 0 with wrong targets and checked by its owner, rank 1
-    assert targets[0] == "ValueError" and targets[1].startswith("rank 1: targets differ") and "instance(s) 1:" in targets[1]
-    assert repeated == ("ValueError", "rank 1: indices (gathered from all ranks) must not repeat an instance within "
-                                      "one batch")
+    assert (
+        targets[0] == "ValueError"
+        and targets[1].startswith("rank 1: targets differ")
+        and "instance(s) 1:" in targets[1]
+    )
+    assert repeated == (
+        "ValueError",
+        "rank 1: indices (gathered from all ranks) must not repeat an instance within one batch",
+    )
     assert none is None
 
 
@@ -120,8 +127,11 @@ def test_a_single_shard_of_another_world_is_refused_clearly(runs):
     checkpoint = runs[2][0]["d2ace_paper"]["sharded"]["checkpoint"]
     sampler, _ = worker.build("d2ace_paper", True, num_replicas=4, rank=1)  # no process group: loading is local
     before = copy.deepcopy(sampler.state_dict())
-    with pytest.raises(ValueError, match=r"holds rank 0's rows of 2 ranks .*this one holds rank 1's rows of 4 ranks"
-                                         r".*pass every rank's saved state to load_state_dict, as a list"):
+    with pytest.raises(
+        ValueError,
+        match=r"holds rank 0's rows of 2 ranks .*this one holds rank 1's rows of 4 ranks"
+        r".*pass every rank's saved state to load_state_dict, as a list",
+    ):
         sampler.load_state_dict(checkpoint)
     with pytest.raises(ValueError, match=r"must be every rank's of one run .*got rank 0 of 2 .*rank 0 of 2"):
         sampler.load_state_dict([checkpoint, checkpoint])
@@ -174,8 +184,9 @@ def _one_rank_against_unsharded(preset):
                 sampler.update(index, worker.logits_for(index, epoch), y[index])
         torch.testing.assert_close(rows.probabilities, fused.probabilities, rtol=1e-12, atol=0)
     report_rows, report_fused = rows.selector.last_report, fused.selector.last_report
-    torch.testing.assert_close(report_rows.uncertainty.correlation, report_fused.uncertainty.correlation,
-                               rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        report_rows.uncertainty.correlation, report_fused.uncertainty.correlation, rtol=1e-9, atol=1e-12
+    )
     torch.testing.assert_close(report_rows.hardness.delta, report_fused.hardness.delta, rtol=1e-9, atol=0)
 
 
@@ -208,8 +219,8 @@ def test_row_shard_layout():
 
 
 def test_packed_records_keep_every_bit():
-    index = torch.tensor([0, 2 ** 40 + 3, 7])
-    outputs = torch.tensor([[math.nan, -math.inf, 1e-45], [math.inf, -0.0, 3.25], [0.5, -7.0, 2 ** -126]])
+    index = torch.tensor([0, 2**40 + 3, 7])
+    outputs = torch.tensor([[math.nan, -math.inf, 1e-45], [math.inf, -0.0, 3.25], [0.5, -7.0, 2**-126]])
     targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     payload = record_payload.pack(index, outputs, targets, torch.device("cpu"))
     assert payload.dtype == torch.uint8 and payload.shape == (3, record_payload.row_bytes(3)) == (3, 23)
@@ -217,7 +228,7 @@ def test_packed_records_keep_every_bit():
     assert torch.equal(got_index, index) and torch.equal(got_targets, targets)
     assert torch.equal(got_outputs.view(torch.int32), outputs.view(torch.int32))  # bit for bit, NaN included
     single = record_payload.unpack(payload[1:2], 3)  # one row: a slice whose stride is the payload's
-    assert single[0].tolist() == [2 ** 40 + 3]
+    assert single[0].tolist() == [2**40 + 3]
 
 
 def test_the_nccl_check_skips_without_a_gpu():
@@ -237,8 +248,10 @@ def test_one_checked_loader_raises_one_error_per_fault():
 
     _, y = worker.problem()
     visits, active = VisitState(worker.N, worker.Q, 5), ActiveSelector(y)
-    cases = [(visits, visits.state_dict(), "visit state", "window"),
-             (active, active.state_dict(), "ActiveSelector state", "mean")]
+    cases = [
+        (visits, visits.state_dict(), "visit state", "window"),
+        (active, active.state_dict(), "ActiveSelector state", "mean"),
+    ]
     for owner, good, what, name in cases:
         with pytest.raises(TypeError, match=f"^{what} must be a dict"):
             owner.load_state_dict(5)
@@ -247,7 +260,9 @@ def test_one_checked_loader_raises_one_error_per_fault():
         with pytest.raises(KeyError, match=f"{what} is missing '{name}'"):
             owner.load_state_dict(missing)
         short = {**good, name: good[name][:-1]}
-        with pytest.raises(ValueError, match=rf"^{what} '{name}' has shape \({worker.N - 1}, .* expected \({worker.N}, "):
+        with pytest.raises(
+            ValueError, match=rf"^{what} '{name}' has shape \({worker.N - 1}, .* expected \({worker.N}, "
+        ):
             owner.load_state_dict(short)
         corrupt = {**good, name: good[name].clone().fill_(math.nan)}
         with pytest.raises(ValueError, match=rf"^{what} '{name}' must hold .*; the saved state is corrupt"):

@@ -1,5 +1,6 @@
 """A compact D2ACE state (``D2ACEConfig.state_dtype``): window, loss and flip tensors
 in 16 bits, every value computed in float32 and rounded once when stored."""
+
 import contextlib
 import math
 
@@ -85,8 +86,11 @@ def test_a_compact_state_checks_the_step_before_it_changes():
 
 def test_a_visit_state_of_another_dtype_is_refused_by_name():
     compact = VisitState(3, 2, 3, dtype=torch.float16)
-    with pytest.raises(ValueError, match=r"'window' has shape \(3, 3, 2\) and dtype torch.float32, expected "
-                                         r"\(3, 3, 2\) and torch.float16"):
+    with pytest.raises(
+        ValueError,
+        match=r"'window' has shape \(3, 3, 2\) and dtype torch.float32, expected "
+        r"\(3, 3, 2\) and torch.float16",
+    ):
         compact.load_state_dict(VisitState(3, 2, 3).state_dict())
     with pytest.raises(ValueError, match="state_dtype must be one of"):
         D2ACEConfig(state_dtype="float8")
@@ -104,8 +108,17 @@ def test_the_record_and_score_ops_take_a_compact_state_through_their_pure_defini
     for epoch in range(3):
         index = torch.randperm(8, generator=g)[:5]
         logits, targets = torch.randn(5, 3, generator=g) * 3, labels[index].float()
-        ops.record_step(*(getattr(by_op, name) for name in VisitState.TENSORS), by_op.index_errors, index, logits,
-                        targets, epoch, from_logits=True, labels=labels, **options)
+        ops.record_step(
+            *(getattr(by_op, name) for name in VisitState.TENSORS),
+            by_op.index_errors,
+            index,
+            logits,
+            targets,
+            epoch,
+            from_logits=True,
+            labels=labels,
+            **options,
+        )
         probs, losses = functional.probabilities_and_losses(logits, targets, "logits")
         by_state.record(index, probs, losses, epoch, **options)
     for name in VisitState.TENSORS:
@@ -113,10 +126,29 @@ def test_the_record_and_score_ops_take_a_compact_state_through_their_pure_defini
     assert by_op.window.dtype == dtype and not bool((by_op.pushes == 0).all())
     y = SparseRows.from_dense(labels)
     ctx = LabelContext(y, y, row_pairs(y, y), row_pairs(y, y))
-    scored = ops.score_visits(by_op.window, by_op.pushes, by_op.loss, by_op.flip_average, ctx, lambda1=0.5,
-                              loss_transform="identity", norm_eps=0.0, row_normalize=False,
-                              label_weights_in_phi=False)
-    expected = score_records(by_op.window, by_op.pushes, by_op.loss, by_op.flip_average, ctx, lambda1=0.5,
-                             loss_transform="identity", norm_eps=0.0, row_normalize=False, label_weights_in_phi=False)
+    scored = ops.score_visits(
+        by_op.window,
+        by_op.pushes,
+        by_op.loss,
+        by_op.flip_average,
+        ctx,
+        lambda1=0.5,
+        loss_transform="identity",
+        norm_eps=0.0,
+        row_normalize=False,
+        label_weights_in_phi=False,
+    )
+    expected = score_records(
+        by_op.window,
+        by_op.pushes,
+        by_op.loss,
+        by_op.flip_average,
+        ctx,
+        lambda1=0.5,
+        loss_transform="identity",
+        norm_eps=0.0,
+        row_normalize=False,
+        label_weights_in_phi=False,
+    )
     for got, want in zip(scored, expected):
         assert torch.equal(got, want)

@@ -1,6 +1,7 @@
 """Time to target (d2ace_ext.harness.time_to_target): hand-computed pairs, unreached
 pairs, the bootstrap interval of the median, old-record estimates, budget pairing, the
 protocols file, the compare report, and the committed evidence against issue 26's table."""
+
 import csv
 import dataclasses
 import json
@@ -12,23 +13,44 @@ import pytest
 
 from d2ace_ext.harness.experiment import Protocol
 from d2ace_ext.harness.paired import bootstrap_interval
-from d2ace_ext.harness.protocol_index import (protocol_labels, protocol_of, read_protocols, remember_protocol)
-from d2ace_ext.harness.time_to_target import (baseline_digests, baseline_protocol, cumulative_costs, first_reach,
-                                              full_budget, pair_time, paired_times, summarise_pairs, time_to_target,
-                                              tolerances)
+from d2ace_ext.harness.protocol_index import protocol_labels, protocol_of, read_protocols, remember_protocol
+from d2ace_ext.harness.time_to_target import (
+    baseline_digests,
+    baseline_protocol,
+    cumulative_costs,
+    first_reach,
+    full_budget,
+    pair_time,
+    paired_times,
+    summarise_pairs,
+    time_to_target,
+    tolerances,
+)
 from d2ace_ext.harness.time_to_target_tables import grid_markdown, ratio_text, saved_text
 
 EVIDENCE = os.path.join(os.path.dirname(__file__), "..", "docs", "evidence")
 
 
-def run(selector, curve, *, dataset="a", fold=0, repeat=0, protocol="p0", preset="-", train=100, seconds=10.0,
-        **history):
-    return {"key": {"dataset": dataset, "model": "mlp", "selector": selector, "preset": preset, "fold": fold,
-                    "protocol": protocol, "repeat": repeat},
-            "seconds": seconds, "shape": {"train": train}, "history": {"val_macro_auc": list(curve), **history}}
+def run(
+    selector, curve, *, dataset="a", fold=0, repeat=0, protocol="p0", preset="-", train=100, seconds=10.0, **history
+):
+    return {
+        "key": {
+            "dataset": dataset,
+            "model": "mlp",
+            "selector": selector,
+            "preset": preset,
+            "fold": fold,
+            "protocol": protocol,
+            "repeat": repeat,
+        },
+        "seconds": seconds,
+        "shape": {"train": train},
+        "history": {"val_macro_auc": list(curve), **history},
+    }
 
 
-RANDOM = [0.5, 0.6, 0.7, 0.8, 0.79]    # best .80 at epoch 3 (4 epochs trained)
+RANDOM = [0.5, 0.6, 0.7, 0.8, 0.79]  # best .80 at epoch 3 (4 epochs trained)
 SELECTOR = [0.5, 0.7, 0.79, 0.78, 0.77]  # best .79 at epoch 2
 
 
@@ -71,8 +93,14 @@ def test_new_records_use_samples_seen_and_elapsed_seconds():
 
 def test_unreached_pairs_enter_the_median_as_infinite():
     def pairs(*ratios):
-        return [{"reached": math.isfinite(r), "seconds_estimated": False,
-                 "ratio": {"epochs": r, "samples": r, "seconds": r}} for r in ratios]
+        return [
+            {
+                "reached": math.isfinite(r),
+                "seconds_estimated": False,
+                "ratio": {"epochs": r, "samples": r, "seconds": r},
+            }
+            for r in ratios
+        ]
 
     most = summarise_pairs(pairs(0.5, 0.6, math.inf))
     assert most["ratio"]["samples"]["median"] == pytest.approx(0.6)  # 2 of 3 reach: finite
@@ -93,8 +121,12 @@ def test_bootstrap_interval_of_the_median_contains_it():
     assert low <= np.median(ratios) <= high and low < high
     assert low >= ratios.min() and high <= ratios.max()
     assert (low, high) == bootstrap_interval(ratios, np.median)  # fixed seed
-    cell = summarise_pairs([{"reached": True, "seconds_estimated": False,
-                             "ratio": {m: r for m in ("epochs", "samples", "seconds")}} for r in ratios])
+    cell = summarise_pairs(
+        [
+            {"reached": True, "seconds_estimated": False, "ratio": {m: r for m in ("epochs", "samples", "seconds")}}
+            for r in ratios
+        ]
+    )
     stats = cell["ratio"]["samples"]
     assert stats["low"] <= stats["median"] <= stats["high"]
     assert cell["saved"]["samples"]["low"] == pytest.approx(1 - stats["high"])
@@ -104,18 +136,26 @@ def test_bootstrap_interval_of_the_median_contains_it():
 
 
 def test_pairs_match_cells_skip_the_baseline_itself_and_follow_the_budget_baseline():
-    records = [run("random", RANDOM, fold=0), run("d2ace", SELECTOR, fold=0, preset="paper"),
-               run("d2ace", SELECTOR, fold=1, preset="paper"),             # no Random in fold 1: left out
-               run("random", [0.5, 0.9], fold=0, repeat=1),                 # another repeat: its own cell
-               run("hard_imb", [0.5, 0.89], fold=0, repeat=1),
-               # budgeted protocol "half": its runs pair with the full-budget Random of "p0"
-               run("random", [0.5, 0.6, 0.65, 0.7, 0.8], fold=0, protocol="half"),
-               run("d2ace", SELECTOR, fold=0, protocol="half", preset="paper")]
+    records = [
+        run("random", RANDOM, fold=0),
+        run("d2ace", SELECTOR, fold=0, preset="paper"),
+        run("d2ace", SELECTOR, fold=1, preset="paper"),  # no Random in fold 1: left out
+        run("random", [0.5, 0.9], fold=0, repeat=1),  # another repeat: its own cell
+        run("hard_imb", [0.5, 0.89], fold=0, repeat=1),
+        # budgeted protocol "half": its runs pair with the full-budget Random of "p0"
+        run("random", [0.5, 0.6, 0.65, 0.7, 0.8], fold=0, protocol="half"),
+        run("d2ace", SELECTOR, fold=0, protocol="half", preset="paper"),
+    ]
     pairs = paired_times(records, 0.01, {"half": "p0"})
-    got = sorted((p["selector"], p["protocol"], p["baseline_protocol"], p["repeat"], p["fold"], p["epoch"])
-                 for p in pairs)
-    assert got == [("d2ace", "half", "p0", 0, 0, 2), ("d2ace", "p0", "p0", 0, 0, 2),
-                   ("hard_imb", "p0", "p0", 1, 0, 1), ("random", "half", "p0", 0, 0, 4)]
+    got = sorted(
+        (p["selector"], p["protocol"], p["baseline_protocol"], p["repeat"], p["fold"], p["epoch"]) for p in pairs
+    )
+    assert got == [
+        ("d2ace", "half", "p0", 0, 0, 2),
+        ("d2ace", "p0", "p0", 0, 0, 2),
+        ("hard_imb", "p0", "p0", 1, 0, 1),
+        ("random", "half", "p0", 0, 0, 4),
+    ]
     # Without the mapping a budgeted run pairs with its own protocol's Random.
     own = [p for p in paired_times(records, 0.01) if p["protocol"] == "half"]
     assert [(p["selector"], p["baseline_protocol"]) for p in own] == [("d2ace", "half")]
@@ -143,19 +183,32 @@ def test_runs_with_another_selectors_options_pair_with_random_run_without_them()
     curve_random, curve_fast = [0.5, 0.7, 0.8], [0.7, 0.8, 0.8]
 
     def run(selector, digest, curve):
-        return {"key": {"dataset": "d", "model": "mlp", "selector": selector, "preset": "-", "fold": 0,
-                        "protocol": digest, "repeat": 0},
-                "history": {"val_macro_auc": curve, "samples_seen": [10, 20, 30]}, "seconds": 3.0}
+        return {
+            "key": {
+                "dataset": "d",
+                "model": "mlp",
+                "selector": selector,
+                "preset": "-",
+                "fold": 0,
+                "protocol": digest,
+                "repeat": 0,
+            },
+            "history": {"val_macro_auc": curve, "samples_seen": [10, 20, 30]},
+            "seconds": 3.0,
+        }
 
     baseline_of = baseline_digests({tuned.digest(): tuned.to_dict()})
     # Random run without the options: the InfoBatch run pairs with it, reaching 0.8 in 2 epochs of 3
-    pairs = paired_times([run("random", plain.digest(), curve_random), run("infobatch", tuned.digest(), curve_fast)],
-                         0.0, baseline_of)
-    assert [(p["selector"], p["baseline_protocol"], p["ratio"]["samples"]) for p in pairs] == \
-        [("infobatch", plain.digest(), 20 / 30)]
+    pairs = paired_times(
+        [run("random", plain.digest(), curve_random), run("infobatch", tuned.digest(), curve_fast)], 0.0, baseline_of
+    )
+    assert [(p["selector"], p["baseline_protocol"], p["ratio"]["samples"]) for p in pairs] == [
+        ("infobatch", plain.digest(), 20 / 30)
+    ]
     # only the grid's own Random (run with the options): the second choice, and that Random is not paired with itself
-    pairs = paired_times([run("random", tuned.digest(), curve_random), run("infobatch", tuned.digest(), curve_fast)],
-                         0.0, baseline_of)
+    pairs = paired_times(
+        [run("random", tuned.digest(), curve_random), run("infobatch", tuned.digest(), curve_fast)], 0.0, baseline_of
+    )
     assert [(p["selector"], p["baseline_protocol"]) for p in pairs] == [("infobatch", tuned.digest())]
 
 
@@ -179,8 +232,9 @@ def test_protocols_file_round_trip_labels_and_digest_check(tmp_path):
     with pytest.raises(ValueError, match="hash to"):
         protocol_of(known[Protocol(epochs=1000).digest()], "deadbeef")
     a, b, c = Protocol(epochs=100).digest(), Protocol(epochs=100, lr=1e-3).digest(), "cafe0001"
-    labels = protocol_labels({a: 100, b: 100, c: 100}, {a: Protocol(epochs=100).to_dict(),
-                                                         b: Protocol(epochs=100, lr=1e-3).to_dict()})
+    labels = protocol_labels(
+        {a: 100, b: 100, c: 100}, {a: Protocol(epochs=100).to_dict(), b: Protocol(epochs=100, lr=1e-3).to_dict()}
+    )
     assert labels == {a: "100 epochs, lr 0.0001", b: "100 epochs, lr 0.001", c: "100 epochs, protocol cafe0001"}
     assert protocol_labels({a: 1000, c: 2000}) == {a: "1,000 epochs", c: "2,000 epochs"}
     with open(path, "w") as handle:
@@ -194,8 +248,12 @@ def test_committed_protocols_file_names_the_evidence_digests():
     for digest, settings in known.items():
         assert protocol_of(settings, digest).digest() == digest
     digests = set()
-    for name in ("grid_clif_published.jsonl", "grid_mlp_large.jsonl", "sweep_cal500_mlp.jsonl",
-                 "published_yeast.jsonl"):
+    for name in (
+        "grid_clif_published.jsonl",
+        "grid_mlp_large.jsonl",
+        "sweep_cal500_mlp.jsonl",
+        "published_yeast.jsonl",
+    ):
         with open(os.path.join(EVIDENCE, name)) as handle:
             digests |= {json.loads(line)["key"]["protocol"] for line in handle}
     assert digests <= set(known)
@@ -203,9 +261,9 @@ def test_committed_protocols_file_names_the_evidence_digests():
 
 def test_grid_report_and_its_markdown():
     records = []
-    for fold, (random_curve, selector_curve) in enumerate([(RANDOM, [0.5, 0.8, 0.8, 0.8, 0.8]),
-                                                           (RANDOM, [0.5, 0.6, 0.8, 0.8, 0.8]),
-                                                           (RANDOM, SELECTOR)]):
+    for fold, (random_curve, selector_curve) in enumerate(
+        [(RANDOM, [0.5, 0.8, 0.8, 0.8, 0.8]), (RANDOM, [0.5, 0.6, 0.8, 0.8, 0.8]), (RANDOM, SELECTOR)]
+    ):
         records += [run("random", random_curve, fold=fold), run("d2ace", selector_curve, fold=fold, preset="paper")]
     report = time_to_target(records, ["a"], ["mlp"], ["random", "d2ace"], 0.005)
     assert report["tolerances"] == [0.005, 0.01]
@@ -223,6 +281,7 @@ def test_grid_report_and_its_markdown():
 
 def test_compare_report_only_writes_the_time_to_target_tables(tmp_path):
     from d2ace_ext import cli
+
     protocol = Protocol(folds=2, epochs=5)
     with open(tmp_path / "results.jsonl", "w") as handle:
         for fold in range(2):
@@ -230,8 +289,26 @@ def test_compare_report_only_writes_the_time_to_target_tables(tmp_path):
                 record = run(selector, curve, dataset="emotions", fold=fold, protocol=protocol.digest(), preset=preset)
                 record["metrics"] = {"macro_auc": max(curve)}
                 handle.write(json.dumps(record) + "\n")
-    code = cli.main(["compare", "--datasets", "emotions", "--models", "mlp", "--selectors", "random", "d2ace",
-                     "--folds", "2", "--epochs", "5", "--results-dir", str(tmp_path), "--report-only", "--no-progress"])
+    code = cli.main(
+        [
+            "compare",
+            "--datasets",
+            "emotions",
+            "--models",
+            "mlp",
+            "--selectors",
+            "random",
+            "d2ace",
+            "--folds",
+            "2",
+            "--epochs",
+            "5",
+            "--results-dir",
+            str(tmp_path),
+            "--report-only",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     text = (tmp_path / "comparison.md").read_text()
     assert "### Time to target, mlp: sample passes to Random's best validation Macro-AUC − 0.005" in text
@@ -240,26 +317,36 @@ def test_compare_report_only_writes_the_time_to_target_tables(tmp_path):
     assert saved["by_tolerance"]["0.01"]["mlp"]["d2ace"]["all"]["ratio"]["samples"]["median"] == pytest.approx(0.5)
     with open(tmp_path / "comparison_time_to_target.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert {(r["tolerance"], r["dataset"], r["measure"]) for r in rows} >= {("0.005", "all", "samples"),
-                                                                           ("0.01", "emotions", "seconds")}
+    assert {(r["tolerance"], r["dataset"], r["measure"]) for r in rows} >= {
+        ("0.005", "all", "samples"),
+        ("0.01", "emotions", "seconds"),
+    }
     assert not (tmp_path / "protocols.json").exists()  # report-only writes no settings
 
 
 def test_compare_refuses_a_negative_tolerance_before_running(capsys):
     from d2ace_ext import cli
+
     assert cli.main(["compare", "--datasets", "nowhere", "--target-tolerance", "-1"]) == 2
     assert "--target-tolerance must be in [0, 1)" in capsys.readouterr().err
 
 
 def _pooled_median(pairs, protocols, selector, preset, dataset=None):
-    chosen = [p["ratio"]["samples"] for p in pairs if p["protocol"] in protocols and p["selector"] == selector
-              and p["preset"] == preset and (dataset is None or p["dataset"] == dataset)]
+    chosen = [
+        p["ratio"]["samples"]
+        for p in pairs
+        if p["protocol"] in protocols
+        and p["selector"] == selector
+        and p["preset"] == preset
+        and (dataset is None or p["dataset"] == dataset)
+    ]
     return round(float(np.median(chosen)), 2), len(chosen)
 
 
 def test_committed_evidence_gives_the_issue_table():
     # Issue 26's table, measured at tolerance 0.01: median over folds of the ratio to Random.
     from d2ace_ext.harness.plot_records import load_records
+
     mlp = paired_times(load_records(os.path.join(EVIDENCE, "grid_mlp_large.jsonl")), 0.01)
     converged = {Protocol(epochs=1000).digest(), Protocol(epochs=2000).digest()}
     assert _pooled_median(mlp, converged, "d2ace", "paper") == (0.87, 50)
@@ -271,25 +358,37 @@ def test_committed_evidence_gives_the_issue_table():
     assert _pooled_median(mlp, e1000, "d2ace", "paper", "yahoo-Business1") == (0.48, 5)
     assert _pooled_median(mlp, e1000, "d2ace", "reference", "yahoo-Business1") == (0.65, 5)
     tight = paired_times(load_records(os.path.join(EVIDENCE, "grid_mlp_large.jsonl")), 0.005)
-    assert [_pooled_median(tight, converged, s, p)[0] for s, p in (
-        ("d2ace", "paper"), ("d2ace", "reference"), ("hard_imb", "-"), ("dihcl", "-"), ("ml_unc", "-"))] == [
-        0.81, 0.89, 0.78, 0.85, 0.88]
+    assert [
+        _pooled_median(tight, converged, s, p)[0]
+        for s, p in (("d2ace", "paper"), ("d2ace", "reference"), ("hard_imb", "-"), ("dihcl", "-"), ("ml_unc", "-"))
+    ] == [0.81, 0.89, 0.78, 0.85, 0.88]
 
 
 def test_compact_evidence_keeps_the_cost_series():
     from d2ace_ext.harness.evidence import compact_record
-    full = run("d2ace", SELECTOR, samples_seen=[50, 100, 150, 200, 250],
-               elapsed_seconds=[1.00041, 2.1, 3.2, 4.3, 5.4], train_loss=[1.0] * 5, lr=[1e-4] * 5)
+
+    full = run(
+        "d2ace",
+        SELECTOR,
+        samples_seen=[50, 100, 150, 200, 250],
+        elapsed_seconds=[1.00041, 2.1, 3.2, 4.3, 5.4],
+        train_loss=[1.0] * 5,
+        lr=[1e-4] * 5,
+    )
     compact = compact_record(full)
     assert sorted(compact["history"]) == ["elapsed_seconds", "samples_seen", "val_macro_auc"]
     assert compact["history"]["samples_seen"] == [50, 100, 150, 200, 250]
     assert compact["history"]["elapsed_seconds"][0] == 1.0
-    assert pair_time(compact, run("random", RANDOM), 0.01)["ratio"] == pair_time(full, run("random", RANDOM), 0.01)["ratio"]
+    assert (
+        pair_time(compact, run("random", RANDOM), 0.01)["ratio"]
+        == pair_time(full, run("random", RANDOM), 0.01)["ratio"]
+    )
     assert sorted(compact_record(run("d2ace", SELECTOR))["history"]) == ["val_macro_auc"]  # old records: as before
 
 
 def test_committed_clif_evidence_gives_the_issue_table():
     from d2ace_ext.harness.plot_records import load_records
+
     model = {"clif": {"variant": "published"}}
     clif = paired_times(load_records(os.path.join(EVIDENCE, "grid_clif_published.jsonl")), 0.01)
     both = {Protocol(model_options=model).digest(), Protocol(model_options=model, epochs=200).digest()}
@@ -302,6 +401,7 @@ def test_committed_clif_evidence_gives_the_issue_table():
 
 def test_compare_without_random_pairs_with_random_runs_already_in_the_folder(tmp_path, capsys):
     from d2ace_ext import cli
+
     protocol = Protocol(folds=2, epochs=5)
     with open(tmp_path / "results.jsonl", "w") as handle:
         for fold in range(2):
@@ -309,7 +409,27 @@ def test_compare_without_random_pairs_with_random_runs_already_in_the_folder(tmp
                 record = run(selector, curve, dataset="emotions", fold=fold, protocol=protocol.digest(), preset=preset)
                 record["metrics"] = {"macro_auc": max(curve)}
                 handle.write(json.dumps(record) + "\n")
-    assert cli.main(["compare", "--datasets", "emotions", "--models", "mlp", "--selectors", "hard_imb", "--folds", "2",
-                     "--epochs", "5", "--results-dir", str(tmp_path), "--report-only", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "compare",
+                "--datasets",
+                "emotions",
+                "--models",
+                "mlp",
+                "--selectors",
+                "hard_imb",
+                "--folds",
+                "2",
+                "--epochs",
+                "5",
+                "--results-dir",
+                str(tmp_path),
+                "--report-only",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "time to target: 2 of 2 full-budget Random runs" in capsys.readouterr().out
     assert "| emotions | 0.75 [0.75, 0.75] 2/2 |" in (tmp_path / "comparison.md").read_text()

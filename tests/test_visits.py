@@ -1,4 +1,5 @@
 """Recording semantics: window per epoch or per visit, flip EMA redone on overwrite."""
+
 import math
 
 import pytest
@@ -8,19 +9,27 @@ from d2ace_ext.visits import VisitState
 
 
 def record(state, index, prob, epoch, per_epoch, flip_on="probability", loss=0.5):
-    state.record(torch.tensor([index]), torch.tensor([[prob]]), torch.tensor([[loss]]), epoch,
-                 per_epoch=per_epoch, flip_on=flip_on, flip_threshold=0.5, lambda2=0.5)
+    state.record(
+        torch.tensor([index]),
+        torch.tensor([[prob]]),
+        torch.tensor([[loss]]),
+        epoch,
+        per_epoch=per_epoch,
+        flip_on=flip_on,
+        flip_threshold=0.5,
+        lambda2=0.5,
+    )
 
 
 def test_per_epoch_window_overwrites_a_second_visit_in_the_same_epoch():
     state = VisitState(2, 1, 3)
     record(state, 0, 0.2, 0, True)
-    record(state, 0, 0.6, 1, True)     # flip 0.4 -> f̄ = 0.2
-    record(state, 0, 0.9, 1, True)     # overwrites epoch 1: flip 0.7 from the same base 0
+    record(state, 0, 0.6, 1, True)  # flip 0.4 -> f̄ = 0.2
+    record(state, 0, 0.9, 1, True)  # overwrites epoch 1: flip 0.7 from the same base 0
     assert int(state.pushes[0]) == 2
     assert state.flip_average[0].item() == pytest.approx(0.35)
     assert state.window[0, 1].item() == pytest.approx(0.9)
-    record(state, 0, 0.5, 2, True)     # new epoch: base = 0.35, flip 0.4
+    record(state, 0, 0.5, 2, True)  # new epoch: base = 0.35, flip 0.4
     assert state.flip_average[0].item() == pytest.approx(0.5 * 0.4 + 0.5 * 0.35)
 
 
@@ -37,8 +46,16 @@ def test_per_visit_window_pushes_every_visit():
 
 def test_first_visit_has_no_flip_and_latest_loss_is_kept():
     state = VisitState(1, 2, 4)
-    state.record(torch.tensor([0]), torch.tensor([[0.9, 0.1]]), torch.tensor([[0.1, 2.0]]), 0,
-                 per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
+    state.record(
+        torch.tensor([0]),
+        torch.tensor([[0.9, 0.1]]),
+        torch.tensor([[0.1, 2.0]]),
+        0,
+        per_epoch=True,
+        flip_on="prediction",
+        flip_threshold=0.5,
+        lambda2=0.7,
+    )
     assert state.flip_average.tolist() == [[0.0, 0.0]]
     assert torch.allclose(state.loss, torch.tensor([[0.1, 2.0]]))
 
@@ -63,8 +80,16 @@ def test_metrics_are_the_same_in_blocks(monkeypatch):
     state = VisitState(37, 3, 4)
     for epoch in range(6):
         idx = torch.randperm(37, generator=g)[:25]
-        state.record(idx, torch.rand(25, 3, generator=g), torch.rand(25, 3, generator=g), epoch,
-                     per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
+        state.record(
+            idx,
+            torch.rand(25, 3, generator=g),
+            torch.rand(25, 3, generator=g),
+            epoch,
+            per_epoch=True,
+            flip_on="prediction",
+            flip_threshold=0.5,
+            lambda2=0.7,
+        )
     whole = state.metrics(0.5, "identity")
     monkeypatch.setattr(ring, "BLOCK_ELEMENTS", 4 * 3 * 5)  # blocks of 5 rows
     blocked = state.metrics(0.5, "identity")

@@ -19,6 +19,7 @@ The parts: ``arff_text`` (opening, splitting quoted lists), ``arff_header`` (the
 (an error's line, found by reading the file again, and the whole-file refusals); this
 module puts them together.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,8 +48,9 @@ class _Parsed:
         self.dense = dense_values(dense, self.columns, path, self.dense_rows) if dense or not sparse else None
         self.entries = sparse_entries([rows[k] for k in sparse], self.columns, path, sparse) if sparse else None
         if self.dense is not None:
-            refuse_non_finite(self.dense, self.dense_rows if sparse else range(self.n),
-                              range(len(self.columns)), self.columns, path)
+            refuse_non_finite(
+                self.dense, self.dense_rows if sparse else range(self.n), range(len(self.columns)), self.columns, path
+            )
         if self.entries is not None:
             row_of, keys, values = self.entries
             refuse_non_finite(values, row_of, keys, self.columns, path)
@@ -62,7 +64,7 @@ class _Parsed:
         if self.entries is None:
             first = cols[0] if cols else 0
             if cols == list(range(first, first + len(cols))):
-                return np.ascontiguousarray(self.dense[:, first:first + len(cols)])
+                return np.ascontiguousarray(self.dense[:, first : first + len(cols)])
             return self.dense[:, cols]
         out = np.zeros((self.n, len(cols)))
         omitted = np.array([self.columns[c].omitted for c in cols])

@@ -1,6 +1,7 @@
 """How one ARFF attribute's text values become numbers (module notes of ``arff``):
 numeric as float64, nominal {0, 1} as the value, other nominal features as the
 category's position (Weka's encoding), label attributes by category name."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,10 @@ def label_values(name: str, nominal: list[str]) -> dict[str, float]:
     for vocabulary in LABEL_VOCABULARIES:
         if nominal and all(c.lower() in vocabulary for c in nominal):
             return {c: vocabulary[c.lower()] for c in nominal}
-    raise ValueError(f"label attribute {name!r} is declared {{{','.join(nominal)}}}: a label's categories "
-                     "must be named 0/1, no/yes or false/true; declare it {0,1}")
+    raise ValueError(
+        f"label attribute {name!r} is declared {{{','.join(nominal)}}}: a label's categories "
+        "must be named 0/1, no/yes or false/true; declare it {0,1}"
+    )
 
 
 class Column:
@@ -62,8 +65,7 @@ class Column:
             if self.direct:
                 values = np.fromiter(map(float, tokens), np.float64, len(tokens))
             else:
-                values = np.fromiter(map(self.lookup.__getitem__, map(str.strip, tokens)), np.float64,
-                                     len(tokens))
+                values = np.fromiter(map(self.lookup.__getitem__, map(str.strip, tokens)), np.float64, len(tokens))
         except (ValueError, KeyError):  # padding, quotes, '?' or a bad value: one at a time
             values = np.empty(len(tokens))
             for i, token in enumerate(tokens):
@@ -75,6 +77,7 @@ class Column:
             bad = ~np.isin(values, (0.0, 1.0))
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ValueError(f"{where(path, rows[i])}: attribute {self.name!r} holds {tokens[i].strip()!r}, "
-                                 "not 0 or 1")
+                raise ValueError(
+                    f"{where(path, rows[i])}: attribute {self.name!r} holds {tokens[i].strip()!r}, not 0 or 1"
+                )
         return values

@@ -1,4 +1,5 @@
 """An ARFF file's header: its ``@attribute`` lines as columns, up to ``@data``."""
+
 from __future__ import annotations
 
 from .arff_columns import Column
@@ -11,8 +12,9 @@ def parse_attribute(line: str) -> tuple[str, list[str] | None]:
     """(name, nominal categories or None for numeric) of an ``@attribute`` line."""
     parts = line.split(None, 1)
     if len(parts) < 2:
-        raise ValueError("@attribute line without a name and type (write '@attribute <name> numeric' "
-                         "or '@attribute <name> {0,1}')")
+        raise ValueError(
+            "@attribute line without a name and type (write '@attribute <name> numeric' or '@attribute <name> {0,1}')"
+        )
     body = parts[1].strip()
     if body[:1] in ("'", '"'):
         quote, i, name = body[0], 1, []
@@ -21,7 +23,7 @@ def parse_attribute(line: str) -> tuple[str, list[str] | None]:
                 i += 1
             name.append(body[i])
             i += 1
-        name, kind = "".join(name), body[i + 1:].strip()
+        name, kind = "".join(name), body[i + 1 :].strip()
     else:
         name, kind = (body.split(None, 1) + [""])[:2]
     if kind.startswith("{"):
@@ -33,8 +35,9 @@ def parse_attribute(line: str) -> tuple[str, list[str] | None]:
     raise ValueError(f"attribute {name!r}: type {kind!r} is not supported (numeric or nominal only)")
 
 
-def header_and_rows(path: str, header_only: bool = False,
-                    labels: frozenset = frozenset()) -> tuple[list[Column], list[str]]:
+def header_and_rows(
+    path: str, header_only: bool = False, labels: frozenset = frozenset()
+) -> tuple[list[Column], list[str]]:
     """(columns, data rows as text). Attributes named in ``labels`` are read as labels."""
     columns: list[Column] = []
     declared: dict[str, int] = {}
@@ -48,8 +51,10 @@ def header_and_rows(path: str, header_only: bool = False,
                 try:
                     name, nominal = parse_attribute(line)
                     if name in declared:
-                        raise ValueError(f"attribute {name!r} is declared twice (line {declared[name]} and "
-                                         f"line {number}); attribute names must be unique")
+                        raise ValueError(
+                            f"attribute {name!r} is declared twice (line {declared[name]} and "
+                            f"line {number}); attribute names must be unique"
+                        )
                     declared[name] = number
                     columns.append(Column(name, nominal, name in labels))
                 except ValueError as err:

@@ -4,6 +4,7 @@
 The one-pass read keeps no line numbers: an error's line is found by reading the file
 again (``data_line``), which only an error pays for.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,10 @@ def refuse_repeated_indices(row_of: np.ndarray, keys: np.ndarray, columns: list,
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     if repeated.size:
         row, key = divmod(int(repeated.min()), len(columns))
-        raise ValueError(f"{where(path, row)}: sparse index {key} (attribute {columns[key].name!r}) is given "
-                         "twice in one row; give each attribute once")
+        raise ValueError(
+            f"{where(path, row)}: sparse index {key} (attribute {columns[key].name!r}) is given "
+            "twice in one row; give each attribute once"
+        )
 
 
 def refuse_non_finite(values: np.ndarray, rows, attributes, columns: list, path: str) -> None:
@@ -57,8 +60,11 @@ def refuse_non_finite(values: np.ndarray, rows, attributes, columns: list, path:
     if np.isfinite(values).all():
         return
     first = np.argwhere(~np.isfinite(values))[0]
-    row, attribute = (rows[first[0]], attributes[first[-1]]) if values.ndim == 2 else (rows[first[0]],
-                                                                                       attributes[first[0]])
+    row, attribute = (
+        (rows[first[0]], attributes[first[-1]]) if values.ndim == 2 else (rows[first[0]], attributes[first[0]])
+    )
     value = float(values[tuple(first)])
-    raise ValueError(f"{where(path, row)}: attribute {columns[attribute].name!r} is {value}: values must be "
-                     "finite (write ? for a missing value, which reads as 0)")
+    raise ValueError(
+        f"{where(path, row)}: attribute {columns[attribute].name!r} is {value}: values must be "
+        "finite (write ? for a missing value, which reads as 0)"
+    )

@@ -4,6 +4,7 @@
 Whole columns are converted at once; the value-by-value path (``Column.value``) only
 runs to name an error or to read quoted, padded or missing values.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,10 @@ def dense_values(rows: list[str], columns: list[Column], path: str, which: list[
     if len(tokens) != len(rows) * m:
         for k, row in enumerate(rows):
             if len(split_quoted(row)) != m:
-                raise ValueError(f"{where(path, which[k])}: data row {which[k]} has {len(split_quoted(row))} "
-                                 f"values, the header declares {m} attributes")
+                raise ValueError(
+                    f"{where(path, which[k])}: data row {which[k]} has {len(split_quoted(row))} "
+                    f"values, the header declares {m} attributes"
+                )
     out = np.empty((len(rows), m))
     if all(c.direct for c in columns):
         try:
@@ -41,8 +44,9 @@ def dense_values(rows: list[str], columns: list[Column], path: str, which: list[
     return out
 
 
-def sparse_entries(rows: list[str], columns: list[Column], path: str,
-                   which: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sparse_entries(
+    rows: list[str], columns: list[Column], path: str, which: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row (k,), attribute (k,), value (k,)) of the entries of the sparse rows ``rows``,
     which are the data rows ``which`` of the file."""
     m = len(columns)
@@ -75,8 +79,9 @@ def sparse_entries(rows: list[str], columns: list[Column], path: str,
     outside = (keys < 0) | (keys >= m)
     if outside.any():
         i = int(np.argmax(outside))
-        raise ValueError(f"{where(path, row_of[i])}: sparse index {int(keys[i])} is outside the {m} attributes "
-                         f"(0 to {m - 1})")
+        raise ValueError(
+            f"{where(path, row_of[i])}: sparse index {int(keys[i])} is outside the {m} attributes (0 to {m - 1})"
+        )
     refuse_repeated_indices(row_of, keys, columns, path)
     values = None
     if all(c.direct for c in columns):
@@ -92,7 +97,7 @@ def sparse_entries(rows: list[str], columns: list[Column], path: str,
         order = np.argsort(keys, kind="stable")
         starts = np.searchsorted(keys[order], np.arange(m + 1))
         for j in np.unique(keys):
-            idx = order[starts[j]:starts[j + 1]]
+            idx = order[starts[j] : starts[j + 1]]
             values[idx] = columns[j].convert([vals[i] for i in idx], row_of[idx], path)
     return row_of, keys, values
 

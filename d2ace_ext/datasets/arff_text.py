@@ -1,5 +1,6 @@
 """The text of an ARFF file: opening it (plain or ``.arff.gz``) and splitting a
 comma list outside quotes. Shared by the header, the data rows and the error locator."""
+
 from __future__ import annotations
 
 import gzip
@@ -8,8 +9,11 @@ import gzip
 def open_arff(path: str):
     """A UTF-8 text handle on ``path`` (undecodable bytes replaced), gunzipped when it
     ends in ``.gz``."""
-    return gzip.open(path, "rt", encoding="utf-8", errors="replace") if path.endswith(".gz") else open(
-        path, encoding="utf-8", errors="replace")
+    return (
+        gzip.open(path, "rt", encoding="utf-8", errors="replace")
+        if path.endswith(".gz")
+        else open(path, encoding="utf-8", errors="replace")
+    )
 
 
 def split_quoted(text: str, sep: str = ",") -> list[str]:

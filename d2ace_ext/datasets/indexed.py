@@ -1,4 +1,5 @@
 """A dataset wrapper that returns each item's index, for the sampler's update call."""
+
 from __future__ import annotations
 
 from torch.utils.data import Dataset

@@ -14,6 +14,7 @@ Rates: ``missing`` and ``flip`` in [0, 1], ``extra`` any finite rate >= 0. Every
 takes a 0/1 label matrix (m, q) and a NumPy ``Generator`` and returns a new (m, q)
 matrix of the same dtype; the input is never changed.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ def add_irrelevant(labels: np.ndarray, rate: float, rng: np.random.Generator) ->
     chosen uniformly at random without replacement; its positives are kept."""
     count = extra_counts(labels, rate)
     keys = rng.random(labels.shape)
-    keys[labels != 0] = np.inf                      # positives are never chosen
+    keys[labels != 0] = np.inf  # positives are never chosen
     order = np.argsort(keys, axis=1, kind="stable")  # each row's negatives in random order first
     chosen = np.arange(labels.shape[1])[None, :] < count[:, None]
     added = np.zeros(labels.shape, dtype=bool)
@@ -87,8 +88,9 @@ class LabelNoise:
         """From ``KIND:RATE`` (e.g. ``"missing:0.2"``); ``name`` names the setting in errors."""
         parts = text.split(":") if isinstance(text, str) else []
         if len(parts) != 2 or parts[0].strip() not in KINDS:
-            raise ValueError(f"{name} must be KIND:RATE with KIND one of {', '.join(KINDS)} "
-                             f"(e.g. missing:0.2), got {text!r}")
+            raise ValueError(
+                f"{name} must be KIND:RATE with KIND one of {', '.join(KINDS)} (e.g. missing:0.2), got {text!r}"
+            )
         kind = parts[0].strip()
         try:
             rate = float(parts[1])

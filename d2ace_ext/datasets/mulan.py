@@ -42,6 +42,7 @@ The data folder comes from an argument or the ``D2ACE_DATA_DIR`` environment var
 a missing folder or file raises ``FileNotFoundError`` naming the path and what was
 expected there.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,19 @@ import numpy as np
 
 # read_arff is imported from here by callers that predate the arff module.
 from .arff import _Parsed, attribute_names, read_arff  # noqa: F401
-from .mulan_folders import (ARFF_SUFFIX, DATA_DIR_ENV, EXPECTED_FILES, arff_files, available_datasets,  # noqa: F401
-                            data_dir, expected_files, has_arff, mat_files, resolve, xml_file)
+from .mulan_folders import (  # noqa: F401
+    ARFF_SUFFIX,
+    DATA_DIR_ENV,
+    EXPECTED_FILES,
+    arff_files,
+    available_datasets,
+    data_dir,
+    expected_files,
+    has_arff,
+    mat_files,
+    resolve,
+    xml_file,
+)
 from .mulan_labels import label_columns, label_names
 from .mulan_mat import load_mat
 
@@ -66,8 +78,10 @@ def _load_arff(name: str, base: str) -> tuple[np.ndarray, np.ndarray, list[str]]
     xml = xml_file(base, files[0]) if files else None
     if not files or not xml:
         missing = "ARFF file" if not files else "XML label list"
-        raise FileNotFoundError(f"{base!r} holds no {missing}: expected {expected_files(name)} there "
-                                f"(found: {', '.join(sorted(os.listdir(base))) or 'nothing'})")
+        raise FileNotFoundError(
+            f"{base!r} holds no {missing}: expected {expected_files(name)} there "
+            f"(found: {', '.join(sorted(os.listdir(base))) or 'nothing'})"
+        )
     labels_listed = label_names(xml)
     parts = [_Parsed(path, labels=frozenset(labels_listed)) for path in files]
     names = parts[0].names
@@ -109,8 +123,9 @@ def load_dataset(name: str, folder: str | None = None) -> tuple[np.ndarray, np.n
         path = os.path.join(base, wanted[0])
         if not os.path.isfile(path):
             other = f"; its ARFF version (other features) is {name + ARFF_SUFFIX!r}" if has_arff(base) else ""
-            raise FileNotFoundError(f"no file {path!r}: data set {name!r} is read from {wanted[0]} "
-                                    f"(variables 'data' and 'target'){other}")
+            raise FileNotFoundError(
+                f"no file {path!r}: data set {name!r} is read from {wanted[0]} (variables 'data' and 'target'){other}"
+            )
         mats = [path]
     if mats:
         return load_mat(mats[0], base)

@@ -2,6 +2,7 @@
 ARFF, XML and ``.mat`` files in it (module notes of ``mulan``). A folder whose files
 leave the choice open is refused rather than read one way; docs/inputs.md lists the
 refusals."""
+
 from __future__ import annotations
 
 import glob
@@ -40,8 +41,10 @@ def data_dir(path: str | None = None) -> str:
     if not folder:
         raise FileNotFoundError(f"no data folder: pass one or set {DATA_DIR_ENV} (e.g. ../shared/data)")
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"data folder {folder!r} does not exist (expected one folder per data set "
-                                f"there, e.g. yeast/yeast.arff and yeast/yeast.xml)")
+        raise FileNotFoundError(
+            f"data folder {folder!r} does not exist (expected one folder per data set "
+            f"there, e.g. yeast/yeast.arff and yeast/yeast.xml)"
+        )
     return folder
 
 
@@ -50,8 +53,10 @@ def expected_files(name: str) -> str:
     files = EXPECTED_FILES.get(name)
     if files:
         return ", ".join(files)
-    return "<file>.arff (or .arff.gz, or a <file>-train.arff/<file>-test.arff pair) and <file>.xml, " \
-           "or a .mat file with 'data' and 'target'"
+    return (
+        "<file>.arff (or .arff.gz, or a <file>-train.arff/<file>-test.arff pair) and <file>.xml, "
+        "or a .mat file with 'data' and 'target'"
+    )
 
 
 def arff_candidates(base: str) -> tuple[list[str], list[str], list[str]]:
@@ -83,13 +88,17 @@ def arff_files(base: str) -> list[str]:
         if len(trains) == 1 and len(tests) == 1 and file_stem(trains[0])[:-6] == file_stem(tests[0])[:-5]:
             return trains + tests
         example = f"{file_stem((trains or tests)[0]).rsplit('-', 1)[0]}-{'test' if trains else 'train'}.arff"
-        raise ValueError(f"{base}: expected one <name>-train.arff / <name>-test.arff pair, found train file(s) "
-                         f"[{names(trains)}] and test file(s) [{names(tests)}]"
-                         f"{f' (e.g. {example} is missing)' if not (trains and tests) else ''}; "
-                         "keep one pair in the folder")
+        raise ValueError(
+            f"{base}: expected one <name>-train.arff / <name>-test.arff pair, found train file(s) "
+            f"[{names(trains)}] and test file(s) [{names(tests)}]"
+            f"{f' (e.g. {example} is missing)' if not (trains and tests) else ''}; "
+            "keep one pair in the folder"
+        )
     if len(others) > 1:
-        raise ValueError(f"{base}: several ARFF files ({names(others)}) and no <name>-train/<name>-test pair; "
-                         "keep one ARFF file per set folder")
+        raise ValueError(
+            f"{base}: several ARFF files ({names(others)}) and no <name>-train/<name>-test pair; "
+            "keep one ARFF file per set folder"
+        )
     return others
 
 
@@ -106,12 +115,15 @@ def xml_file(base: str, arff: str) -> str | None:
     if len(xmls) <= 1:
         return xmls[0] if xmls else None
     stem = file_stem(arff).split("-")[0]
-    named = [x for x in xmls if os.path.basename(x) == stem + ".xml"] or \
-        [x for x in xmls if os.path.basename(x).startswith(stem)]
+    named = [x for x in xmls if os.path.basename(x) == stem + ".xml"] or [
+        x for x in xmls if os.path.basename(x).startswith(stem)
+    ]
     if len(named) == 1:
         return named[0]
-    raise ValueError(f"{base}: several XML files ({', '.join(os.path.basename(x) for x in xmls)}) and none "
-                     f"is the label list of {os.path.basename(arff)} ({stem}.xml); keep one")
+    raise ValueError(
+        f"{base}: several XML files ({', '.join(os.path.basename(x) for x in xmls)}) and none "
+        f"is the label list of {os.path.basename(arff)} ({stem}.xml); keep one"
+    )
 
 
 def mat_files(base: str) -> list[str]:
@@ -147,10 +159,11 @@ def resolve(name: str, root: str) -> tuple[str, str, bool]:
     base = os.path.join(root, name)
     if os.path.isdir(base):
         return name, base, False
-    if name.endswith(ARFF_SUFFIX) and os.path.isdir(os.path.join(root, name[:-len(ARFF_SUFFIX)])):
-        stem = name[:-len(ARFF_SUFFIX)]
+    if name.endswith(ARFF_SUFFIX) and os.path.isdir(os.path.join(root, name[: -len(ARFF_SUFFIX)])):
+        stem = name[: -len(ARFF_SUFFIX)]
         return stem, os.path.join(root, stem), True
     available = available_datasets(root)
     raise FileNotFoundError(
         f"no folder {base!r} for data set {name!r} (expected there: {expected_files(name)}); "
-        f"available sets in {root!r}: {', '.join(available) if available else 'none'}")
+        f"available sets in {root!r}: {', '.join(available) if available else 'none'}"
+    )

@@ -1,5 +1,6 @@
 """Reading a MATLAB v5 ``.mat`` set (module notes of ``mulan``): ``data`` and ``target``
 as matrices, label names from the folder's ARFF header where its XML lists them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,9 @@ def load_mat(path: str, base: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     labels = np.ascontiguousarray(y, dtype=np.int64)
     if not np.isfinite(features).all():
         row, column = np.argwhere(~np.isfinite(features))[0]
-        raise ValueError(f"{path}: 'data' row {row}, column {column} is {float(features[row, column])}: features "
-                         "must be finite")
+        raise ValueError(
+            f"{path}: 'data' row {row}, column {column} is {float(features[row, column])}: features must be finite"
+        )
     q = labels.shape[1]
     names = [f"label{j}" for j in range(q)]
     # rcv1subset1: the folder's ARFF holds the same label columns (checked: equal arrays),

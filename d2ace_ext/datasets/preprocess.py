@@ -7,6 +7,7 @@ instances with no positive label, MinMax-scale. That lets the test fold shape th
 filters and the scaler. :class:`Preprocessor` does the same steps but can be fitted on
 a training part only (``mode="leak_free"``).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -70,8 +71,10 @@ class Preprocessor:
         self.features_kept = top_features_by_column_sum(features, self.feature_fraction)
         self.labels_kept = frequent_labels(labels, self.min_positives)
         if self.labels_kept.size == 0:
-            raise ValueError(f"no label has {self.min_positives} or more positives in the {labels.shape[0]} "
-                             "rows the filters were fitted on; lower min_positives")
+            raise ValueError(
+                f"no label has {self.min_positives} or more positives in the {labels.shape[0]} "
+                "rows the filters were fitted on; lower min_positives"
+            )
         rows = labels[:, self.labels_kept].sum(1) > 0
         self.scaler = MinMaxScaler().fit(features[rows][:, self.features_kept])
         return self
@@ -87,8 +90,9 @@ class Preprocessor:
         return x.astype(np.float32), y[rows].astype(np.float32), rows
 
 
-def preprocess_whole(features: np.ndarray, labels: np.ndarray, *, feature_fraction: float = 1.0,
-                     min_positives: int = 21):
+def preprocess_whole(
+    features: np.ndarray, labels: np.ndarray, *, feature_fraction: float = 1.0, min_positives: int = 21
+):
     """The published code's order: every filter and the scaler fitted on the whole set.
     Returns (features (m, k) float32, labels (m, q') float32, label columns kept (q',))."""
     prep = Preprocessor(feature_fraction, min_positives).fit(features, labels)

@@ -3,6 +3,7 @@
 Used by the demo (a yeast-shaped default: n = 2400, d = 100, q = 14, cardinality about
 4) and by benchmarks at mediamill or MS-COCO scale, where the real sets are not at hand.
 """
+
 from __future__ import annotations
 
 import math

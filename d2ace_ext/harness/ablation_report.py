@@ -10,6 +10,7 @@ place: "D2ACE better by" is then what the removed component contributes.
     python -m d2ace_ext.harness.ablation_report --results-dir DIR --datasets scene enron \\
         --epochs 1000 [--label-noise extra:1.0] [--preset paper] [--ablations no_correlation ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,23 @@ def ablation_records(records, protocol: Protocol, datasets, model: str, preset: 
     for record in records:
         key = record["key"]
         label = wanted.get(key["protocol"])
-        if (label is not None and key["selector"] == "d2ace" and key["preset"] == preset
-                and key["model"] == model and key["dataset"] in datasets):
+        if (
+            label is not None
+            and key["selector"] == "d2ace"
+            and key["preset"] == preset
+            and key["model"] == model
+            and key["dataset"] in datasets
+        ):
             out.append({**record, "key": {**key, "selector": label}})
     return out
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m d2ace_ext.harness.ablation_report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m d2ace_ext.harness.ablation_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--results-dir", required=True)
     parser.add_argument("--datasets", nargs="+", required=True)
     parser.add_argument("--model", default="mlp")
@@ -60,8 +69,14 @@ def main(argv=None) -> int:
         protocol = Protocol(epochs=args.epochs, folds=args.folds, label_noise=args.label_noise)
     except ValueError as exc:
         parser.error(str(exc))
-    records = ablation_records(ResultsStore(args.results_dir).records().values(), protocol, args.datasets,
-                               args.model, args.preset, args.ablations)
+    records = ablation_records(
+        ResultsStore(args.results_dir).records().values(),
+        protocol,
+        args.datasets,
+        args.model,
+        args.preset,
+        args.ablations,
+    )
     selectors = ["d2ace", *args.ablations]
     summary = summarise(records, args.datasets, [args.model], selectors)
     late = convergence(records, args.datasets, [args.model], selectors)

@@ -11,6 +11,7 @@ whose ``results.jsonl`` holds compact records resumes and reports like the origi
 
     python -m d2ace_ext.harness.evidence TARGET.jsonl SOURCE.jsonl [SOURCE.jsonl ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,9 @@ def compact_record(record: dict, digits: int = 6) -> dict:
         # The time-to-target report's costs per epoch (harness/time_to_target.py), where recorded.
         for name, decimals in COST_SERIES.items():
             if history.get(name) is not None:
-                out["history"][name] = [v if v is None else round(float(v), decimals) if decimals else int(v)
-                                        for v in history[name]]
+                out["history"][name] = [
+                    v if v is None else round(float(v), decimals) if decimals else int(v) for v in history[name]
+                ]
     return out
 
 
@@ -60,8 +62,9 @@ def dropped_fields(record: dict) -> list[str]:
     """What :func:`compact_record` would drop from ``record``: fields other than
     ``KEPT_FIELDS`` and history series other than the validation curve."""
     history = record.get("history") or {}
-    return ([name for name in record if name not in KEPT_FIELDS and name != "history"]
-            + [f"history.{name}" for name in history if name != "val_macro_auc"])
+    return [name for name in record if name not in KEPT_FIELDS and name != "history"] + [
+        f"history.{name}" for name in history if name != "val_macro_auc"
+    ]
 
 
 def _read(path: str) -> list[dict]:
@@ -70,11 +73,14 @@ def _read(path: str) -> list[dict]:
     record is an error naming it, since a compacted copy would lose it for good."""
     lines = read_results(path)
     if lines.unreadable:
-        raise ValueError(f"{path}:{lines.unreadable[0]}: not a run record (not JSON, or without a key); "
-                         f"line(s) {', '.join(map(str, lines.unreadable))} are such: repair or remove them first")
+        raise ValueError(
+            f"{path}:{lines.unreadable[0]}: not a run record (not JSON, or without a key); "
+            f"line(s) {', '.join(map(str, lines.unreadable))} are such: repair or remove them first"
+        )
     if lines.torn is not None:
-        print(f"{path}: passed over a torn last line ({len(lines.torn)} characters, a write cut short)",
-              file=sys.stderr)
+        print(
+            f"{path}: passed over a torn last line ({len(lines.torn)} characters, a write cut short)", file=sys.stderr
+        )
     return [record for _, record in lines.records]
 
 
@@ -97,16 +103,20 @@ def merge_compact(target: str, sources: list[str], digits: int = 6) -> int:
         if not os.path.isfile(path):
             raise ValueError(f"source {path!r} is not a file")
         if _same_file(path, target):
-            raise ValueError(f"the target {target!r} is also a source: it would be compacted in place and its full "
-                             "records lost; write the evidence to a new file")
+            raise ValueError(
+                f"the target {target!r} is also a source: it would be compacted in place and its full "
+                "records lost; write the evidence to a new file"
+            )
     if os.path.exists(target):
         repair_torn_tail(target)  # a torn fragment goes to TARGET.torn rather than vanish in the rewrite
     existing = _read(target) if os.path.exists(target) else []
     full = next((r for r in existing if dropped_fields(r)), None)
     if full is not None:
-        raise ValueError(f"the target {target!r} holds full results records (with {', '.join(dropped_fields(full))}); "
-                         "compacting it in place would drop them: write the evidence to a new file and pass "
-                         f"{target!r} as a source")
+        raise ValueError(
+            f"the target {target!r} holds full results records (with {', '.join(dropped_fields(full))}); "
+            "compacting it in place would drop them: write the evidence to a new file and pass "
+            f"{target!r} as a source"
+        )
     merged: dict[tuple, dict] = {}
     for records in [existing] + [_read(path) for path in sources]:
         for record in records:
@@ -125,8 +135,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="merge results.jsonl files into one compact evidence file")
     parser.add_argument("target", help="the evidence file to write (a new file, or an earlier evidence file)")
     parser.add_argument("sources", nargs="+", help="results.jsonl files (or evidence files) to merge into it")
-    parser.add_argument("--digits", type=int, default=6,
-                        help=f"decimals kept of the validation curve ({DIGITS_RANGE[0]} to {DIGITS_RANGE[1]})")
+    parser.add_argument(
+        "--digits",
+        type=int,
+        default=6,
+        help=f"decimals kept of the validation curve ({DIGITS_RANGE[0]} to {DIGITS_RANGE[1]})",
+    )
     args = parser.parse_args(argv)
     try:
         count = merge_compact(args.target, args.sources, args.digits)

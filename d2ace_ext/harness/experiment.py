@@ -6,6 +6,7 @@ training fold for validation, Adam lr 1e-4, weight decay 1e-4, linear LR warm-up
 10 epochs, batch 128, 100 epochs, seed 55 (the published code's), test metrics at the
 best-validation epoch from a real copy of the weights.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,7 +88,11 @@ class Protocol:
             ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer >= 1"),
             ("lr", self.lr > 0, "> 0"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("lr_warmup_epochs", isinstance(self.lr_warmup_epochs, int) and self.lr_warmup_epochs >= 0, "an integer >= 0"),
+            (
+                "lr_warmup_epochs",
+                isinstance(self.lr_warmup_epochs, int) and self.lr_warmup_epochs >= 0,
+                "an integer >= 0",
+            ),
             ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
             ("preprocessing", self.preprocessing in PREPROCESSING, f"one of {PREPROCESSING}"),
             ("min_positives", isinstance(self.min_positives, int) and self.min_positives >= 1, "an integer >= 1"),

@@ -1,5 +1,6 @@
 """From a loaded data set to the tensors of each fold, under either preprocessing mode,
 with the protocol's label noise (if any) on the training and validation parts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,16 +36,18 @@ class PreparedDataset:
     fraction when ``protocol.feature_fraction`` is None.
     """
 
-    def __init__(self, name: str, features: np.ndarray, labels: np.ndarray, label_names: list[str],
-                 protocol: Protocol) -> None:
+    def __init__(
+        self, name: str, features: np.ndarray, labels: np.ndarray, label_names: list[str], protocol: Protocol
+    ) -> None:
         self.name, self.protocol = name, protocol
         fraction = protocol.feature_fraction
         if fraction is None:
             fraction = published_feature_fraction(name, features.shape[1])
         self.feature_fraction = fraction
         if protocol.preprocessing == "reference":
-            x, y, kept = preprocess_whole(features, labels, feature_fraction=fraction,
-                                          min_positives=protocol.min_positives)
+            x, y, kept = preprocess_whole(
+                features, labels, feature_fraction=fraction, min_positives=protocol.min_positives
+            )
             self.features, self.labels = x, y
             self.label_names = [label_names[j] for j in kept]
         else:
@@ -79,19 +82,24 @@ class PreparedDataset:
         part may then hold label columns or rows without positives."""
         train_rows, test_rows = self.splits_of(repeat)[k]
         if self.protocol.folds_from == "published":
-            fit_rows, val_rows = published_validation_split(train_rows, self.protocol.val_fraction,
-                                                             self.protocol.fold_seed(repeat))
+            fit_rows, val_rows = published_validation_split(
+                train_rows, self.protocol.val_fraction, self.protocol.fold_seed(repeat)
+            )
         else:
-            fit_rows, val_rows = validation_split(self.labels, train_rows, self.protocol.val_fraction,
-                                                  self.protocol.fold_seed(repeat) + k)
+            fit_rows, val_rows = validation_split(
+                self.labels, train_rows, self.protocol.val_fraction, self.protocol.fold_seed(repeat) + k
+            )
         x, y = self.features, self.labels
         if self.protocol.preprocessing == "reference":
             parts = [(x[rows], y[rows]) for rows in (fit_rows, val_rows, test_rows)]
             names = self.label_names
         else:
             prep = Preprocessor(self.feature_fraction, self.protocol.min_positives).fit(x[train_rows], y[train_rows])
-            parts = [prep.transform(x[fit_rows], y[fit_rows])[:2], prep.transform(x[val_rows], y[val_rows])[:2],
-                     prep.transform(x[test_rows], y[test_rows], drop_unlabelled=False)[:2]]
+            parts = [
+                prep.transform(x[fit_rows], y[fit_rows])[:2],
+                prep.transform(x[val_rows], y[val_rows])[:2],
+                prep.transform(x[test_rows], y[test_rows], drop_unlabelled=False)[:2],
+            ]
             names = [self.label_names[j] for j in prep.labels_kept]
         if self.protocol.label_noise is not None:
             noise = LabelNoise.parse(self.protocol.label_noise)

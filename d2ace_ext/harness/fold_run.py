@@ -12,6 +12,7 @@ Each epoch's history also records ``samples_seen`` (training samples yielded so 
 and ``elapsed_seconds`` (wall seconds of training and selection so far, without the
 validation passes and tracing), the cost axes of a time-to-target comparison.
 """
+
 from __future__ import annotations
 
 import copy
@@ -63,10 +64,20 @@ def build_sampler(key: RunKey, data: FoldData, protocol: Protocol, seed: int, de
     """The selector's batch sampler over the fold's training part, its epoch counts
     (warm-up, pressure, p_beta epochs: its ``schedule_fields``) scaled from the paper's
     100 epochs to ``protocol.epochs``, then ``protocol.selector_options`` over them."""
-    return make_run_sampler(key.selector, data.train_y.to(device), protocol.batch_size, data.train_x.to(device),
-                            seed=seed, epochs=protocol.epochs, schedule=TABULAR_SCHEDULE, preset=key.preset,
-                            options=protocol.selector_options.get(key.selector), device=device,
-                            budget=protocol.budget, anneal=protocol.anneal)
+    return make_run_sampler(
+        key.selector,
+        data.train_y.to(device),
+        protocol.batch_size,
+        data.train_x.to(device),
+        seed=seed,
+        epochs=protocol.epochs,
+        schedule=TABULAR_SCHEDULE,
+        preset=key.preset,
+        options=protocol.selector_options.get(key.selector),
+        device=device,
+        budget=protocol.budget,
+        anneal=protocol.anneal,
+    )
 
 
 def warmup_steps(sampler, protocol: Protocol) -> int:
@@ -80,7 +91,7 @@ def warmup_steps(sampler, protocol: Protocol) -> int:
 def predict(model: torch.nn.Module, x: torch.Tensor, device, chunk: int = 4096) -> torch.Tensor:
     """Eval-mode probabilities (m, q) on the CPU for inputs x (m, d)."""
     model.eval()
-    parts = [torch.sigmoid(model(x[i:i + chunk].to(device))).cpu() for i in range(0, x.shape[0], chunk)]
+    parts = [torch.sigmoid(model(x[i : i + chunk].to(device))).cpu() for i in range(0, x.shape[0], chunk)]
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
@@ -91,8 +102,9 @@ def instance_losses(model, x: torch.Tensor, y: torch.Tensor, device) -> torch.Te
     return F.binary_cross_entropy(probs, y.double(), reduction="none").mean(1)
 
 
-def _train_epoch(model, loader: DataLoader, sampler, optimiser, schedule, device,
-                 importance_weights) -> tuple[float, int]:
+def _train_epoch(
+    model, loader: DataLoader, sampler, optimiser, schedule, device, importance_weights
+) -> tuple[float, int]:
     """One pass over the sampler's batches, the LR schedule stepped per batch:
     (sum over batches of loss × batch size, samples seen)."""
     model.train()
@@ -118,31 +130,49 @@ def _save_trace(tracer: RunTrace, key: RunKey, results_dir: str) -> str:
     return trace_path
 
 
-def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "cpu", results_dir: str | None = None,
-             trace: bool = False, progress: bool = True, position: int = 0) -> dict:
+def run_fold(
+    key: RunKey,
+    data: FoldData,
+    protocol: Protocol,
+    *,
+    device: str = "cpu",
+    results_dir: str | None = None,
+    trace: bool = False,
+    progress: bool = True,
+    position: int = 0,
+) -> dict:
     """Train, validate every epoch, test; returns the results-file record of this run.
     With ``trace`` the figures' snapshots go to ``results_dir/traces/<run>.npz``."""
     started = time.perf_counter()
     seed = protocol.run_seed(key.repeat, key.fold)
     torch.manual_seed(seed)  # the same fold gets the same initial weights under every selector
     n, q = data.train_y.shape
-    model = make_model(key.model, data.train_x.shape[1], q, train_labels=data.train_y,
-                       **protocol.model_options.get(key.model, {})).to(device)
+    model = make_model(
+        key.model, data.train_x.shape[1], q, train_labels=data.train_y, **protocol.model_options.get(key.model, {})
+    ).to(device)
     sampler = build_sampler(key, data, protocol, seed, device)
     loader = DataLoader(TensorBatches(data.train_x, data.train_y), batch_sampler=sampler, collate_fn=whole_batch)
-    optimiser = torch.optim.Adam(model.parameters(), lr=protocol.lr, betas=(0.9, 0.999),
-                                 weight_decay=protocol.weight_decay)
+    optimiser = torch.optim.Adam(
+        model.parameters(), lr=protocol.lr, betas=(0.9, 0.999), weight_decay=protocol.weight_decay
+    )
     warm_steps = warmup_steps(sampler, protocol)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: min(1.0, (step + 1) / warm_steps) if warm_steps else 1.0)
+        optimiser, lambda step: min(1.0, (step + 1) / warm_steps) if warm_steps else 1.0
+    )
     if trace and results_dir is None:
         raise ValueError("trace=True needs results_dir, where the trace file is written")
     tracer = RunTrace(key.selector, data.train_x, data.train_y, data.label_names, protocol.epochs) if trace else None
     history = {"epoch": [], "train_loss": [], "val_macro_auc": [], "lr": [], "samples_seen": [], "elapsed_seconds": []}
     samples_seen, elapsed = 0, 0.0
     best_auc, best_epoch, best_state = -np.inf, -1, None
-    bar = tqdm(range(protocol.epochs), desc=f"{key.dataset} {key.model} {key.selector} f{key.fold}",
-               disable=not progress, leave=False, position=position, dynamic_ncols=True)
+    bar = tqdm(
+        range(protocol.epochs),
+        desc=f"{key.dataset} {key.model} {key.selector} f{key.fold}",
+        disable=not progress,
+        leave=False,
+        position=position,
+        dynamic_ncols=True,
+    )
     for epoch in bar:
         sampler.set_epoch(epoch)
         selection_before = sampler.overhead_seconds
@@ -156,8 +186,14 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
         samples_seen += seen
         label_auc = per_label_auc(data.val_y, predict(model, data.val_x, device))
         val_auc = mean_auc(label_auc)
-        for field, value in (("epoch", epoch), ("train_loss", total / max(1, seen)), ("val_macro_auc", val_auc),
-                             ("lr", lr), ("samples_seen", samples_seen), ("elapsed_seconds", elapsed)):
+        for field, value in (
+            ("epoch", epoch),
+            ("train_loss", total / max(1, seen)),
+            ("val_macro_auc", val_auc),
+            ("lr", lr),
+            ("samples_seen", samples_seen),
+            ("elapsed_seconds", elapsed),
+        ):
             history[field].append(value)
         if protocol.model_selection == "best" and val_auc > best_auc:
             best_auc, best_epoch = val_auc, epoch
@@ -178,8 +214,13 @@ def run_fold(key: RunKey, data: FoldData, protocol: Protocol, *, device: str = "
         "best_val_macro_auc": best_auc,
         "seconds": time.perf_counter() - started,
         "selection_seconds": sampler.overhead_seconds,
-        "shape": {"train": n, "val": int(data.val_y.shape[0]), "test": int(data.test_y.shape[0]),
-                  "d": int(data.train_x.shape[1]), "q": q},
+        "shape": {
+            "train": n,
+            "val": int(data.val_y.shape[0]),
+            "test": int(data.test_y.shape[0]),
+            "d": int(data.train_x.shape[1]),
+            "q": q,
+        },
         "history": history,
         "trace": trace_path,
     }

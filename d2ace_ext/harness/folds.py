@@ -1,5 +1,6 @@
 """Cross-validation splits by iterative stratification (Sechidis et al. 2011), as the
 paper's protocol asks, from the ``iterative-stratification`` package."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,10 @@ def _stratifiers():
     try:
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
     except ImportError as exc:  # an optional dependency of the harness only
-        raise ImportError("the experiment harness needs the 'iterative-stratification' package: "
-                          "pip install iterative-stratification (or pip install d2ace_ext[harness])") from exc
+        raise ImportError(
+            "the experiment harness needs the 'iterative-stratification' package: "
+            "pip install iterative-stratification (or pip install d2ace_ext[harness])"
+        ) from exc
     return MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 
 

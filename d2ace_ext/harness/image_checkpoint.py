@@ -2,6 +2,7 @@
 sampler, RNG states and history are saved together to
 ``<results_dir>/checkpoints/<run>__<protocol digest>.pt``; a rerun resumes from there,
 and the file is removed once the run's record is written."""
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,7 @@ def _legacy_checkpoint(results_dir: str, key: RunKey) -> str | None:
 def _save(path: str, state: dict) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)   # a kill mid-write never leaves a torn checkpoint
+    os.replace(path + ".tmp", path)  # a kill mid-write never leaves a torn checkpoint
 
 
 class RunCheckpoint:
@@ -77,13 +78,24 @@ class RunCheckpoint:
 
     def save(self, epoch: int, model, optimiser, schedule, sampler, history: dict, best: dict, device: str) -> None:
         """The state after ``epoch``, with the global RNGs (CUDA's on a CUDA device)."""
-        _save(self.path, {"protocol": self.digest, "epoch": epoch, "model": model.state_dict(),
-                          "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-                          "sampler": sampler.state_dict(), "history": history, "best": best,
-                          "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                          "cuda_rng": torch.cuda.get_rng_state_all() if str(device).startswith("cuda") else None})
+        _save(
+            self.path,
+            {
+                "protocol": self.digest,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "sampler": sampler.state_dict(),
+                "history": history,
+                "best": best,
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if str(device).startswith("cuda") else None,
+            },
+        )
         if self.legacy is not None and os.path.exists(self.legacy):
-            os.remove(self.legacy)   # its state now lives under the new name
+            os.remove(self.legacy)  # its state now lives under the new name
 
     def remove(self) -> None:
         """Deletes the file (the run's record is written)."""

@@ -1,6 +1,7 @@
 """Evaluation under the image protocol: the held-out validation rows, eval-mode
 predictions, the mAP that picks the epoch, the test metrics, and the backbone features
 the K-NN selectors read."""
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,9 @@ def autocast(device: str, amp: bool):
 
 
 @torch.no_grad()
-def predict(model, base: Dataset, rows: torch.Tensor, device: str, workers: int = 0, amp: bool = True,
-            batch_size: int = 64) -> torch.Tensor:
+def predict(
+    model, base: Dataset, rows: torch.Tensor, device: str, workers: int = 0, amp: bool = True, batch_size: int = 64
+) -> torch.Tensor:
     """Eval-mode probabilities (m, q) on the CPU for ``base[rows]``."""
     model.eval()
     parts = []
@@ -37,8 +39,10 @@ def backbone_features(model, base: Dataset, rows: torch.Tensor, device: str, wor
     """(n, C) average-pooled backbone features of the initial model: the input space of
     the K-NN selectors for image files (ImageNet semantics when a checkpoint is loaded)."""
     model.eval()
-    parts = [model.backbone(x.to(device)).float().mean((2, 3)).cpu()
-             for _, x, _ in loader(base, rows, batch_size=64, workers=workers, device=device)]
+    parts = [
+        model.backbone(x.to(device)).float().mean((2, 3)).cpu()
+        for _, x, _ in loader(base, rows, batch_size=64, workers=workers, device=device)
+    ]
     return torch.cat(parts)
 
 
@@ -53,8 +57,9 @@ def split_rows(data: ImageData, protocol: ImageProtocol) -> tuple[torch.Tensor, 
     return order[cut:].sort().values, order[:cut].sort().values
 
 
-def selection_score(model, data: ImageData, val_rows: torch.Tensor, protocol: ImageProtocol, device: str,
-                    workers: int) -> float:
+def selection_score(
+    model, data: ImageData, val_rows: torch.Tensor, protocol: ImageProtocol, device: str, workers: int
+) -> float:
     """The mAP that picks the epoch: on the validation rows (test transform) under
     model_selection "val", on the test split under "test", nan under "last"."""
     if protocol.model_selection == "val":
@@ -70,6 +75,8 @@ def metrics_on_test(model, data: ImageData, device: str, workers: int, amp: bool
     """{metric: value} on the test split: ``map`` (ignored entries left out),
     ``map_voc_interpolated`` and every tabular metric."""
     probs = predict(model, data.test, torch.arange(len(data.test)), device, workers, amp)
-    return {"map": mean_average_precision(data.test_labels, probs, data.test_ignore),
-            "map_voc_interpolated": voc_interpolated_map(data.test_labels, probs, data.test_ignore),
-            **evaluate(data.test_labels, probs)}
+    return {
+        "map": mean_average_precision(data.test_labels, probs, data.test_ignore),
+        "map_voc_interpolated": voc_interpolated_map(data.test_labels, probs, data.test_ignore),
+        **evaluate(data.test_labels, probs),
+    }

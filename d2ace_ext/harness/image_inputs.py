@@ -19,6 +19,7 @@ the digest of an image run also names (``ImageProtocol.inputs``):
 The embedded digits-mosaic is named by its options alone (already in the settings), so
 its inputs are empty and its digests stay those of the committed evidence.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,12 +60,21 @@ def model_files(model_options: dict) -> dict:
     return found
 
 
-def run_inputs(dataset: str, *, data_dir: str | None, features: str | None, difficult: str, keep_empty: bool,
-               files: dict, transform: str | None = None) -> dict:
+def run_inputs(
+    dataset: str,
+    *,
+    data_dir: str | None,
+    features: str | None,
+    difficult: str,
+    keep_empty: bool,
+    files: dict,
+    transform: str | None = None,
+) -> dict:
     """The inputs of runs on ``dataset`` (see the module docstring); ``files``: the
     :func:`model_files` of the command. {} for digits-mosaic without model files.
     Raises FileNotFoundError naming a missing features file or folder."""
     from ..datasets.images.registry import image_data_dir
+
     inputs = {}
     path = features_path(dataset, features)
     if path is not None:

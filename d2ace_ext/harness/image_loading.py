@@ -7,6 +7,7 @@ process loads it, and the workers' base seed comes from a private generator, not
 main process's. So the images an epoch trains on depend neither on ``workers`` nor on
 whether the run was resumed, and no worker RNG state needs saving.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,7 @@ from ..validation import seed64
 
 #: seed64 streams of a run seed: the training images' augmentation, the loader's base seed,
 #: the augmentation of HST's prototype passes.
-AUGMENT_STREAM, LOADER_STREAM, PROTOTYPE_STREAM = -4, -5, -6   # (balance: -2, dihcl: -3; epochs: >= 0)
+AUGMENT_STREAM, LOADER_STREAM, PROTOTYPE_STREAM = -4, -5, -6  # (balance: -2, dihcl: -3; epochs: >= 0)
 
 
 @contextlib.contextmanager
@@ -35,7 +36,7 @@ def _seeded(seed: int):
     if restore:
         python_state, torch_state = random.getstate(), torch.get_rng_state()
     random.seed(seed)
-    torch.default_generator.manual_seed(seed)   # the CPU generator only: torch.manual_seed visits every backend
+    torch.default_generator.manual_seed(seed)  # the CPU generator only: torch.manual_seed visits every backend
     try:
         yield
     finally:
@@ -116,17 +117,32 @@ def _identity(batch):
     return batch
 
 
-def loader(base: Dataset, rows: torch.Tensor, *, batch_sampler=None, batch_size: int = 64, workers: int = 0,
-           device: str = "cpu", persistent: bool = False, generator: torch.Generator | None = None) -> DataLoader:
+def loader(
+    base: Dataset,
+    rows: torch.Tensor,
+    *,
+    batch_sampler=None,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str = "cpu",
+    persistent: bool = False,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
     """(index, x, y) batches of ``base`` restricted to ``rows``, in order or by ``batch_sampler``;
     ``persistent`` keeps the workers between epochs (the sampler itself runs in this process);
     ``generator`` draws the workers' base seed (default: the global generator)."""
     batched = hasattr(base, "get_batch")
     dataset = (_BatchedRows if batched else _Rows)(base, rows)
     extra = {"batch_sampler": batch_sampler} if batch_sampler is not None else {"batch_size": batch_size}
-    return DataLoader(dataset, collate_fn=_identity if batched else default_collate, num_workers=workers,
-                      pin_memory=str(device).startswith("cuda"), persistent_workers=persistent and workers > 0,
-                      generator=generator, **extra)
+    return DataLoader(
+        dataset,
+        collate_fn=_identity if batched else default_collate,
+        num_workers=workers,
+        pin_memory=str(device).startswith("cuda"),
+        persistent_workers=persistent and workers > 0,
+        generator=generator,
+        **extra,
+    )
 
 
 def training_loader(data: ImageData, rows: torch.Tensor, sampler, seed: int, workers: int, device: str):
@@ -138,8 +154,9 @@ def training_loader(data: ImageData, rows: torch.Tensor, sampler, seed: int, wor
     batches = sampler if hasattr(data.train, "get_batch") else _SeededBatches(sampler, seed)
     private = workers > 0 or batches is not sampler
     generator = torch.Generator().manual_seed(seed64(seed % 2**63, LOADER_STREAM)) if private else None
-    return loader(data.train, rows, batch_sampler=batches, workers=workers, device=device, persistent=True,
-                  generator=generator), batches
+    return loader(
+        data.train, rows, batch_sampler=batches, workers=workers, device=device, persistent=True, generator=generator
+    ), batches
 
 
 def eval_base(data: ImageData) -> Dataset:
@@ -152,8 +169,9 @@ def prototype_pass(model, data: ImageData, rows: torch.Tensor, seed: int, epoch:
     under the training transform when the model asks for it (HST's release) and the
     images have a random one, else under the test transform."""
     if getattr(model, "prototype_augment", False) and not hasattr(data.train, "get_batch"):
-        batches = loader(data.train, rows, batch_sampler=_SeededPass(rows.numel(), 64, seed, epoch),
-                         workers=workers, device=device)
+        batches = loader(
+            data.train, rows, batch_sampler=_SeededPass(rows.numel(), 64, seed, epoch), workers=workers, device=device
+        )
     else:
         batches = loader(eval_base(data), rows, batch_size=64, workers=workers, device=device)
     return ((x.to(device), y.to(device)) for _, x, y in batches)

@@ -1,5 +1,6 @@
 """The image command's options turned into an :class:`ImageProtocol` per data set and
 model, and checked before anything trains (counts, ``--model-opt`` / ``--selector-opt``)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,19 +26,29 @@ def cpu_defaults(args, datasets) -> None:
 def protocol_from(args, models, selectors):
     """The :class:`ImageProtocol` of the command's options (after :func:`cpu_defaults`)."""
     from .image_protocol import ImageProtocol
+
     model_options = options_per_name(args.model_opt, "--model-opt", models)
     for m in models:
         base = {"backbone": args.backbone, "checkpoint": args.checkpoint, "embeddings": args.embeddings}
         model_options[m] = {**{k: v for k, v in base.items() if v is not None}, **model_options.get(m, {})}
     scale = args.scale_size or max(args.image_size, round(args.image_size * 8 / 7))
-    return ImageProtocol(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         lr_step=args.lr_step, image_size=args.image_size, scale_size=scale,
-                         model_selection=args.model_selection, val_fraction=args.val_fraction, seed=args.seed,
-                         budget=args.budget,
-                         amp=not args.no_amp, mosaic=parse_options(args.mosaic_opt, "--mosaic-opt"),
-                         model_options=model_options,
-                         selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors,
-                                                           canonical_selector))
+    return ImageProtocol(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        lr_step=args.lr_step,
+        image_size=args.image_size,
+        scale_size=scale,
+        model_selection=args.model_selection,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        budget=args.budget,
+        amp=not args.no_amp,
+        mosaic=parse_options(args.mosaic_opt, "--mosaic-opt"),
+        model_options=model_options,
+        selector_options=options_per_name(args.selector_opt, "--selector-opt", selectors, canonical_selector),
+    )
 
 
 def protocol_for(args, protocol, dataset: str, files: dict, model: str | None = None):
@@ -47,11 +58,19 @@ def protocol_for(args, protocol, dataset: str, files: dict, model: str | None = 
     files' hashes). Raises FileNotFoundError naming a missing file or folder."""
     from ..datasets.images.registry import data_rules
     from .image_inputs import run_inputs
+
     if args.keep_empty and args.drop_empty:
         raise ValueError("--keep-empty and --drop-empty contradict each other; pass one (keeping is the default)")
     rules = data_rules(model, args.difficult, args.transform)
-    inputs = run_inputs(dataset, data_dir=args.data_dir, features=args.features, difficult=rules["difficult"],
-                        keep_empty=not args.drop_empty, files=files, transform=rules["transform"])
+    inputs = run_inputs(
+        dataset,
+        data_dir=args.data_dir,
+        features=args.features,
+        difficult=rules["difficult"],
+        keep_empty=not args.drop_empty,
+        files=files,
+        transform=rules["transform"],
+    )
     return dataclasses.replace(protocol, inputs=inputs)
 
 
@@ -69,12 +88,15 @@ def check_image_options(protocol, data, dataset: str, models, selectors, preset:
     command's builders: the model as ``run_image`` builds it, the selector on random
     features of the K-NN's width where it needs features)."""
     import torch
+
     from ..models import make_model
     from .image_protocol import build_image_sampler, model_options, needs_features
     from .image_run import model_in_features, split_rows
     from .option_checks import check_options
-    chosen_models = {m: protocol.model_options[m] for m in models
-                     if set(protocol.model_options.get(m, {})) - _SET_BY_THE_COMMAND}
+
+    chosen_models = {
+        m: protocol.model_options[m] for m in models if set(protocol.model_options.get(m, {})) - _SET_BY_THE_COMMAND
+    }
     chosen_selectors = {s: protocol.selector_options[s] for s in selectors if protocol.selector_options.get(s)}
     if not chosen_models and not chosen_selectors:
         return

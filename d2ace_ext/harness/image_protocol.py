@@ -6,6 +6,7 @@ decay 5e-4, batch 32, 20 epochs, selector warm-up T_w = 5 and D2ACE's p_β movin
 epoch 5 to 15; mAP is the headline metric. Every size is an option, so a CPU run can use
 small images, a small backbone and few epochs; the schedule then scales with ``epochs``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,14 +100,31 @@ def model_options(protocol: ImageProtocol, model: str) -> dict:
     return {**options, **protocol.model_options.get(model, {})}
 
 
-def build_image_sampler(selector: str, labels: torch.Tensor, features: torch.Tensor | None,
-                        protocol: ImageProtocol, seed: int, preset: str = "paper", device=None):
+def build_image_sampler(
+    selector: str,
+    labels: torch.Tensor,
+    features: torch.Tensor | None,
+    protocol: ImageProtocol,
+    seed: int,
+    preset: str = "paper",
+    device=None,
+):
     """The selector's batch sampler with the image schedule (T_w = 5, t_start 5, t_end 15
     of 20 epochs, scaled to ``protocol.epochs``: ``IMAGE_SCHEDULE``);
     ``protocol.selector_options[selector]`` override it."""
-    return make_run_sampler(selector, labels, protocol.batch_size, features, seed=seed, epochs=protocol.epochs,
-                            schedule=IMAGE_SCHEDULE, preset=preset, options=protocol.selector_options.get(selector),
-                            device=device, budget=protocol.budget)
+    return make_run_sampler(
+        selector,
+        labels,
+        protocol.batch_size,
+        features,
+        seed=seed,
+        epochs=protocol.epochs,
+        schedule=IMAGE_SCHEDULE,
+        preset=preset,
+        options=protocol.selector_options.get(selector),
+        device=device,
+        budget=protocol.budget,
+    )
 
 
 def needs_features(selector: str, protocol: ImageProtocol, preset: str = "paper") -> bool:
@@ -120,6 +138,7 @@ def mean_average_precision(targets, scores, ignore=None) -> float:
     average precision; ``ignore`` (n, q) bool entries are left out of their label's
     ranking (VOC's difficult objects)."""
     from sklearn.metrics import average_precision_score
+
     y = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)
     s = np.asarray(scores.cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
     keep = None if ignore is None else ~np.asarray(ignore.cpu() if isinstance(ignore, torch.Tensor) else ignore)

@@ -8,6 +8,7 @@ the selected epoch's weights. After every epoch the run is checkpointed
 from seeded streams (``image_loading``: the same images with any worker count or after
 a resume); evaluation is ``image_evaluation``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,7 @@ from ..models import make_model
 from ..models.registry import IMAGE_MODELS
 from .experiment import RunKey
 from .image_checkpoint import CHECKPOINT_FOLDER, RunCheckpoint, checkpoint_path  # noqa: F401
-from .image_evaluation import (autocast, backbone_features, metrics_on_test, predict,  # noqa: F401
-                               selection_score, split_rows)
+from .image_evaluation import autocast, backbone_features, metrics_on_test, predict, selection_score, split_rows  # noqa: F401
 from .image_loading import eval_base, loader, prototype_pass, training_loader  # noqa: F401
 from .image_protocol import ImageProtocol, build_image_sampler, model_options, needs_features
 from .selection_loss import selection_objective
@@ -39,32 +39,46 @@ def model_in_features(data: ImageData) -> int:
 @dataclass
 class _Training:
     """What one run trains with."""
+
     model: torch.nn.Module
     sampler: object
     loader: torch.utils.data.DataLoader
-    batches: object                  # what set_epoch is called on (the sampler, or its seeded wrapper)
+    batches: object  # what set_epoch is called on (the sampler, or its seeded wrapper)
     optimiser: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.StepLR
-    grad_clip: float | None          # ML-GCN's released engine: 10 (off by default)
+    grad_clip: float | None  # ML-GCN's released engine: 10 (off by default)
 
 
-def _build_training(key: RunKey, data: ImageData, protocol: ImageProtocol, seed: int, fit_rows: torch.Tensor,
-                    device: str, workers: int) -> _Training:
+def _build_training(
+    key: RunKey, data: ImageData, protocol: ImageProtocol, seed: int, fit_rows: torch.Tensor, device: str, workers: int
+) -> _Training:
     """Model, sampler, training loader, optimiser and LR schedule of a run, built in the
     order that fixes what they draw from the global generators."""
     fit_y = data.train_labels[fit_rows]
     # label-row files (embeddings=, graph=) are matched to the data set's label names
     names = {"label_names": list(data.label_names)} if key.model in IMAGE_MODELS else {}
-    model = make_model(key.model, model_in_features(data), data.num_labels, train_labels=fit_y,
-                       **{**names, **model_options(protocol, key.model)}).to(device)
+    model = make_model(
+        key.model,
+        model_in_features(data),
+        data.num_labels,
+        train_labels=fit_y,
+        **{**names, **model_options(protocol, key.model)},
+    ).to(device)
     features = None
     if needs_features(key.selector, protocol, key.preset):
-        features = (data.knn_features[fit_rows] if data.knn_features is not None else
-                    backbone_features(model, eval_base(data), fit_rows, device, workers))
+        features = (
+            data.knn_features[fit_rows]
+            if data.knn_features is not None
+            else backbone_features(model, eval_base(data), fit_rows, device, workers)
+        )
     sampler = build_image_sampler(key.selector, fit_y.to(device), features, protocol, seed, key.preset, device)
     train_loader, batches = training_loader(data, fit_rows, sampler, seed, workers, device)
-    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=protocol.lr,
-                                 betas=(0.9, 0.999), weight_decay=protocol.weight_decay)
+    optimiser = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=protocol.lr,
+        betas=(0.9, 0.999),
+        weight_decay=protocol.weight_decay,
+    )
     step = protocol.lr_step or protocol.epochs + 1
     schedule = torch.optim.lr_scheduler.StepLR(optimiser, step_size=step, gamma=0.1)
     return _Training(model, sampler, train_loader, batches, optimiser, schedule, getattr(model, "grad_clip", None))
@@ -77,7 +91,7 @@ def _train_epoch(run: _Training, device: str, amp: bool, history: dict) -> float
     model.train()
     total, seen, select_before, loop_start = 0.0, 0, sampler.overhead_seconds, time.perf_counter()
     for index, x, y in run.loader:
-        if index.numel() < 2:   # BatchNorm cannot train on one image: a lone last image sits this epoch out
+        if index.numel() < 2:  # BatchNorm cannot train on one image: a lone last image sits this epoch out
             continue
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, amp):
@@ -98,9 +112,17 @@ def _train_epoch(run: _Training, device: str, amp: bool, history: dict) -> float
     return total / max(1, seen)
 
 
-def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: str = "cpu",
-              results_dir: str | None = None, workers: int = 0, progress: bool = True,
-              stop_after: int | None = None) -> dict | None:
+def run_image(
+    key: RunKey,
+    data: ImageData,
+    protocol: ImageProtocol,
+    *,
+    device: str = "cpu",
+    results_dir: str | None = None,
+    workers: int = 0,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict | None:
     """Train, select, test; returns the results-file record. ``key.fold`` is the seed
     index (model init and sampler seed ``protocol.seed + key.fold``). ``stop_after``: end
     after that many epochs in this call (None when stopped early; for tests of resume)."""
@@ -119,19 +141,30 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
         resumed = checkpoint.restore(model, run.optimiser, run.schedule, sampler)
         if resumed is not None:
             first_epoch, history, best = resumed
-    bar = tqdm(range(first_epoch, protocol.epochs), desc=f"{key.dataset} {key.model} {key.selector} s{key.fold}",
-               disable=not progress, leave=False, dynamic_ncols=True, initial=first_epoch, total=protocol.epochs)
+    bar = tqdm(
+        range(first_epoch, protocol.epochs),
+        desc=f"{key.dataset} {key.model} {key.selector} s{key.fold}",
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+        initial=first_epoch,
+        total=protocol.epochs,
+    )
     for epoch in bar:
         run.batches.set_epoch(epoch)
         if hasattr(model, "start_epoch"):
-            model.start_epoch(epoch, len(sampler),
-                              lambda: prototype_pass(model, data, fit_rows, seed, epoch, workers, device))
+            model.start_epoch(
+                epoch, len(sampler), lambda: prototype_pass(model, data, fit_rows, seed, epoch, workers, device)
+            )
         loss = _train_epoch(run, device, protocol.amp, history)
         run.schedule.step()
         score = selection_score(model, data, val_rows, protocol, device, workers)
-        if score > best["score"]:   # never under "last": its score is nan
-            best = {"score": score, "epoch": epoch,
-                    "state": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})}
+        if score > best["score"]:  # never under "last": its score is nan
+            best = {
+                "score": score,
+                "epoch": epoch,
+                "state": copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}),
+            }
         history["epoch"].append(epoch)
         history["train_loss"].append(loss)
         history["val_map"].append(score)
@@ -149,13 +182,23 @@ def run_image(key: RunKey, data: ImageData, protocol: ImageProtocol, *, device: 
     metrics = metrics_on_test(model, data, device, workers, protocol.amp)
     loop, selection = sum(history["loop_seconds"]), sum(history["selection_seconds"])
     record = {
-        "key": key.to_dict(), "metrics": metrics, "best_epoch": best["epoch"],
+        "key": key.to_dict(),
+        "metrics": metrics,
+        "best_epoch": best["epoch"],
         "best_val_map": None if not np.isfinite(best["score"]) else best["score"],
-        "seconds": time.perf_counter() - started, "selection_seconds": selection, "loop_seconds": loop,
+        "seconds": time.perf_counter() - started,
+        "selection_seconds": selection,
+        "loop_seconds": loop,
         "steps": int(sum(history["steps"])),
-        "shape": {"train": int(fit_rows.numel()), "val": int(val_rows.numel()), "test": len(data.test),
-                  "q": data.num_labels},
-        "history": history, "inputs": protocol.inputs, "label_names": list(data.label_names),
+        "shape": {
+            "train": int(fit_rows.numel()),
+            "val": int(val_rows.numel()),
+            "test": len(data.test),
+            "q": data.num_labels,
+        },
+        "history": history,
+        "inputs": protocol.inputs,
+        "label_names": list(data.label_names),
     }
     if checkpoint is not None:
         checkpoint.remove()

@@ -1,5 +1,6 @@
 """What an image command prints and writes when its runs are done: a run's metrics, a
 comparison's mAP table (Markdown and JSON), and the selection overhead per selector."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,16 @@ import numpy as np
 from .experiment import DISPLAY_NAMES
 
 #: The metrics ``d2ace run`` prints for an image set, in order.
-RUN_METRICS = ("map", "map_voc_interpolated", "macro_auc", "macro_f1", "micro_f1", "ranking_loss", "one_error",
-               "average_precision")
+RUN_METRICS = (
+    "map",
+    "map_voc_interpolated",
+    "macro_auc",
+    "macro_f1",
+    "micro_f1",
+    "ranking_loss",
+    "one_error",
+    "average_precision",
+)
 
 
 def overhead(records: list[dict]) -> tuple[float, float, float]:
@@ -24,28 +33,38 @@ def overhead(records: list[dict]) -> tuple[float, float, float]:
 
 def table(records: list[dict], datasets, models, selectors) -> str:
     """Markdown: mAP mean ± std over seeds per (data set, model) × selector, ranked."""
-    lines = ["| data set | model | " + " | ".join(DISPLAY_NAMES[s] for s in selectors) + " |",
-             "|---|---|" + "---|" * len(selectors)]
+    lines = [
+        "| data set | model | " + " | ".join(DISPLAY_NAMES[s] for s in selectors) + " |",
+        "|---|---|" + "---|" * len(selectors),
+    ]
     for d in datasets:
         for m in models:
             cells = {}
             for s in selectors:
-                v = [r["metrics"]["map"] for r in records if (r["key"]["dataset"], r["key"]["model"],
-                                                                r["key"]["selector"]) == (d, m, s)]
+                v = [
+                    r["metrics"]["map"]
+                    for r in records
+                    if (r["key"]["dataset"], r["key"]["model"], r["key"]["selector"]) == (d, m, s)
+                ]
                 cells[s] = (float(np.mean(v)), float(np.std(v)), len(v)) if v else (math.nan, math.nan, 0)
             order = sorted(selectors, key=lambda s: -round(cells[s][0], 4) if math.isfinite(cells[s][0]) else math.inf)
             rank = {s: 1 + sum(round(cells[t][0], 4) > round(cells[s][0], 4) for t in selectors) for s in order}
-            lines.append(f"| {d} | {m} | " + " | ".join(
-                f"{cells[s][0]:.4f} ± {cells[s][1]:.4f} ({rank[s]})" for s in selectors) + " |")
+            lines.append(
+                f"| {d} | {m} | "
+                + " | ".join(f"{cells[s][0]:.4f} ± {cells[s][1]:.4f} ({rank[s]})" for s in selectors)
+                + " |"
+            )
     return "\n".join(lines)
 
 
 def print_run(args, records: list[dict], selector: str) -> None:
     """``d2ace run``: the settings line, then each metric's mean ± std over the seeds."""
-    print(f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selector]} · {args.seeds} seed(s) · "
-          f"{args.epochs} epochs · {args.backbone} · protocol {records[0]['key']['protocol']}")
+    print(
+        f"\n{args.dataset} · {args.model} · {DISPLAY_NAMES[selector]} · {args.seeds} seed(s) · "
+        f"{args.epochs} epochs · {args.backbone} · protocol {records[0]['key']['protocol']}"
+    )
     for metric in RUN_METRICS:
-        v = [r["metrics"][metric] for r in records if metric in r["metrics"]]   # older records lack newer ones
+        v = [r["metrics"][metric] for r in records if metric in r["metrics"]]  # older records lack newer ones
         if v:
             print(f"  {metric:<18} {np.mean(v):.4f} ± {np.std(v):.4f}")
 

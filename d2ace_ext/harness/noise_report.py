@@ -11,6 +11,7 @@ the same corrupted rows from the same weights.
     python -m d2ace_ext.harness.noise_report --results-dir DIR --datasets scene enron yeast \\
         --epochs 1000 --settings clean extra:1.0 missing:0.4 [--metric macro_auc] [--preset paper]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,24 +39,31 @@ def cell_values(records, digest: str, selector: str, datasets, model: str, prese
     out = {}
     for record in records:
         key = record["key"]
-        if (key["protocol"] == digest and key["selector"] == selector and key["model"] == model
-                and key["dataset"] in datasets and (selector != "d2ace" or key["preset"] == preset)):
+        if (
+            key["protocol"] == digest
+            and key["selector"] == selector
+            and key["model"] == model
+            and key["dataset"] in datasets
+            and (selector != "d2ace" or key["preset"] == preset)
+        ):
             out[(key["dataset"], int(key.get("repeat", 0)), int(key["fold"]))] = record["metrics"][metric]
     return out
 
 
 def effect_text(diffs: np.ndarray) -> str:
-    """"+0.0012 [−0.0003, +0.0027] (15), p 0.21" for paired differences (m,); "–" with fewer than 2."""
+    """ "+0.0012 [−0.0003, +0.0027] (15), p 0.21" for paired differences (m,); "–" with fewer than 2."""
     if diffs.size < 2:
         return "–"
     effect = bootstrap_effect(diffs)
     p = float(wilcoxon(diffs).pvalue) if np.any(diffs != 0) else 1.0
-    return (f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}] ({effect['cells']}), "
-            f"p {p:.2g}").replace("-", "−")
+    return (
+        f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}] ({effect['cells']}), p {p:.2g}"
+    ).replace("-", "−")
 
 
-def noise_table(records, settings, datasets, model: str, preset: str, metric: str, epochs: int, folds: int,
-                higher: bool = True) -> str:
+def noise_table(
+    records, settings, datasets, model: str, preset: str, metric: str, epochs: int, folds: int, higher: bool = True
+) -> str:
     """Markdown: a row per (setting, data set or "all"), a column per comparison, each cell
     the mean paired difference (positive: the first selector did better) with its 95 %
     bootstrap interval, the cells paired and the Wilcoxon signed-rank p."""
@@ -63,11 +71,15 @@ def noise_table(records, settings, datasets, model: str, preset: str, metric: st
     lines = [f"| setting | data set | {' | '.join(heads)} |", "|---|---|" + "---|" * len(heads)]
     for setting in settings:
         digest = setting_protocol(setting, epochs, folds).digest()
-        values = {s: cell_values(records, digest, s, datasets, model, preset, metric)
-                  for s in {name for pair in COMPARISONS for name in pair}}
+        values = {
+            s: cell_values(records, digest, s, datasets, model, preset, metric)
+            for s in {name for pair in COMPARISONS for name in pair}
+        }
         for scope in [*datasets, "all"]:
+
             def restricted(selector):
                 return {c: v for c, v in values[selector].items() if scope == "all" or c[0] == scope}
+
             cells = [effect_text(paired_differences(restricted(a), restricted(b), higher)) for a, b in COMPARISONS]
             if scope != "all" and all(c == "–" for c in cells):
                 continue
@@ -76,8 +88,11 @@ def noise_table(records, settings, datasets, model: str, preset: str, metric: st
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m d2ace_ext.harness.noise_report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m d2ace_ext.harness.noise_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--results-dir", required=True)
     parser.add_argument("--datasets", nargs="+", required=True)
     parser.add_argument("--settings", nargs="+", default=["clean"], help='"clean" or KIND:RATE, in row order')
@@ -93,8 +108,11 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(f"--settings: {exc}")
     records = list(ResultsStore(args.results_dir).records().values())
-    print(noise_table(records, args.settings, args.datasets, args.model, args.preset, args.metric, args.epochs,
-                      args.folds))
+    print(
+        noise_table(
+            records, args.settings, args.datasets, args.model, args.preset, args.metric, args.epochs, args.folds
+        )
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ also catches values that only the data can refute (``num_neighbors`` above the
 training rows). :func:`check_options` is the check for any command (the image command
 passes its own builders); :func:`check_run_options` is the tabular grid's.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -49,21 +50,27 @@ def check_options(model_options: dict, selector_options: dict, build_model, buil
             try:
                 build_model(model)
             except Exception as error:  # noqa: BLE001  (any failure to build is the options' fault here)
-                raise ValueError(f"--model-opt {_given(model, options)}: cannot build {model} on {where} "
-                                 f"({_one_line(error)}); {model} takes: "
-                                 f"{', '.join(_accepted_models(model, options))}") from None
+                raise ValueError(
+                    f"--model-opt {_given(model, options)}: cannot build {model} on {where} "
+                    f"({_one_line(error)}); {model} takes: "
+                    f"{', '.join(_accepted_models(model, options))}"
+                ) from None
         for selector, options in selector_options.items():
             accepted = selector_options_accepted(selector)
             unknown = [key for key in options if key not in accepted]
             if unknown:
-                raise ValueError(f"--selector-opt {_given(selector, {k: options[k] for k in unknown})}: {selector} "
-                                 f"has no such option; it takes: {', '.join(accepted) or 'no options'}")
+                raise ValueError(
+                    f"--selector-opt {_given(selector, {k: options[k] for k in unknown})}: {selector} "
+                    f"has no such option; it takes: {', '.join(accepted) or 'no options'}"
+                )
             try:
                 build_selector(selector)
             except Exception as error:  # noqa: BLE001
-                raise ValueError(f"--selector-opt {_given(selector, options)}: cannot build {selector} on "
-                                 f"{where} ({_one_line(error)}); {selector} takes: "
-                                 f"{', '.join(accepted) or 'no options'}") from None
+                raise ValueError(
+                    f"--selector-opt {_given(selector, options)}: cannot build {selector} on "
+                    f"{where} ({_one_line(error)}); {selector} takes: "
+                    f"{', '.join(accepted) or 'no options'}"
+                ) from None
 
 
 def check_run_options(grid, protocol: Protocol, data: PreparedDataset) -> None:
@@ -78,8 +85,13 @@ def check_run_options(grid, protocol: Protocol, data: PreparedDataset) -> None:
     fold = data.fold(0)
 
     def build_model(name):
-        return make_model(name, fold.train_x.shape[1], fold.train_y.shape[1], train_labels=fold.train_y,
-                          **protocol.model_options[name])
+        return make_model(
+            name,
+            fold.train_x.shape[1],
+            fold.train_y.shape[1],
+            train_labels=fold.train_y,
+            **protocol.model_options[name],
+        )
 
     def build_selector(name):
         key = RunKey.make(data.name, grid.models[0], name, grid.preset, 0, protocol)

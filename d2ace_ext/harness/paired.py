@@ -5,6 +5,7 @@ convergence check (how many runs found their best validation epoch at the very e
 A cell is one fold of one repeat of one data set: both selectors trained on the same
 rows from the same initial weights, so their difference there is a paired observation.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,9 @@ def paired_differences(target: dict, baseline: dict, higher: bool) -> np.ndarray
     return diffs if higher else -diffs
 
 
-def bootstrap_interval(values: np.ndarray, statistic=np.mean, resamples: int = 10_000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    values: np.ndarray, statistic=np.mean, resamples: int = 10_000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval (low, high) of ``statistic`` over ``values`` (m,):
     the cells resampled with replacement ``resamples`` times by a fixed-seed generator,
     so the report is reproducible. ``statistic(array (resamples, m), axis=1)`` -> (resamples,),
@@ -57,8 +59,13 @@ def bootstrap_effect(diffs: np.ndarray, resamples: int = 10_000, level: float = 
         return {"mean": float(diffs.mean()) if n else nan, "low": nan, "high": nan, "dz": nan, "cells": int(n)}
     low, high = bootstrap_interval(diffs, np.mean, resamples, level, seed)
     sd = diffs.std(ddof=1)
-    return {"mean": float(diffs.mean()), "low": low, "high": high,
-            "dz": float(diffs.mean() / sd) if sd > 0 else float("nan"), "cells": int(n)}
+    return {
+        "mean": float(diffs.mean()),
+        "low": low,
+        "high": high,
+        "dz": float(diffs.mean() / sd) if sd > 0 else float("nan"),
+        "cells": int(n),
+    }
 
 
 def best_epoch(record: dict) -> int:

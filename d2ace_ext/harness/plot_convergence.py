@@ -3,6 +3,7 @@ one figure per (data set, model), one panel per protocol and D2ACE preset, one l
 per selector (mean over folds with a +-std band), each selector in its own colour
 (``series.SELECTOR_COLORS``) in every figure.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,7 +57,7 @@ def _mean_std(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     np.divide(total, count, out=mean, where=count > 0)
     deviation = np.where(finite, matrix - mean, 0.0)
     std = np.full(matrix.shape[1], np.nan)
-    np.divide((deviation ** 2).sum(axis=0), count, out=std, where=count >= 2)
+    np.divide((deviation**2).sum(axis=0), count, out=std, where=count >= 2)
     return mean, np.sqrt(std)
 
 
@@ -107,15 +108,28 @@ def _draw_panel(ax, records: list[dict], name: str, zoom: bool) -> None:
         step = max(1, -(-mean.size // MAX_POINTS))
         shown = slice(None, None, step)
         # D2ACE is the method under study: drawn a little heavier, as in the paper.
-        ax.plot(epochs[shown], mean[shown], color=color, linewidth=2.0 if selector == "d2ace" else 1.3,
-                label=f"{_display_name(selector)} ({len(group)})")
+        ax.plot(
+            epochs[shown],
+            mean[shown],
+            color=color,
+            linewidth=2.0 if selector == "d2ace" else 1.3,
+            label=f"{_display_name(selector)} ({len(group)})",
+        )
         if np.isfinite(std).any():
-            ax.fill_between(epochs[shown], (mean - std)[shown], (mean + std)[shown], color=color, alpha=0.15,
-                            linewidth=0)
+            ax.fill_between(
+                epochs[shown], (mean - std)[shown], (mean + std)[shown], color=color, alpha=0.15, linewidth=0
+            )
         if name == "val_macro_auc":
             best = int(np.nanargmax(mean))  # the peak of the fold-mean curve, so the marker sits on the line
-            ax.plot(epochs[best], mean[best], marker="s", markersize=6, color=color, markeredgecolor="black",
-                    linestyle="none")
+            ax.plot(
+                epochs[best],
+                mean[best],
+                marker="s",
+                markersize=6,
+                color=color,
+                markeredgecolor="black",
+                linestyle="none",
+            )
         tops.append(np.nanmax(mean))
         lows.append(np.nanmin(mean))
     if zoom and tops:
@@ -136,8 +150,9 @@ def _convergence_figure(records: list[dict], title: str, out_path, protocols: di
         raise ValueError(f"{title}: no record has a validation or training-loss history to draw")
     columns = min(COLUMNS, len(panels))
     panel_rows = -(-len(panels) // columns)
-    figure, axes = _new_figure(panel_rows * len(rows), columns, max(5.0, 4.3 * columns),
-                               3.1 * panel_rows * len(rows) + 0.4)
+    figure, axes = _new_figure(
+        panel_rows * len(rows), columns, max(5.0, 4.3 * columns), 3.1 * panel_rows * len(rows) + 0.4
+    )
     for index, (panel_title, chosen) in enumerate(panels):
         for offset, (name, label) in enumerate(rows):
             ax = axes[(index // columns) * len(rows) + offset][index % columns]
@@ -162,8 +177,10 @@ def plot_convergence(records, dataset, model, out_path, preset=None, protocols: 
     the fold-mean curve) marked. ``preset`` keeps only that D2ACE preset's panels
     (the baselines are in each). Returns ``out_path``."""
     chosen = [
-        r for r in records
-        if r["key"].get("dataset") == dataset and r["key"].get("model") == model
+        r
+        for r in records
+        if r["key"].get("dataset") == dataset
+        and r["key"].get("model") == model
         and (preset is None or r["key"].get("preset") in (preset, *AGNOSTIC_PRESETS))
     ]
     if not chosen:

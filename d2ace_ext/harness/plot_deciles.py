@@ -1,6 +1,7 @@
 """Fig. 1 / A5: what kind of instances (outliers, high/medium/low loss) fill each
 decile of the sampling distribution.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -121,8 +122,11 @@ def plot_probability_deciles(trace_path, out_path, epochs=None, title=None) -> s
             bottom += counts[:, column]
         ax.set_xticks(positions)
         ax.yaxis.set_major_locator(_integer_locator())  # counts: no fractional ticks when n is tiny
-        ax.set(xlabel="decile (descending sampling probability)", ylabel="instances",
-               title=f"epoch {int(snapshot_epochs[row])}")
+        ax.set(
+            xlabel="decile (descending sampling probability)",
+            ylabel="instances",
+            title=f"epoch {int(snapshot_epochs[row])}",
+        )
     # One legend outside the panels: the bars fill each panel to the top.
     figure.legend(*axes[0][0].get_legend_handles_labels(), loc="outside right upper", fontsize="small")
     figure.suptitle(_trace_title(trace_path, title))

@@ -4,6 +4,7 @@ Only ``matplotlib.figure.Figure`` with an explicit Agg canvas is used, so nothin
 here touches pyplot's global state or the user's chosen backend; matplotlib is
 imported lazily (it is not a dependency of the package).
 """
+
 from __future__ import annotations
 
 import os

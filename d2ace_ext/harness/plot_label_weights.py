@@ -1,6 +1,7 @@
 """Fig. 2 / A6: the validation AUC of chosen labels and the label weights the
 selector gave them, across epochs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,8 +66,11 @@ def _draw_label_panel(ax, trace: dict, label: int) -> list:
     ax.xaxis.set_major_locator(_integer_locator())
     ax.grid(True, alpha=0.3)
 
-    weights = [(trace[f][:, label], name, color, style) for f, name, color, style in _WEIGHT_SERIES
-               if np.isfinite(trace[f][:, label]).any()]
+    weights = [
+        (trace[f][:, label], name, color, style)
+        for f, name, color, style in _WEIGHT_SERIES
+        if np.isfinite(trace[f][:, label]).any()
+    ]
     if weights:
         twin = ax.twinx()
         for values, name, color, style in weights:

@@ -1,6 +1,7 @@
 """Reading an experiment's results folder for the figures: ``results.jsonl`` records,
 their history series, and the ``.npz`` traces of the selector's state they reference.
 """
+
 from __future__ import annotations
 
 import json

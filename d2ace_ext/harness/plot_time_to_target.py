@@ -3,6 +3,7 @@ passes a selector saves on its way to Random's best validation Macro-AUC minus a
 tolerance (1 - the median time-to-target ratio, ``time_to_target``), with its 95 %
 bootstrap interval; one panel per (model, protocol), pooled "all" at the right.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,9 +23,14 @@ FLOOR = -0.5
 
 def _limits(panels: dict, measure: str) -> tuple[float, float]:
     """(bottom, top) shared by every panel, so heights compare across protocols."""
-    values = [v for panel in panels.values() for series in panel["series"].values()
-              for cell in [*series["datasets"].values(), series["all"]]
-              for v in (cell["saved"][measure]["low"], cell["saved"][measure]["high"]) if math.isfinite(v)]
+    values = [
+        v
+        for panel in panels.values()
+        for series in panel["series"].values()
+        for cell in [*series["datasets"].values(), series["all"]]
+        for v in (cell["saved"][measure]["low"], cell["saved"][measure]["high"])
+        if math.isfinite(v)
+    ]
     low = min(values + [-0.1])
     high = max(values + [GOAL + 0.1])
     return max(FLOOR, low - 0.05), min(1.0, high + 0.05)
@@ -54,9 +60,16 @@ def _draw_panel(ax, panel: dict, measure: str, bottom: float) -> None:
             median = stats["median"]
             clipped = not math.isfinite(median) or median < bottom
             face = "white" if preset == "reference" else color
-            ax.plot(x, bottom if clipped else median, marker="v" if clipped else marker, color=color,
-                    markerfacecolor=face, markersize=6 if column < len(columns) - 1 else 8, linestyle="none",
-                    label=label)
+            ax.plot(
+                x,
+                bottom if clipped else median,
+                marker="v" if clipped else marker,
+                color=color,
+                markerfacecolor=face,
+                markersize=6 if column < len(columns) - 1 else 8,
+                linestyle="none",
+                label=label,
+            )
             label = None
     ax.axhline(0.0, color="0.3", linewidth=0.8)
     ax.axhline(GOAL, color="0.3", linewidth=0.8, linestyle="--")
@@ -66,8 +79,14 @@ def _draw_panel(ax, panel: dict, measure: str, bottom: float) -> None:
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def plot_compute_saved(records: list[dict], out_path, tolerance: float = DEFAULT_TOLERANCE,
-                       protocols: dict | None = None, measure: str = "samples", title: str | None = None) -> str:
+def plot_compute_saved(
+    records: list[dict],
+    out_path,
+    tolerance: float = DEFAULT_TOLERANCE,
+    protocols: dict | None = None,
+    measure: str = "samples",
+    title: str | None = None,
+) -> str:
     """Draw compute saved (1 - median time-to-target ratio of ``measure``) per data set and
     selector with 95 % bootstrap intervals, one panel per (model, protocol) of ``records``
     (``time_to_target.results_report``). A median or bound below the figure's floor
@@ -88,7 +107,10 @@ def plot_compute_saved(records: list[dict], out_path, tolerance: float = DEFAULT
         ax.set_ylabel("compute saved")
         ax.legend(fontsize="x-small", loc="upper left", ncol=min(5, len(panel["series"])), framealpha=0.9)
     pass_name = {"samples": "sample passes", "epochs": "epochs", "seconds": "wall seconds"}[measure]
-    figure.suptitle(title or f"{pass_name.capitalize()} saved to reach Random's best validation Macro-AUC − "
-                             f"{tolerance:g} (median over folds, 95 % bootstrap CI; dashed: {GOAL:.0%})",
-                    fontsize="medium")
+    figure.suptitle(
+        title
+        or f"{pass_name.capitalize()} saved to reach Random's best validation Macro-AUC − "
+        f"{tolerance:g} (median over folds, 95 % bootstrap CI; dashed: {GOAL:.0%})",
+        fontsize="medium",
+    )
     return _save(figure, out_path)

@@ -26,11 +26,10 @@ Only ``matplotlib.figure.Figure`` with an explicit Agg canvas is used, so
 nothing here touches pyplot's global state or the user's chosen backend, and
 matplotlib is imported lazily (it is not a dependency of the package).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-
-from .time_to_target import BASELINE, DEFAULT_TOLERANCE
 
 # Every name this module defined before the split stays importable from it.
 from .plot_convergence import (  # noqa: F401
@@ -61,9 +60,6 @@ from .plot_label_weights import (  # noqa: F401
     _resolve_labels,
     plot_label_weights,
 )
-from .plot_time_to_target import plot_compute_saved  # noqa: F401
-from .protocol_index import read_protocols
-from .series import AGNOSTIC_PRESETS, SELECTOR_COLORS  # noqa: F401
 from .plot_records import (  # noqa: F401
     RESULTS_FILE,
     _as_float,
@@ -76,6 +72,10 @@ from .plot_records import (  # noqa: F401
     load_records,
     load_trace,
 )
+from .plot_time_to_target import plot_compute_saved  # noqa: F401
+from .protocol_index import read_protocols
+from .series import AGNOSTIC_PRESETS, SELECTOR_COLORS  # noqa: F401
+from .time_to_target import BASELINE, DEFAULT_TOLERANCE
 
 __all__ = [
     "GROUPS",
@@ -122,8 +122,14 @@ def plot_results(results_dir, out_dir, tolerance: float | None = None) -> list[s
         written.append(_convergence_figure(group, f"{dataset} / {model}", out_dir / name, protocols))
     if any(_has_series([r], "val_macro_auc") and r["key"].get("selector") != BASELINE for r in records):
         try:
-            written.append(plot_compute_saved(records, out_dir / "compute_saved.png",
-                                              DEFAULT_TOLERANCE if tolerance is None else tolerance, protocols))
+            written.append(
+                plot_compute_saved(
+                    records,
+                    out_dir / "compute_saved.png",
+                    DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                    protocols,
+                )
+            )
         except ValueError:
             pass  # no selector run has a Random partner: nothing to compare
 

@@ -10,6 +10,7 @@ protocol. ``d2ace run`` and ``compare`` therefore record ``{digest: settings}`` 
 evidence. A folder without the file still reports: each record is then paired with
 Random of its own digest, and panels are labelled by epochs (the length of its history).
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,10 @@ def protocol_of(settings: dict, digest: str) -> Protocol:
     except TypeError as error:
         raise ValueError(f"protocols.json entry {digest}: {error}; it was written by another version") from None
     if protocol.digest() != digest:
-        raise ValueError(f"protocols.json entry {digest}: its settings hash to {protocol.digest()}, "
-                         f"not {digest}; delete the entry and rerun the command that wrote it")
+        raise ValueError(
+            f"protocols.json entry {digest}: its settings hash to {protocol.digest()}, "
+            f"not {digest}; delete the entry and rerun the command that wrote it"
+        )
     return protocol
 
 
@@ -102,8 +105,11 @@ def protocol_labels(epochs: dict[str, int], protocols: dict[str, dict] | None = 
     defaults = Protocol().to_dict()  # a field added since an entry was written is at its default there
     known = {d: {**defaults, **protocols[d]} for d in epochs if d in protocols}
     names = sorted({name for settings in known.values() for name in settings} - {"epochs"})
-    differing = [name for name in names
-                 if len({json.dumps(s.get(name), sort_keys=True, default=str) for s in known.values()}) > 1]
+    differing = [
+        name
+        for name in names
+        if len({json.dumps(s.get(name), sort_keys=True, default=str) for s in known.values()}) > 1
+    ]
     labels = {}
     for digest, length in epochs.items():
         parts = [_setting_text("epochs", length)]

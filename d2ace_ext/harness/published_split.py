@@ -24,6 +24,7 @@ Sechidis et al.'s description:
 - The "wanted" counts are the library's floats (count * (1 / k) minus whole numbers),
   compared exactly as it compares them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,12 +37,12 @@ def _stratified_test_rows(labels: np.ndarray, folds: int, rng: np.random.RandomS
     share = [1 / float(folds) for _ in range(folds)]
     wanted_rows = np.array([share[k] * n for k in range(folds)])
     rows_labels = [np.flatnonzero(row).tolist() for row in labels]
-    evidence: dict[int, list[int]] = {}        # label -> its rows, in row order (insertion = first appearance)
+    evidence: dict[int, list[int]] = {}  # label -> its rows, in row order (insertion = first appearance)
     for i, present in enumerate(rows_labels):
         for j in present:
             evidence.setdefault(j, []).append(i)
     wanted = {j: np.array([len(rows) * share[k] for k in range(folds)]) for j, rows in evidence.items()}
-    remaining = {j: len(rows) for j, rows in evidence.items()}   # unassigned rows per label
+    remaining = {j: len(rows) for j, rows in evidence.items()}  # unassigned rows per label
     used = np.zeros(n, dtype=bool)
     dealt: list[list[int]] = [[] for _ in range(folds)]
     order = list(evidence)
@@ -92,8 +93,9 @@ def published_folds(labels: np.ndarray, folds: int = 5, seed: int = 55) -> list[
     return out
 
 
-def published_validation_split(train_rows: np.ndarray, fraction: float = 0.1,
-                               seed: int = 55) -> tuple[np.ndarray, np.ndarray]:
+def published_validation_split(
+    train_rows: np.ndarray, fraction: float = 0.1, seed: int = 55
+) -> tuple[np.ndarray, np.ndarray]:
     """(fit rows, validation rows) of a training fold, in the ORDER ``random_split`` gives
     them (the published warm-up walks the fit rows in this order): a permutation from a
     ``torch.Generator`` seeded ``seed``, its last ``int(fraction * n)`` entries validate."""
@@ -101,4 +103,4 @@ def published_validation_split(train_rows: np.ndarray, fraction: float = 0.1,
     n = len(train_rows)
     val_size = int(fraction * n)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    return train_rows[perm[:n - val_size]], train_rows[perm[n - val_size:]]
+    return train_rows[perm[: n - val_size]], train_rows[perm[n - val_size :]]

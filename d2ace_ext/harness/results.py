@@ -9,6 +9,7 @@ the new record starts on a line of its own. Any other unreadable line is reporte
 number. :func:`read_results` is the one reader of these files (``compare``, the
 evidence tool and the figures all use it).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,20 @@ from dataclasses import dataclass, field
 RESULTS_FILE = "results.jsonl"
 #: Suffix of the file beside a results file that keeps the torn fragments cut from its end.
 TORN_SUFFIX = ".torn"
-_KEY_START = b'{"key"'   # how record_line begins every record: where a glued record starts
+_KEY_START = b'{"key"'  # how record_line begins every record: where a glued record starts
 
 
 def key_tuple(key: dict) -> tuple:
     """The identity of one run; records written before repeats existed are repeat 0."""
-    return (key["dataset"], key["model"], key["selector"], key["preset"], int(key["fold"]), key["protocol"],
-            int(key.get("repeat", 0)))
+    return (
+        key["dataset"],
+        key["model"],
+        key["selector"],
+        key["preset"],
+        int(key["fold"]),
+        key["protocol"],
+        int(key.get("repeat", 0)),
+    )
 
 
 def record_line(record: dict) -> str:
@@ -61,11 +69,12 @@ class ResultsLines:
         """One sentence naming the unreadable and salvaged lines, or None when there are none."""
         parts = []
         if self.unreadable:
-            parts.append(f"unreadable line(s) {_numbers(self.unreadable)} (not JSON, or no run key) were skipped: "
-                         "their runs count as missing")
+            parts.append(
+                f"unreadable line(s) {_numbers(self.unreadable)} (not JSON, or no run key) were skipped: "
+                "their runs count as missing"
+            )
         if self.salvaged:
-            parts.append(f"line(s) {_numbers(self.salvaged)} began with a torn fragment; the record after it "
-                         "was kept")
+            parts.append(f"line(s) {_numbers(self.salvaged)} began with a torn fragment; the record after it was kept")
         return f"{self.path}: " + "; ".join(parts) if parts else None
 
 
@@ -182,8 +191,12 @@ class ResultsStore:
         os.makedirs(self.folder, exist_ok=True)
         fragment = repair_torn_tail(self.path)
         if fragment is not None:
-            warnings.warn(f"{self.path} ended in a torn line (a write cut short, {len(fragment)} characters); "
-                          f"moved it to {self.path + TORN_SUFFIX} before appending", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.path} ended in a torn line (a write cut short, {len(fragment)} characters); "
+                f"moved it to {self.path + TORN_SUFFIX} before appending",
+                UserWarning,
+                stacklevel=2,
+            )
         line = record_line(record)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")

@@ -1,5 +1,6 @@
 """Runs of a grid that raised: collected while the other runs go on, raised together at
 the end, so one failing run never costs the records of the runs that finished."""
+
 from __future__ import annotations
 
 import traceback
@@ -24,8 +25,10 @@ class RunFailures(RuntimeError):
     def __init__(self, failures: list[RunFailure], finished: int, path: str) -> None:
         self.failures, self.finished, self.path = failures, finished, path
         lines = [f"  {f.key.stem()}: {f.error}" for f in failures]
-        super().__init__(f"{len(failures)} of {len(failures) + finished} runs failed (the {finished} others are in "
-                         f"{path}; a rerun retries only the failed ones):\n" + "\n".join(lines))
+        super().__init__(
+            f"{len(failures)} of {len(failures) + finished} runs failed (the {finished} others are in "
+            f"{path}; a rerun retries only the failed ones):\n" + "\n".join(lines)
+        )
 
 
 def failure_of(key: RunKey, error: BaseException) -> RunFailure:

@@ -4,6 +4,7 @@ in this process or in ``jobs`` worker processes, writing each record as it ends.
 
 A run that fails does not take the others with it: every run that finishes is written,
 and the failures are raised together at the end (:class:`RunFailures`)."""
+
 from __future__ import annotations
 
 import itertools
@@ -41,9 +42,12 @@ class Grid:
         if not isinstance(self.repeats, int) or self.repeats < 1:
             raise ValueError(f"repeats must be an integer >= 1, got {self.repeats!r}")
         selectors = [canonical_selector(s) for s in self.selectors]
-        return [RunKey.make(d, m, s, self.preset, f, protocol, r)
-                for r, d, m, s, f in itertools.product(range(self.repeats), self.datasets, self.models, selectors,
-                                                       range(protocol.folds))]
+        return [
+            RunKey.make(d, m, s, self.preset, f, protocol, r)
+            for r, d, m, s, f in itertools.product(
+                range(self.repeats), self.datasets, self.models, selectors, range(protocol.folds)
+            )
+        ]
 
 
 _WORKER_DATA: dict = {}
@@ -62,13 +66,24 @@ def _run_one(key: RunKey, data_dir, protocol, device, results_dir, trace, progre
     if threads:
         torch.set_num_threads(threads)
     data = _prepared(key.dataset, data_dir, protocol).fold(key.fold, key.repeat)
-    return run_fold(key, data, protocol, device=device, results_dir=results_dir, trace=trace,
-                    progress=progress, position=position)
+    return run_fold(
+        key, data, protocol, device=device, results_dir=results_dir, trace=trace, progress=progress, position=position
+    )
 
 
-def run_grid(grid: Grid, protocol: Protocol, results_dir: str, *, data_dir: str | None = None, device: str = "cpu",
-             jobs: int = 1, threads: int | None = None, trace: str = "none", progress: bool = True,
-             report_only: bool = False) -> dict:
+def run_grid(
+    grid: Grid,
+    protocol: Protocol,
+    results_dir: str,
+    *,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    jobs: int = 1,
+    threads: int | None = None,
+    trace: str = "none",
+    progress: bool = True,
+    report_only: bool = False,
+) -> dict:
     """Run every missing run of ``grid``; returns {key tuple: record} of the grid's runs.
 
     trace: "none", "first" (fold 0 of each configuration) or "all" runs write figure traces.
@@ -115,8 +130,12 @@ def run_grid(grid: Grid, protocol: Protocol, results_dir: str, *, data_dir: str 
     else:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
         with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            futures = {pool.submit(_run_one, key, data_dir, protocol, device, results_dir, wants_trace[key],
-                                   False, threads or 1): key for key in todo}
+            futures = {
+                pool.submit(
+                    _run_one, key, data_dir, protocol, device, results_dir, wants_trace[key], False, threads or 1
+                ): key
+                for key in todo
+            }
             for future in as_completed(futures):
                 try:
                     record = future.result()

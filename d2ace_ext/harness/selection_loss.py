@@ -1,6 +1,7 @@
 """The training loss a selector asks for: the model's objective with its mean BCE term
 replaced by a weighted BCE where the selector weights losses. One home for the tabular
 and the image loop, so Balance's loss mask and InfoBatch's rescaling reach both."""
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,9 @@ def loss_weights(sampler, index: torch.Tensor, y: torch.Tensor, importance_weigh
     return weights
 
 
-def selection_objective(model, sampler, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                        importance_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def selection_objective(
+    model, sampler, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor, importance_weights: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x (b, ...), y (b, q) -> (logits (b, q), scalar loss) of ``model.objective`` with its
     plain mean BCE swapped for the weighted one of :func:`loss_weights` (the objective's
     other terms, e.g. HST's, stay as they are; ``model.bce_weight`` scales the swap)."""

@@ -3,6 +3,7 @@ table and figure of the harness. Name, colour and rank are the selector's own
 (``display_name``, ``color``, ``display_rank`` on its class), so a selector has the
 same colour and place in every figure and table.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ def preset_style(preset) -> tuple[str, str]:
 
 
 def series_name(selector: str, preset=None, with_preset: bool = True) -> str:
-    """"Hard-Imb", "D2ACE paper": the paper's spelling, the preset when the series has one."""
+    """ "Hard-Imb", "D2ACE paper": the paper's spelling, the preset when the series has one."""
     name = display_name(selector)
     if with_preset and preset not in AGNOSTIC_PRESETS:
         name += f" {preset}"

@@ -2,6 +2,7 @@
 over its folds, all repeats) of each selector with its rank, the average rank, Wilcoxon
 signed-rank p-values of D2ACE against each baseline, the paired effect with a bootstrap
 interval (``paired``), and the convergence check. Written as Markdown, CSV and JSON."""
+
 from __future__ import annotations
 
 import csv
@@ -18,9 +19,14 @@ from .time_to_target_tables import CSV_HEADER, csv_rows, grid_markdown
 
 #: metric -> (printed name, True when higher is better)
 METRICS = {
-    "macro_auc": ("Macro-AUC", True), "macro_f1": ("Macro-F1", True), "ranking_loss": ("Ranking-Loss", False),
-    "micro_f1": ("Micro-F1", True), "hamming_loss": ("Hamming-Loss", False), "one_error": ("One-Error", False),
-    "coverage": ("Coverage", False), "average_precision": ("Average-Precision", True),
+    "macro_auc": ("Macro-AUC", True),
+    "macro_f1": ("Macro-F1", True),
+    "ranking_loss": ("Ranking-Loss", False),
+    "micro_f1": ("Micro-F1", True),
+    "hamming_loss": ("Hamming-Loss", False),
+    "one_error": ("One-Error", False),
+    "coverage": ("Coverage", False),
+    "average_precision": ("Average-Precision", True),
 }
 PAPER_METRICS = ("macro_auc", "macro_f1", "ranking_loss")
 
@@ -67,8 +73,11 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
                     values = {c: runs[c][metric] for c in sorted(runs) if runs[c].get(metric) is not None}
                     fold_values[(dataset, s)] = values
                     finite = [v for v in values.values() if math.isfinite(v)]
-                    cells[s] = {"mean": float(np.mean(finite)) if finite else float("nan"),
-                                "std": float(np.std(finite)) if finite else float("nan"), "folds": len(finite)}
+                    cells[s] = {
+                        "mean": float(np.mean(finite)) if finite else float("nan"),
+                        "std": float(np.std(finite)) if finite else float("nan"),
+                        "folds": len(finite),
+                    }
                 means = np.array([cells[s]["mean"] for s in selectors])
                 if np.all(np.isfinite(means)):
                     # Ranks of the printed 4-decimal values; ties share the best rank, as in the paper.
@@ -77,8 +86,9 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
                         cells[s]["rank"] = int(rank)
                 rows[dataset] = cells
             ranked = [d for d in datasets if all("rank" in rows[d][s] for s in selectors)]
-            average = {s: float(np.mean([rows[d][s]["rank"] for d in ranked])) if ranked else float("nan")
-                       for s in selectors}
+            average = {
+                s: float(np.mean([rows[d][s]["rank"] for d in ranked])) if ranked else float("nan") for s in selectors
+            }
             tests, effects, dataset_effects = {}, {}, {}
             if target in selectors:
                 for s in selectors:
@@ -86,14 +96,20 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
                         continue
                     a = [rows[d][target]["mean"] for d in ranked]
                     b = [rows[d][s]["mean"] for d in ranked]
-                    per_dataset = {d: paired_differences(fold_values[(d, target)], fold_values[(d, s)], higher)
-                                   for d in datasets}
+                    per_dataset = {
+                        d: paired_differences(fold_values[(d, target)], fold_values[(d, s)], higher) for d in datasets
+                    }
                     diffs = np.concatenate(list(per_dataset.values()) or [np.zeros(0)])
                     tests[s] = {"datasets": _wilcoxon(a, b), "folds": _wilcoxon(diffs, np.zeros_like(diffs))}
                     effects[s] = bootstrap_effect(diffs)
                     dataset_effects[s] = {d: bootstrap_effect(v) for d, v in per_dataset.items()}
-            out[metric][model] = {"rows": rows, "average_rank": average, "wilcoxon": tests, "effect": effects,
-                                  "dataset_effect": dataset_effects}
+            out[metric][model] = {
+                "rows": rows,
+                "average_rank": average,
+                "wilcoxon": tests,
+                "effect": effects,
+                "dataset_effect": dataset_effects,
+            }
     return out
 
 
@@ -113,8 +129,12 @@ def _dataset_effect_lines(dataset_effect: dict, title: str, model: str, datasets
     """Per data set, how much better the target did than each baseline over the runs
     they share, with the bootstrap interval: where the pooled effect comes from."""
     baselines = list(dataset_effect)
-    lines = [f"{_name(target)} better by, per data set ({title}, {model}; 95 % bootstrap CI, paired runs):", "",
-             "| data set | " + " | ".join(_name(s) for s in baselines) + " |", "|---|" + "---|" * len(baselines)]
+    lines = [
+        f"{_name(target)} better by, per data set ({title}, {model}; 95 % bootstrap CI, paired runs):",
+        "",
+        "| data set | " + " | ".join(_name(s) for s in baselines) + " |",
+        "|---|" + "---|" * len(baselines),
+    ]
     for d in datasets:
         lines.append(f"| {d} | " + " | ".join(_effect_text(dataset_effect[s][d]) for s in baselines) + " |")
     return lines + [""]
@@ -124,9 +144,12 @@ def convergence_markdown(late: dict, datasets, models, selectors, fraction: floa
     """One table per model: runs whose best validation epoch is in the last ``fraction``."""
     lines = []
     for model in models:
-        lines += [f"### Convergence, {model}: runs whose best validation epoch is in the last "
-                  f"{fraction:.0%} of epochs", "",
-                  "| data set | " + " | ".join(_name(s) for s in selectors) + " |", "|---|" + "---|" * len(selectors)]
+        lines += [
+            f"### Convergence, {model}: runs whose best validation epoch is in the last {fraction:.0%} of epochs",
+            "",
+            "| data set | " + " | ".join(_name(s) for s in selectors) + " |",
+            "|---|" + "---|" * len(selectors),
+        ]
         for d in datasets:
             cells = [late[model][d][s] for s in selectors]
             lines.append(f"| {d} | " + " | ".join(f"{c['late']}/{c['runs']}" for c in cells) + " |")
@@ -136,8 +159,16 @@ def convergence_markdown(late: dict, datasets, models, selectors, fraction: floa
     return "\n".join(lines)
 
 
-def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, target: str = "d2ace",
-             late: dict | None = None, times: dict | None = None) -> str:
+def markdown(
+    summary: dict,
+    datasets,
+    models,
+    selectors,
+    metrics=PAPER_METRICS,
+    target: str = "d2ace",
+    late: dict | None = None,
+    times: dict | None = None,
+) -> str:
     """Markdown tables, one per (metric, model), in the paper's layout; then the
     convergence tables when ``late`` (``paired.convergence``) is given, and the
     time-to-target tables when ``times`` (``time_to_target.time_to_target``) is."""
@@ -146,9 +177,12 @@ def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, 
         title, higher = METRICS[metric]
         for model in models:
             block = summary[metric][model]
-            lines += [f"### {title} ({'higher' if higher else 'lower'} is better), {model}", "",
-                      "| data set | " + " | ".join(_name(s) for s in selectors) + " |",
-                      "|---|" + "---|" * len(selectors)]
+            lines += [
+                f"### {title} ({'higher' if higher else 'lower'} is better), {model}",
+                "",
+                "| data set | " + " | ".join(_name(s) for s in selectors) + " |",
+                "|---|" + "---|" * len(selectors),
+            ]
             for d in datasets:
                 cells = []
                 for s in selectors:
@@ -156,15 +190,23 @@ def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, 
                     text = "–" if not math.isfinite(c["mean"]) else f"{c['mean']:.4f}±{c['std']:.4f}"
                     cells.append(text + (f" ({c['rank']})" if "rank" in c else ""))
                 lines.append(f"| {d} | " + " | ".join(cells) + " |")
-            lines.append("| Avg(Rank) | " + " | ".join(_or_dash(block['average_rank'][s], ".2f") for s in selectors) + " |")
+            lines.append(
+                "| Avg(Rank) | " + " | ".join(_or_dash(block["average_rank"][s], ".2f") for s in selectors) + " |"
+            )
             if block["wilcoxon"]:
                 for scope, label in (("datasets", "data sets"), ("folds", "data set × repeat × fold")):
                     p = [block["wilcoxon"][s][scope] if s in block["wilcoxon"] else None for s in selectors]
-                    lines.append(f"| Wilcoxon p vs {_name(target)} ({label}) | "
-                                 + " | ".join("" if v is None else _or_dash(v, ".3g") for v in p) + " |")
+                    lines.append(
+                        f"| Wilcoxon p vs {_name(target)} ({label}) | "
+                        + " | ".join("" if v is None else _or_dash(v, ".3g") for v in p)
+                        + " |"
+                    )
                 effects = block.get("effect", {})
-                lines.append(f"| {_name(target)} better by, 95 % bootstrap CI (paired runs) | "
-                             + " | ".join(_effect_text(effects[s]) if s in effects else "" for s in selectors) + " |")
+                lines.append(
+                    f"| {_name(target)} better by, 95 % bootstrap CI (paired runs) | "
+                    + " | ".join(_effect_text(effects[s]) if s in effects else "" for s in selectors)
+                    + " |"
+                )
             lines.append("")
             if block.get("dataset_effect") and len(datasets) > 1:  # one set: the pooled row says it
                 lines += _dataset_effect_lines(block["dataset_effect"], title, model, datasets, target)
@@ -175,8 +217,17 @@ def markdown(summary: dict, datasets, models, selectors, metrics=PAPER_METRICS, 
     return "\n".join(lines)
 
 
-def write_tables(summary: dict, datasets, models, selectors, folder: str, stem: str = "comparison",
-                 target: str = "d2ace", late: dict | None = None, times: dict | None = None) -> list[str]:
+def write_tables(
+    summary: dict,
+    datasets,
+    models,
+    selectors,
+    folder: str,
+    stem: str = "comparison",
+    target: str = "d2ace",
+    late: dict | None = None,
+    times: dict | None = None,
+) -> list[str]:
     """``stem``.md (the paper's three metrics, convergence, time to target), .csv and .json
     (every metric; the JSON also the time-to-target report), and with ``times``
     ``stem``_time_to_target.csv (``time_to_target_tables.CSV_HEADER``)."""
@@ -193,9 +244,20 @@ def write_tables(summary: dict, datasets, models, selectors, folder: str, stem: 
                     for s, c in cells.items():
                         writer.writerow([metric, model, d, s, c["mean"], c["std"], c["folds"], c.get("rank", "")])
     with open(paths[2], "w", encoding="utf-8") as handle:
-        json.dump({"datasets": list(datasets), "models": list(models), "selectors": list(selectors),
-                   "target": target, "summary": summary, "convergence": late, "time_to_target": times},
-                  handle, indent=1, allow_nan=True)
+        json.dump(
+            {
+                "datasets": list(datasets),
+                "models": list(models),
+                "selectors": list(selectors),
+                "target": target,
+                "summary": summary,
+                "convergence": late,
+                "time_to_target": times,
+            },
+            handle,
+            indent=1,
+            allow_nan=True,
+        )
     if times is not None:
         paths.append(os.path.join(folder, f"{stem}_time_to_target.csv"))
         with open(paths[-1], "w", newline="", encoding="utf-8") as handle:

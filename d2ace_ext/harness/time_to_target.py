@@ -28,6 +28,7 @@ protocol digest to the digests of its baselines in order of preference
 (``baseline_digests``: :func:`baseline_protocol`'s, then :func:`full_budget`'s); digests
 it does not name pair with Random of their own digest.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -127,8 +128,9 @@ def pair_time(record: dict, random_record: dict, tolerance: float) -> dict | Non
     "cost": {measure: selector's cost, inf when unreached}, "random_cost": {measure: v},
     "ratio": {measure: cost / random_cost}, "seconds_estimated"}.
     None when Random's validation history has no finite value (no target)."""
-    random_curve = np.asarray([np.nan if v is None else v for v in random_record["history"]["val_macro_auc"]],
-                              dtype=np.float64)
+    random_curve = np.asarray(
+        [np.nan if v is None else v for v in random_record["history"]["val_macro_auc"]], dtype=np.float64
+    )
     if not np.isfinite(random_curve).any():
         return None
     target = float(np.nanmax(random_curve)) - tolerance
@@ -139,9 +141,16 @@ def pair_time(record: dict, random_record: dict, tolerance: float) -> dict | Non
     cost = {m: float(costs[m][epoch]) if epoch is not None else math.inf for m in MEASURES}
     random_cost = {m: float(random_costs[m][random_epoch]) for m in MEASURES}
     ratio = {m: cost[m] / random_cost[m] if random_cost[m] > 0 else math.nan for m in MEASURES}
-    return {"target": target, "reached": epoch is not None, "epoch": epoch, "random_epoch": random_epoch,
-            "cost": cost, "random_cost": random_cost, "ratio": ratio,
-            "seconds_estimated": bool(estimated or random_estimated)}
+    return {
+        "target": target,
+        "reached": epoch is not None,
+        "epoch": epoch,
+        "random_epoch": random_epoch,
+        "cost": cost,
+        "random_cost": random_cost,
+        "ratio": ratio,
+        "seconds_estimated": bool(estimated or random_estimated),
+    }
 
 
 def _cell(key: dict) -> tuple:
@@ -179,9 +188,19 @@ def paired_times(records: list[dict], tolerance: float, baseline_of: dict | None
         if timed is None:
             continue
         dataset, model, repeat, fold = _cell(key)
-        pairs.append({"dataset": dataset, "model": model, "selector": key["selector"], "preset": key.get("preset", "-"),
-                      "protocol": key["protocol"], "baseline_protocol": baseline, "repeat": repeat, "fold": fold,
-                      **timed})
+        pairs.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "selector": key["selector"],
+                "preset": key.get("preset", "-"),
+                "protocol": key["protocol"],
+                "baseline_protocol": baseline,
+                "repeat": repeat,
+                "fold": fold,
+                **timed,
+            }
+        )
     return pairs
 
 
@@ -192,8 +211,14 @@ def summarise_pairs(pairs: list[dict]) -> dict:
     saved = 1 - ratio (so its low bound is 1 - the ratio's high bound)."""
     m = len(pairs)
     reached = sum(p["reached"] for p in pairs)
-    cell = {"pairs": m, "reached": reached, "share": reached / m if m else math.nan,
-            "seconds_estimated": any(p["seconds_estimated"] for p in pairs), "ratio": {}, "saved": {}}
+    cell = {
+        "pairs": m,
+        "reached": reached,
+        "share": reached / m if m else math.nan,
+        "seconds_estimated": any(p["seconds_estimated"] for p in pairs),
+        "ratio": {},
+        "saved": {},
+    }
     for measure in MEASURES:
         ratios = np.array([p["ratio"][measure] for p in pairs], dtype=np.float64)
         median = float(np.median(ratios)) if m else math.nan
@@ -211,18 +236,32 @@ def group_pairs(pairs: list[dict], by) -> dict:
     return groups
 
 
-def time_to_target(records: list[dict], datasets, models, selectors, headline: float = DEFAULT_TOLERANCE,
-                   baseline_of: dict | None = None) -> dict:
+def time_to_target(
+    records: list[dict],
+    datasets,
+    models,
+    selectors,
+    headline: float = DEFAULT_TOLERANCE,
+    baseline_of: dict | None = None,
+) -> dict:
     """The time-to-target report of a comparison grid:
     {"tolerances": [t, ...], "measures": MEASURES, "baseline_of": {digest: digest or [digests]},
     "by_tolerance": {str(t): {model: {selector: {"datasets": {dataset: cell}, "all": cell}}}},
     "pairs": {str(t): [pair, ...]}}; cells as ``summarise_pairs``. ``records``: the grid's
     runs plus its baseline Random runs; selectors without any pair are left out."""
-    out = {"tolerances": list(tolerances(headline)), "measures": list(MEASURES), "baseline_of": dict(baseline_of or {}),
-           "by_tolerance": {}, "pairs": {}}
+    out = {
+        "tolerances": list(tolerances(headline)),
+        "measures": list(MEASURES),
+        "baseline_of": dict(baseline_of or {}),
+        "by_tolerance": {},
+        "pairs": {},
+    }
     for tolerance in out["tolerances"]:
-        pairs = [p for p in paired_times(records, tolerance, baseline_of)
-                 if p["dataset"] in datasets and p["model"] in models and p["selector"] in selectors]
+        pairs = [
+            p
+            for p in paired_times(records, tolerance, baseline_of)
+            if p["dataset"] in datasets and p["model"] in models and p["selector"] in selectors
+        ]
         groups = group_pairs(pairs, lambda p: (p["model"], p["selector"]))
         block = {}
         for model in models:
@@ -241,8 +280,10 @@ def time_to_target(records: list[dict], datasets, models, selectors, headline: f
 
 def _by_dataset(pairs: list[dict]) -> dict:
     """{"datasets": {dataset: cell}, "all": cell} of one series' pairs."""
-    return {"datasets": {d: summarise_pairs(v) for d, v in group_pairs(pairs, lambda p: p["dataset"]).items()},
-            "all": summarise_pairs(pairs)}
+    return {
+        "datasets": {d: summarise_pairs(v) for d, v in group_pairs(pairs, lambda p: p["dataset"]).items()},
+        "all": summarise_pairs(pairs),
+    }
 
 
 def results_report(records: list[dict], tolerance: float, protocols: dict | None = None) -> dict:
@@ -254,12 +295,15 @@ def results_report(records: list[dict], tolerance: float, protocols: dict | None
     labels = protocol_labels(protocol_epochs(records), protocols)
     datasets_in_order = list(dict.fromkeys(r["key"]["dataset"] for r in records))
     out = {}
-    for (model, digest), chosen in group_pairs(paired_times(records, tolerance, baseline_of),
-                                               lambda p: (p["model"], p["protocol"])).items():
+    for (model, digest), chosen in group_pairs(
+        paired_times(records, tolerance, baseline_of), lambda p: (p["model"], p["protocol"])
+    ).items():
         series = group_pairs(chosen, lambda p: (p["selector"], p["preset"]))
         present = {p["dataset"] for p in chosen}
         out[(model, digest)] = {
-            "label": labels[digest], "datasets": [d for d in datasets_in_order if d in present],
+            "label": labels[digest],
+            "datasets": [d for d in datasets_in_order if d in present],
             "budgeted": any(p["baseline_protocol"] != digest for p in chosen),
-            "series": {s: _by_dataset(series[s]) for s in sorted(series, key=lambda s: series_order(*s))}}
+            "series": {s: _by_dataset(series[s]) for s in sorted(series, key=lambda s: series_order(*s))},
+        }
     return out

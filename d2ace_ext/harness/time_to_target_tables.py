@@ -6,6 +6,7 @@
 (``protocols.json`` beside the file, when there is one, pairs budgeted runs with the
 full-budget Random and labels the protocols; see ``protocol_index``.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,22 @@ from .protocol_index import read_protocols
 from .series import series_name
 from .time_to_target import DEFAULT_TOLERANCE, MEASURES, results_report, tolerances
 
-CSV_HEADER = ["tolerance", "model", "dataset", "selector", "measure", "median_ratio", "low", "high",
-              "saved", "saved_low", "saved_high", "pairs", "reached", "seconds_estimated"]
+CSV_HEADER = [
+    "tolerance",
+    "model",
+    "dataset",
+    "selector",
+    "measure",
+    "median_ratio",
+    "low",
+    "high",
+    "saved",
+    "saved_low",
+    "saved_high",
+    "pairs",
+    "reached",
+    "seconds_estimated",
+]
 
 
 def _number(value: float, spec: str = ".2f") -> str:
@@ -27,7 +42,7 @@ def _number(value: float, spec: str = ".2f") -> str:
 
 
 def ratio_text(cell: dict, measure: str = "samples", with_reached: bool = True) -> str:
-    """"0.81 [0.74, 0.90] 5/5": median ratio to Random [95 % bootstrap CI], pairs reaching / pairs."""
+    """ "0.81 [0.74, 0.90] 5/5": median ratio to Random [95 % bootstrap CI], pairs reaching / pairs."""
     if not cell["pairs"]:
         return "–"
     stats = cell["ratio"][measure]
@@ -38,7 +53,7 @@ def ratio_text(cell: dict, measure: str = "samples", with_reached: bool = True) 
 
 
 def saved_text(cell: dict, measure: str = "samples") -> str:
-    """"19 % [10 %, 26 %]": compute saved = 1 − ratio, with the interval."""
+    """ "19 % [10 %, 26 %]": compute saved = 1 − ratio, with the interval."""
     stats = cell["saved"][measure]
     if not cell["pairs"] or math.isnan(stats["median"]):
         return "–"
@@ -56,16 +71,20 @@ def saved_text(cell: dict, measure: str = "samples") -> str:
 
 def footnote(estimated: bool) -> str:
     """What the numbers of the time-to-target tables mean."""
-    text = ("Target: Random's best validation Macro-AUC minus the tolerance in the heading, in the same (data set, "
-            "repeat, fold); a run's "
-            "time is where its best-so-far validation Macro-AUC first reaches it. Ratio: the selector's sample passes "
-            "(training samples drawn) to the target over Random's, median over the pairs with a 95 % bootstrap "
-            "interval; then pairs reaching / pairs. A run that never reaches the target has ratio ∞ (it is not counted "
-            "at its last epoch), so a median is finite only while more than half of the pairs reach it. "
-            "Compute saved = 1 − ratio. Wall seconds: training + selection.")
+    text = (
+        "Target: Random's best validation Macro-AUC minus the tolerance in the heading, in the same (data set, "
+        "repeat, fold); a run's "
+        "time is where its best-so-far validation Macro-AUC first reaches it. Ratio: the selector's sample passes "
+        "(training samples drawn) to the target over Random's, median over the pairs with a 95 % bootstrap "
+        "interval; then pairs reaching / pairs. A run that never reaches the target has ratio ∞ (it is not counted "
+        "at its last epoch), so a median is finite only while more than half of the pairs reach it. "
+        "Compute saved = 1 − ratio. Wall seconds: training + selection."
+    )
     if estimated:
-        text += (" (est.): records without `history.elapsed_seconds`, where wall seconds to an epoch are estimated "
-                 "as the run's `seconds` × (epoch + 1) / epochs (which includes the validation passes).")
+        text += (
+            " (est.): records without `history.elapsed_seconds`, where wall seconds to an epoch are estimated "
+            "as the run's `seconds` × (epoch + 1) / epochs (which includes the validation passes)."
+        )
     return text
 
 
@@ -73,10 +92,15 @@ def _summary_rows(cells: list[dict], names: list[str], budgeted: bool) -> list[s
     """The pooled rows under a table: compute saved, and the other measures' ratios."""
     rows = ["| compute saved (sample passes), all | " + " | ".join(saved_text(c) for c in cells) + " |"]
     if budgeted:  # under a budget an epoch is not a full pass: epochs and samples differ
-        rows.append("| epochs, ratio to Random, all | " + " | ".join(ratio_text(c, "epochs", False) for c in cells) + " |")
+        rows.append(
+            "| epochs, ratio to Random, all | " + " | ".join(ratio_text(c, "epochs", False) for c in cells) + " |"
+        )
     estimated = any(c["seconds_estimated"] for c in cells)
-    rows.append(f"| wall seconds, ratio to Random, all{' (est.)' if estimated else ''} | "
-                + " | ".join(ratio_text(c, "seconds", False) for c in cells) + " |")
+    rows.append(
+        f"| wall seconds, ratio to Random, all{' (est.)' if estimated else ''} | "
+        + " | ".join(ratio_text(c, "seconds", False) for c in cells)
+        + " |"
+    )
     return rows
 
 
@@ -92,9 +116,13 @@ def grid_markdown(report: dict, datasets, models, baseline_note: str = "") -> st
             if not selectors:
                 continue
             names = [series_name(s) for s in selectors]
-            lines += [f"### Time to target, {model}: sample passes to Random's best validation Macro-AUC − "
-                      f"{tolerance:g}, ratio to Random{baseline_note}", "",
-                      "| data set | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            lines += [
+                f"### Time to target, {model}: sample passes to Random's best validation Macro-AUC − "
+                f"{tolerance:g}, ratio to Random{baseline_note}",
+                "",
+                "| data set | " + " | ".join(names) + " |",
+                "|---|" + "---|" * len(names),
+            ]
             for d in datasets:
                 cells = [block[model][s]["datasets"].get(d) for s in selectors]
                 if any(cells):
@@ -116,9 +144,24 @@ def csv_rows(report: dict) -> list[list]:
                 for dataset, cell in [*block["datasets"].items(), ("all", block["all"])]:
                     for measure in MEASURES:
                         r, s = cell["ratio"][measure], cell["saved"][measure]
-                        rows.append([tolerance, model, dataset, selector, measure, r["median"], r["low"], r["high"],
-                                     s["median"], s["low"], s["high"], cell["pairs"], cell["reached"],
-                                     measure == "seconds" and cell["seconds_estimated"]])
+                        rows.append(
+                            [
+                                tolerance,
+                                model,
+                                dataset,
+                                selector,
+                                measure,
+                                r["median"],
+                                r["low"],
+                                r["high"],
+                                s["median"],
+                                s["low"],
+                                s["high"],
+                                cell["pairs"],
+                                cell["reached"],
+                                measure == "seconds" and cell["seconds_estimated"],
+                            ]
+                        )
     return rows
 
 
@@ -129,9 +172,13 @@ def results_markdown(records: list[dict], headline: float = DEFAULT_TOLERANCE, p
         for (model, digest), panel in results_report(records, tolerance, protocols).items():
             keys = list(panel["series"])
             names = [series_name(*k) for k in keys]
-            lines += [f"### {model}, {panel['label']} (protocol {digest}): sample passes to Random's best validation "
-                      f"Macro-AUC − {tolerance:g}, ratio to Random", "",
-                      "| data set | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            lines += [
+                f"### {model}, {panel['label']} (protocol {digest}): sample passes to Random's best validation "
+                f"Macro-AUC − {tolerance:g}, ratio to Random",
+                "",
+                "| data set | " + " | ".join(names) + " |",
+                "|---|" + "---|" * len(names),
+            ]
             for d in panel["datasets"]:
                 cells = [panel["series"][k]["datasets"].get(d) for k in keys]
                 lines.append(f"| {d} | " + " | ".join(ratio_text(c) if c else "–" for c in cells) + " |")
@@ -146,8 +193,12 @@ def results_markdown(records: list[dict], headline: float = DEFAULT_TOLERANCE, p
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="time-to-target tables of a results file, per model and protocol")
     parser.add_argument("results", help="a results.jsonl (or compact evidence) file or its folder")
-    parser.add_argument("--target-tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help="headline tolerance below Random's best validation Macro-AUC (0.01 is reported too)")
+    parser.add_argument(
+        "--target-tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="headline tolerance below Random's best validation Macro-AUC (0.01 is reported too)",
+    )
     args = parser.parse_args(argv)
     records = load_records(args.results)
     print(results_markdown(records, args.target_tolerance, read_protocols(args.results)))

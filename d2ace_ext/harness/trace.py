@@ -1,6 +1,7 @@
 """Snapshots of a run for the paper's figures: the sampling probabilities with each
 instance's loss and outlier flag (Fig. 1 / A5), and per-label validation AUC with the
 selector's label weights every epoch (Fig. 2 / A6). Saved as one ``.npz`` per run."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,15 @@ def static_label_weights(selector: str, labels: torch.Tensor) -> np.ndarray | No
 class RunTrace:
     """Collects the snapshots of one run. n training rows, q labels, snapshot epochs."""
 
-    def __init__(self, selector: str, train_x: torch.Tensor, train_y: torch.Tensor, label_names: list[str],
-                 epochs: int, snapshots: int = 10) -> None:
+    def __init__(
+        self,
+        selector: str,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        label_names: list[str],
+        epochs: int,
+        snapshots: int = 10,
+    ) -> None:
         self.n, self.q = train_y.shape
         step = max(1, epochs // snapshots)
         self.snapshot_epochs = sorted(set(range(0, epochs, step)) | {epochs - 1})
@@ -61,11 +69,15 @@ class RunTrace:
         rows = len(self.label_epochs)
         static = np.tile(self.static if self.static is not None else np.full(self.q, np.nan), (rows, 1))
         np.savez_compressed(
-            path, epochs=np.asarray(self.epochs, dtype=np.int64),
+            path,
+            epochs=np.asarray(self.epochs, dtype=np.int64),
             probabilities=np.asarray(self.probabilities, dtype=np.float64).reshape(-1, self.n),
             instance_loss=np.asarray(self.instance_loss, dtype=np.float32).reshape(-1, self.n),
-            outlier=self.outlier, label_epochs=np.asarray(self.label_epochs, dtype=np.int64),
+            outlier=self.outlier,
+            label_epochs=np.asarray(self.label_epochs, dtype=np.int64),
             label_auc=np.asarray(self.label_auc, dtype=np.float64).reshape(-1, self.q),
             label_weights_u=np.asarray(self.weights_u).reshape(-1, self.q),
             label_weights_h=np.asarray(self.weights_h).reshape(-1, self.q),
-            label_weights=static, label_names=np.asarray(self.label_names, dtype=str))
+            label_weights=static,
+            label_names=np.asarray(self.label_names, dtype=str),
+        )

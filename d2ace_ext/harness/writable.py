@@ -5,6 +5,7 @@ trained and its record could not be appended. ``require_writable`` is called by 
 tabular runner for the results folder (and the trace folder) and by the image command
 for the results and checkpoint folders.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,5 +31,7 @@ def require_writable(folder: str, role: str, *files: str) -> None:
     except OSError as error:
         reason = error.strerror or type(error).__name__
         where = error.filename or folder
-        raise ValueError(f"the {role} {folder!r} is not writable ({reason}: {where}); choose another folder or "
-                         "fix its permissions before any run starts") from None
+        raise ValueError(
+            f"the {role} {folder!r} is not writable ({reason}: {where}); choose another folder or "
+            "fix its permissions before any run starts"
+        ) from None

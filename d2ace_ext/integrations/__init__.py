@@ -9,6 +9,7 @@
 
 Each submodule imports its trainer itself, so importing this package needs neither.
 """
+
 from .resume import LoopCheckpoint, rewound_state
 
 __all__ = ["LoopCheckpoint", "rewound_state"]

@@ -34,6 +34,7 @@ count when iterated, so set the epoch on the prepared loader. Do not use
 ``accelerator.skip_first_batches`` after a resume: the sampler restores its position
 itself.
 """
+
 from __future__ import annotations
 
 import gc
@@ -43,8 +44,9 @@ from torch.utils.data import DataLoader
 try:
     from accelerate.data_loader import BatchSamplerShard, prepare_data_loader
 except ImportError as error:
-    raise ImportError("d2ace_ext.integrations.accelerate needs Hugging Face Accelerate: "
-                      "pip install 'd2ace_ext[accelerate]'") from error
+    raise ImportError(
+        "d2ace_ext.integrations.accelerate needs Hugging Face Accelerate: pip install 'd2ace_ext[accelerate]'"
+    ) from error
 
 from ..sampler import SelectionBatchSampler
 
@@ -60,30 +62,40 @@ def prepare_loader(accelerator, loader: DataLoader, *, device_placement: bool | 
         raise ValueError(
             f"the sampler shards for rank {sampler.rank} of {sampler.num_replicas}, but this is process "
             f"{accelerator.process_index} of {accelerator.num_processes}: create the sampler after Accelerator() "
-            "so that it reads the process group")
+            "so that it reads the process group"
+        )
     if device_placement is None:
         device_placement = accelerator.device_placement
     prepared = prepare_data_loader(
-        loader, accelerator.device, num_processes=1, process_index=0, split_batches=False,
-        put_on_device=device_placement, rng_types=None, dispatch_batches=False,
-        even_batches=accelerator.even_batches, non_blocking=accelerator.non_blocking)
+        loader,
+        accelerator.device,
+        num_processes=1,
+        process_index=0,
+        split_batches=False,
+        put_on_device=device_placement,
+        rng_types=None,
+        dispatch_batches=False,
+        even_batches=accelerator.even_batches,
+        non_blocking=accelerator.non_blocking,
+    )
     # The flag Accelerator.prepare sets on what it has prepared: prepare_data_loader
     # then only registers the loader (for save_state and gradient accumulation).
     prepared._is_accelerate_prepared = True
     return accelerator.prepare_data_loader(prepared)
 
 
-_RESHARDED = ("Accelerate wrapped the selection sampler in BatchSamplerShard (accelerator.prepare(loader) on {} "
-              "processes), which shards its shards again: ranks get different numbers of batches and DDP hangs; "
-              "prepare the loader with d2ace_ext.integrations.accelerate.prepare_loader")
+_RESHARDED = (
+    "Accelerate wrapped the selection sampler in BatchSamplerShard (accelerator.prepare(loader) on {} "
+    "processes), which shards its shards again: ranks get different numbers of batches and DDP hangs; "
+    "prepare the loader with d2ace_ext.integrations.accelerate.prepare_loader"
+)
 
 
 def check_loader(loader: DataLoader) -> None:
     """Raises ValueError if Accelerate re-sharded a :class:`SelectionBatchSampler`
     (``accelerator.prepare(loader)`` on several processes); use :func:`prepare_loader`."""
     batch_sampler = getattr(loader, "batch_sampler", None)
-    if isinstance(batch_sampler, BatchSamplerShard) and isinstance(batch_sampler.batch_sampler,
-                                                                  SelectionBatchSampler):
+    if isinstance(batch_sampler, BatchSamplerShard) and isinstance(batch_sampler.batch_sampler, SelectionBatchSampler):
         if batch_sampler.num_processes > 1:
             raise ValueError(_RESHARDED.format(batch_sampler.num_processes))
 

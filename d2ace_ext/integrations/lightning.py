@@ -25,6 +25,7 @@ exist once the ``setup`` hooks have run (the state is applied then, before the f
 batch is drawn); under DDP create it in ``setup()`` so it sees the process group, and
 pass ``Trainer(use_distributed_sampler=False)`` so Lightning does not replace it.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -36,8 +37,9 @@ except ImportError:  # the standalone package
     try:
         from pytorch_lightning.callbacks import Callback
     except ImportError as error:
-        raise ImportError("d2ace_ext.integrations.lightning needs PyTorch Lightning: "
-                          "pip install 'd2ace_ext[lightning]'") from error
+        raise ImportError(
+            "d2ace_ext.integrations.lightning needs PyTorch Lightning: pip install 'd2ace_ext[lightning]'"
+        ) from error
 
 from ..sampler import SelectionBatchSampler
 from .resume import LoopCheckpoint
@@ -52,8 +54,9 @@ class SelectionCallback(Callback):
     of the same name (``"logits"`` or ``"probs"``).
     """
 
-    def __init__(self, sampler: SelectionBatchSampler | None = None, *, attribute: str = "sampler",
-                 kind: str = "logits") -> None:
+    def __init__(
+        self, sampler: SelectionBatchSampler | None = None, *, attribute: str = "sampler", kind: str = "logits"
+    ) -> None:
         if sampler is not None and not isinstance(sampler, SelectionBatchSampler):
             raise TypeError(f"sampler must be a SelectionBatchSampler, got {type(sampler).__name__}")
         if kind not in ("logits", "probs"):
@@ -79,7 +82,8 @@ class SelectionCallback(Callback):
         if sampler is None:
             raise RuntimeError(
                 f"SelectionCallback found no sampler: pass it to the callback, or set `self.{self.attribute}` "
-                "to the SelectionBatchSampler in your LightningDataModule's or LightningModule's setup()")
+                "to the SelectionBatchSampler in your LightningDataModule's or LightningModule's setup()"
+            )
         if self._tracker is None or self._tracker.sampler is not sampler:
             self._tracker = LoopCheckpoint(sampler)
         return self._tracker
@@ -92,14 +96,18 @@ class SelectionCallback(Callback):
         if self._pending is not None:
             raise RuntimeError(
                 "the checkpoint's sampler state could not be restored before the first batch was drawn: create the "
-                f"sampler in setup() (as `self.{self.attribute}`) or pass it to SelectionCallback")
+                f"sampler in setup() (as `self.{self.attribute}`) or pass it to SelectionCallback"
+            )
         sampler = self.tracker().sampler
         if sampler.shard_state and sampler.num_replicas > 1:
             warnings.warn(
                 f"the sampler's selector state is sharded over {sampler.num_replicas} ranks (shard_state=True), but "
                 "Lightning writes callback state from rank 0 only: its checkpoints cannot restore the other ranks' "
                 "rows. Save every rank's SelectionCallback.state_dict() yourself (docs/scaling.md), or build the "
-                "sampler without shard_state", RuntimeWarning, stacklevel=2)
+                "sampler without shard_state",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def on_validation_start(self, trainer, pl_module) -> None:
         # Also runs for the sanity check, and for every validation inside an epoch
@@ -119,12 +127,14 @@ class SelectionCallback(Callback):
         if sampler is None:
             return
         for loader in _loaders(loaders):
-            if any(part is sampler for part in (getattr(loader, "batch_sampler", None),
-                                                getattr(loader, "sampler", None))):
+            if any(
+                part is sampler for part in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None))
+            ):
                 raise ValueError(
                     f"the {stage} DataLoader draws its batches from the training SelectionBatchSampler, which "
                     f"would take them from the training epoch; give the {stage} loader its own batches, e.g. "
-                    f"DataLoader({stage}_set, batch_size=...)")
+                    f"DataLoader({stage}_set, batch_size=...)"
+                )
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         # Lightning already calls set_epoch on the loader's batch sampler; this covers a
@@ -141,8 +151,10 @@ class SelectionCallback(Callback):
         key = "logits" if self.kind == "logits" else "probs"
         missing = [k for k in ("indices", key, "targets") if not isinstance(outputs, Mapping) or k not in outputs]
         if missing:
-            raise ValueError(f"training_step must return a dict with 'loss', 'indices', '{key}' and 'targets' for "
-                             f"SelectionCallback; missing: {', '.join(missing)}")
+            raise ValueError(
+                f"training_step must return a dict with 'loss', 'indices', '{key}' and 'targets' for "
+                f"SelectionCallback; missing: {', '.join(missing)}"
+            )
         tracker.update(outputs["indices"], outputs[key].detach(), outputs["targets"].detach(), kind=self.kind)
 
     # -- checkpoints --------------------------------------------------------------------

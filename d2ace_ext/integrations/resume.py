@@ -14,6 +14,7 @@ collective call), and the rewound state is used only if re-drawing all handed-ou
 batches lands exactly on the saved generator state; otherwise a warning says the
 resume will skip the prefetched batches.
 """
+
 from __future__ import annotations
 
 import sys
@@ -42,9 +43,16 @@ def _redraw(sampler: SelectionBatchSampler, state: dict, consumed: int) -> dict 
     does not reproduce the saved generator."""
     plan = state["plan"]
     budget = sampler.budget
-    replay = SelectionBatchSampler(_SavedPlan(sampler.n), sampler.batch_size, sampler.seed, budget=budget.fraction,
-                                   anneal=budget.anneal, run_epochs=budget.num_epochs,
-                                   num_replicas=sampler.num_replicas, rank=sampler.rank)
+    replay = SelectionBatchSampler(
+        _SavedPlan(sampler.n),
+        sampler.batch_size,
+        sampler.seed,
+        budget=budget.fraction,
+        anneal=budget.anneal,
+        run_epochs=budget.num_epochs,
+        num_replicas=sampler.num_replicas,
+        rank=sampler.rank,
+    )
     fresh = torch.Generator().manual_seed(epoch_seed(sampler.seed, state["epoch"])).get_state()
     replay.load_state_dict({**state, "selector": {}, "position": 0, "plan": {**plan, "generator": fresh}})
     batches = iter(replay)
@@ -69,9 +77,12 @@ def rewound_state(sampler: SelectionBatchSampler, consumed: int) -> dict:
     if plan["mode"] == WEIGHTED and plan.get("order") is None:
         generator = _redraw(sampler, state, consumed)
         if generator is None:
-            warnings.warn("could not rewind the sampler state to the consumed batches; a resume from it "
-                          f"skips the {position - consumed} batch(es) prefetched when it was saved",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "could not rewind the sampler state to the consumed batches; a resume from it "
+                f"skips the {position - consumed} batch(es) prefetched when it was saved",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return state
         state["plan"] = {**plan, "generator": generator}
     # a shuffled or fixed epoch keeps its whole order in the plan: the position is enough
@@ -84,6 +95,7 @@ def _check_not_resharded(sampler: SelectionBatchSampler) -> None:
     ``BatchSamplerShard`` (its ranks would get different batch counts and DDP would hang)."""
     if "accelerate" in sys.modules:  # nothing else can have wrapped it; never import it here
         from .accelerate import check_sampler
+
         check_sampler(sampler)
 
 

@@ -4,6 +4,7 @@ Every model maps features (b, d) to logits (b, q) and exposes ``objective(x, y)`
 training loss together with the logits of that training pass (see ``MultiLabelModel``).
 Build one by name with ``make_model("clif", d, q, train_labels=y_train)``.
 """
+
 from .base import MultiLabelModel
 from .clif import CLIF
 from .clif_published import PublishedCLIF
@@ -13,5 +14,15 @@ from .mlp import MLP
 from .paca import PACA
 from .registry import MODELS, VARIANTS, make_model
 
-__all__ = ["MultiLabelModel", "MLP", "CLIF", "PublishedCLIF", "DELA", "PACA", "MODELS", "VARIANTS", "make_model",
-           "label_cooccurrence_graph"]
+__all__ = [
+    "MultiLabelModel",
+    "MLP",
+    "CLIF",
+    "PublishedCLIF",
+    "DELA",
+    "PACA",
+    "MODELS",
+    "VARIANTS",
+    "make_model",
+    "label_cooccurrence_graph",
+]

@@ -6,6 +6,7 @@ passes a checkpoint file. The paper fine-tunes an ImageNet-pretrained ResNet-101
 reproduce that, download torchvision's ``resnet101`` ImageNet weights once on a machine
 with network access and pass the file (``--model-opt checkpoint=PATH``).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,11 @@ from .label_files import label_embeddings  # noqa: F401  (its earlier home; the 
 
 RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
 TRAINABLE = ("all", "layer4", "none")
-_WEIGHTS_HINT = ("weights are never downloaded at run time: fetch torchvision's ImageNet weights for {name} "
-                 "(e.g. torchvision.models.{name}(weights='IMAGENET1K_V1') on a machine with network, then "
-                 "torch.save(model.state_dict(), PATH)) and pass checkpoint=PATH")
+_WEIGHTS_HINT = (
+    "weights are never downloaded at run time: fetch torchvision's ImageNet weights for {name} "
+    "(e.g. torchvision.models.{name}(weights='IMAGENET1K_V1') on a machine with network, then "
+    "torch.save(model.state_dict(), PATH)) and pass checkpoint=PATH"
+)
 
 
 def _load_checkpoint(net: nn.Module, path: str, name: str) -> None:
@@ -37,8 +40,9 @@ def _load_checkpoint(net: nn.Module, path: str, name: str) -> None:
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not fit {name}: missing {missing[:3]}..., "
-                         f"unexpected {list(unexpected)[:3]}...")
+        raise ValueError(
+            f"checkpoint {path} does not fit {name}: missing {missing[:3]}..., unexpected {list(unexpected)[:3]}..."
+        )
 
 
 class Backbone(nn.Module):
@@ -54,8 +58,15 @@ class Backbone(nn.Module):
     code trains), or "none".
     """
 
-    def __init__(self, name: str = "resnet101", in_features: int = 3, *, checkpoint: str | None = None,
-                 trainable: str = "all", pool: int = 1) -> None:
+    def __init__(
+        self,
+        name: str = "resnet101",
+        in_features: int = 3,
+        *,
+        checkpoint: str | None = None,
+        trainable: str = "all",
+        pool: int = 1,
+    ) -> None:
         super().__init__()
         if trainable not in TRAINABLE:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {trainable!r}")
@@ -72,6 +83,7 @@ class Backbone(nn.Module):
         if in_features != 3:
             raise ValueError(f"a ResNet backbone takes 3-channel images, got in_features={in_features}")
         from ..datasets.images.files import require_torchvision
+
         net = getattr(require_torchvision("the ResNet backbone").models, name)(weights=None)
         if checkpoint:
             _load_checkpoint(net, checkpoint, name)
@@ -86,7 +98,7 @@ class Backbone(nn.Module):
 
     def train(self, mode: bool = True) -> "Backbone":
         super().train(mode)
-        if self.body is not None and self.trainable != "all":   # frozen BatchNorm keeps its statistics
+        if self.body is not None and self.trainable != "all":  # frozen BatchNorm keeps its statistics
             self.body.eval()
             if self.trainable == "none":
                 self.layer4.eval()
@@ -97,8 +109,10 @@ class Backbone(nn.Module):
             if x.dim() == 2:
                 x = x[:, :, None, None]
             if x.dim() != 4 or x.shape[1] != self.out_channels:
-                raise ValueError(f"expected features (b, {self.out_channels}) or (b, {self.out_channels}, h, w), "
-                                 f"got {tuple(x.shape)}")
+                raise ValueError(
+                    f"expected features (b, {self.out_channels}) or (b, {self.out_channels}, h, w), "
+                    f"got {tuple(x.shape)}"
+                )
             return x
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images (b, 3, H, W), got {tuple(x.shape)}")

@@ -1,4 +1,5 @@
 """The interface every base model implements, and the small layers the models share."""
+
 from __future__ import annotations
 
 import math

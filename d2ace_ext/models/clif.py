@@ -21,6 +21,7 @@ repositories and the D2ACE authors' copy in iunanyou/D2ACE; the paper text was n
   loss with self-loops added (so the "published" target is 2I, as in the D2ACE code).
 - loss = mean BCE (= MultiLabelSoftMarginLoss) + lambda * regulariser.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,7 @@ class GINLayer(nn.Module):
     def __init__(self, n_in: int, n_out: int, hidden: int, slope: float, batch_norm: bool) -> None:
         super().__init__()
         self.eps = nn.Parameter(torch.zeros(1))  # learnable self weight, GIN-eps
-        self.mlp = mlp([n_in, hidden, n_out], activation="leaky_relu", negative_slope=slope,
-                       batch_norm=batch_norm)
+        self.mlp = mlp([n_in, hidden, n_out], activation="leaky_relu", negative_slope=slope, batch_norm=batch_norm)
         self.residual = n_in == n_out
 
     def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
@@ -57,10 +57,22 @@ class CLIF(MultiLabelModel):
     lam weights the label-embedding regulariser in ``objective``.
     """
 
-    def __init__(self, in_features: int, num_labels: int, *, train_labels=None, graph: str = "cooccurrence",
-                 label_dim: int = 128, feature_dim: int = 512, gin_layers: int = 2, encoder_layers: int = 3,
-                 negative_slope: float = 0.1, lam: float = 1e-3, dropout: float = 0.0,
-                 learn_label_inputs: bool | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        *,
+        train_labels=None,
+        graph: str = "cooccurrence",
+        label_dim: int = 128,
+        feature_dim: int = 512,
+        gin_layers: int = 2,
+        encoder_layers: int = 3,
+        negative_slope: float = 0.1,
+        lam: float = 1e-3,
+        dropout: float = 0.0,
+        learn_label_inputs: bool | None = None,
+    ) -> None:
         super().__init__()
         if graph not in GRAPHS:
             raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
@@ -79,15 +91,21 @@ class CLIF(MultiLabelModel):
         self.label_inputs = nn.Parameter(torch.randn(q, q), requires_grad=learn)
         hidden = math.ceil(label_dim / 2)
         sizes = [q] + [label_dim] * gin_layers
-        self.gin = nn.ModuleList(GINLayer(a, b, hidden, negative_slope, batch_norm=q > 1)
-                                 for a, b in zip(sizes[:-1], sizes[1:]))
-        self.encoder = mlp([in_features] + [feature_dim] * encoder_layers, activation="leaky_relu",
-                           negative_slope=negative_slope, dropout=dropout)
+        self.gin = nn.ModuleList(
+            GINLayer(a, b, hidden, negative_slope, batch_norm=q > 1) for a, b in zip(sizes[:-1], sizes[1:])
+        )
+        self.encoder = mlp(
+            [in_features] + [feature_dim] * encoder_layers,
+            activation="leaky_relu",
+            negative_slope=negative_slope,
+            dropout=dropout,
+        )
         self.guide = nn.Linear(label_dim, feature_dim)
         nn.init.kaiming_uniform_(self.guide.weight, nonlinearity="sigmoid")
         nn.init.zeros_(self.guide.bias)
-        self.specific = mlp([feature_dim, feature_dim], activation="leaky_relu",
-                            negative_slope=negative_slope, dropout=dropout)
+        self.specific = mlp(
+            [feature_dim, feature_dim], activation="leaky_relu", negative_slope=negative_slope, dropout=dropout
+        )
         self.classifier = LabelwiseLinear(q, feature_dim)
 
     def label_embeddings(self) -> torch.Tensor:
@@ -99,9 +117,9 @@ class CLIF(MultiLabelModel):
 
     def _logits(self, x: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         check_inputs(x, self.in_features)
-        shared = self.encoder(x)                                  # (b, F)
-        gate = torch.sigmoid(self.guide(embeddings))              # (q, F): which features label j uses
-        specific = self.specific(shared[:, None, :] * gate)       # (b, q, F)
+        shared = self.encoder(x)  # (b, F)
+        gate = torch.sigmoid(self.guide(embeddings))  # (q, F): which features label j uses
+        specific = self.specific(shared[:, None, :] * gate)  # (b, q, F)
         return self.classifier(specific)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

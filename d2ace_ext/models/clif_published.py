@@ -24,6 +24,7 @@ Choices where the code leaves room:
   after the modules are built and the parameters are drawn again in the authors' order.
   So ``torch.manual_seed(s); make_model(...)`` gives their weights for seed s.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,9 @@ class _GINLayer(nn.Module):
     def __init__(self, size: int, hidden: int, slope: float, dropout: float, batch_norm: bool) -> None:
         super().__init__()
         self.eps = nn.Parameter(torch.zeros(1))
-        self.mlp = mlp([size, hidden, size], activation="leaky_relu", negative_slope=slope,
-                       dropout=dropout, batch_norm=batch_norm)
+        self.mlp = mlp(
+            [size, hidden, size], activation="leaky_relu", negative_slope=slope, dropout=dropout, batch_norm=batch_norm
+        )
 
     def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         return self.mlp((1 + self.eps) * h + adj @ h) + h
@@ -68,20 +70,34 @@ class PublishedCLIF(MultiLabelModel):
     label-embedding regulariser (1e-3 there). Other sizes follow q as in that code.
     """
 
-    def __init__(self, in_features: int, num_labels: int, *, width: int = WIDTH, gin_layers: int = 2,
-                 encoder_layers: int = 3, negative_slope: float = 0.1, dropout: float = 0.2,
-                 lam: float = 1e-3) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        *,
+        width: int = WIDTH,
+        gin_layers: int = 2,
+        encoder_layers: int = 3,
+        negative_slope: float = 0.1,
+        dropout: float = 0.2,
+        lam: float = 1e-3,
+    ) -> None:
         super().__init__()
         q = num_labels
         rng = torch.get_rng_state()  # restored below: only the authors' init draws count
         self.in_features, self.lam, self.slope = in_features, lam, negative_slope
-        self.register_buffer("label_inputs", torch.empty(q, q))   # frozen N(0, 1) label vectors
-        self.register_buffer("adjacency", torch.eye(q))           # the identity label graph
+        self.register_buffer("label_inputs", torch.empty(q, q))  # frozen N(0, 1) label vectors
+        self.register_buffer("adjacency", torch.eye(q))  # the identity label graph
         hidden = math.ceil(q / 2)
-        self.gin = nn.ModuleList(_GINLayer(q, hidden, negative_slope, dropout, batch_norm=q > 1)
-                                 for _ in range(gin_layers))
-        self.encoder = mlp([in_features] + [width] * encoder_layers, activation="leaky_relu",
-                           negative_slope=negative_slope, dropout=dropout)
+        self.gin = nn.ModuleList(
+            _GINLayer(q, hidden, negative_slope, dropout, batch_norm=q > 1) for _ in range(gin_layers)
+        )
+        self.encoder = mlp(
+            [in_features] + [width] * encoder_layers,
+            activation="leaky_relu",
+            negative_slope=negative_slope,
+            dropout=dropout,
+        )
         self.guide = nn.Linear(q, width)
         self.specific = mlp([width, width], activation="leaky_relu", negative_slope=negative_slope)
         self.classifier = LabelwiseLinear(q, width)
@@ -115,9 +131,9 @@ class PublishedCLIF(MultiLabelModel):
 
     def _logits(self, x: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         check_inputs(x, self.in_features)
-        shared = self.encoder(x)                                   # (b, W)
-        gated = shared[:, None, :] * self.guide(embeddings)        # (b, q, W), no sigmoid
-        return self.classifier(self.specific(gated))               # (b, q)
+        shared = self.encoder(x)  # (b, W)
+        gated = shared[:, None, :] * self.guide(embeddings)  # (b, q, W), no sigmoid
+        return self.classifier(self.specific(gated))  # (b, q)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Embeddings first, as the authors' forward: the dropout draws keep their order.

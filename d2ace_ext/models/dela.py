@@ -24,6 +24,7 @@ iunanyou/D2ACE, derived from the authors' release; the paper text was not at han
   loss = mean BCE + (lambda / q) * KL keeps their balance with a mean-BCE classification term.
 - the authors' smaller learning rate for the gate parameters (lr_ratio 0.8) is left to the optimiser.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,9 +47,19 @@ def binary_concrete(logits: torch.Tensor, tau: float) -> torch.Tensor:
 class DELA(MultiLabelModel):
     """DELA perturbation-robust label-specific classifiers. x (b, d) -> logits (b, q)."""
 
-    def __init__(self, in_features: int, num_labels: int, *, latent_dim: int | None = None, tau: float = 2 / 3,
-                 lam: float = 1e-4, dropout: float = 0.2, hidden: int = 256, decoder_dim: int = 512,
-                 decoder_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        *,
+        latent_dim: int | None = None,
+        tau: float = 2 / 3,
+        lam: float = 1e-4,
+        dropout: float = 0.2,
+        hidden: int = 256,
+        decoder_dim: int = 512,
+        decoder_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         d, q = in_features, num_labels
         D = latent_dim or math.ceil(d / 2)
@@ -86,9 +97,9 @@ class DELA(MultiLabelModel):
 
     def _perturbed(self, x: torch.Tensor):
         mu, logvar = self._encode(x)
-        gates = binary_concrete(self.gate_map(self.gate_code), self.tau)   # (q, D), L = 1 sample
-        noise = torch.exp(0.5 * logvar) * torch.randn_like(mu)             # (b, D), shared by labels
-        z = mu[:, None, :] + gates[None] * noise[:, None, :]               # (b, q, D)
+        gates = binary_concrete(self.gate_map(self.gate_code), self.tau)  # (q, D), L = 1 sample
+        noise = torch.exp(0.5 * logvar) * torch.randn_like(mu)  # (b, D), shared by labels
+        z = mu[:, None, :] + gates[None] * noise[:, None, :]  # (b, q, D)
         return self._decode(x, z), mu, logvar, gates
 
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ code's ``get_config_optim`` sets but its training loop never uses.
 Initialisation: as ``clif_published``, construction draws from the global torch RNG
 exactly what the authors' ``reset_parameters`` draws after their reseeding, in its order.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,11 +30,27 @@ from .dela import DELA
 class PublishedDELA(DELA):
     """DELA as iunanyou/D2ACE builds it. x (b, d) -> logits (b, q)."""
 
-    def __init__(self, in_features: int, num_labels: int, *, latent_dim: int | None = None, tau: float = 2 / 3,
-                 lam: float = 1e-4, dropout: float = 0.2, decoder_dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        *,
+        latent_dim: int | None = None,
+        tau: float = 2 / 3,
+        lam: float = 1e-4,
+        dropout: float = 0.2,
+        decoder_dropout: float = 0.2,
+    ) -> None:
         rng = torch.get_rng_state()  # restored below: only the authors' init draws count
-        super().__init__(in_features, num_labels, latent_dim=latent_dim, tau=tau, lam=lam, dropout=dropout,
-                         decoder_dropout=decoder_dropout)
+        super().__init__(
+            in_features,
+            num_labels,
+            latent_dim=latent_dim,
+            tau=tau,
+            lam=lam,
+            dropout=dropout,
+            decoder_dropout=decoder_dropout,
+        )
         self.bce_weight = float(num_labels)
         torch.set_rng_state(rng)
         self.reset_parameters()
@@ -47,8 +64,9 @@ class PublishedDELA(DELA):
         _reset_mlp(nn.Sequential(self.decoder_in), 0.1, "relu")
         _reset_mlp(self.decoder_out, 0.1, "relu")
         nn.init.kaiming_uniform_(self.classifier.weight, a=math.sqrt(5))
-        self.classifier.bias.uniform_(-1 / math.sqrt(self.classifier.weight.shape[1]),
-                                      1 / math.sqrt(self.classifier.weight.shape[1]))
+        self.classifier.bias.uniform_(
+            -1 / math.sqrt(self.classifier.weight.shape[1]), 1 / math.sqrt(self.classifier.weight.shape[1])
+        )
         self.gate_code.uniform_(-10.0, 10.0)
         self.gate_map.reset_parameters()
         nn.init.constant_(self.gate_map.bias, 2.0)

@@ -59,6 +59,7 @@ Parts: ``hst_layers`` (the label graph, semantic decoupling, the gated GNN),
 ``hst_losses`` (pair, instance and the margins' clamp), ``hst_prototypes`` (k-means);
 this module holds the model and its objective.
 """
+
 from __future__ import annotations
 
 import torch
@@ -88,15 +89,38 @@ class HST(MultiLabelModel):
     labels (``label_files``); the rest as the module notes say.
     """
 
-    def __init__(self, in_features: int, num_labels: int, train_labels: torch.Tensor | None = None, *,
-                 backbone: str = "resnet101", checkpoint: str | None = None, trainable: str | None = None,
-                 embeddings: str | None = None, graph: str | None = None, label_order: str | None = None,
-                 label_names: list[str] | None = None, map_pool: int = 2, image_dim: int = 1024, hidden: int = 512,
-                 output_dim: int = 1024, steps: int = 3, theta_intra: float = 1.0, theta_cross: float = 1.0,
-                 learn_margins: bool = True, intra_weight: float = 1.0, inter_weight: float = 1.0,
-                 pseudo_bce_weight: float = 0.1, prototypes: int = 50, generate_label_epoch: int = 5,
-                 prototype_every: int = 5, prototype_loss: str = "paper", prototype_augment: bool = True,
-                 kmeans_init: int = 10, prototype_sample: int | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        train_labels: torch.Tensor | None = None,
+        *,
+        backbone: str = "resnet101",
+        checkpoint: str | None = None,
+        trainable: str | None = None,
+        embeddings: str | None = None,
+        graph: str | None = None,
+        label_order: str | None = None,
+        label_names: list[str] | None = None,
+        map_pool: int = 2,
+        image_dim: int = 1024,
+        hidden: int = 512,
+        output_dim: int = 1024,
+        steps: int = 3,
+        theta_intra: float = 1.0,
+        theta_cross: float = 1.0,
+        learn_margins: bool = True,
+        intra_weight: float = 1.0,
+        inter_weight: float = 1.0,
+        pseudo_bce_weight: float = 0.1,
+        prototypes: int = 50,
+        generate_label_epoch: int = 5,
+        prototype_every: int = 5,
+        prototype_loss: str = "paper",
+        prototype_augment: bool = True,
+        kmeans_init: int = 10,
+        prototype_sample: int | None = None,
+    ) -> None:
         super().__init__()
         if train_labels is None and graph is None:
             raise ValueError("HST builds its label graph from train_labels (n, q) or a graph= counts file; pass one")
@@ -105,16 +129,22 @@ class HST(MultiLabelModel):
         if not (isinstance(kmeans_init, int) and kmeans_init >= 1):
             raise ValueError(f"kmeans_init must be an integer >= 1 (k-means restarts), got {kmeans_init!r}")
         q = num_labels
-        if trainable is None:   # freezing layers only keeps something when they hold pretrained weights
+        if trainable is None:  # freezing layers only keeps something when they hold pretrained weights
             trainable = "layer4" if checkpoint else "all"
         self.backbone = Backbone(backbone, in_features, checkpoint=checkpoint, trainable=trainable, pool=map_pool)
         c = self.backbone.out_channels
-        self.project = (nn.Sequential(nn.Conv2d(c, image_dim, 1, bias=False), nn.BatchNorm2d(image_dim))
-                        if c != image_dim else nn.Identity())
+        self.project = (
+            nn.Sequential(nn.Conv2d(c, image_dim, 1, bias=False), nn.BatchNorm2d(image_dim))
+            if c != image_dim
+            else nn.Identity()
+        )
         self.register_buffer("words", label_embeddings(embeddings, q, label_names, label_order))
         self.decouple = SemanticDecoupling(image_dim, self.words.shape[1], hidden)
-        counts = (label_count_file(graph, q, label_names, label_order) if graph is not None
-                  else cooccurrence_counts(train_labels))
+        counts = (
+            label_count_file(graph, q, label_names, label_order)
+            if graph is not None
+            else cooccurrence_counts(train_labels)
+        )
         self.gnn = GatedGNN(image_dim, hst_graph(*counts), steps)
         self.fc = nn.Linear(2 * image_dim, output_dim)
         self.classifier = LabelwiseLinear(q, output_dim)
@@ -125,7 +155,11 @@ class HST(MultiLabelModel):
         self.intra_margin = nn.Parameter(torch.tensor(float(theta_intra)), requires_grad=learn_margins)
         self.inter_margin = nn.Parameter(torch.tensor(float(theta_cross)), requires_grad=learn_margins)
         self.intra_weight, self.inter_weight, self.pseudo_bce_weight = intra_weight, inter_weight, pseudo_bce_weight
-        self.num_prototypes, self.generate_label_epoch, self.prototype_every = prototypes, generate_label_epoch, prototype_every
+        self.num_prototypes, self.generate_label_epoch, self.prototype_every = (
+            prototypes,
+            generate_label_epoch,
+            prototype_every,
+        )
         self.prototype_loss, self.prototype_augment = prototype_loss, prototype_augment
         self.kmeans_init, self.prototype_sample = kmeans_init, prototype_sample
         # Fixed shapes so a checkpoint loads into a fresh model; ``has_prototypes`` says when they are set.
@@ -146,7 +180,7 @@ class HST(MultiLabelModel):
     def _heads(self, x: torch.Tensor):
         sem = self.semantic(x)
         out = torch.tanh(self.fc(torch.cat((self.gnn(sem), sem), dim=-1)))
-        with torch.autocast(x.device.type, enabled=False):   # float32 logits (module notes)
+        with torch.autocast(x.device.type, enabled=False):  # float32 logits (module notes)
             logits = self.classifier(out.float())
         pair = self.intra(sem)
         pair = torch.cat((pair[:, self.pairs[0]], pair[:, self.pairs[1]]), dim=-1)
@@ -172,13 +206,14 @@ class HST(MultiLabelModel):
         q = self.num_labels
         found: list[list[torch.Tensor]] = [[] for _ in range(q)]
         for x, y in batches:
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda):   # as the training steps
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x.is_cuda):  # as the training steps
                 sem = self.semantic(x).float().cpu()
             y = y.cpu()
             for c in range(q):
                 found[c].append(sem[y[:, c] > 0, c])
-        bank = kmeans_prototypes(found, self.prototype_bank, kmeans_init=self.kmeans_init,
-                                 sample=self.prototype_sample, seed=seed)
+        bank = kmeans_prototypes(
+            found, self.prototype_bank, kmeans_init=self.kmeans_init, sample=self.prototype_sample, seed=seed
+        )
         self.prototype_bank.copy_(bank)
         self.has_prototypes.fill_(True)
         self.train(was_training)
@@ -193,11 +228,13 @@ class HST(MultiLabelModel):
         full[:, self.pairs[1], self.pairs[0]] = prob
         score = (full * y.unsqueeze(1)).sum(2) / y.sum(1, keepdim=True).clamp(min=1)
         total = self.pseudo_bce_weight * F.binary_cross_entropy_with_logits(
-            clamp_keeping_bounds(score - self.intra_margin), y)
+            clamp_keeping_bounds(score - self.intra_margin), y
+        )
         if bool(self.has_prototypes):
             score = self._prototype_similarity(sem)
             total = total + self.pseudo_bce_weight * F.binary_cross_entropy_with_logits(
-                clamp_keeping_bounds(score - self.inter_margin), y)
+                clamp_keeping_bounds(score - self.inter_margin), y
+            )
         return total
 
     def _prototype_similarity(self, sem: torch.Tensor) -> torch.Tensor:
@@ -208,18 +245,20 @@ class HST(MultiLabelModel):
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x images (b, 3, H, W), y (b, q) 0/1 -> (logits (b, q), loss); see the module notes."""
         logits, co, sem = self._heads(x)
-        co, sem = co.float(), sem.float()   # losses in float32 under bf16 autocast
+        co, sem = co.float(), sem.float()  # losses in float32 under bf16 autocast
         y = y.to(torch.float32)
         bce = F.binary_cross_entropy_with_logits(logits, y)
         ramp = min(1.0, self._step / self._steps) if self.epoch == 0 else 1.0
         if self.training:
             self._step += 1
-        loss = self.bce_weight * bce + ramp * (self.intra_weight * pair_asymmetric_loss(co, y, self.pairs)
-                                               + self.inter_weight * instance_contrastive_loss(sem, y))
+        loss = self.bce_weight * bce + ramp * (
+            self.intra_weight * pair_asymmetric_loss(co, y, self.pairs)
+            + self.inter_weight * instance_contrastive_loss(sem, y)
+        )
         if self.epoch >= self.generate_label_epoch:
             if bool(self.has_prototypes):
                 s = self._prototype_similarity(sem)
-                pull = y * (1 - s) + (1 - y) * (1 + s)          # "paper": positives towards their prototypes
+                pull = y * (1 - s) + (1 - y) * (1 + s)  # "paper": positives towards their prototypes
                 loss = loss + self.inter_weight * (pull if self.prototype_loss == "paper" else 2 - pull).mean()
             loss = loss + self._pseudo_terms(co, sem, y)
         return logits, loss

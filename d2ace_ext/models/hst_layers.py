@@ -1,5 +1,6 @@
 """HST's network parts (module notes of ``hst``): the label graph P(L_j | L_i), semantic
 decoupling (one vector per label from a feature map) and the gated GNN over the graph."""
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,8 @@ class SemanticDecoupling(nn.Module):
         self.fc4 = nn.Linear(hidden, 1)
 
     def forward(self, fmap: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-        f = fmap.flatten(2).transpose(1, 2)                                    # (b, hw, C)
-        joint = torch.tanh(self.fc1(f).unsqueeze(2) * self.fc2(words))        # (b, hw, q, hidden)
+        f = fmap.flatten(2).transpose(1, 2)  # (b, hw, C)
+        joint = torch.tanh(self.fc1(f).unsqueeze(2) * self.fc2(words))  # (b, hw, q, hidden)
         weights = torch.softmax(self.fc4(self.fc3(joint)).squeeze(-1), dim=1)  # over positions
         return torch.einsum("bpq,bpc->bqc", weights, f)
 

@@ -1,5 +1,6 @@
 """HST's loss terms (module notes of ``hst``): the pair asymmetric loss of the intra-image
 head, the instance contrastive loss, and the clamp whose gradient the learnable margins need."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,15 @@ def clamp_keeping_bounds(x: torch.Tensor, low: float = 0.0, high: float = 1.0) -
     return torch.where(inside, x, x.detach().clamp(low, high))
 
 
-def pair_asymmetric_loss(logits: torch.Tensor, y: torch.Tensor, pairs: torch.Tensor, gamma_neg: float = 2.0,
-                         gamma_pos: float = 1.0, clip: float = 0.05, eps: float = 1e-8) -> torch.Tensor:
+def pair_asymmetric_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    pairs: torch.Tensor,
+    gamma_neg: float = 2.0,
+    gamma_pos: float = 1.0,
+    clip: float = 0.05,
+    eps: float = 1e-8,
+) -> torch.Tensor:
     """Mean asymmetric loss of pair logits (b, P) against 'both labels present'."""
     t = y[:, pairs[0]] * y[:, pairs[1]]
     p = torch.sigmoid(logits)
@@ -31,14 +39,18 @@ def instance_contrastive_loss(sem: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     i, j = torch.triu_indices(b, b, 1, device=sem.device)
     if i.numel() == 0:
         return sem.sum() * 0
-    cos = F.cosine_similarity(sem[i], sem[j], dim=-1, eps=1e-9)       # (pairs, q)
+    cos = F.cosine_similarity(sem[i], sem[j], dim=-1, eps=1e-9)  # (pairs, q)
     both = y[i] * y[j]
     none = (1 - y[i]) * (1 - y[j])
     pp, pn, nn_ = (1 - cos)[both > 0], (1 + cos)[(both == 0) & (none == 0)], (1 + cos)[none > 0]
     if pp.numel():
         k = pp.numel()
-        pick = lambda v: torch.cat((v[torch.randperm(v.numel(), device=v.device)[:2 * k]],   # noqa: E731
-                                    torch.sort(v, descending=True)[0][:k]))
+
+        def pick(v):
+            return torch.cat(
+                (v[torch.randperm(v.numel(), device=v.device)[: 2 * k]], torch.sort(v, descending=True)[0][:k])
+            )
+
         pn, nn_ = pick(pn), pick(nn_)
     loss = torch.cat((pp, pn, nn_))
     return loss.mean() if loss.numel() else sem.sum() * 0

@@ -27,6 +27,7 @@ Co-occurrence counts: a dict (pickle, ``.pt`` or ``.npz``) with ``adj`` (q, q) p
 n_ij and ``nums`` (q,) label counts n_i, ML-GCN's layout, and optionally ``label_names``.
 Pickles run code when loaded: pass only files you trust.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,21 +68,24 @@ def _names(data, path: str, what: str) -> list[str] | None:
     return names
 
 
-def row_order(file_names: list[str] | None, label_names: list[str] | None, label_order: str | None,
-              path: str, what: str) -> torch.Tensor:
+def row_order(
+    file_names: list[str] | None, label_names: list[str] | None, label_order: str | None, path: str, what: str
+) -> torch.Tensor:
     """index (q,) with ``rows[index]`` in the data set's label order (module notes), or a
     ValueError naming the file and how to establish its order."""
     q = len(label_names) if label_names is not None else len(file_names or [])
     if label_order is not None and label_order not in LABEL_ORDERS:
         raise ValueError(f"label_order must be one of {', '.join(LABEL_ORDERS)}, got {label_order!r}")
-    if label_names is None:   # no data set to match: rows as they come
+    if label_names is None:  # no data set to match: rows as they come
         return None
     if file_names is not None:
         missing = [n for n in label_names if n not in file_names]
         extra = [n for n in file_names if n not in set(label_names)]
         if missing or extra:
-            raise ValueError(f"{what} file {path} names other labels than the data set: missing "
-                             f"{missing[:5] or 'none'}, not in the data set {extra[:5] or 'none'}")
+            raise ValueError(
+                f"{what} file {path} names other labels than the data set: missing "
+                f"{missing[:5] or 'none'}, not in the data set {extra[:5] or 'none'}"
+            )
         where = {n: k for k, n in enumerate(file_names)}
         return torch.tensor([where[n] for n in label_names])
     if label_order == "alphabetical":
@@ -90,14 +94,17 @@ def row_order(file_names: list[str] | None, label_names: list[str] | None, label
     if label_order == "dataset" or list(label_names) == sorted(label_names):
         return torch.arange(q)
     shown = ", ".join(label_names[:3])
-    raise ValueError(f"{what} file {path} does not name its rows, and this data set's label order ({shown}, ...) "
-                     f"is not alphabetical, so the rows cannot be matched to labels: save the file with its "
-                     f"label_names, or pass label_order=alphabetical (ML-GCN's files) or label_order=dataset "
-                     f"(rows already in this data set's order)")
+    raise ValueError(
+        f"{what} file {path} does not name its rows, and this data set's label order ({shown}, ...) "
+        f"is not alphabetical, so the rows cannot be matched to labels: save the file with its "
+        f"label_names, or pass label_order=alphabetical (ML-GCN's files) or label_order=dataset "
+        f"(rows already in this data set's order)"
+    )
 
 
-def label_embeddings(path: str | None, num_labels: int, label_names: list[str] | None = None,
-                     label_order: str | None = None) -> torch.Tensor:
+def label_embeddings(
+    path: str | None, num_labels: int, label_names: list[str] | None = None, label_order: str | None = None
+) -> torch.Tensor:
     """(q, d_w) label word embeddings from ``path`` in the data set's label order, or the
     identity (q, q) when ``path`` is None: the one-hot fallback without word vectors."""
     if path is None:
@@ -111,26 +118,33 @@ def label_embeddings(path: str | None, num_labels: int, label_names: list[str] |
     emb = torch.as_tensor(np.asarray(data), dtype=torch.float32)
     rows = len(names) if names is not None else emb.shape[0]
     if emb.dim() != 2 or emb.shape[0] != num_labels or rows != num_labels:
-        raise ValueError(f"label embeddings in {path} must be ({num_labels}, d), got {tuple(emb.shape)}"
-                         + (f" with {len(names)} label_names" if names is not None else ""))
+        raise ValueError(
+            f"label embeddings in {path} must be ({num_labels}, d), got {tuple(emb.shape)}"
+            + (f" with {len(names)} label_names" if names is not None else "")
+        )
     order = row_order(names, label_names, label_order, path, "label embedding")
     return emb if order is None else emb[order]
 
 
-def label_count_file(path: str, num_labels: int, label_names: list[str] | None = None,
-                     label_order: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def label_count_file(
+    path: str, num_labels: int, label_names: list[str] | None = None, label_order: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(pair counts (q, q) float64, zero diagonal; label counts (q,) float64) from an
     ML-GCN-layout counts file, in the data set's label order."""
     data = _read(path, "label graph")
     if not isinstance(data, dict) or "adj" not in data or "nums" not in data:
-        raise ValueError(f"label graph file {path} must hold a dict with 'adj' (q, q) pair counts and 'nums' (q,) "
-                         "label counts (ML-GCN's *_adj.pkl layout)")
+        raise ValueError(
+            f"label graph file {path} must hold a dict with 'adj' (q, q) pair counts and 'nums' (q,) "
+            "label counts (ML-GCN's *_adj.pkl layout)"
+        )
     pairs = torch.as_tensor(np.asarray(data["adj"]), dtype=torch.float64)
     nums = torch.as_tensor(np.asarray(data["nums"]), dtype=torch.float64).reshape(-1)
     names = _names(data, path, "label graph")
     if pairs.shape != (num_labels, num_labels) or nums.shape != (num_labels,) or (names and len(names) != num_labels):
-        raise ValueError(f"label graph file {path}: 'adj' {tuple(pairs.shape)} and 'nums' {tuple(nums.shape)} must be "
-                         f"({num_labels}, {num_labels}) and ({num_labels},)")
+        raise ValueError(
+            f"label graph file {path}: 'adj' {tuple(pairs.shape)} and 'nums' {tuple(nums.shape)} must be "
+            f"({num_labels}, {num_labels}) and ({num_labels},)"
+        )
     if not bool(torch.isfinite(pairs).all() and (pairs >= 0).all() and (nums >= 0).all()):
         raise ValueError(f"label graph file {path}: counts must be finite and >= 0")
     order = row_order(names, label_names, label_order, path, "label graph")

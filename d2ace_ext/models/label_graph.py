@@ -1,5 +1,6 @@
 """Label graphs from training labels: the co-occurrence counts every graph starts from,
 and the graph CLIF builds from them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,8 @@ def label_cooccurrence_graph(labels) -> torch.Tensor:
     y = y.to(torch.float64)  # exact counts, then one rounding to float32 at the end
     if not bool(((y == 0) | (y == 1)).all()):
         raise ValueError("labels must be 0/1")
-    counts = y.t() @ y                                   # n_ij, with n_i on the diagonal
-    support = counts.diagonal().clamp(min=1e-6)          # n_i (floored: empty labels)
-    conditional = counts / support[:, None]              # row i: P(j | i)
+    counts = y.t() @ y  # n_ij, with n_i on the diagonal
+    support = counts.diagonal().clamp(min=1e-6)  # n_i (floored: empty labels)
+    conditional = counts / support[:, None]  # row i: P(j | i)
     conditional.fill_diagonal_(0.0)
     return (0.5 * (conditional + conditional.t())).to(torch.float32)

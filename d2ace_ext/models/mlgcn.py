@@ -26,6 +26,7 @@ Choices, one line each:
   SGD at lr 0.1); the paper trains both image models with one Adam recipe, so no clip by
   default, ``grad_clip=10`` for the release's (the image protocol applies it).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,10 +46,11 @@ def mlgcn_adjacency(labels: torch.Tensor, tau: float = 0.4, p: float = 0.2) -> t
     return mlgcn_adjacency_from_counts(*cooccurrence_counts(labels), tau, p)
 
 
-def mlgcn_adjacency_from_counts(pairs: torch.Tensor, n_i: torch.Tensor, tau: float = 0.4,
-                                p: float = 0.2) -> torch.Tensor:
+def mlgcn_adjacency_from_counts(
+    pairs: torch.Tensor, n_i: torch.Tensor, tau: float = 0.4, p: float = 0.2
+) -> torch.Tensor:
     """pair counts M (q, q) and label counts N (q,) -> ML-GCN's propagation matrix (q, q)."""
-    cond = pairs.double() / n_i.double().clamp(min=1).unsqueeze(1)   # P(L_j | L_i), row i
+    cond = pairs.double() / n_i.double().clamp(min=1).unsqueeze(1)  # P(L_j | L_i), row i
     cond.fill_diagonal_(0)
     binary = (cond >= tau).double()
     row = binary.sum(1, keepdim=True)
@@ -82,11 +84,25 @@ class MLGCN(MultiLabelModel):
     order, which files are matched to (the image protocol passes them).
     """
 
-    def __init__(self, in_features: int, num_labels: int, train_labels: torch.Tensor | None = None, *,
-                 backbone: str = "resnet101", checkpoint: str | None = None, trainable: str = "all",
-                 embeddings: str | None = None, graph: str | None = None, label_order: str | None = None,
-                 label_names: list[str] | None = None, tau: float = 0.4, p: float = 0.2, hidden: int = 1024,
-                 negative_slope: float = 0.2, grad_clip: float | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        train_labels: torch.Tensor | None = None,
+        *,
+        backbone: str = "resnet101",
+        checkpoint: str | None = None,
+        trainable: str = "all",
+        embeddings: str | None = None,
+        graph: str | None = None,
+        label_order: str | None = None,
+        label_names: list[str] | None = None,
+        tau: float = 0.4,
+        p: float = 0.2,
+        hidden: int = 1024,
+        negative_slope: float = 0.2,
+        grad_clip: float | None = None,
+    ) -> None:
         super().__init__()
         if train_labels is None and graph is None:
             raise ValueError("ML-GCN builds its label graph from train_labels (n, q) or a graph= counts file; pass one")
@@ -95,14 +111,17 @@ class MLGCN(MultiLabelModel):
         if grad_clip is not None and not grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 (the largest gradient norm) or None, got {grad_clip!r}")
         self.backbone = Backbone(backbone, in_features, checkpoint=checkpoint, trainable=trainable)
-        counts = (label_count_file(graph, num_labels, label_names, label_order) if graph is not None
-                  else cooccurrence_counts(train_labels))
+        counts = (
+            label_count_file(graph, num_labels, label_names, label_order)
+            if graph is not None
+            else cooccurrence_counts(train_labels)
+        )
         self.register_buffer("adjacency", mlgcn_adjacency_from_counts(*counts, tau, p))
         self.register_buffer("label_inputs", label_embeddings(embeddings, num_labels, label_names, label_order))
         self.gc1 = GraphConvolution(self.label_inputs.shape[1], hidden)
         self.gc2 = GraphConvolution(hidden, self.backbone.out_channels)
         self.negative_slope = negative_slope
-        self.grad_clip = grad_clip   # read by the image protocol after each backward
+        self.grad_clip = grad_clip  # read by the image protocol after each backward
 
     def classifiers(self) -> torch.Tensor:
         """(q, C): one classifier per label from the GCN."""
@@ -110,6 +129,6 @@ class MLGCN(MultiLabelModel):
         return self.gc2(h, self.adjacency)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feature = torch.amax(self.backbone(x), dim=(2, 3))      # global max pooling, (b, C)
-        with torch.autocast(x.device.type, enabled=False):      # float32 logits (module notes)
+        feature = torch.amax(self.backbone(x), dim=(2, 3))  # global max pooling, (b, C)
+        with torch.autocast(x.device.type, enabled=False):  # float32 logits (module notes)
             return feature.float() @ self.classifiers().float().T

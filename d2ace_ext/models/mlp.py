@@ -1,4 +1,5 @@
 """The plain MLP used by the demo and the tests."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -30,6 +30,7 @@ iunanyou/D2ACE, derived from the authors' release; the paper text was not at han
 - scale: the authors sum the BCEs over labels; the whole objective is divided by alpha * q, so
   loss = prototype mean BCE + (recon + gamma KL) / (alpha q) + gamma / alpha * label mean BCE.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,7 @@ class LabelConditionalFlow(nn.Module):
         d_in = torch.arange(1, dim + 1)
         d_hid = torch.arange(hidden) % max(dim - 1, 1) + 1
         self.register_buffer("mask_in", (d_in[None, :] <= d_hid[:, None]).float())
-        mask_out = (d_hid[None, :] < d_in[:, None]).float()                        # (D, H)
+        mask_out = (d_hid[None, :] < d_in[:, None]).float()  # (D, H)
         self.register_buffer("mask_out", mask_out.repeat_interleave(self.per_dim, 0))
         self.inp = nn.Linear(dim, hidden)
         self.label_in = nn.Parameter(torch.empty(num_labels, hidden).uniform_(-1, 1) / math.sqrt(num_labels))
@@ -75,15 +76,16 @@ class LabelConditionalFlow(nn.Module):
         w, c = self.to_ds.weight, self.to_ds.bias
         raw_a = F.linear(params, w[:k], c[:k])
         a = F.softplus(raw_a).clamp(min=1e-12)
-        pre = a * z[:, None, :, None] + F.linear(params, w[k:2 * k], c[k:2 * k])     # (b, q, D, k)
-        log_w = F.log_softmax(F.linear(params, w[2 * k:], c[2 * k:]), dim=-1)
-        soft = F.softplus(pre)                     # log sigmoid(pre) = pre - soft, log sigmoid(-pre) = -soft
-        log_terms = log_w + pre - soft             # log(w sigmoid(pre))
-        mixed = log_terms.exp().sum(-1) * (1 - self.eps) + 0.5 * self.eps            # in (0, 1)
+        pre = a * z[:, None, :, None] + F.linear(params, w[k : 2 * k], c[k : 2 * k])  # (b, q, D, k)
+        log_w = F.log_softmax(F.linear(params, w[2 * k :], c[2 * k :]), dim=-1)
+        soft = F.softplus(pre)  # log sigmoid(pre) = pre - soft, log sigmoid(-pre) = -soft
+        log_terms = log_w + pre - soft  # log(w sigmoid(pre))
+        mixed = log_terms.exp().sum(-1) * (1 - self.eps) + 0.5 * self.eps  # in (0, 1)
         log_mixed, log_rest = torch.log(mixed), torch.log1p(-mixed)
-        u = log_mixed - log_rest                                                        # (b, q, D)
-        log_det = (torch.logsumexp(log_terms - soft + torch.log(a), -1) + math.log(1 - self.eps)
-                   - log_mixed - log_rest).sum(-1)
+        u = log_mixed - log_rest  # (b, q, D)
+        log_det = (
+            torch.logsumexp(log_terms - soft + torch.log(a), -1) + math.log(1 - self.eps) - log_mixed - log_rest
+        ).sum(-1)
         scale = F.softplus(self.scale_raw).clamp(min=1e-12)
         u = u * scale + self.shift
         log_det = log_det + torch.log(scale).sum(-1)
@@ -93,9 +95,19 @@ class LabelConditionalFlow(nn.Module):
 class PACA(MultiLabelModel):
     """PACA probabilistic prototype label-specific features. x (b, d) -> logits (b, q)."""
 
-    def __init__(self, in_features: int, num_labels: int, *, latent_dim: int | None = None, alpha: float = 2.0,
-                 gamma: float = 10.0, dropout: float = 0.1, flow_hidden: int = 256, flow_units: int = 16,
-                 max_latent_dim: int = 64) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        *,
+        latent_dim: int | None = None,
+        alpha: float = 2.0,
+        gamma: float = 10.0,
+        dropout: float = 0.1,
+        flow_hidden: int = 256,
+        flow_units: int = 16,
+        max_latent_dim: int = 64,
+    ) -> None:
         super().__init__()
         d, q = in_features, num_labels
         D = latent_dim or max(2, min(math.ceil(d / 2), max_latent_dim))  # >= 2: MADE needs an input
@@ -111,7 +123,7 @@ class PACA(MultiLabelModel):
         self.negative = LabelConditionalFlow(D, q, flow_hidden, flow_units)
 
     def _prototype_logits(self, x: torch.Tensor, z: torch.Tensor):
-        z = self.instance_map(torch.cat([x, z], dim=1))           # instance-conditional latent (b, D)
+        z = self.instance_map(torch.cat([x, z], dim=1))  # instance-conditional latent (b, D)
         return self.positive(z) - self.negative(z), z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,11 +142,21 @@ class PACA(MultiLabelModel):
         x_mu, x_logvar = self.x_mu_logvar(x)
         h = self.y_encoder(y)
         y_mu, y_logvar = self.y_mu(h), self.y_logvar(h)
-        logits, z = self._prototype_logits(x, gaussian_sample(x_mu, x_logvar))   # L = 1 sample
+        logits, z = self._prototype_logits(x, gaussian_sample(x_mu, x_logvar))  # L = 1 sample
         label_logits = self.y_decoder(gaussian_sample(y_mu, y_logvar))
         recon = (torch.sigmoid(self.x_decoder(z)) - x).pow(2).sum(1).mean()
-        kl = 0.5 * (y_logvar - x_logvar - 1 + torch.exp(x_logvar - y_logvar)
-                    + (y_mu - x_mu).pow(2) / (torch.exp(y_logvar) + 1e-8)).sum(1).mean()
+        kl = (
+            0.5
+            * (
+                y_logvar
+                - x_logvar
+                - 1
+                + torch.exp(x_logvar - y_logvar)
+                + (y_mu - x_mu).pow(2) / (torch.exp(y_logvar) + 1e-8)
+            )
+            .sum(1)
+            .mean()
+        )
         bce = F.binary_cross_entropy_with_logits(logits, y)
         label_bce = F.binary_cross_entropy_with_logits(label_logits, y)
         scale = self.alpha * self.num_labels

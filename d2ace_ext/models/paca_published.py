@@ -23,6 +23,7 @@ Choices where the code leaves room:
   records the label auto-encoder's, which see the labels; its loop cannot run PACA anyway).
 Initialisation: as ``clif_published``, the authors' order of draws from the global RNG.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,7 @@ class _NeuralAutoregressiveFlow(nn.Module):
         self.per_dim = 3 * max(1, hidden // dim)
         d_in = torch.arange(1, dim + 1)
         d_hid = torch.arange(hidden) % max(dim - 1, 1) + 1
-        self.register_buffer("mask_in", (d_in[None, :] <= d_hid[:, None]).float())            # (H, D)
+        self.register_buffer("mask_in", (d_in[None, :] <= d_hid[:, None]).float())  # (H, D)
         self.register_buffer("mask_out", (d_hid[None, :] < d_in[:, None]).float().repeat(self.per_dim, 1))
         self.inp = nn.Linear(dim, hidden)
         self.out = nn.Linear(hidden, dim * self.per_dim)
@@ -61,13 +62,13 @@ class _NeuralAutoregressiveFlow(nn.Module):
 
     def forward(self, z: torch.Tensor):
         b, D, k = z.shape[0], self.dim, self.units
-        per_label = self.cond.weight.t() + self.cond.bias                                   # (q, H)
+        per_label = self.cond.weight.t() + self.cond.bias  # (q, H)
         h = F.elu(F.linear(z, self.inp.weight * self.mask_in, self.inp.bias)[:, None, :] + per_label)
-        params = F.linear(h, self.out.weight * self.mask_out, self.out.bias)                # (b, q, P D)
-        params = params.view(b, -1, self.per_dim, D).transpose(-1, -2)                      # (b, q, D, P)
+        params = F.linear(h, self.out.weight * self.mask_out, self.out.bias)  # (b, q, P D)
+        params = params.view(b, -1, self.per_dim, D).transpose(-1, -2)  # (b, q, D, P)
         ds = self.to_ds(params)
-        a, shift, w_raw = F.softplus(ds[..., :k]), ds[..., k:2 * k], ds[..., 2 * k:]
-        pre = a * z[:, None, :, None] + shift                                               # (b, q, D, k)
+        a, shift, w_raw = F.softplus(ds[..., :k]), ds[..., k : 2 * k], ds[..., 2 * k :]
+        pre = a * z[:, None, :, None] + shift  # (b, q, D, k)
         mixed = (torch.softmax(w_raw, -1) * torch.sigmoid(pre)).sum(-1) * (1 - self.eps) + 0.5 * self.eps
         u = torch.log(mixed) - torch.log1p(-mixed)
         terms = F.log_softmax(w_raw, -1) + F.logsigmoid(pre) + F.logsigmoid(-pre) + torch.log(a)
@@ -129,8 +130,17 @@ class _PrototypeFlow(nn.Module):
 class PublishedPACA(MultiLabelModel):
     """PACA as iunanyou/D2ACE builds it. x (b, d) -> logits (b, q) = log p(z|P_j) - log p(z|N_j)."""
 
-    def __init__(self, in_features: int, num_labels: int, *, latent_dim: int | None = None, alpha: float = 2.0,
-                 gamma: float = 10.0, dropout: float = 0.1, decoder_dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        *,
+        latent_dim: int | None = None,
+        alpha: float = 2.0,
+        gamma: float = 10.0,
+        dropout: float = 0.1,
+        decoder_dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         rng = torch.get_rng_state()  # restored below: only the authors' init draws count
         d, q = in_features, num_labels
@@ -181,12 +191,22 @@ class PublishedPACA(MultiLabelModel):
     def objective(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (b, d), y (b, q) -> (sampled prototype logits (b, q), the code's PACA loss)."""
         y = y.to(x.dtype)
-        x_mu, x_logvar = self._encode(x)                    # the code's order of random draws
+        x_mu, x_logvar = self._encode(x)  # the code's order of random draws
         h = self.y_encoder(y)
         y_mu, y_logvar = self.y_mu(h), self.y_logvar(h)
         z_x, z_y = gaussian_sample(x_mu, x_logvar), gaussian_sample(y_mu, y_logvar)
-        kl = 0.5 * (y_logvar - x_logvar - 1 + torch.exp(x_logvar - y_logvar)
-                    + (y_mu - x_mu).pow(2) / (torch.exp(y_logvar) + 1e-8)).sum(1).mean()
+        kl = (
+            0.5
+            * (
+                y_logvar
+                - x_logvar
+                - 1
+                + torch.exp(x_logvar - y_logvar)
+                + (y_mu - x_mu).pow(2) / (torch.exp(y_logvar) + 1e-8)
+            )
+            .sum(1)
+            .mean()
+        )
         label_logits = self.y_classifier(self.y_decoder(z_y))
         logits, z = self._prototype_logits(x, z_x)
         recon = (torch.sigmoid(self.x_decoder(z)) - x).pow(2).sum(1).mean()

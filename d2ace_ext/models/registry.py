@@ -1,4 +1,5 @@
 """Model names -> classes, and the one constructor the harness and the demo call."""
+
 from __future__ import annotations
 
 import inspect
@@ -20,6 +21,7 @@ IMAGE_MODELS = {"mlgcn": ("mlgcn", "MLGCN"), "hst": ("hst", "HST")}
 
 def _image_model(name: str) -> type[MultiLabelModel]:
     import importlib
+
     module, cls = IMAGE_MODELS[name]
     return getattr(importlib.import_module(f".{module}", __package__), cls)
 
@@ -48,8 +50,10 @@ def option_names(name: str, variant: str = "paper") -> list[str]:
     if variant != "paper":
         cls = VARIANTS.get(name, {}).get(variant)
         if cls is None:
-            raise ValueError(f"model {name!r} has no variant {variant!r}; valid variants: "
-                             f"{', '.join(['paper', *VARIANTS.get(name, {})])}")
+            raise ValueError(
+                f"model {name!r} has no variant {variant!r}; valid variants: "
+                f"{', '.join(['paper', *VARIANTS.get(name, {})])}"
+            )
     return _options(cls) + (["variant"] if name in VARIANTS else [])
 
 
@@ -73,8 +77,9 @@ def make_model(name: str, in_features: int, num_labels: int, *, train_labels=Non
     valid = _options(cls)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise TypeError(f"model {name!r} got unknown option(s) {', '.join(unknown)}; "
-                        f"valid options: {', '.join(valid) or 'none'}")
+        raise TypeError(
+            f"model {name!r} got unknown option(s) {', '.join(unknown)}; valid options: {', '.join(valid) or 'none'}"
+        )
     if "train_labels" in inspect.signature(cls.__init__).parameters:
         options["train_labels"] = train_labels
     return cls(in_features, num_labels, **options)

@@ -1,4 +1,5 @@
 """Selectors: the D2ACE scorer and the baselines, behind one interface."""
+
 from .active import ActiveConfig, ActiveSelector
 from .balance import BalanceConfig, BalanceSelector
 from .base import FIXED, PRUNED, SHUFFLE, WEIGHTED, Selector

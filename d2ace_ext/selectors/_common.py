@@ -6,6 +6,7 @@ the helpers here turn it into sampling probabilities P (n,) for a WEIGHTED epoch
 a row-sharded state each rank computes w for its own rows and the n weights are
 gathered, so every rank quantises the same w with the same code as one process does.
 """
+
 from __future__ import annotations
 
 import abc
@@ -50,9 +51,23 @@ class QuantizedConfig:
 
     def _check(self) -> None:
         owner = type(self).__name__
-        check_rule(owner, "num_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1, "an integer >= 1")
-        check_rule(owner, "warmup_epochs", self.warmup_epochs, is_int(self.warmup_epochs) and self.warmup_epochs >= 0, "an integer >= 0")
-        check_rule(owner, "initial_pressure", self.initial_pressure, is_real(self.initial_pressure) and self.initial_pressure >= 1.0, "a finite number >= 1")
+        check_rule(
+            owner, "num_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1, "an integer >= 1"
+        )
+        check_rule(
+            owner,
+            "warmup_epochs",
+            self.warmup_epochs,
+            is_int(self.warmup_epochs) and self.warmup_epochs >= 0,
+            "an integer >= 0",
+        )
+        check_rule(
+            owner,
+            "initial_pressure",
+            self.initial_pressure,
+            is_real(self.initial_pressure) and self.initial_pressure >= 1.0,
+            "a finite number >= 1",
+        )
         check_choice(owner, "pressure_schedule", self.pressure_schedule, PRESSURE_SCHEDULES)
 
     def replace(self, **changes):
@@ -199,7 +214,9 @@ def load_tensor_state(owner, state, names, fields: dict | None = None) -> None:
         if part.get("config") != owner.config.to_dict():
             raise ValueError(f"{what} was saved with a different config: {part.get('config')!r}")
         if part.get("n") != owner.n or part.get("q") != owner.q:
-            raise ValueError(f"{what} is for n={part.get('n')!r}, q={part.get('q')!r}; this one has n={owner.n}, q={owner.q}")
+            raise ValueError(
+                f"{what} is for n={part.get('n')!r}, q={part.get('q')!r}; this one has n={owner.n}, q={owner.q}"
+            )
         for key, mine in (fields or {}).items():
             if part.get(key) != mine:
                 raise ValueError(f"{kind} state has {key}={part.get(key)!r}, this one has {mine!r}")

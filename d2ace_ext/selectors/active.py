@@ -5,6 +5,7 @@ whole history, with Active Bias's confidence term: std-hat = sqrt(v + v²/(m - 1
 sample variance of the m recorded probabilities. Instance weight = sum over labels;
 sampling by the quantiser of Eqs. 13-14.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,9 @@ class ActiveSelector(QuantizedSelector):
     color = "#8c564b"
     display_rank = 6
 
-    def __init__(self, labels: torch.Tensor, config: ActiveConfig | None = None, *, device=None, shard=None,
-                 **options) -> None:
+    def __init__(
+        self, labels: torch.Tensor, config: ActiveConfig | None = None, *, device=None, shard=None, **options
+    ) -> None:
         self._setup(labels, ActiveConfig, config, options, device, shard)
         self.count = torch.zeros(self.rows, dtype=torch.int64, device=self.device)
         self.mean = torch.zeros(self.rows, self.q, dtype=torch.float32, device=self.device)

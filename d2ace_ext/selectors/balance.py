@@ -20,6 +20,7 @@ from the selector's own CPU generator, seeded from the sampler's seed by
 :func:`~d2ace_ext.factory.make_sampler` and saved in ``state_dict``, so a run is
 reproducible by seed and resumes exactly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,7 +59,7 @@ def balance_mask(targets: torch.Tensor, keys: torch.Tensor, max_weight: float | 
     minority_is_pos = pos <= neg
     minority = torch.where(minority_is_pos.unsqueeze(0), positive, ~positive)
     k = torch.minimum(pos, neg).to(torch.float64)
-    weight = (b / (2.0 * k.clamp(min=1.0)))
+    weight = b / (2.0 * k.clamp(min=1.0))
     if max_weight is not None:
         weight = weight.clamp(max=max_weight)
     keep = torch.floor(weight * k + 0.5)  # majority entries kept, >= k since weight >= 1
@@ -100,8 +101,16 @@ class BalanceSelector(Selector):
         positives = y.sum(0)
         return y.shape[0] / (2 * torch.minimum(positives, y.shape[0] - positives).clamp(min=1))
 
-    def __init__(self, labels: torch.Tensor, config: BalanceConfig | None = None, *, seed: int = 0, device=None,
-                 shard=None, **options) -> None:  # shard: no per-instance state, so nothing to shard
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        config: BalanceConfig | None = None,
+        *,
+        seed: int = 0,
+        device=None,
+        shard=None,
+        **options,
+    ) -> None:  # shard: no per-instance state, so nothing to shard
         labels = check_labels(labels)
         self.config = make_config(BalanceConfig, config, options)
         self.n, self.q = labels.shape
@@ -126,8 +135,13 @@ class BalanceSelector(Selector):
         return balance_mask(targets.detach().cpu(), keys, self.config.max_weight).to(targets.device)
 
     def state_dict(self) -> dict:
-        return {"config": self.config.to_dict(), "n": self.n, "q": self.q, "seed": self.seed,
-                "generator": self.generator.get_state()}
+        return {
+            "config": self.config.to_dict(),
+            "n": self.n,
+            "q": self.q,
+            "seed": self.seed,
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if not isinstance(state, dict):

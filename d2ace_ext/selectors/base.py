@@ -5,6 +5,7 @@ boundary, says how the next epoch's batches are formed: a shuffled permutation, 
 fixed order 0..n-1, weighted draws from probabilities it computes, or a shuffled pass
 over the instances it keeps (PRUNED: the others sit the epoch out, InfoBatch).
 """
+
 from __future__ import annotations
 
 import abc

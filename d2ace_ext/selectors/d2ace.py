@@ -1,4 +1,5 @@
 """The D2ACE selector: records visits, scores once per epoch, returns P (Eq. 16)."""
+
 from __future__ import annotations
 
 import warnings
@@ -71,19 +72,25 @@ class D2ACESelector(Selector):
         y = SparseRows.from_dense(self.labels)
         z = local_label_appearance(labels, neighbors, self.config.include_self, rows)
         self.context = LabelContext(y, z, row_pairs(y, y), row_pairs(y, z))
-        self.visits = VisitState(self.labels.shape[0], self.q, self.config.window_size, self.device,
-                                 STATE_DTYPES[self.config.state_dtype])
+        self.visits = VisitState(
+            self.labels.shape[0], self.q, self.config.window_size, self.device, STATE_DTYPES[self.config.state_dtype]
+        )
         self.last_report: ScoreReport | None = None
 
     def _neighbors(self, features, neighbors) -> torch.Tensor | None:
         k = self.config.num_neighbors
         if k == 0:
             if neighbors is not None:
-                raise ValueError("neighbors was given but num_neighbors = 0 (N(x_i) = {x_i}); "
-                                 "set num_neighbors to the neighbours' K or drop neighbors=")
+                raise ValueError(
+                    "neighbors was given but num_neighbors = 0 (N(x_i) = {x_i}); "
+                    "set num_neighbors to the neighbours' K or drop neighbors="
+                )
             return None
         return resolve_neighbors(
-            self.n, k, features, neighbors,
+            self.n,
+            k,
+            features,
+            neighbors,
             f"the K-NN local context (num_neighbors={k}); pass the (n, d) training features, "
             "precomputed neighbors=, or num_neighbors=0",
             self.config.knn_backend,
@@ -132,8 +139,9 @@ class D2ACESelector(Selector):
         row-sharded or compact state is scored in passes over its rows
         (:mod:`~d2ace_ext.row_scoring`), a collective call when sharded over several ranks."""
         if self.shard is not None or self.visits.window.dtype != torch.float32:
-            self.last_report = score_rows(self.visits, self.context, self.config, epoch,
-                                          self.shard or RowShard.whole(self.n))
+            self.last_report = score_rows(
+                self.visits, self.context, self.config, epoch, self.shard or RowShard.whole(self.n)
+            )
         elif self.config.label_weight_form == "exponential":
             self.last_report = self._score_fused(epoch)
         else:
@@ -187,5 +195,10 @@ class D2ACESelector(Selector):
                 saved = {**{name: defaults[name] for name in LATER_FIELDS}, **saved}
             if saved != self.config.to_dict():
                 raise ValueError("state_dict was saved with a different D2ACEConfig")
-        load_rows(self.visits, VisitState.TENSORS, [(part["visits"], saved_shard(part, what)) for part in parts],
-                  self.shard, "visit state")
+        load_rows(
+            self.visits,
+            VisitState.TENSORS,
+            [(part["visits"], saved_shard(part, what)) for part in parts],
+            self.shard,
+            "visit state",
+        )

@@ -30,6 +30,7 @@ instances (the subset draw cannot: it must take ⌈k n⌉ distinct ones).
 The learning-rate normalisation of DIHCL's code (feedback divided by the learning-rate
 "pace" since the last visit) is omitted: the sampler does not see the optimiser.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,23 +68,61 @@ class DIHCLConfig:
 
     def __post_init__(self) -> None:
         own = "DIHCLConfig"
-        check_rule(own, "num_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1, "an integer >= 1")
-        check_rule(own, "warmup_epochs", self.warmup_epochs, is_int(self.warmup_epochs) and self.warmup_epochs >= 0, "an integer >= 0")
+        check_rule(
+            own, "num_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1, "an integer >= 1"
+        )
+        check_rule(
+            own,
+            "warmup_epochs",
+            self.warmup_epochs,
+            is_int(self.warmup_epochs) and self.warmup_epochs >= 0,
+            "an integer >= 0",
+        )
         check_rule(own, "gamma", self.gamma, is_real(self.gamma) and 0.0 <= self.gamma < 1.0, "in [0, 1)")
         check_choice(own, "feedback", self.feedback, ("dloss", "flip"))
-        check_rule(own, "loss_clip", self.loss_clip, is_real(self.loss_clip) and self.loss_clip > 0.0, "a finite number > 0")
-        check_rule(own, "flip_threshold", self.flip_threshold, is_real(self.flip_threshold) and 0.0 < self.flip_threshold < 1.0, "in (0, 1)")
-        check_rule(own, "inverse_temperature", self.inverse_temperature, is_real(self.inverse_temperature) and self.inverse_temperature > 0.0, "a finite number > 0")
-        check_rule(own, "temperature_decay", self.temperature_decay, is_real(self.temperature_decay) and 0.0 < self.temperature_decay <= 1.0, "in (0, 1]")
+        check_rule(
+            own, "loss_clip", self.loss_clip, is_real(self.loss_clip) and self.loss_clip > 0.0, "a finite number > 0"
+        )
+        check_rule(
+            own,
+            "flip_threshold",
+            self.flip_threshold,
+            is_real(self.flip_threshold) and 0.0 < self.flip_threshold < 1.0,
+            "in (0, 1)",
+        )
+        check_rule(
+            own,
+            "inverse_temperature",
+            self.inverse_temperature,
+            is_real(self.inverse_temperature) and self.inverse_temperature > 0.0,
+            "a finite number > 0",
+        )
+        check_rule(
+            own,
+            "temperature_decay",
+            self.temperature_decay,
+            is_real(self.temperature_decay) and 0.0 < self.temperature_decay <= 1.0,
+            "in (0, 1]",
+        )
         check_choice(own, "draw", self.draw, ("subset", "batch"))
-        check_rule(own, "subset_decay", self.subset_decay, is_real(self.subset_decay) and 0.0 <= self.subset_decay < 1.0, "in [0, 1)")
-        check_rule(own, "subset_min", self.subset_min, is_real(self.subset_min) and 0.0 < self.subset_min <= 1.0, "in (0, 1]")
+        check_rule(
+            own,
+            "subset_decay",
+            self.subset_decay,
+            is_real(self.subset_decay) and 0.0 <= self.subset_decay < 1.0,
+            "in [0, 1)",
+        )
+        check_rule(
+            own, "subset_min", self.subset_min, is_real(self.subset_min) and 0.0 < self.subset_min <= 1.0, "in (0, 1]"
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def instant_feedback(new: torch.Tensor, previous: torch.Tensor, feedback: str, loss_clip: float, threshold: float) -> torch.Tensor:
+def instant_feedback(
+    new: torch.Tensor, previous: torch.Tensor, feedback: str, loss_clip: float, threshold: float
+) -> torch.Tensor:
     """a_i summed over labels. new, previous: (b, q) losses ("dloss") or probabilities
     ("flip") -> (b,) float64."""
     if feedback == "dloss":
@@ -134,8 +173,16 @@ class DIHCLSelector(Selector):
     color = "#009e73"
     display_rank = 3
 
-    def __init__(self, labels: torch.Tensor, config: DIHCLConfig | None = None, *, seed: int = 0, device=None,
-                 shard=None, **options) -> None:
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        config: DIHCLConfig | None = None,
+        *,
+        seed: int = 0,
+        device=None,
+        shard=None,
+        **options,
+    ) -> None:
         labels = check_labels(labels)
         self.config = make_config(DIHCLConfig, config, options)
         self.seed = check_seed(seed, "seed")
@@ -155,7 +202,7 @@ class DIHCLSelector(Selector):
     def inverse_temperature(self, epoch: int) -> float:
         cfg = self.config
         steps = max(0, epoch - cfg.warmup_epochs)
-        return max(1.0, cfg.inverse_temperature * cfg.temperature_decay ** steps)
+        return max(1.0, cfg.inverse_temperature * cfg.temperature_decay**steps)
 
     def subset_size(self, epoch: int) -> int:
         """⌈k_e n⌉, k_e = max(subset_min, (1 - subset_decay)^(epoch - warmup + 1))."""

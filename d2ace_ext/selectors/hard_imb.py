@@ -12,6 +12,7 @@ Per epoch: w_i = W_i × ℓ_i, ℓ_i the mean per-label BCE of the instance's la
 value quantiser, Q_i = ⌈w_i/Δ⌉ with Δ = max(w)/n, P_i ∝ s^(Q_i/n) (or Eqs. 13-14 with
 ``quantizer="index"``).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,11 +31,17 @@ _ROW_CHUNK = 1 << 14
 class HardImbConfig(QuantizedConfig):
     num_neighbors: int = 5
     quantizer: str = "value"
-    knn_backend: str = "auto"   # the K-NN search: exact, FAISS, or by n (d2ace_ext.neighbors)
+    knn_backend: str = "auto"  # the K-NN search: exact, FAISS, or by n (d2ace_ext.neighbors)
 
     def _check(self) -> None:
         super()._check()
-        check_rule("HardImbConfig", "num_neighbors", self.num_neighbors, is_int(self.num_neighbors) and self.num_neighbors >= 1, "an integer >= 1")
+        check_rule(
+            "HardImbConfig",
+            "num_neighbors",
+            self.num_neighbors,
+            is_int(self.num_neighbors) and self.num_neighbors >= 1,
+            "an integer >= 1",
+        )
         check_choice("HardImbConfig", "quantizer", self.quantizer, ("value", "index"))
         check_choice("HardImbConfig", "knn_backend", self.knn_backend, KNN_BACKENDS)
 
@@ -52,17 +59,19 @@ def imbalance_weights(labels: torch.Tensor, neighbors: torch.Tensor) -> torch.Te
     """W (n,) float64 from labels (n, q) 0/1 and neighbours (n, K) int64 (self excluded)."""
     relevant = labels != 0
     minority = minority_labels(labels)
-    y = relevant[:, minority]                                   # (n, m)
+    y = relevant[:, minority]  # (n, m)
     k = neighbors.shape[1]
     local = torch.zeros(y.shape, dtype=torch.float64, device=y.device)
-    for start in range(0, y.shape[0], _ROW_CHUNK):              # bounded (rows, K, m) gather
+    for start in range(0, y.shape[0], _ROW_CHUNK):  # bounded (rows, K, m) gather
         stop = min(start + _ROW_CHUNK, y.shape[0])
         others = (~y[neighbors[start:stop]]).sum(1).to(torch.float64) / k
         local[start:stop] = torch.where(y[start:stop], others, torch.zeros_like(others))
     usable = (local > 0) & (local < 1)
     local = torch.where(usable, local, torch.zeros_like(local))
     total = local.sum(0, keepdim=True)
-    normalised = torch.where(total > 0, local / total.clamp(min=torch.finfo(torch.float64).tiny), torch.zeros_like(local))
+    normalised = torch.where(
+        total > 0, local / total.clamp(min=torch.finfo(torch.float64).tiny), torch.zeros_like(local)
+    )
     return 1.0 + normalised.sum(1)
 
 
@@ -93,21 +102,38 @@ class HardImbSelector(QuantizedSelector):
         ratio = positives.max() / positives.clamp(min=1)
         return torch.where(minority_labels(labels), ratio, torch.ones_like(ratio))
 
-    def __init__(self, labels, features=None, config: HardImbConfig | None = None, *, neighbors=None, device=None,
-                 shard=None, **options) -> None:
+    def __init__(
+        self,
+        labels,
+        features=None,
+        config: HardImbConfig | None = None,
+        *,
+        neighbors=None,
+        device=None,
+        shard=None,
+        **options,
+    ) -> None:
         labels = self._setup(labels, HardImbConfig, config, options, device, shard)
         self.quantizer = self.config.quantizer
         neighbors = self._neighbors(features, neighbors)
         if not bool(minority_labels(labels).any()):
-            warnings.warn("labels: no minority label (all labels equally frequent); Hard-Imb weights are all 1",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "labels: no minority label (all labels equally frequent); Hard-Imb weights are all 1",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.imbalance = self.own_rows(imbalance_weights(labels, neighbors.to(self.device)))
         self.loss = torch.full((self.rows,), math.log(2.0), dtype=torch.float32, device=self.device)
 
     def _neighbors(self, features, neighbors) -> torch.Tensor:
-        return resolve_neighbors(self.n, self.config.num_neighbors, features, neighbors,
-                                 "Hard-Imb's K-NN local imbalance; pass the (n, d) training features or precomputed neighbors=",
-                                 self.config.knn_backend)
+        return resolve_neighbors(
+            self.n,
+            self.config.num_neighbors,
+            features,
+            neighbors,
+            "Hard-Imb's K-NN local imbalance; pass the (n, d) training features or precomputed neighbors=",
+            self.config.knn_backend,
+        )
 
     def load_state_dict(self, state: dict) -> None:
         config = state.get("config") if isinstance(state, dict) else None

@@ -35,6 +35,7 @@ Where this differs from InfoBatch's code, and why:
 Cost: O(b q) per step (one mean per visited row), O(n) per epoch (a mean, a comparison
 and a permutation of the well-learned instances).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,12 +73,24 @@ class InfoBatchConfig:
 
     def __post_init__(self) -> None:
         own = "InfoBatchConfig"
-        check_rule(own, "num_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1, "an integer >= 1")
-        check_rule(own, "prune_ratio", self.prune_ratio, is_real(self.prune_ratio) and 0.0 <= self.prune_ratio <= 0.9,
-                   "in [0, 0.9] (InfoBatch caps it at 0.9: the kept weight 1/(1 - r) grows without bound)")
+        check_rule(
+            own, "num_epochs", self.num_epochs, is_int(self.num_epochs) and self.num_epochs >= 1, "an integer >= 1"
+        )
+        check_rule(
+            own,
+            "prune_ratio",
+            self.prune_ratio,
+            is_real(self.prune_ratio) and 0.0 <= self.prune_ratio <= 0.9,
+            "in [0, 0.9] (InfoBatch caps it at 0.9: the kept weight 1/(1 - r) grows without bound)",
+        )
         check_rule(own, "anneal", self.anneal, is_real(self.anneal) and 0.0 <= self.anneal <= 1.0, "in [0, 1]")
-        check_rule(own, "initial_score", self.initial_score, is_real(self.initial_score) and self.initial_score >= 0.0,
-                   "a finite number >= 0")
+        check_rule(
+            own,
+            "initial_score",
+            self.initial_score,
+            is_real(self.initial_score) and self.initial_score >= 0.0,
+            "a finite number >= 0",
+        )
         if not isinstance(self.rescale, bool):
             raise ValueError(f"{own}.rescale must be True or False, got {self.rescale!r}")
 
@@ -106,8 +119,16 @@ class InfoBatchSelector(Selector):
     color = "#e69f00"
     display_rank = 4
 
-    def __init__(self, labels: torch.Tensor, config: InfoBatchConfig | None = None, *, seed: int = 0,
-                 device=None, shard=None, **options) -> None:
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        config: InfoBatchConfig | None = None,
+        *,
+        seed: int = 0,
+        device=None,
+        shard=None,
+        **options,
+    ) -> None:
         labels = check_labels(labels)
         self.config = make_config(InfoBatchConfig, config, options)
         self.seed = check_seed(seed, "seed")
@@ -115,8 +136,9 @@ class InfoBatchSelector(Selector):
         self.shard = check_shard(shard, self.n)
         self.device = torch.device(device) if device is not None else labels.device
         self.labels = self.own_rows(labels.to(self.device)) != 0
-        self.score = torch.full((self.labels.shape[0],), float(self.config.initial_score), dtype=torch.float32,
-                                device=self.device)
+        self.score = torch.full(
+            (self.labels.shape[0],), float(self.config.initial_score), dtype=torch.float32, device=self.device
+        )
 
     def batch_mode(self, epoch: int) -> str:
         cfg = self.config

@@ -15,6 +15,7 @@ follows from the marginals), not per pair of labels. Under a row-sharded state e
 rank counts its own rows and the (4q)² counts are summed over the ranks: integers,
 exact, so every rank gets the C one process would.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import functional
-from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rule, is_int, is_real
 from ..ring import PredictionRing, row_blocks
+from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rule, is_int, is_real
 
 BIN_EDGES = (0.2, 0.4, 0.6, 0.8)  # 5 bins, as np.digitize with [0, .2, .4, .6, .8, 1] and clipping
 
@@ -42,9 +43,17 @@ class MLUncConfig(QuantizedConfig):
 
     def _check(self) -> None:
         super()._check()
-        check_rule("MLUncConfig", "window_size", self.window_size, is_int(self.window_size) and self.window_size >= 2, "an integer >= 2 (Eq. 2 needs two entries)")
+        check_rule(
+            "MLUncConfig",
+            "window_size",
+            self.window_size,
+            is_int(self.window_size) and self.window_size >= 2,
+            "an integer >= 2 (Eq. 2 needs two entries)",
+        )
         check_choice("MLUncConfig", "window_unit", self.window_unit, ("epoch", "visit"))
-        check_rule("MLUncConfig", "lambda1", self.lambda1, is_real(self.lambda1) and 0.0 <= self.lambda1 <= 1.0, "in [0, 1]")
+        check_rule(
+            "MLUncConfig", "lambda1", self.lambda1, is_real(self.lambda1) and 0.0 <= self.lambda1 <= 1.0, "in [0, 1]"
+        )
         check_choice("MLUncConfig", "correlation", self.correlation, ("mutual_information", "ones"))
 
 
@@ -80,12 +89,12 @@ def information_from_counts(gram: torch.Tensor, n: int, q: int, num_bins: int = 
     """The mutual information (q, q) of :func:`mutual_information` from the joint counts
     ``gram`` (q b, q b) of :func:`bin_cooccurrence` over all n rows."""
     b = num_bins - 1
-    joint = gram.reshape(q, b, q, b).permute(0, 2, 1, 3)                         # (q, q, b, b)
+    joint = gram.reshape(q, b, q, b).permute(0, 2, 1, 3)  # (q, q, b, b)
     same = torch.arange(q, device=gram.device)
-    marginal = joint[same, same].diagonal(dim1=1, dim2=2)                        # (q, b): N_jj(a, a)
-    marginal = torch.cat([marginal, n - marginal.sum(1, keepdim=True)], dim=1)   # (q, num_bins)
-    last_col = marginal[:, None, :b] - joint.sum(3)                              # N_jk(a, last)
-    last_row = marginal[None, :, :b] - joint.sum(2)                              # N_jk(last, b)
+    marginal = joint[same, same].diagonal(dim1=1, dim2=2)  # (q, b): N_jj(a, a)
+    marginal = torch.cat([marginal, n - marginal.sum(1, keepdim=True)], dim=1)  # (q, num_bins)
+    last_col = marginal[:, None, :b] - joint.sum(3)  # N_jk(a, last)
+    last_row = marginal[None, :, :b] - joint.sum(2)  # N_jk(last, b)
     corner = n - joint.sum((2, 3)) - last_col.sum(2) - last_row.sum(2)
     xlogx = lambda t: torch.special.xlogy(t, t.clamp(min=0))  # noqa: E731  (0 log 0 = 0)
     joint_sum = xlogx(joint).sum((2, 3)) + xlogx(last_col).sum(2) + xlogx(last_row).sum(2) + xlogx(corner)
@@ -123,8 +132,9 @@ class MLUncSelector(QuantizedSelector):
     color = "#cc79a7"
     display_rank = 1
 
-    def __init__(self, labels: torch.Tensor, config: MLUncConfig | None = None, *, device=None, shard=None,
-                 **options) -> None:
+    def __init__(
+        self, labels: torch.Tensor, config: MLUncConfig | None = None, *, device=None, shard=None, **options
+    ) -> None:
         self._setup(labels, MLUncConfig, config, options, device, shard)
         self.ring = PredictionRing(self.rows, self.q, self.config.window_size, self.device)
         self.last_correlation: torch.Tensor | None = None
@@ -143,7 +153,9 @@ class MLUncSelector(QuantizedSelector):
         for block in self.ring.blocks():
             window, pushes = self.ring.window[block].to(torch.float64), self.ring.pushes[block]
             entropy = functional.binary_entropy(functional.latest_probability(window, pushes))
-            out[block] = functional.uncertainty(entropy, functional.window_fluctuation(window, pushes), self.config.lambda1)
+            out[block] = functional.uncertainty(
+                entropy, functional.window_fluctuation(window, pushes), self.config.lambda1
+            )
         return out
 
     def weights(self) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Random: PyTorch's default shuffled mini-batches, without replacement."""
+
 from __future__ import annotations
 
 import torch

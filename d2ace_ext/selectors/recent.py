@@ -4,6 +4,7 @@ Per label, the binary entropy (bits) of the fraction of the instance's last n_t
 predictions that are positive (p > threshold); instance weight = sum over labels.
 Sampling: the quantiser of Eqs. 13-14 (Appendix D.1), or Song et al.'s rank quantiser.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import functional
-from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rule, is_int, is_real
 from ..ring import PredictionRing
+from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rule, is_int, is_real
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,21 @@ class RecentConfig(QuantizedConfig):
 
     def _check(self) -> None:
         super()._check()
-        check_rule("RecentConfig", "window_size", self.window_size, is_int(self.window_size) and self.window_size >= 1, "an integer >= 1")
+        check_rule(
+            "RecentConfig",
+            "window_size",
+            self.window_size,
+            is_int(self.window_size) and self.window_size >= 1,
+            "an integer >= 1",
+        )
         check_choice("RecentConfig", "window_unit", self.window_unit, ("visit", "epoch"))
-        check_rule("RecentConfig", "threshold", self.threshold, is_real(self.threshold) and 0.0 < self.threshold < 1.0, "in (0, 1)")
+        check_rule(
+            "RecentConfig",
+            "threshold",
+            self.threshold,
+            is_real(self.threshold) and 0.0 < self.threshold < 1.0,
+            "in (0, 1)",
+        )
         check_choice("RecentConfig", "quantizer", self.quantizer, ("index", "rank"))
 
 
@@ -59,8 +72,9 @@ class RecentSelector(QuantizedSelector):
     color = "#999933"
     display_rank = 7
 
-    def __init__(self, labels: torch.Tensor, config: RecentConfig | None = None, *, device=None, shard=None,
-                 **options) -> None:
+    def __init__(
+        self, labels: torch.Tensor, config: RecentConfig | None = None, *, device=None, shard=None, **options
+    ) -> None:
         self._setup(labels, RecentConfig, config, options, device, shard)
         self.quantizer = self.config.quantizer
         self.ring = PredictionRing(self.rows, self.q, self.config.window_size, self.device)

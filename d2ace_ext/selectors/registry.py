@@ -8,6 +8,7 @@ rank); this module maps names to classes, checks that description when a selecto
 registered, and answers every question about a selector by name from it. Adding a
 selector is its own file plus one :func:`register_selector` line here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,9 +54,11 @@ def check_metadata(cls: type) -> None:
     name = cls.__name__
     missing = [attribute for attribute in REQUIRED_METADATA if not hasattr(cls, attribute)]
     if missing:
-        raise TypeError(f"{name} does not state its metadata {', '.join(missing)}: set each as a class attribute "
-                        "(see selectors/base.py, e.g. schedule_fields = ('num_epochs', 'warmup_epochs') for a "
-                        "selector whose schedule scales with the run's length, () for none)")
+        raise TypeError(
+            f"{name} does not state its metadata {', '.join(missing)}: set each as a class attribute "
+            "(see selectors/base.py, e.g. schedule_fields = ('num_epochs', 'warmup_epochs') for a "
+            "selector whose schedule scales with the run's length, () for none)"
+        )
     problems = []
     if not isinstance(cls.display_name, str) or not cls.display_name:
         problems.append(f"display_name must be a non-empty str, got {cls.display_name!r}")
@@ -81,8 +84,10 @@ def check_metadata(cls: type) -> None:
             problems.append(f"schedule_fields must start with 'num_epochs' (the run's length), got {schedule!r}")
         left_out = [f for f in fields if _is_epoch_count(f) and f not in schedule]
         if left_out:
-            problems.append(f"its config counts epochs in {left_out} but schedule_fields leaves them out, so runs "
-                            "of another length would keep the defaults' schedule")
+            problems.append(
+                f"its config counts epochs in {left_out} but schedule_fields leaves them out, so runs "
+                "of another length would keep the defaults' schedule"
+            )
     if cls.presets is not None and not (isinstance(cls.presets, Mapping) and cls.presets):
         problems.append(f"presets must be a non-empty mapping of name to config, or None, got {cls.presets!r}")
     if problems:
@@ -91,10 +96,12 @@ def check_metadata(cls: type) -> None:
 
 def _default_builder(cls: type[Selector]) -> Callable[..., Selector]:
     """``cls(labels[, features], device=device, **options)``: features only for a K-NN selector."""
+
     def build(labels, features, device, **options):
         if cls.uses_neighbors:
             return cls(labels, features, device=device, **options)
         return cls(labels, device=device, **options)
+
     return build
 
 
@@ -191,8 +198,17 @@ def _random(labels, features, device, shard=None, **options):
     return RandomSelector(labels.shape[0], labels.shape[1], device=device if device is not None else labels.device)
 
 
-def _d2ace(labels, features, device, *, preset: str = "paper", config: D2ACEConfig | None = None, neighbors=None,
-           shard=None, **overrides):
+def _d2ace(
+    labels,
+    features,
+    device,
+    *,
+    preset: str = "paper",
+    config: D2ACEConfig | None = None,
+    neighbors=None,
+    shard=None,
+    **overrides,
+):
     if config is None:
         config = D2ACEConfig.preset(preset, **overrides)
     elif overrides:
@@ -211,8 +227,14 @@ register_selector("d2ace", D2ACESelector, _d2ace)
 register_selector("infobatch", InfoBatchSelector)
 
 
-def make_selector(name: str, labels: torch.Tensor, features: torch.Tensor | None = None, *,
-                  device: torch.device | str | None = None, **options) -> Selector:
+def make_selector(
+    name: str,
+    labels: torch.Tensor,
+    features: torch.Tensor | None = None,
+    *,
+    device: torch.device | str | None = None,
+    **options,
+) -> Selector:
     """The selector called ``name`` over training labels (n, q) 0/1.
 
     features (n, d) are needed by the selectors with a K-NN (``uses_neighbors``:

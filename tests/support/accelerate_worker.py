@@ -2,6 +2,7 @@
 sampler on WORLD processes (gloo on CPU when WORLD > 1). Each process saves the batches
 it trained on, its sampler state, and what plain ``accelerator.prepare(loader)`` does
 to the sampler. Usage (support.workers.run_worker): python -m support.accelerate_worker OUT_DIR WORLD"""
+
 import os
 import socket
 import sys
@@ -63,8 +64,15 @@ def setup(accelerate_prepare: bool = False):
 
 
 def rank_main(rank: int, world: int, out_dir: str, port: int) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world),
-                       "RANK": str(rank), "LOCAL_RANK": str(rank)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(world),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+        }
+    )
     from d2ace_ext.integrations.accelerate import check_loader
 
     accelerator, loader, sampler, model, optimizer, tracker = setup()
@@ -81,9 +89,17 @@ def rank_main(rank: int, world: int, out_dir: str, port: int) -> None:
     except ValueError:
         resharded = True
     plain_batches = [index.tolist() for index, _, _ in plain]
-    torch.save({"seen": seen, "state": state, "replicas": sampler.num_replicas, "same_sampler": same_sampler,
-                "resharded": resharded, "plain_batches": plain_batches},
-               os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "seen": seen,
+            "state": state,
+            "replicas": sampler.num_replicas,
+            "same_sampler": same_sampler,
+            "resharded": resharded,
+            "plain_batches": plain_batches,
+        },
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
     accelerator.wait_for_everyone()
     torch.distributed.destroy_process_group()
 

@@ -10,6 +10,7 @@ RESUME_DIR, each rank also loads every rank's sharded checkpoint of that
 RESUME_WORLD-rank run into a replicated and a sharded sampler (re-sharding them) and
 continues both to the end, saving the batches each saw.
 """
+
 import math
 import os
 import sys
@@ -80,6 +81,7 @@ def drive(sampler, labels, start=None):
 
 def bad_steps(sampler, labels, rank: int, world: int) -> list:
     """One invalid update per kind, each made by one rank only; the errors each rank saw."""
+
     def attempt(index, logits, targets):
         try:
             sampler.update(index, logits, targets)
@@ -92,14 +94,14 @@ def bad_steps(sampler, labels, rank: int, world: int) -> list:
     logits = torch.zeros(2, Q)
     if rank == 1:
         logits[0, 1] = math.nan
-    errors.append(attempt(mine, logits, labels[mine]))                      # NaN outputs on rank 1
+    errors.append(attempt(mine, logits, labels[mine]))  # NaN outputs on rank 1
     targets = labels[mine].clone()
     if rank == 0:
         targets[1] = 1 - targets[1]  # instance 1: sent by rank 0, owned (and checked) by rank 1
-    errors.append(attempt(mine, torch.zeros(2, Q), targets))                # targets differ
+    errors.append(attempt(mine, torch.zeros(2, Q), targets))  # targets differ
     shared = torch.tensor([5, 6 + rank])  # instance 5 on every rank
-    errors.append(attempt(shared, torch.zeros(2, Q), labels[shared]))       # one instance on two ranks
-    errors.append(attempt(mine, torch.zeros(2, Q), labels[mine]))           # the group still works
+    errors.append(attempt(shared, torch.zeros(2, Q), labels[shared]))  # one instance on two ranks
+    errors.append(attempt(mine, torch.zeros(2, Q), labels[mine]))  # the group still works
     return errors
 
 
@@ -112,11 +114,18 @@ def rank_main(rank: int, world: int, out_dir: str, resume_dir: str | None, resum
         for mode, sharded in (("replicated", False), ("sharded", True)):
             sampler, y = build(case, sharded)
             seen, probabilities, checkpoint = drive(sampler, y)
-            result[mode] = {"seen": seen, "probabilities": probabilities, "checkpoint": checkpoint,
-                            "state": sampler.state_dict(), "sharded": sampler.shard_state}
+            result[mode] = {
+                "seen": seen,
+                "probabilities": probabilities,
+                "checkpoint": checkpoint,
+                "state": sampler.state_dict(),
+                "sharded": sampler.shard_state,
+            }
         if resume_dir is not None:
-            states = [torch.load(os.path.join(resume_dir, f"rank{r}.pt"), weights_only=False)[case]["sharded"]
-                      ["checkpoint"] for r in range(resume_world)]
+            states = [
+                torch.load(os.path.join(resume_dir, f"rank{r}.pt"), weights_only=False)[case]["sharded"]["checkpoint"]
+                for r in range(resume_world)
+            ]
             for mode, sharded in (("resumed_replicated", False), ("resumed_sharded", True)):
                 resumed, y = build(case, sharded)
                 resumed.load_state_dict(states)

@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py: three gloo ranks with a global batch of 2 (smaller
 than the world), then a bad step on one rank. Usage (support.workers.run_worker): python -m support.ddp_small_world_worker OUT_DIR"""
+
 import math
 import os
 import sys

@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py: two gloo ranks drive a D2ACE sampler and save what
 they saw. Usage (support.workers.run_worker): python -m support.ddp_worker OUT_DIR"""
+
 import os
 import sys
 
@@ -39,8 +40,10 @@ def rank_main(rank: int, world: int, out_dir: str) -> None:
     x, y = problem()
     sampler = D2ACESampler(y, BATCH, x, config=CONFIG, seed=SEED)
     seen = drive(sampler, y)
-    torch.save({"seen": seen, "state": sampler.state_dict(), "replicas": sampler.num_replicas},
-               os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {"seen": seen, "state": sampler.state_dict(), "replicas": sampler.num_replicas},
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
     dist.destroy_process_group()
 
 

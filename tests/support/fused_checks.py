@@ -6,6 +6,7 @@ inputs (the same float32 state for the scoring); the kernel's error against it m
 within K times the error of that same pipeline run by PyTorch in float32, plus a floor of
 a few float32 eps times the magnitude of the quantity.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,8 @@ import torch
 import d2ace_ext
 
 EPS32 = torch.finfo(torch.float32).eps
-K = 4              # kernel error may be this many times PyTorch's float32 error ...
-FLOOR_ULPS = 8     # ... plus this many float32 eps times the magnitude
+K = 4  # kernel error may be this many times PyTorch's float32 error ...
+FLOOR_ULPS = 8  # ... plus this many float32 eps times the magnitude
 STATE_FLOATS = ("window", "loss", "flip_average", "flip_base")
 STATE_INTS = ("pushes", "last_epoch")
 
@@ -26,8 +27,7 @@ def has_cuda_kernel(op: str) -> bool:
 
 def devices(op: str):
     """cpu, and cuda skipped unless a GPU is present and the extension has a CUDA kernel for ``op``."""
-    reason = ("no GPU on this machine" if not torch.cuda.is_available()
-              else f"the extension has no CUDA kernel of {op}")
+    reason = "no GPU on this machine" if not torch.cuda.is_available() else f"the extension has no CUDA kernel of {op}"
     usable = torch.cuda.is_available() and has_cuda_kernel(op)
     return ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not usable, reason=reason))]
 

@@ -1,5 +1,6 @@
 """Building blocks of the record_step tests: random batches, a float64 VisitState, and
 one step recorded by the kernel, the float32 fallback and the float64 fallback."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,15 @@ from .fused_checks import STATE_FLOATS, STATE_INTS, assert_within_rule
 
 def state_tensors(state):
     """A VisitState's tensors in the order ops.record_step takes them."""
-    return (state.window, state.pushes, state.last_epoch, state.loss, state.flip_average, state.flip_base,
-            state.index_errors)
+    return (
+        state.window,
+        state.pushes,
+        state.last_epoch,
+        state.loss,
+        state.flip_average,
+        state.flip_base,
+        state.index_errors,
+    )
 
 
 def record_step(state, indices, outputs, targets, epoch, **flags):
@@ -63,10 +71,17 @@ def record_all(native, fallback32, reference64, batch, epoch, **flags):
     from_logits = flags["from_logits"]
     options = {name: flags[name] for name in ("per_epoch", "flip_on", "flip_threshold", "lambda2")}
     with force_fallback():
-        fallback32.record_outputs(indices.to(device), outputs.to(device), targets.to(device), epoch,
-                                  from_logits=from_logits, **options)
-        reference64.record_outputs(indices.to(device), outputs.to(device).double(), targets.to(device).double(),
-                                   epoch, from_logits=from_logits, **options)
+        fallback32.record_outputs(
+            indices.to(device), outputs.to(device), targets.to(device), epoch, from_logits=from_logits, **options
+        )
+        reference64.record_outputs(
+            indices.to(device),
+            outputs.to(device).double(),
+            targets.to(device).double(),
+            epoch,
+            from_logits=from_logits,
+            **options,
+        )
 
 
 def assert_states_match(native, fallback32, reference64, where=""):
@@ -84,6 +99,15 @@ def record(state, indices, outputs, targets, epoch, config=None, from_logits=Tru
     (default: the paper preset); indices, outputs and targets go to the state's device."""
     config = config or D2ACEConfig.preset("paper")
     device = state.device
-    record_step(state, torch.as_tensor(indices, device=device), outputs.to(device), targets.to(device), epoch,
-                from_logits=from_logits, per_epoch=config.window_unit == "epoch", flip_on=config.flip_on,
-                flip_threshold=config.flip_threshold, lambda2=config.lambda2)
+    record_step(
+        state,
+        torch.as_tensor(indices, device=device),
+        outputs.to(device),
+        targets.to(device),
+        epoch,
+        from_logits=from_logits,
+        per_epoch=config.window_unit == "epoch",
+        flip_on=config.flip_on,
+        flip_threshold=config.flip_threshold,
+        lambda2=config.lambda2,
+    )

@@ -1,5 +1,6 @@
 """Building blocks of the score_visits tests: the fallback and native scorers side by
 side, random selectors and states, and the check of the probabilities built on them."""
+
 from __future__ import annotations
 
 import warnings
@@ -38,15 +39,28 @@ def fallback_scores(state, ctx, config, dtype):
 
 def score_visits(state, ctx, **options):
     """ops.score_visits on a VisitState's tensors, its workspace and its index_errors."""
-    return ops.score_visits(state.window, state.pushes, state.loss, state.flip_average, ctx,
-                            workspace=state.workspace(), index_errors=state.index_errors, **options)
+    return ops.score_visits(
+        state.window,
+        state.pushes,
+        state.loss,
+        state.flip_average,
+        ctx,
+        workspace=state.workspace(),
+        index_errors=state.index_errors,
+        **options,
+    )
 
 
 def native_scores(state, ctx, config):
     v, c, delta, phi, weight_range = score_visits(
-        state, ctx, lambda1=config.lambda1, loss_transform=config.loss_transform,
-        norm_eps=config.norm_eps, row_normalize=config.row_normalize_correlation,
-        label_weights_in_phi=config.label_weights_in_phi)
+        state,
+        ctx,
+        lambda1=config.lambda1,
+        loss_transform=config.loss_transform,
+        norm_eps=config.norm_eps,
+        row_normalize=config.row_normalize_correlation,
+        label_weights_in_phi=config.label_weights_in_phi,
+    )
     for t in (v, c, delta, phi, weight_range):
         assert t.dtype == torch.float64 and t.device == state.device
     return {"v": v, "C": c, "delta": delta, "phi": phi, "range": weight_range, "metrics": state.workspace()}
@@ -103,8 +117,9 @@ def fill_state_by_recording(selector, g, epochs):
             indices, logits, _ = random_batch(g, n, q, from_logits=True, special_fraction=0.02)
             logits = logits.clamp(-60, 60)  # finite losses: an infinite loss makes H infinite
             targets = selector.context.labels.to_dense(torch.float32)[indices]
-            selector.record_outputs(indices.to(selector.device), logits.to(selector.device),
-                                    targets.to(selector.device), "logits", epoch)
+            selector.record_outputs(
+                indices.to(selector.device), logits.to(selector.device), targets.to(selector.device), "logits", epoch
+            )
 
 
 def fallback_mixture(weights, pressure, p_beta, index_min):

@@ -1,10 +1,12 @@
 """Tiny image sets in the official on-disk formats (VOC2007, MS-COCO 2014), written into
 a test's temporary folder. Imports Pillow: import it after skipping without torchvision."""
+
 import json
 import os
 
 import numpy as np
 from PIL import Image
+
 
 def jpeg(path, seed, size=(40, 30)):
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -13,13 +15,20 @@ def jpeg(path, seed, size=(40, 30)):
 
 
 def voc_xml(objects):
-    body = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>1</xmin><ymin>1</ymin>"
-                   f"<xmax>5</xmax><ymax>5</ymax></bndbox></object>" for n, d in objects)
+    body = "".join(
+        f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>1</xmin><ymin>1</ymin>"
+        f"<xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+        for n, d in objects
+    )
     return f"<annotation><filename>x.jpg</filename><size><width>40</width><height>30</height></size>{body}</annotation>"
 
 
 VOC_SPLITS = {
-    "trainval": {"000005": [("chair", 0), ("chair", 1)], "000007": [("car", 0)], "000009": [("horse", 0), ("person", 1)]},
+    "trainval": {
+        "000005": [("chair", 0), ("chair", 1)],
+        "000007": [("car", 0)],
+        "000009": [("horse", 0), ("person", 1)],
+    },
     "test": {"000001": [("dog", 0), ("person", 0)], "000002": [("train", 1)], "000004": [("car", 0), ("car", 1)]},
 }
 
@@ -50,8 +59,9 @@ def make_coco(root, names=None):
             name = f"COCO_{split}_{image_id:012d}.jpg"
             jpeg(os.path.join(root, split, name), image_id)
             data["images"].append({"id": image_id, "file_name": name})
-            data["annotations"] += [{"id": image_id * 100 + a, "image_id": image_id, "category_id": c}
-                                    for a, c in enumerate(cats)]
+            data["annotations"] += [
+                {"id": image_id * 100 + a, "image_id": image_id, "category_id": c} for a, c in enumerate(cats)
+            ]
         os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
         with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as handle:
             json.dump(data, handle)

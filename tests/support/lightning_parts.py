@@ -1,5 +1,6 @@
 """A tiny LightningModule driving a D2ACE sampler through SelectionCallback, shared by
 tests/test_integrations_lightning.py and its DDP worker (imports Lightning)."""
+
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
@@ -38,23 +39,35 @@ class TinyModule(L.LightningModule):
             self.sampler = D2ACESampler(self.y, BATCH, self.x, config=CONFIG, seed=SEED)
 
     def train_dataloader(self):
-        return DataLoader(IndexedDataset(TensorDataset(self.x, self.y)), batch_sampler=self.sampler,
-                          num_workers=self.num_workers)
+        return DataLoader(
+            IndexedDataset(TensorDataset(self.x, self.y)), batch_sampler=self.sampler, num_workers=self.num_workers
+        )
 
     def training_step(self, batch, batch_idx):
         index, x, y = batch
         logits = self.net(x)
         self.seen.append(index.tolist())
         recorded = stand_in_logits(index, self.current_epoch) if self.stand_in else logits
-        return {"loss": F.binary_cross_entropy_with_logits(logits, y), "indices": index,
-                "logits": recorded, "targets": y}
+        return {
+            "loss": F.binary_cross_entropy_with_logits(logits, y),
+            "indices": index,
+            "logits": recorded,
+            "targets": y,
+        }
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
 def trainer(root, callbacks, **options) -> L.Trainer:
-    settings = dict(max_epochs=CONFIG.num_epochs, accelerator="cpu", devices=1, logger=False,
-                    enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(root))
+    settings = dict(
+        max_epochs=CONFIG.num_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(root),
+    )
     settings.update(options)
     return L.Trainer(callbacks=callbacks, **settings)

@@ -1,4 +1,5 @@
 """Where the tests find this checkout and the shared MULAN data."""
+
 import os
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,5 @@
 """Random multi-label problems and a loop that trains a sampler on them with random logits."""
+
 import torch
 
 

@@ -20,6 +20,7 @@ The JSON is parsed with the standard library. An image id, category id, category
 or file name listed twice is refused (ValueError naming the file and the values): the
 later entry would silently overwrite the earlier one's file or add a column.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,7 @@ def _refuse_repeats(values: list, what: str, why: str) -> None:
     twice = list(dict.fromkeys(v for v in values if v in seen or seen.add(v)))
     if twice:
         shown = ", ".join(map(repr, twice[:10])) + (f" and {len(twice) - 10} more" if len(twice) > 10 else "")
-        raise ValueError(f"{what}(s) {shown} listed more than once; each {what} must be listed once "
-                         f"(it gives {why})")
+        raise ValueError(f"{what}(s) {shown} listed more than once; each {what} must be listed once (it gives {why})")
 
 
 def read_split(root: str, split: str, drop_empty: bool = False) -> LabelledImages:
@@ -84,8 +84,14 @@ def read_split(root: str, split: str, drop_empty: bool = False) -> LabelledImage
         for j in present.get(image_id, ()):
             labels[i, j] = 1
     paths = [os.path.join(root, split, images[image_id]) for image_id in kept]
-    return LabelledImages(paths, labels, torch.zeros_like(labels, dtype=torch.bool), names,
-                          empty=len(images) - len(present), empty_dropped=drop_empty)
+    return LabelledImages(
+        paths,
+        labels,
+        torch.zeros_like(labels, dtype=torch.bool),
+        names,
+        empty=len(images) - len(present),
+        empty_dropped=drop_empty,
+    )
 
 
 def load_coco2014(data_dir: str, drop_empty: bool = False) -> tuple[LabelledImages, LabelledImages]:

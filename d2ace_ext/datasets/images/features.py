@@ -13,6 +13,7 @@ missing keys, shapes that do not fit, labels other than 0/1, nan or inf features
 and test features of different widths, and ``label_names`` of the wrong length are
 refused when the file is loaded, before any training.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,24 +68,32 @@ def load_features(path: str) -> tuple[TensorImages, TensorImages]:
     for part in ("train", "test"):
         x, y = t[f"{part}_features"], t[f"{part}_labels"]
         if x.dim() not in (2, 4) or y.dim() != 2 or x.shape[0] != y.shape[0] or y.shape[1] != q:
-            raise ValueError(f"features file {path}: {part}_features {tuple(x.shape)} and {part}_labels "
-                             f"{tuple(y.shape)} must be (n, d) or (n, C, h, w) and (n, {q})")
+            raise ValueError(
+                f"features file {path}: {part}_features {tuple(x.shape)} and {part}_labels "
+                f"{tuple(y.shape)} must be (n, d) or (n, C, h, w) and (n, {q})"
+            )
         if not bool(((y == 0) | (y == 1)).all()):
             raise ValueError(f"features file {path}: {part}_labels must hold only 0 and 1")
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             row = int((~torch.isfinite(x.flatten(1)).all(1)).nonzero()[0])
-            raise ValueError(f"features file {path}: {part}_features row {row} holds nan or inf; features must "
-                             "be finite")
+            raise ValueError(
+                f"features file {path}: {part}_features row {row} holds nan or inf; features must be finite"
+            )
     # A head is built for the training width; test inputs of another width fail only at
     # the test pass, after every epoch has trained.
     widths = {part: tuple(t[f"{part}_features"].shape[1:]) for part in ("train", "test")}
     if widths["train"] != widths["test"]:
-        raise ValueError(f"features file {path}: train_features rows have shape {widths['train']} but test_features "
-                         f"rows {widths['test']}; both splits must come from the same backbone and pooling")
+        raise ValueError(
+            f"features file {path}: train_features rows have shape {widths['train']} but test_features "
+            f"rows {widths['test']}; both splits must come from the same backbone and pooling"
+        )
     width = len(str(q - 1))
-    names = ([str(s) for s in data["label_names"]] if "label_names" in data else
-             [f"label{j:0{width}d}" for j in range(q)])
+    names = (
+        [str(s) for s in data["label_names"]] if "label_names" in data else [f"label{j:0{width}d}" for j in range(q)]
+    )
     if len(names) != q:
         raise ValueError(f"features file {path}: label_names has {len(names)} names for {q} label columns")
-    return (TensorImages(t["train_features"].float(), t["train_labels"], names),
-            TensorImages(t["test_features"].float(), t["test_labels"], names))
+    return (
+        TensorImages(t["train_features"].float(), t["train_labels"], names),
+        TensorImages(t["test_features"].float(), t["test_labels"], names),
+    )

@@ -20,6 +20,7 @@ Both normalise with the ImageNet mean and std. Every random draw comes from Pyth
 ``random`` or torch's CPU generator, which the image protocol seeds per image.
 Images are decoded with Pillow through torchvision (``torchvision.datasets.folder.pil_loader``).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,16 +44,20 @@ def require_torchvision(what: str):
     try:
         import torchvision
     except ImportError as exc:  # pragma: no cover - exercised only without torchvision
-        raise ImportError(f"{what} needs torchvision (pip install torchvision, matching your torch; "
-                          f"`make` installs it with TORCHVISION_SPEC)") from exc
+        raise ImportError(
+            f"{what} needs torchvision (pip install torchvision, matching your torch; "
+            f"`make` installs it with TORCHVISION_SPEC)"
+        ) from exc
     return torchvision
 
 
 def check_transform(name: str) -> str:
     """``name`` if it is one of TRANSFORMS, else ValueError listing them."""
     if name not in TRANSFORMS:
-        raise ValueError(f"unknown image transform {name!r}; valid: {', '.join(TRANSFORMS)} "
-                         "(the base model whose released code defines it)")
+        raise ValueError(
+            f"unknown image transform {name!r}; valid: {', '.join(TRANSFORMS)} "
+            "(the base model whose released code defines it)"
+        )
     return name
 
 
@@ -76,8 +81,21 @@ class MultiScaleCrop:
     def offsets(width: int, height: int, crop_w: int, crop_h: int) -> list[tuple[int, int]]:
         """The 13 fixed (left, top) positions: corners, centre, edge centres, quarter points."""
         w, h = (width - crop_w) // 4, (height - crop_h) // 4
-        return [(0, 0), (4 * w, 0), (0, 4 * h), (4 * w, 4 * h), (2 * w, 2 * h), (0, 2 * h), (4 * w, 2 * h),
-                (2 * w, 4 * h), (2 * w, 0), (w, h), (3 * w, h), (w, 3 * h), (3 * w, 3 * h)]
+        return [
+            (0, 0),
+            (4 * w, 0),
+            (0, 4 * h),
+            (4 * w, 4 * h),
+            (2 * w, 2 * h),
+            (0, 2 * h),
+            (4 * w, 2 * h),
+            (2 * w, 4 * h),
+            (2 * w, 0),
+            (w, h),
+            (3 * w, h),
+            (w, 3 * h),
+            (3 * w, 3 * h),
+        ]
 
     def sample(self, width: int, height: int) -> tuple[int, int, int, int]:
         """One (left, top, crop width, crop height), drawn with Python's ``random``."""
@@ -87,6 +105,7 @@ class MultiScaleCrop:
 
     def __call__(self, image):
         from torchvision.transforms import functional as TF
+
         left, top, crop_w, crop_h = self.sample(*image.size)
         image = image.crop((left, top, left + crop_w, top + crop_h))
         return TF.resize(image, [self.size, self.size], interpolation=TF.InterpolationMode.BILINEAR)
@@ -106,9 +125,16 @@ def image_transforms(image_size: int = 448, scale_size: int = 512, kind: str = "
     normalise = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     if check_transform(kind) == "hst":
         bicubic = T.InterpolationMode.BICUBIC
-        train = T.Compose([T.Resize((scale_size, scale_size), interpolation=bicubic), hst_crop(scale_size),
-                           T.Resize((image_size, image_size), interpolation=bicubic),
-                           T.RandomHorizontalFlip(0.5), T.ToTensor(), normalise])
+        train = T.Compose(
+            [
+                T.Resize((scale_size, scale_size), interpolation=bicubic),
+                hst_crop(scale_size),
+                T.Resize((image_size, image_size), interpolation=bicubic),
+                T.RandomHorizontalFlip(0.5),
+                T.ToTensor(),
+                normalise,
+            ]
+        )
         test = T.Compose([T.Resize((image_size, image_size), interpolation=bicubic), T.ToTensor(), normalise])
     else:
         bilinear = T.InterpolationMode.BILINEAR
@@ -141,6 +167,7 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int):
         from torchvision.datasets.folder import pil_loader
+
         path = self.paths[i]
         try:
             image = pil_loader(path)

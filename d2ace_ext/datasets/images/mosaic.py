@@ -22,6 +22,7 @@ vary the model / sampler seed. Only the layout (n × g² digit indices) is store
 are rendered on the fly, a whole batch per indexing call, so tens of thousands cost
 no memory.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,12 +33,13 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 NUM_LABELS = 10
-_CELLS_P = (0.30, 0.35, 0.25, 0.10)   # 1, 2, 3 or 4 occupied cells
-_NOISE_BANK = 256                     # distinct fixed noise fields, one per image modulo this
+_CELLS_P = (0.30, 0.35, 0.25, 0.10)  # 1, 2, 3 or 4 occupied cells
+_NOISE_BANK = 256  # distinct fixed noise fields, one per image modulo this
 
 
 def _digits():
     from sklearn.datasets import load_digits
+
     digits = load_digits()
     return torch.as_tensor(digits.images / 16.0, dtype=torch.float32), torch.as_tensor(digits.target)
 
@@ -48,15 +50,27 @@ class DigitsMosaic(Dataset):
     ``get_batch(index)`` renders a whole batch: index (b,) -> ((b, 3, S, S), (b, 10)).
     """
 
-    def __init__(self, pool: torch.Tensor, layout: torch.Tensor, contrast: torch.Tensor, tint: torch.Tensor,
-                 labels: torch.Tensor, image_size: int, pixel_noise: float, noise_seed: int) -> None:
+    def __init__(
+        self,
+        pool: torch.Tensor,
+        layout: torch.Tensor,
+        contrast: torch.Tensor,
+        tint: torch.Tensor,
+        labels: torch.Tensor,
+        image_size: int,
+        pixel_noise: float,
+        noise_seed: int,
+    ) -> None:
         n, cells = layout.shape
         self.grid = int(round(math.sqrt(cells)))
         self.cell = image_size // self.grid
         self.image_size = image_size
         # Digits upsampled to the cell once; bilinear keeps the strokes smooth.
-        self.pool = F.interpolate(pool.unsqueeze(1), size=(self.cell, self.cell), mode="bilinear",
-                                  align_corners=False).squeeze(1).clamp(0, 1)
+        self.pool = (
+            F.interpolate(pool.unsqueeze(1), size=(self.cell, self.cell), mode="bilinear", align_corners=False)
+            .squeeze(1)
+            .clamp(0, 1)
+        )
         self.small_pool = pool
         self.layout, self.contrast, self.tint, self.labels = layout, contrast, tint, labels.float()
         g = torch.Generator().manual_seed(noise_seed)
@@ -79,7 +93,7 @@ class DigitsMosaic(Dataset):
         index = torch.as_tensor(index, dtype=torch.long)
         grey = self._render(self.pool, index, self.image_size) + self.noise[index % _NOISE_BANK]
         image = grey.unsqueeze(1) * self.tint[index].view(-1, 3, 1, 1)
-        return (image - 0.1) / 0.3, self.labels[index]   # the mostly blank images to about zero mean, unit spread
+        return (image - 0.1) / 0.3, self.labels[index]  # the mostly blank images to about zero mean, unit spread
 
     def __getitem__(self, i: int):
         x, y = self.get_batch(torch.tensor([i]))
@@ -89,8 +103,12 @@ class DigitsMosaic(Dataset):
         """(n, (8g)²) noise-free grey mosaics at the digits' native 8 × 8 resolution:
         the input space a K-NN selector (D2ACE, Hard-Imb) measures neighbours in."""
         index = torch.arange(len(self))
-        return torch.cat([self._render(self.small_pool, index[i:i + 4096], 8 * self.grid).flatten(1)
-                          for i in range(0, len(self), 4096)])
+        return torch.cat(
+            [
+                self._render(self.small_pool, index[i : i + 4096], 8 * self.grid).flatten(1)
+                for i in range(0, len(self), 4096)
+            ]
+        )
 
 
 def _layouts(rng: np.random.Generator, n: int, cells: int, by_class: list[np.ndarray], priors: np.ndarray):
@@ -106,9 +124,17 @@ def _layouts(rng: np.random.Generator, n: int, cells: int, by_class: list[np.nda
     return layout
 
 
-def make_digits_mosaic(train_size: int = 20000, test_size: int = 2000, *, grid: int = 3, image_size: int = 48,
-                       imbalance: float = 10.0, label_noise: float = 0.1, pixel_noise: float = 0.1,
-                       seed: int = 0) -> tuple[DigitsMosaic, DigitsMosaic]:
+def make_digits_mosaic(
+    train_size: int = 20000,
+    test_size: int = 2000,
+    *,
+    grid: int = 3,
+    image_size: int = 48,
+    imbalance: float = 10.0,
+    label_noise: float = 0.1,
+    pixel_noise: float = 0.1,
+    seed: int = 0,
+) -> tuple[DigitsMosaic, DigitsMosaic]:
     """(train, test) digits-mosaic sets (see the module notes). image_size >= 8 · grid."""
     if grid not in (2, 3):
         raise ValueError(f"grid must be 2 or 3, got {grid}")
@@ -126,7 +152,7 @@ def make_digits_mosaic(train_size: int = 20000, test_size: int = 2000, *, grid: 
     priors /= priors.sum()
     sets = []
     for part, size, noisy in ((order[:cut], train_size, True), (order[cut:], test_size, False)):
-        part_rng = np.random.default_rng([seed, 1 if noisy else 2])   # test split independent of train_size
+        part_rng = np.random.default_rng([seed, 1 if noisy else 2])  # test split independent of train_size
         by_class = [part[digit.numpy()[part] == k] for k in range(NUM_LABELS)]
         layout = _layouts(part_rng, size, grid * grid, by_class, priors)
         labels = np.zeros((size, NUM_LABELS), dtype=np.float32)
@@ -140,6 +166,16 @@ def make_digits_mosaic(train_size: int = 20000, test_size: int = 2000, *, grid: 
                     labels[i, candidates[part_rng.integers(len(candidates))]] = 0 if drop else 1
         contrast = torch.as_tensor(part_rng.uniform(0.6, 1.0, size=(size, grid * grid)), dtype=torch.float32)
         tint = torch.as_tensor(part_rng.uniform(0.5, 1.0, size=(size, 3)), dtype=torch.float32)
-        sets.append(DigitsMosaic(images, torch.as_tensor(layout), contrast, tint, torch.as_tensor(labels),
-                                 image_size, pixel_noise, seed * 2 + (0 if noisy else 1)))
+        sets.append(
+            DigitsMosaic(
+                images,
+                torch.as_tensor(layout),
+                contrast,
+                tint,
+                torch.as_tensor(labels),
+                image_size,
+                pixel_noise,
+                seed * 2 + (0 if noisy else 1),
+            )
+        )
     return sets[0], sets[1]

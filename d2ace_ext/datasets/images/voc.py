@@ -21,6 +21,7 @@ Refused (ValueError naming the split list): an image id listed twice in one list
 an id listed in both trainval and test. A UTF-8 byte-order mark at the start of a list
 is dropped rather than read as part of the first id.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,13 +30,36 @@ from dataclasses import dataclass
 
 import torch
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor")
+VOC_CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 #: rule name -> (present for training?, test-side treatment: "ignore", "positive" or "negative")
-DIFFICULT_RULES = {"mlgcn": (True, "ignore"), "hst": (False, "negative"), "positive": (True, "positive"),
-                   "negative": (True, "negative")}
-_RULE_ALIASES = {"ignore": "mlgcn"}   # the rule's name before it was named after its code base
+DIFFICULT_RULES = {
+    "mlgcn": (True, "ignore"),
+    "hst": (False, "negative"),
+    "positive": (True, "positive"),
+    "negative": (True, "negative"),
+}
+_RULE_ALIASES = {"ignore": "mlgcn"}  # the rule's name before it was named after its code base
 
 
 @dataclass
@@ -77,8 +101,10 @@ def _read_ids(path: str) -> list[str]:
     first: dict[str, int] = {}
     for number, image_id in listed:
         if image_id in first:
-            raise ValueError(f"VOC2007 split list {path}: image id {image_id} is listed twice (lines "
-                             f"{first[image_id]} and {number}); list each image once")
+            raise ValueError(
+                f"VOC2007 split list {path}: image id {image_id} is listed twice (lines "
+                f"{first[image_id]} and {number}); list each image once"
+            )
         first[image_id] = number
     return [image_id for _, image_id in listed]
 
@@ -125,7 +151,7 @@ def read_split(root: str, split: str, difficult: str = "mlgcn", train: bool = Fa
         for name in clear:
             labels[i, index[name]] = 1
         for name in hard_only:
-            if (train_present if train else test_side != "negative"):
+            if train_present if train else test_side != "negative":
                 labels[i, index[name]] = 1
             if not train and test_side == "ignore":
                 ignore[i, index[name]] = True
@@ -135,12 +161,14 @@ def read_split(root: str, split: str, difficult: str = "mlgcn", train: bool = Fa
 
 def load_voc2007(data_dir: str, difficult: str = "mlgcn") -> tuple[LabelledImages, LabelledImages]:
     """(trainval, test) of VOC2007 under ``data_dir``; errors name the missing or bad path."""
-    difficult_rule(difficult)   # an unknown rule is refused before any file is read
+    difficult_rule(difficult)  # an unknown rule is refused before any file is read
     root = find_root(data_dir, "Annotations", ("VOCdevkit/VOC2007", "VOC2007", ""), "VOC2007")
     lists = [os.path.join(root, "ImageSets", "Main", f"{split}.txt") for split in ("trainval", "test")]
     both = sorted(set(_read_ids(lists[0])) & set(_read_ids(lists[1])))
     if both:  # an image trained on and then tested on would inflate the test mAP
         shown = ", ".join(both[:10]) + (f" and {len(both) - 10} more" if len(both) > 10 else "")
-        raise ValueError(f"VOC2007 image id(s) {shown} are listed in both {lists[0]} and {lists[1]}; "
-                         "the training and test splits must not share images")
+        raise ValueError(
+            f"VOC2007 image id(s) {shown} are listed in both {lists[0]} and {lists[1]}; "
+            "the training and test splits must not share images"
+        )
     return read_split(root, "trainval", difficult, train=True), read_split(root, "test", difficult)
