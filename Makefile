@@ -42,9 +42,10 @@ demo-images: $(BUILD_STAMP)
 test: lint $(BUILD_STAMP)
 	$(PY) -m pytest -q $(TEST_ARGS) tests
 
-# pyflakes and pycodestyle over the tree ([tool.ruff] in pyproject.toml); make test runs it first.
+# pyflakes, pycodestyle, import order and the formatter's layout ([tool.ruff] in pyproject.toml); make test runs it first.
 lint: $(DEPS_STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 compare: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.cli compare $(COMPARE_ARGS)
@@ -75,7 +76,7 @@ $(PY):
 $(DEPS_STAMP): $(PY) pyproject.toml
 	$(PIP) install -q --upgrade pip setuptools wheel ninja
 	$(PIP) install -q "$(TORCH_SPEC)" $(if $(TORCHVISION_SPEC),"$(TORCHVISION_SPEC)")
-	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark ruff iterative-stratification matplotlib \
+	$(PIP) install -q numpy scipy scikit-learn tqdm pytest hypothesis pytest-benchmark 'ruff>=0.17,<0.18' iterative-stratification matplotlib \
 	    lightning accelerate faiss-cpu "$(TORCH_SPEC)"
 	rm -f $(VENV)/.deps-* $(BUILD_STAMP)
 	touch $@
