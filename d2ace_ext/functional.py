@@ -201,6 +201,22 @@ def label_weights_from_moments(mean: torch.Tensor, std: torch.Tensor, form: str 
     raise ValueError(f"label_weight_form must be 'exponential', 'linear' or 'none', got {form!r}")
 
 
+def correlation_from_gram(gram: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eq. 9: C = M̄ᵀ M̄ from the raw masked Gram G = Mᵀ M of M = Y ⊙ A.
+    (..., q, q) -> (..., q, q) (one G per metric, or a stack of them).
+
+    M̄ divides each column of M by its norm N_j = √G_jj + ε (the paper: ε = 0; the
+    published code: 1e-8), so C_jk = G_jk / (N_j N_k), and 0/0 := 0 for a column without
+    mass. Normalising the summed G, not M, lets a row-sharded scorer sum G over its
+    ranks first. csrc/pipeline_math.h (``column_norm``, ``correlation``) is the kernels'
+    copy of this formula; change both together.
+    """
+    norm = gram.diagonal(dim1=-2, dim2=-1).sqrt() + eps  # N (..., q)
+    scale = norm.unsqueeze(-1) * norm.unsqueeze(-2)  # N_j N_k
+    has_mass = scale > 0
+    return torch.where(has_mass, gram / torch.where(has_mass, scale, torch.ones_like(scale)), torch.zeros_like(gram))
+
+
 def row_normalised(correlation: torch.Tensor) -> torch.Tensor:
     """The published code's row normalisation of C: C_jk / (Σ_k C_jk + ε).
     (..., q, q) -> (..., q, q) (a stack of C, one per metric, in the sharded scorer)."""

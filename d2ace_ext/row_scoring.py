@@ -99,14 +99,6 @@ def _blocks(metrics: torch.Tensor):
         yield block, metrics[:, block].to(torch.float64)
 
 
-def _correlation(gram: torch.Tensor, config: D2ACEConfig) -> torch.Tensor:
-    """C (2, q, q) of Eq. 9 from the raw masked Gram G: G_jk / (‖M_j‖ ‖M_k‖), the norms
-    √G_jj + ε; 0/0 := 0 for a column without mass (as the kernel)."""
-    norm = gram.diagonal(dim1=1, dim2=2).clamp(min=0).sqrt() + config.norm_eps  # (2, q)
-    scale = norm[:, :, None] * norm[:, None, :]
-    return torch.where(scale > 0, gram / torch.where(scale > 0, scale, torch.ones_like(scale)), torch.zeros_like(gram))
-
-
 def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch: int, shard: RowShard) -> ScoreReport:
     """The epoch's report with P (n,) over all n instances, on every rank (a collective
     call when ``shard.world`` > 1). ``visits`` and ``ctx`` hold the rows of ``shard``."""
@@ -133,7 +125,7 @@ def score_rows(visits: VisitState, ctx: LabelContext, config: D2ACEConfig, epoch
         for m in range(2):
             delta[m, block] = functional.dynamic_weight(values_block[m], weights[m])  # Eq. 8
     if config.correlation_enhancement:
-        correlation = _correlation(gram, config)
+        correlation = functional.correlation_from_gram(gram, config.norm_eps)  # Eq. 9
         phi = torch.stack(
             [
                 phi_from_correlation(

@@ -18,7 +18,7 @@ import torch
 from . import functional
 from .config import D2ACEConfig
 from .ring import row_blocks
-from .sparse_rows import SparseRows, masked_gram, normalise_columns, propagation_at_labels
+from .sparse_rows import SparseRows, masked_gram, propagation_at_labels
 
 
 @dataclass(frozen=True)
@@ -115,18 +115,17 @@ def correlation_and_phi(
     """Eqs. 9-11 from the nonzeros of Y and Z. metric (n, q), weights v (q,) -> (φ (n,), C (q, q))."""
     y = ctx.labels
     values = metric[y.rows, y.cols]
-    scaled = normalise_columns(values, y, norm_eps)
-    gram = masked_gram(scaled, y, ctx.label_pairs)
+    correlation = functional.correlation_from_gram(masked_gram(values, y, ctx.label_pairs), norm_eps)  # Eq. 9
     phi = phi_from_correlation(
         values,
-        gram,
+        correlation,
         weights,
         ctx,
         metric.shape[0],
         row_normalize=row_normalize,
         label_weights_in_phi=label_weights_in_phi,
     )
-    return phi, gram
+    return phi, correlation
 
 
 def phi_from_correlation(

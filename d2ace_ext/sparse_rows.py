@@ -2,7 +2,7 @@
 
 Y and Z are fixed for a training run, so their nonzeros and the index pairs that the
 correlation needs are built once. Per epoch the scorer then touches only
-Σ_i |Y_i|² pairs for the Gram matrix C (about σ(Y)²/n) and Σ_i |Y_i| |Z_i| pairs for
+Σ_i |Y_i|² pairs for the masked Gram matrix behind C (about σ(Y)²/n) and Σ_i |Y_i| |Z_i| pairs for
 (Z C) at the positions where Y = 1; nothing costs O(n q²).
 """
 
@@ -112,37 +112,21 @@ def row_pairs(left: SparseRows, right: SparseRows) -> tuple[torch.Tensor, torch.
     return first.to(index_dtype), second.to(index_dtype)
 
 
-def masked_column_norms(values: torch.Tensor, labels: SparseRows, eps: float) -> torch.Tensor:
-    """Column L2 norms of M = Y ⊙ A from the metric values at Y's nonzeros. -> (q,).
-
-    values: (nnz,) metric A at the nonzeros of Y. ``eps`` is added to the norm (the
-    published code adds 1e-8); it is kept separate so callers can divide safely.
-    """
-    squares = torch.zeros(labels.shape[1], dtype=values.dtype, device=values.device)
-    squares.index_add_(0, labels.cols, values * values)
-    return squares.sqrt() + eps
-
-
-def normalise_columns(values: torch.Tensor, labels: SparseRows, eps: float) -> torch.Tensor:
-    """M̄ = M diag(1 / ||M_:,j||) at Y's nonzeros; a zero column stays zero (0/0 := 0)."""
-    norms = masked_column_norms(values, labels, eps)[labels.cols]
-    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
-    return torch.where(norms > 0, values / safe, torch.zeros_like(values))
-
-
-def masked_gram(scaled: torch.Tensor, labels: SparseRows, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Eq. 9: C = M̄ᵀ M̄ from the nonzeros of Y. scaled: (nnz,) M̄ values -> (q, q).
+def masked_gram(values: torch.Tensor, labels: SparseRows, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The raw masked Gram G = Mᵀ M of M = Y ⊙ A from the nonzeros of Y (Eq. 9 before
+    the column normalisation, :func:`functional.correlation_from_gram`).
+    values: (nnz,) A at Y's nonzeros -> (q, q).
 
     ``pairs`` = row_pairs(labels, labels); cost Σ_i |Y_i|².
     """
     q = labels.shape[1]
-    gram = torch.zeros(q * q, dtype=scaled.dtype, device=scaled.device)
+    gram = torch.zeros(q * q, dtype=values.dtype, device=values.device)
     first, second = pairs
     for start in range(0, first.numel(), PAIR_CHUNK):
         a = first[start : start + PAIR_CHUNK]
         b = second[start : start + PAIR_CHUNK]
         target = _take(labels.cols, a) * q + _take(labels.cols, b)
-        gram.index_add_(0, target, _take(scaled, a) * _take(scaled, b))
+        gram.index_add_(0, target, _take(values, a) * _take(values, b))
     return gram.view(q, q)
 
 

@@ -7,7 +7,7 @@ import torch
 
 from d2ace_ext import functional as fn
 from d2ace_ext.neighbors import local_label_appearance, nearest_neighbors
-from d2ace_ext.sparse_rows import SparseRows, masked_gram, normalise_columns, propagation_at_labels, row_pairs
+from d2ace_ext.sparse_rows import SparseRows, masked_gram, propagation_at_labels, row_pairs
 from d2ace_ext.visits import VisitState
 
 D = torch.float64
@@ -108,8 +108,7 @@ A3 = torch.tensor([[1, 2, 9], [3, 9, 4], [9, 5, 6]], dtype=D)
 
 def test_eq9_masked_cosine_correlation():
     y = SparseRows.from_dense(Y3)
-    scaled = normalise_columns(A3[y.rows, y.cols], y, 0.0)
-    c = masked_gram(scaled, y, row_pairs(y, y))
+    c = fn.correlation_from_gram(masked_gram(A3[y.rows, y.cols], y, row_pairs(y, y)), 0.0)
     # M = Y ⊙ A = [[1,2,0],[3,0,4],[0,5,6]]; column norms √10, √29, √52.
     n0, n1, n2 = math.sqrt(10), math.sqrt(29), math.sqrt(52)
     expected = torch.tensor(
@@ -121,6 +120,30 @@ def test_eq9_masked_cosine_correlation():
         dtype=D,
     )
     assert torch.allclose(c, expected)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.5])
+def test_eq9_correlation_from_gram_by_hand_with_a_massless_column(eps):
+    # M = Y ⊙ A = [[1,2,0],[3,0,0],[0,4,0]]: label 2 has positives but no mass.
+    # G = MᵀM = [[10,2,0],[2,20,0],[0,0,0]]; N = (√10 + ε, √20 + ε, ε); C_jk = G_jk / (N_j N_k),
+    # 0 for label 2 whether N_2 = 0 (0/0 := 0) or ε > 0.
+    y = SparseRows.from_dense(Y3)
+    a = torch.tensor([[1, 2, 9], [3, 9, 0], [9, 4, 0]], dtype=D)
+    gram = masked_gram(a[y.rows, y.cols], y, row_pairs(y, y))
+    assert torch.equal(gram, torch.tensor([[10.0, 2, 0], [2, 20, 0], [0, 0, 0]], dtype=D))
+    n0, n1 = math.sqrt(10) + eps, math.sqrt(20) + eps
+    expected = torch.tensor(
+        [[10 / n0**2, 2 / (n0 * n1), 0.0], [2 / (n0 * n1), 20 / n1**2, 0.0], [0.0, 0.0, 0.0]], dtype=D
+    )
+    c = fn.correlation_from_gram(gram, eps)
+    assert torch.allclose(c, expected, rtol=1e-15, atol=0)
+    if eps == 0.0:
+        assert c[0, 1].item() == pytest.approx(math.sqrt(2) / 10, rel=1e-15)  # 2 / √200
+    # a stack of Grams (one per metric, as the sharded scorer passes them) is normalised slice
+    # by slice: the second holds the labels in reverse order, so its C is c reversed
+    stacked = fn.correlation_from_gram(torch.stack([gram, gram.flip(0, 1)]), eps)
+    assert torch.equal(stacked[0], c)
+    assert torch.equal(stacked[1], c.flip(0, 1))
 
 
 def test_eq10_local_label_appearance():
