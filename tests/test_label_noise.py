@@ -3,7 +3,6 @@
 (seed, repeat, fold) alone, unchanged digests, and runs that survive empty label columns."""
 
 import contextlib
-import glob
 import json
 import math
 import os
@@ -25,8 +24,7 @@ from d2ace_ext.harness.experiment import Protocol, RunKey
 from d2ace_ext.harness.fold_data import PreparedDataset
 from d2ace_ext.harness.fold_run import run_fold
 
-from support.evidence_digests import KNOWN_DIGESTS
-from support.paths import ROOT
+from support.evidence_digests import KNOWN_DIGESTS, LATER_SETTINGS, tabular_evidence_digests
 
 
 def _labels(m=4000, q=12, seed=0):
@@ -137,16 +135,13 @@ def test_noise_settings_are_parsed_canonically_and_checked():
 
 def test_clean_protocol_digests_are_unchanged():
     """label_noise stays out of the digest while None, so committed evidence keeps its keys."""
-    known = KNOWN_DIGESTS
-    for digest, settings in known.items():
+    for digest, settings in KNOWN_DIGESTS.items():
         assert Protocol(**settings).digest() == digest
         assert Protocol(**settings, label_noise=None).digest() == digest
-    in_evidence = set()
-    for path in glob.glob(os.path.join(ROOT, "docs", "evidence", "*.jsonl")):
-        with open(path, encoding="utf-8") as handle:
-            in_evidence |= {json.loads(line)["key"]["protocol"] for line in handle if line.strip()}
-    tabular = in_evidence - {"6f926316"}  # the digits-mosaic records use the image protocol
-    assert tabular and tabular <= set(known)
+    for digest, settings in LATER_SETTINGS.items():
+        assert Protocol(**settings).digest() == digest
+    tabular = tabular_evidence_digests()
+    assert tabular and tabular <= set(KNOWN_DIGESTS) | set(LATER_SETTINGS)
 
 
 def _prepared(protocol, n=400):

@@ -2,6 +2,12 @@
 (docs/evidence/*.jsonl), with the Protocol settings that give it: the one list the
 tests pinning those digests share (a digest that changes orphans its evidence)."""
 
+import glob
+import json
+import os
+
+from .paths import ROOT
+
 PUBLISHED_CLIF = {"clif": {"variant": "published"}}
 
 #: digest -> keyword arguments of harness.experiment.Protocol
@@ -18,3 +24,32 @@ KNOWN_DIGESTS = {
     "9a19bc77": {"selector_options": {"d2ace": {"state_dtype": "float16"}}},
     "ff4d0d2c": {"selector_options": {"d2ace": {"state_dtype": "bfloat16"}}},
 }
+
+#: Evidence run under protocol fields added later (a budget, another weight decay, a
+#: selector option, label noise): digest -> keyword arguments of Protocol. Unlike
+#: KNOWN_DIGESTS these are not full-budget clean runs at the defaults.
+LATER_SETTINGS = {
+    "11818c34": {"epochs": 1000, "budget": 0.5},
+    "f9f30ad4": {"epochs": 1000, "budget": 0.3},
+    "e5c7a82b": {"epochs": 1000, "budget": 0.5, "selector_options": {"infobatch": {"rescale": False}}},
+    "1c8dc22c": {"epochs": 1000, "selector_options": {"infobatch": {"rescale": False}}},
+    "82b9b30d": {"epochs": 1000, "weight_decay": 7e-5},
+    "0e2b00e2": {"epochs": 1000, "weight_decay": 0.0},
+    "975d22b7": {"epochs": 1000, "label_noise": "extra:1.0"},
+    "79eb3590": {"epochs": 1000, "label_noise": "missing:0.4"},
+    "b09314a3": {"epochs": 1000, "label_noise": "missing:0.2"},
+    "c0188891": {"epochs": 1000, "label_noise": "extra:0.5"},
+}
+
+#: Base models of the image protocol, whose records carry image-protocol digests.
+IMAGE_MODELS = ("mlgcn", "hst")
+
+
+def tabular_evidence_digests() -> set:
+    """The protocol digests of every tabular record in docs/evidence/*.jsonl."""
+    found = set()
+    for path in glob.glob(os.path.join(ROOT, "docs", "evidence", "*.jsonl")):
+        with open(path, encoding="utf-8") as handle:
+            keys = [json.loads(line)["key"] for line in handle if line.strip()]
+        found |= {key["protocol"] for key in keys if key["model"] not in IMAGE_MODELS}
+    return found
