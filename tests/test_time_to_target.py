@@ -386,6 +386,21 @@ def test_compact_evidence_keeps_the_cost_series():
     assert sorted(compact_record(run("d2ace", SELECTOR))["history"]) == ["val_macro_auc"]  # old records: as before
 
 
+def test_compact_evidence_derives_full_passes_from_the_training_size():
+    from d2ace_ext.harness.evidence import compact_record
+
+    full = run("d2ace", SELECTOR, train=100, samples_seen=[100, 200, 300, 400, 500], elapsed_seconds=[1, 2, 3, 4, 5])
+    compact = compact_record(full)
+    assert "samples_seen" not in compact["history"]  # (e + 1) * train: derived, not stored
+    assert cumulative_costs(compact)[0]["samples"].tolist() == [100, 200, 300, 400, 500]
+    assert (
+        pair_time(compact, run("random", RANDOM), 0.01)["ratio"]
+        == pair_time(full, run("random", RANDOM), 0.01)["ratio"]
+    )
+    budgeted = run("d2ace", SELECTOR, train=100, samples_seen=[100, 150, 200, 250, 300])
+    assert compact_record(budgeted)["history"]["samples_seen"] == [100, 150, 200, 250, 300]
+
+
 def test_committed_clif_evidence_gives_the_issue_table():
     from d2ace_ext.harness.plot_records import load_records
 

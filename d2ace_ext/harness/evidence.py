@@ -23,7 +23,8 @@ from .results import key_tuple, read_results, record_line, repair_torn_tail
 #: Record fields a compact copy keeps as they are.
 KEPT_FIELDS = ("key", "metrics", "best_epoch", "best_val_macro_auc", "seconds", "selection_seconds", "shape")
 #: History series a compact copy keeps beside the validation curve: cumulative samples
-#: drawn and wall seconds per epoch (decimals kept), which time to target reads.
+#: drawn and wall seconds per epoch (decimals kept), which time to target reads; samples of
+#: full passes are left out (derived from ``shape.train``).
 COST_SERIES = {"samples_seen": 0, "elapsed_seconds": 3}
 
 
@@ -51,11 +52,20 @@ def compact_record(record: dict, digits: int = 6) -> dict:
         out["history"] = {"val_macro_auc": [v if v is None or v != v else round(float(v), digits) for v in curve]}
         # The time-to-target report's costs per epoch (harness/time_to_target.py), where recorded.
         for name, decimals in COST_SERIES.items():
-            if history.get(name) is not None:
+            if history.get(name) is not None and not (name == "samples_seen" and _full_passes(record)):
                 out["history"][name] = [
                     v if v is None else round(float(v), decimals) if decimals else int(v) for v in history[name]
                 ]
     return out
+
+
+def _full_passes(record: dict) -> bool:
+    """Whether the record's ``samples_seen`` is (e + 1) · n_train at every epoch e: full
+    passes, which time to target derives from ``shape.train`` when the series is absent
+    (``cumulative_costs``), so a compact copy leaves it out (a third of its bytes)."""
+    samples = record["history"]["samples_seen"]
+    train = (record.get("shape") or {}).get("train")
+    return bool(train) and all(v == (e + 1) * train for e, v in enumerate(samples))
 
 
 def dropped_fields(record: dict) -> list[str]:
