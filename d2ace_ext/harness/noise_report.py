@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy.stats import wilcoxon
 
 from .experiment import Protocol
-from .paired import bootstrap_effect, paired_differences
+from .paired import bootstrap_effect, paired_differences, wilcoxon_p
 from .results import ResultsStore
 
 #: (selector, baseline) pairs reported: every selector against uniform batches, then the claim.
@@ -55,7 +54,7 @@ def effect_text(diffs: np.ndarray) -> str:
     if diffs.size < 2:
         return "–"
     effect = bootstrap_effect(diffs)
-    p = float(wilcoxon(diffs).pvalue) if np.any(diffs != 0) else 1.0
+    p = wilcoxon_p(diffs)
     return (
         f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}] ({effect['cells']}), p {p:.2g}"
     ).replace("-", "−")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import wilcoxon
 
 
 def paired_differences(target: dict, baseline: dict, higher: bool) -> np.ndarray:
@@ -20,6 +21,18 @@ def paired_differences(target: dict, baseline: dict, higher: bool) -> np.ndarray
     diffs = np.array([target[c] - baseline[c] for c in cells], dtype=np.float64)
     diffs = diffs[np.isfinite(diffs)]
     return diffs if higher else -diffs
+
+
+def wilcoxon_p(diffs) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences (m,) (non-finite ones
+    dropped): 1.0 when every difference is 0, NaN with fewer than 2."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size < 2:
+        return float("nan")
+    if np.all(diffs == 0):
+        return 1.0
+    return float(wilcoxon(diffs).pvalue)
 
 
 def bootstrap_interval(

@@ -11,10 +11,10 @@ import math
 import os
 
 import numpy as np
-from scipy.stats import rankdata, wilcoxon
+from scipy.stats import rankdata
 
 from .experiment import DISPLAY_NAMES
-from .paired import bootstrap_effect, paired_differences
+from .paired import bootstrap_effect, paired_differences, wilcoxon_p
 from .time_to_target_tables import CSV_HEADER, csv_rows, grid_markdown
 
 #: metric -> (printed name, True when higher is better)
@@ -29,17 +29,6 @@ METRICS = {
     "average_precision": ("Average-Precision", True),
 }
 PAPER_METRICS = ("macro_auc", "macro_f1", "ranking_loss")
-
-
-def _wilcoxon(a: list[float], b: list[float]) -> float:
-    """Two-sided p of the paired samples; 1.0 when every difference is 0, NaN when < 2 pairs."""
-    diff = np.asarray(a) - np.asarray(b)
-    diff = diff[np.isfinite(diff)]
-    if diff.size < 2:
-        return float("nan")
-    if np.all(diff == 0):
-        return 1.0
-    return float(wilcoxon(diff).pvalue)
 
 
 def _or_dash(value: float, spec: str) -> str:
@@ -100,7 +89,7 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
                         d: paired_differences(fold_values[(d, target)], fold_values[(d, s)], higher) for d in datasets
                     }
                     diffs = np.concatenate(list(per_dataset.values()) or [np.zeros(0)])
-                    tests[s] = {"datasets": _wilcoxon(a, b), "folds": _wilcoxon(diffs, np.zeros_like(diffs))}
+                    tests[s] = {"datasets": wilcoxon_p(np.asarray(a) - np.asarray(b)), "folds": wilcoxon_p(diffs)}
                     effects[s] = bootstrap_effect(diffs)
                     dataset_effects[s] = {d: bootstrap_effect(v) for d, v in per_dataset.items()}
             out[metric][model] = {
