@@ -8,9 +8,10 @@ and only these parts of its own text are compiled, into a fresh namespace:
 - the functions its training loop calls after every batch (:data:`PER_BATCH`) and the
   module-level functions they or the scoring call (``calculate_probabilities``);
 - the module-level imports those bind (numpy, torch, deque), one name at a time;
-- the end-of-epoch scoring, which is inline in ``training()``: the statements of the
-  block holding the :data:`SCORING_END` line that start after the :data:`SCORING_START`
-  comment, run later with the names of :data:`SCORING_INPUTS` supplied by the caller.
+- the end-of-epoch scoring, which is inline in ``training()``: the statements after the
+  :data:`SCORING_START` comment up to the first one that assigns :data:`SCORING_RESULT`
+  (the probabilities written back to the loader), within one block, run later with the
+  names of :data:`SCORING_INPUTS` supplied by the caller.
 
 Anything the extracted code reads that is none of these is an error naming it, so a
 changed published file fails with a message rather than timing something else.
@@ -35,8 +36,8 @@ PER_BATCH = {
 }
 #: the scoring block runs from the statement after this comment ...
 SCORING_START = "construct loss / hard matrices"
-#: ... to this one, inclusive (the probabilities written back to the loader)
-SCORING_END = "custom_dataloader.sample_probabilities = overall_p"
+#: ... to the first statement after it assigning this attribute, inclusive
+SCORING_RESULT = ("custom_dataloader", "sample_probabilities")
 #: the training() locals the scoring block reads, which the caller must supply
 SCORING_INPUTS = frozenset(
     {"ins_dim", "label_dim", "L", "ema_flip", "custom_dataloader", "train_subset", "nbrs_idx", "epoch", "num_epochs"}
@@ -127,23 +128,43 @@ def _anchor_line(source: str, anchor: str, path: str) -> int:
     return found[0]
 
 
+def _assigns_result(stmt: ast.stmt) -> bool:
+    owner, attr = SCORING_RESULT
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else []
+    return any(
+        isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name) and t.value.id == owner
+        for t in targets
+    )
+
+
 def _scoring_block(tree: ast.Module, source: str, path: str) -> tuple[list, tuple[int, int]]:
-    """The statements of the block holding the SCORING_END line that start after the
-    SCORING_START line; (statements, (first line, last line))."""
-    start, end = _anchor_line(source, SCORING_START, path), _anchor_line(source, SCORING_END, path)
+    """The statements after the SCORING_START line up to the first one assigning
+    SCORING_RESULT, all in that statement's block; (statements, (first line, last line))."""
+    start = _anchor_line(source, SCORING_START, path)
+    ends = [s for s in ast.walk(tree) if isinstance(s, ast.stmt) and s.lineno > start and _assigns_result(s)]
+    if not ends:
+        raise PublishedCodeError(f"{path}: no assignment to {'.'.join(SCORING_RESULT)} after line {start}")
+    end = min(ends, key=lambda s: s.lineno)
     for node in ast.walk(tree):
-        for field in ("body", "orelse", "finalbody"):
-            stmts = getattr(node, field, None)
-            if not isinstance(stmts, list) or not any(isinstance(s, ast.stmt) and s.lineno == end for s in stmts):
+        for name in ("body", "orelse", "finalbody"):
+            stmts = getattr(node, name, None)
+            if not isinstance(stmts, list) or not any(s is end for s in stmts):
                 continue
-            block = [s for s in stmts if start < s.lineno and s.end_lineno <= end]
+            block = [s for s in stmts if start < s.lineno <= end.lineno]
             straddles = [s for s in stmts if s.lineno <= start < s.end_lineno]
-            if not block or straddles:
+            if straddles or block[0].lineno > start + 1 and _code_between(source, start, block[0].lineno):
                 raise PublishedCodeError(
-                    f"{path}: the scoring anchors (lines {start} and {end}) do not bound statements of one block"
+                    f"{path}: the scoring anchor (line {start}) and the assignment to "
+                    f"{'.'.join(SCORING_RESULT)} (line {end.lineno}) are not in one block"
                 )
             return block, (block[0].lineno, block[-1].end_lineno)
-    raise PublishedCodeError(f"{path}: line {end} ({SCORING_END!r}) is not a whole statement")
+    raise AssertionError("unreachable: every statement lies in a statement list")
+
+
+def _code_between(source: str, start: int, stop: int) -> bool:
+    """Whether lines start+1 .. stop-1 hold anything but blanks and comments."""
+    lines = source.splitlines()[start : stop - 1]
+    return any(line.strip() and not line.strip().startswith("#") for line in lines)
 
 
 def _module_imports(tree: ast.Module) -> dict:

@@ -97,24 +97,24 @@ FAKE_MAIN = textwrap.dedent(
     import numpy as np
     import no_such_package_d2ace_fake
     from collections import deque
-    from util import *
+    from helpers import *
 
     raise SystemExit("the top level of main.py ran")
 
 
-    def update_L(L, loss_matrix, ids, max_history_length=5):
-        for i, idx in enumerate(ids):
-            L.setdefault(idx, deque(maxlen=max_history_length)).append(np.asarray(loss_matrix[i]))
+    def update_L(L, loss_matrix, ids, max_history_length=4):
+        for row, idx in zip(loss_matrix, ids):
+            L.setdefault(idx, deque(maxlen=max_history_length)).append(np.asarray(row))
         return L
 
 
-    def update_H(H, y_pred, ids, max_history_length=5):
-        for i, idx in enumerate(ids):
-            H.setdefault(idx, deque(maxlen=max_history_length)).append(np.asarray(y_pred[i]))
+    def update_H(H, y_pred, ids, max_history_length=4):
+        for row, idx in zip(y_pred, ids):
+            H.setdefault(idx, deque(maxlen=max_history_length)).append(np.asarray(row))
         return H
 
 
-    def update_ema_flip(ema_flip, H, ids, label_dim, alpha=0.7):
+    def update_ema_flip(ema_flip, H, ids, label_dim, alpha=0.5):
         ema_flip[ids] = alpha * ema_flip[ids]
         return ema_flip
 
@@ -124,19 +124,17 @@ FAKE_MAIN = textwrap.dedent(
         return E
 
 
-    def calculate_probabilities(U, epoch, e_start, e_end, s_start):
-        return np.exp(-U / (np.abs(U).max() + 1))
+    def calculate_probabilities(scores, epoch, first, last, pressure):
+        return np.exp(-scores / (np.abs(scores).max() + 1))
 
 
     def training(configs):
-        for epoch in range(num_epochs):
-            for idx, x, y in custom_dataloader:
-                pass
-            # ------------------ construct loss / hard matrices ------------------
+        for epoch in range(3):
+            # construct loss / hard matrices: the scoring starts here
             last = np.stack([L[i][-1] for i in range(ins_dim)])
             score = last.sum(1) + ema_flip.sum(1) + custom_dataloader.E.sum(1) + nbrs_idx.shape[1]
-            overall_p = calculate_probabilities(score, epoch, 10, num_epochs, 8)
-            custom_dataloader.sample_probabilities = overall_p
+            weights = calculate_probabilities(score, epoch, 10, num_epochs, 8)
+            custom_dataloader.sample_probabilities = weights
             epoch_losses_train.append(0.0)
     """
 )
@@ -182,10 +180,13 @@ def test_published_bench_runs_the_stand_in_at_the_demo_shape(tmp_path, capsys):
     assert "n = 1920, q = 14, b = 128, 15 batches" in out and "threads 1" in out
 
 
-def test_published_bench_names_a_missing_anchor_or_an_unknown_name(tmp_path, capsys):
+def test_published_bench_names_a_missing_anchor_or_result_or_an_unknown_name(tmp_path, capsys):
     src = fake_published(tmp_path, FAKE_MAIN.replace("construct loss / hard matrices", "build the scores"))
     assert bench_published.main(["--published-src", src, "--shape", "demo"]) == 2
     assert "the scoring anchor 'construct loss / hard matrices' was not found" in capsys.readouterr().err
+    src = fake_published(tmp_path, FAKE_MAIN.replace("custom_dataloader.sample_probabilities =", "result ="))
+    assert bench_published.main(["--published-src", src, "--shape", "demo"]) == 2
+    assert "no assignment to custom_dataloader.sample_probabilities after line" in capsys.readouterr().err
     src = fake_published(tmp_path, FAKE_MAIN.replace("E[ids] = np.stack", "E[ids] = helper_from_util"))
     assert bench_published.main(["--published-src", src, "--shape", "demo"]) == 2
     assert "reads ['helper_from_util']" in capsys.readouterr().err
