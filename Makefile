@@ -27,10 +27,16 @@ OVERHEAD_ARGS ?=
 # Replicated vs row-sharded selector state with 1, 2 and 4 gloo ranks (docs/scaling.md);
 # e.g. BENCH_SCALE_ARGS="scale --n 2000000 --worlds 4 --modes sharded", or "collectives".
 BENCH_SCALE_ARGS ?= scale --n 100000 1000000 --worlds 1 2 4
+# The same-run comparison with the authors' published code, which is not part of this
+# project: PUBLISHED_SRC = a checkout of https://github.com/iunanyou/D2ACE (or set
+# D2ACE_PUBLISHED_SRC); without one the target says how to get it and skips.
+# e.g. BENCH_PUBLISHED_ARGS="--batches 120" times 120 of the 247 published batches and extrapolates.
+PUBLISHED_SRC ?=
+BENCH_PUBLISHED_ARGS ?= --shape mediamill
 BENCH_RUN   = $(PY) -m pytest -q --benchmark-autosave --benchmark-columns=median,iqr,rounds,iterations \
               --benchmark-sort=name
 
-.PHONY: demo demo-images test lint build bench bench-selectors bench-compare bench-overhead bench-scale compare clean
+.PHONY: demo demo-images test lint build bench bench-selectors bench-compare bench-overhead bench-scale bench-published compare clean
 
 demo: $(BUILD_STAMP)
 	$(PY) -m d2ace_ext.demo $(DEMO_ARGS)
@@ -64,6 +70,9 @@ bench-overhead: $(BUILD_STAMP)
 
 bench-scale: $(BUILD_STAMP)
 	$(PY) benchmarks/bench_scale.py $(BENCH_SCALE_ARGS)
+
+bench-published: $(BUILD_STAMP)
+	$(PY) benchmarks/bench_published.py $(if $(PUBLISHED_SRC),--published-src "$(PUBLISHED_SRC)") $(BENCH_PUBLISHED_ARGS)
 
 build: $(BUILD_STAMP)
 

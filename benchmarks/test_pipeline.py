@@ -15,7 +15,8 @@ One benchmark per (shape, op), all on the same steady-state sampler of a shape:
 scoring must move, the bandwidth reached, the per-epoch cost (⌈n/128⌉ updates + one
 scoring) and, at the mediamill shape, its ratio to the published code's stored figure
 (``PUBLISHED_MEDIAMILL``: measured once on a 2-core machine, not in this run; the
-published code is not part of this repository).
+published code is not part of this repository: ``bench_published.py`` times it beside
+the library in one run).
 Run with ``make bench`` (``D2ACE_BENCH_DEVICE=cuda`` times on a GPU).
 """
 

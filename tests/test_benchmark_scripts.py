@@ -1,17 +1,23 @@
 """The benchmark scripts still run: bench_overhead on the demo shape (one timed epoch,
-no timing asserted) and compare_runs on two saved runs, with and without a regression."""
+no timing asserted), compare_runs on two saved runs, with and without a regression, and
+bench_published on a stand-in for the published main.py (no timing asserted)."""
 
 import json
 import os
 import sys
+import textwrap
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 sys.path.insert(0, BENCHMARKS)
 
 import bench_overhead  # noqa: E402
+import bench_published  # noqa: E402
 import compare_runs  # noqa: E402
+import published_code  # noqa: E402
 
 
 def test_overhead_script_prints_every_arm_of_the_demo_case(capsys):
@@ -81,3 +87,106 @@ def test_gpu_check_names_test_files_that_hold_cuda_cases():
     for path in files:
         if os.path.basename(path) != "test_fused_sampler.py":  # the sampler test has no device axis
             assert os.path.relpath(path, root) + "::" in collected.stdout, f"no CUDA case collected from {path}"
+
+
+# A stand-in for the published main.py: the same function names, signatures and scoring
+# anchors, with trivial bodies of our own. Its top level must never run (it raises, and
+# imports a package that does not exist), as the real one parses arguments and trains.
+FAKE_MAIN = textwrap.dedent(
+    """
+    import numpy as np
+    import no_such_package_d2ace_fake
+    from collections import deque
+    from helpers import *
+
+    raise SystemExit("the top level of main.py ran")
+
+
+    def update_L(L, loss_matrix, ids, max_history_length=4):
+        for row, idx in zip(loss_matrix, ids):
+            L.setdefault(idx, deque(maxlen=max_history_length)).append(np.asarray(row))
+        return L
+
+
+    def update_H(H, y_pred, ids, max_history_length=4):
+        for row, idx in zip(y_pred, ids):
+            H.setdefault(idx, deque(maxlen=max_history_length)).append(np.asarray(row))
+        return H
+
+
+    def update_ema_flip(ema_flip, H, ids, label_dim, alpha=0.5):
+        ema_flip[ids] = alpha * ema_flip[ids]
+        return ema_flip
+
+
+    def update_E(H, E, ids, label_dim):
+        E[ids] = np.stack([H[i][-1] for i in ids])
+        return E
+
+
+    def calculate_probabilities(scores, epoch, first, last, pressure):
+        return np.exp(-scores / (np.abs(scores).max() + 1))
+
+
+    def training(configs):
+        for epoch in range(3):
+            # construct loss / hard matrices: the scoring starts here
+            last = np.stack([L[i][-1] for i in range(ins_dim)])
+            score = last.sum(1) + ema_flip.sum(1) + custom_dataloader.E.sum(1) + nbrs_idx.shape[1]
+            weights = calculate_probabilities(score, epoch, 10, num_epochs, 8)
+            custom_dataloader.sample_probabilities = weights
+            epoch_losses_train.append(0.0)
+    """
+)
+
+
+def fake_published(tmp_path, text=FAKE_MAIN):
+    (tmp_path / "main.py").write_text(text)
+    return str(tmp_path)
+
+
+def test_published_bench_skips_with_a_message_without_the_code(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("D2ACE_PUBLISHED_SRC", raising=False)
+    assert bench_published.main([]) == 0
+    assert bench_published.main(["--published-src", str(tmp_path)]) == 0  # a directory without main.py
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("skipped: ") for line in lines)
+    assert "was not given" in lines[0] and f"no main.py at {str(tmp_path)!r}" in lines[1]
+    assert "git clone https://github.com/iunanyou/D2ACE" in lines[0]
+
+
+def test_published_loader_extracts_functions_and_scoring_without_the_top_level(tmp_path):
+    code = published_code.load(os.path.join(fake_published(tmp_path), "main.py"))
+    assert list(code.functions) == ["update_L", "update_H", "update_ema_flip", "update_E", "calculate_probabilities"]
+    first_line = FAKE_MAIN.splitlines().index("        last = np.stack([L[i][-1] for i in range(ins_dim)])") + 1
+    assert code.scoring_lines == (first_line, first_line + 3)  # the append after the end anchor is left out
+    L = code.functions["update_L"]({}, [[1.0, 2.0], [3.0, 4.0]], [1, 0])
+    assert [list(L[0][-1]), list(L[1][-1])] == [[3.0, 4.0], [1.0, 2.0]]
+    loader = SimpleNamespace(E=np.zeros((2, 2)), sample_probabilities=None)
+    inputs = {"ins_dim": 2, "label_dim": 2, "L": L, "ema_flip": np.zeros((2, 2)), "custom_dataloader": loader}
+    inputs.update({"train_subset": None, "nbrs_idx": np.zeros((2, 7)), "epoch": 20, "num_epochs": 100})
+    code.run_scoring(inputs)
+    # U = (7 + 7, 3 + 7): each row's last loss sum plus the 7 neighbour columns; max |U| + 1 = 15
+    assert np.allclose(loader.sample_probabilities, np.exp(-np.array([14.0, 10.0]) / 15))
+
+
+def test_published_bench_runs_the_stand_in_at_the_demo_shape(tmp_path, capsys):
+    src = fake_published(tmp_path)
+    assert bench_published.main(["--published-src", src, "--shape", "demo", "--batches", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| side | bookkeeping s / epoch | scoring s / epoch | total s / epoch |" in out
+    assert "| published (bookkeeping extrapolated from 2 of 15 batches) | " in out
+    assert "| library (median of 1) | " in out and "| published / library | " in out
+    assert "n = 1920, q = 14, b = 128, 15 batches" in out and "threads 1" in out
+
+
+def test_published_bench_names_a_missing_anchor_or_result_or_an_unknown_name(tmp_path, capsys):
+    src = fake_published(tmp_path, FAKE_MAIN.replace("construct loss / hard matrices", "build the scores"))
+    assert bench_published.main(["--published-src", src, "--shape", "demo"]) == 2
+    assert "the scoring anchor 'construct loss / hard matrices' was not found" in capsys.readouterr().err
+    src = fake_published(tmp_path, FAKE_MAIN.replace("custom_dataloader.sample_probabilities =", "result ="))
+    assert bench_published.main(["--published-src", src, "--shape", "demo"]) == 2
+    assert "no assignment to custom_dataloader.sample_probabilities after line" in capsys.readouterr().err
+    src = fake_published(tmp_path, FAKE_MAIN.replace("E[ids] = np.stack", "E[ids] = helper_from_util"))
+    assert bench_published.main(["--published-src", src, "--shape", "demo"]) == 2
+    assert "reads ['helper_from_util']" in capsys.readouterr().err
