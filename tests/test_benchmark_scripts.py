@@ -6,6 +6,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 sys.path.insert(0, BENCHMARKS)
@@ -81,3 +82,21 @@ def test_gpu_check_names_test_files_that_hold_cuda_cases():
     for path in files:
         if os.path.basename(path) != "test_fused_sampler.py":  # the sampler test has no device axis
             assert os.path.relpath(path, root) + "::" in collected.stdout, f"no CUDA case collected from {path}"
+
+
+def test_record_floor_moves_the_rows_of_the_batch_and_keeps_a_valid_state():
+    import pipeline_state
+
+    state = pipeline_state.build_state("yeast")
+    visits = state.selector.visits
+    before = {name: getattr(visits, name).clone() for name in ("window", "loss", "flip_average", "flip_base")}
+    index = state.batches[state.step % len(state.targets)]
+    state.move_rows()
+    # loss and the flip tensors are written back unchanged; window slot 1 of the batch's
+    # rows now holds slot 0 (the copy is the write the floor times), nothing else moved
+    for name in ("loss", "flip_average", "flip_base"):
+        assert torch.equal(getattr(visits, name), before[name])
+    expected = before["window"].clone()
+    expected[index, 1] = expected[index, 0]
+    assert torch.equal(visits.window, expected)
+    assert state.record_bytes() == 128 * state.q * 37
