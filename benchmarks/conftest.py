@@ -76,22 +76,24 @@ def _pipeline_table(write) -> None:
     if not shapes:
         return
     write(
-        "pipeline: medians in ms; op = the fused record op alone (torch.ops), update = sampler.update; "
+        "pipeline: medians in ms; op = the fused record op alone (torch.ops), rows = the rows it reads and "
+        "writes, gathered and scattered by plain PyTorch (its memory floor), update = sampler.update; "
         "ratio = pure PyTorch / fused; MB = bytes a scoring must move; epoch = ceil(n/128) updates + one scoring"
     )
     write(
-        f"{'shape':<10} {'n':>9} {'q':>5} {'op':>9} {'record':>9} {'rec. py':>9} {'ratio':>6} {'update':>9} "
+        f"{'shape':<10} {'n':>9} {'q':>5} {'op':>9} {'rows':>9} {'record':>9} {'rec. py':>9} {'ratio':>6} {'update':>9} "
         f"{'score':>9} {'score py':>9} {'ratio':>6} {'MB':>8} {'GB/s':>6} {'epoch':>9}"
     )
     for shape in shapes:
         n, q, _ = SHAPES[shape]
         m = {
-            op: _median(("pipeline", shape, op)) for op in ("op", "record", "record_py", "update", "score", "score_py")
+            op: _median(("pipeline", shape, op))
+            for op in ("op", "rows", "record", "record_py", "update", "score", "score_py")
         }
         info = _REGISTRY[("pipeline", shape, "score")].extra_info if m["score"] else {}
         rec_ratio = _REGISTRY[("pipeline", shape, "record")].extra_info.get("ratio_to_pytorch") if m["record"] else None
         write(
-            f"{shape:<10} {n:>9} {q:>5} {_fmt(m['op'])} {_fmt(m['record'])} {_fmt(m['record_py'])} "
+            f"{shape:<10} {n:>9} {q:>5} {_fmt(m['op'])} {_fmt(m['rows'])} {_fmt(m['record'])} {_fmt(m['record_py'])} "
             f"{_fmt(rec_ratio, 1, 6, 1)} "
             f"{_fmt(m['update'])} {_fmt(m['score'], 1e3, 9, 2)} {_fmt(m['score_py'], 1e3, 9, 1)} "
             f"{_fmt(info.get('ratio_to_pytorch'), 1, 6, 1)} {_fmt(info.get('bytes_moved'), 1e-6, 8, 1)} "

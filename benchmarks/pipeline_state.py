@@ -64,6 +64,31 @@ class PipelineState:
         self.step += 1
         return self.batches[k], self.targets[k]
 
+    def move_rows(self) -> None:
+        """The memory traffic of one record, without its arithmetic: the next batch's
+        rows gathered and scattered back by plain PyTorch (the window's previous and
+        written slots, loss, flip EMA and base, label row), in the op's arrays. What a
+        record op cannot beat short of a new state layout. Window slot 0 is copied into
+        slot 1, so the state stays a valid one (probabilities) for the later benchmarks."""
+        index, _ = self.next_batch()
+        visits = self.selector.visits
+        n_t = visits.window.size(1)
+        flat = visits.window.view(-1, self.q)
+        previous = flat.index_select(0, index * n_t)
+        flat.index_copy_(0, index * n_t + 1, previous)
+        visits.loss.index_copy_(0, index, visits.loss.index_select(0, index))
+        average = visits.flip_average.index_select(0, index)
+        visits.flip_base.index_copy_(0, index, visits.flip_base.index_select(0, index))
+        visits.flip_average.index_copy_(0, index, average)
+        self.selector.labels.index_select(0, index)
+
+    def record_bytes(self) -> int:
+        """Bytes one record must at least move at b = 128: per row, the window's
+        previous slot read and its written slot written, loss written, flip EMA and base
+        read and written (q float32 each, so 7 row transfers), the label row (q bytes)
+        and the batch's logits and targets (2 q float32)."""
+        return BATCH * self.q * (7 * 4 + 1 + 2 * 4)
+
     def scoring_bytes(self) -> int:
         """Bytes one scoring must at least move: the state (window n·n_t·q, loss and flip
         EMA 2·n·q, float32; pushes n int64), the CSR rows of Y and Z, and U and H

@@ -4,6 +4,9 @@ One benchmark per (shape, op), all on the same steady-state sampler of a shape:
 
 - ``op``: the fused record op alone, called through ``torch.ops`` on prepared tensors
   (no Python wrapper): what the kernel costs, value checks included;
+- ``rows``: the rows a record reads and writes, moved by plain PyTorch gathers and
+  scatters with no arithmetic (``PipelineState.move_rows``): the memory floor the op is
+  measured against, since its ~10^4 values are scattered over 128 instances' rows;
 - ``record`` / ``record_py``: one batch of 128 logits recorded (probabilities, BCE, flip
   EMA, window) through the selector by the fused op / by the pure-PyTorch path;
 - ``update``: the whole ``sampler.update`` call (argument checks included), what a
@@ -31,7 +34,7 @@ from pipeline_state import SHAPES, build_state
 from d2ace_ext import force_fallback
 
 DEVICE = torch.device(os.environ.get("D2ACE_BENCH_DEVICE", "cpu"))
-OPS = ["op", "record", "record_py", "update", "score", "score_py"]
+OPS = ["op", "rows", "record", "record_py", "update", "score", "score_py"]
 CASES = [(shape, op) for shape in SHAPES for op in OPS]
 _cache: dict = {}
 
@@ -60,7 +63,7 @@ def rounds_for(shape: str, op: str) -> tuple[int, int, int]:
     within about ten minutes on two cores: per-call ops take ~0.1-1 ms, a scoring up to
     ~0.6 s fused and ~13 s in pure PyTorch at a million rows."""
     big = SHAPES[shape][0] > 100_000
-    if op in ("op", "record", "record_py", "update"):
+    if op in ("op", "rows", "record", "record_py", "update"):
         return 25, 40, 1  # 1,000 calls: a median of 25 rounds rides out a busy neighbour
     if op == "score":
         return (3, 1, 1) if big else (7, 1, 1)
@@ -102,9 +105,15 @@ def test_pipeline(benchmark, bench_registry, shape, op):
     def score():
         selector.score(selector.config.warmup_epochs + 1)
 
-    fn = {"op": record_op, "record": record, "record_py": record, "update": update, "score": score, "score_py": score}[
-        op
-    ]
+    fn = {
+        "op": record_op,
+        "rows": state.move_rows,
+        "record": record,
+        "record_py": record,
+        "update": update,
+        "score": score,
+        "score_py": score,
+    }[op]
     rounds, iterations, warmup = rounds_for(shape, op)
     benchmark.group = f"pipeline {shape}"
     n, q, _ = SHAPES[shape]
@@ -116,4 +125,6 @@ def test_pipeline(benchmark, bench_registry, shape, op):
         benchmark.pedantic(synchronised(fn), rounds=rounds, iterations=iterations, warmup_rounds=warmup)
     if op == "score":
         benchmark.extra_info["bytes_moved"] = state.scoring_bytes()
+    if op in ("op", "rows"):
+        benchmark.extra_info["bytes_moved"] = state.record_bytes()
     bench_registry[("pipeline", shape, op)] = benchmark

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 sys.path.insert(0, BENCHMARKS)
@@ -190,3 +191,21 @@ def test_published_bench_names_a_missing_anchor_or_result_or_an_unknown_name(tmp
     src = fake_published(tmp_path, FAKE_MAIN.replace("E[ids] = np.stack", "E[ids] = helper_from_util"))
     assert bench_published.main(["--published-src", src, "--shape", "demo"]) == 2
     assert "reads ['helper_from_util']" in capsys.readouterr().err
+
+
+def test_record_floor_moves_the_rows_of_the_batch_and_keeps_a_valid_state():
+    import pipeline_state
+
+    state = pipeline_state.build_state("yeast")
+    visits = state.selector.visits
+    before = {name: getattr(visits, name).clone() for name in ("window", "loss", "flip_average", "flip_base")}
+    index = state.batches[state.step % len(state.targets)]
+    state.move_rows()
+    # loss and the flip tensors are written back unchanged; window slot 1 of the batch's
+    # rows now holds slot 0 (the copy is the write the floor times), nothing else moved
+    for name in ("loss", "flip_average", "flip_base"):
+        assert torch.equal(getattr(visits, name), before[name])
+    expected = before["window"].clone()
+    expected[index, 1] = expected[index, 0]
+    assert torch.equal(visits.window, expected)
+    assert state.record_bytes() == 128 * state.q * 37
