@@ -330,7 +330,9 @@ def cmd_compare(args) -> int:
 def cmd_plot(args) -> int:
     from .harness.plots import plot_results
 
-    paths = plot_results(args.results_dir, args.out or f"{args.results_dir}/figures", args.target_tolerance)
+    folders = args.results_dir if isinstance(args.results_dir, list) else [args.results_dir]
+    out = args.out or f"{folders[0]}/figures"
+    paths = plot_results(folders, out, args.target_tolerance, args.protocols)
     for path in paths:
         print(path)
     return 0
@@ -362,8 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
     _protocol_arguments(compare)
     compare.set_defaults(func=cmd_compare)
     plot = sub.add_parser("plot", help="PNG figures from a results folder")
-    plot.add_argument("--results-dir", default=DEFAULT_RESULTS)
-    plot.add_argument("--out", default=None, help="figure folder (default: <results-dir>/figures)")
+    plot.add_argument(
+        "--results-dir",
+        nargs="+",
+        default=[DEFAULT_RESULTS],
+        help="results folders or results.jsonl files, joined (e.g. a budget grid's file and the one "
+        "holding its full-budget Random runs)",
+    )
+    plot.add_argument("--out", default=None, help="figure folder (default: <first results-dir>/figures)")
+    plot.add_argument(
+        "--protocols",
+        nargs="+",
+        default=None,
+        metavar="DIGEST",
+        help="draw only these protocols (with the Random runs each is paired with)",
+    )
     plot.add_argument(
         "--target-tolerance",
         type=float,

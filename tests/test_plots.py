@@ -313,3 +313,40 @@ def test_compute_saved_figure_from_paired_runs(tmp_path):
     assert names == ["convergence__emotions__clif.png", "convergence__yeast__clif.png", "compute_saved.png"]
     with pytest.raises(ValueError, match="Random run"):
         plots.plot_compute_saved([r for r in records if r["key"]["selector"] != "random"], tmp_path / "x.png")
+
+
+def test_plot_joins_results_files_and_shows_chosen_protocols_with_their_partners(tmp_path):
+    from d2ace_ext.harness.experiment import Protocol
+
+    full, half, other = Protocol(epochs=4), Protocol(epochs=4, budget=0.5), Protocol(epochs=4, lr=1e-3)
+    curve = [0.5, 0.6, 0.7, 0.8]
+    full_runs = [
+        _timed("random", "-", f, curve, full.digest(), dataset=d) for f in range(2) for d in ("yeast", "scene")
+    ]
+    full_runs += [_timed("hard_imb", "-", f, curve, full.digest()) for f in range(2)]
+    half_runs = [_timed("d2ace", "paper", f, [0.5, 0.8, 0.8, 0.8], half.digest()) for f in range(2)]
+    other_runs = [_timed("random", "-", f, curve, other.digest()) for f in range(2)]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_results(tmp_path / "a", full_runs + other_runs)
+    write_results(tmp_path / "b", half_runs)
+    for folder, protocols in (("a", (full, other)), ("b", (half,))):
+        (tmp_path / folder / "protocols.json").write_text(json.dumps({p.digest(): p.to_dict() for p in protocols}))
+    both = [str(tmp_path / "a"), str(tmp_path / "b" / "results.jsonl")]
+
+    merged = {}
+    for folder in ("a", "b"):
+        merged.update(json.loads((tmp_path / folder / "protocols.json").read_text()))
+    chosen = plots.shown_protocols(plots.load_records(both[0]) + half_runs, [half.digest()], merged)
+    # the budgeted runs and the full-budget Random on their data set only: not Hard-Imb,
+    # not scene's Random, not the other protocol
+    assert sorted((r["key"]["selector"], r["key"]["protocol"], r["key"]["dataset"]) for r in chosen) == sorted(
+        [("d2ace", half.digest(), "yeast")] * 2 + [("random", full.digest(), "yeast")] * 2
+    )
+    names = [p.rsplit("/", 1)[-1] for p in plots.plot_results(both, tmp_path / "fig", protocols_shown=[half.digest()])]
+    assert names == ["convergence__yeast__clif.png", "compute_saved.png"]
+    # without the filter every protocol of both files is drawn, scene's Random included
+    names = [p.rsplit("/", 1)[-1] for p in plots.plot_results(both, tmp_path / "all")]
+    assert "convergence__scene__clif.png" in names and "compute_saved.png" in names
+    with pytest.raises(ValueError, match="no record carries 0000beef"):
+        plots.plot_results(both, tmp_path / "x", protocols_shown=["0000beef"])

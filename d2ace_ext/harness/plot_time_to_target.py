@@ -7,6 +7,7 @@ bootstrap interval; one panel per (model, protocol), pooled "all" at the right.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 
@@ -107,10 +108,12 @@ def plot_compute_saved(
         ax.set_ylabel("compute saved")
         ax.legend(fontsize="x-small", loc="upper left", ncol=min(5, len(panel["series"])), framealpha=0.9)
     pass_name = {"samples": "sample passes", "epochs": "epochs", "seconds": "wall seconds"}[measure]
-    figure.suptitle(
+    text = (
         title
         or f"{pass_name.capitalize()} saved to reach Random's best validation Macro-AUC − "
-        f"{tolerance:g} (median over folds, 95 % bootstrap CI; dashed: {GOAL:.0%})",
-        fontsize="medium",
+        f"{tolerance:g} (median over folds, 95 % bootstrap CI; dashed: {GOAL:.0%})"
     )
+    # Wrapped to the figure's width (about 11 characters an inch): a narrow figure of one
+    # or two data sets would otherwise cut the title at both edges.
+    figure.suptitle(textwrap.fill(text, max(40, int(11 * figure.get_figwidth()))), fontsize="medium")
     return _save(figure, out_path)

@@ -75,7 +75,7 @@ from .plot_records import (  # noqa: F401
 from .plot_time_to_target import plot_compute_saved  # noqa: F401
 from .protocol_index import read_protocols
 from .series import AGNOSTIC_PRESETS, SELECTOR_COLORS  # noqa: F401
-from .time_to_target import BASELINE, DEFAULT_TOLERANCE
+from .time_to_target import BASELINE, DEFAULT_TOLERANCE, baseline_digests
 
 __all__ = [
     "GROUPS",
@@ -91,8 +91,16 @@ __all__ = [
 ]
 
 
-def plot_results(results_dir, out_dir, tolerance: float | None = None) -> list[str]:
+def plot_results(
+    results_dir, out_dir, tolerance: float | None = None, protocols_shown: list[str] | None = None
+) -> list[str]:
     """Write every figure the results folder supports; returns the written PNG paths.
+
+    ``results_dir``: a folder or ``results.jsonl`` file, or a list of them (the records
+    joined, a key in a later one replacing the earlier; their ``protocols.json`` merged),
+    so that budgeted runs kept in one evidence file meet the full-budget Random runs of
+    another. ``protocols_shown``: protocol digests to draw (with the Random runs of their
+    baselines, which time to target pairs them with); None draws every protocol.
 
     * ``convergence__{dataset}__{model}.png`` per (dataset, model) with a validation
       or training-loss history: a panel per protocol and D2ACE preset
@@ -106,13 +114,17 @@ def plot_results(results_dir, out_dir, tolerance: float | None = None) -> list[s
     Raises FileNotFoundError naming the expected ``results.jsonl`` when the
     folder has none, or when it holds no records.
     """
-    path = _results_path(results_dir)
-    records = load_records(path)
+    paths = [_results_path(p) for p in ([results_dir] if isinstance(results_dir, (str, Path)) else results_dir)]
+    joined, protocols = {}, {}
+    for path in paths:
+        joined.update((_key_id(r["key"]), r) for r in load_records(path))
+        protocols.update(read_protocols(str(path)))
+    records = list(joined.values())
     if not records:
-        raise FileNotFoundError(f"no results: {path} holds no records")
-    folder = path.parent
+        raise FileNotFoundError(f"no results: {', '.join(map(str, paths))} hold no records")
+    if protocols_shown is not None:
+        records = shown_protocols(records, protocols_shown, protocols)
     out_dir = Path(out_dir)
-    protocols = read_protocols(str(path))
     written = []
 
     for (dataset, model), group in _convergence_groups(records):
@@ -133,7 +145,7 @@ def plot_results(results_dir, out_dir, tolerance: float | None = None) -> list[s
         except ValueError:
             pass  # no selector run has a Random partner: nothing to compare
 
-    for trace_path in _trace_files(folder, records):
+    for trace_path in [t for path in paths for t in _trace_files(path.parent, records)]:
         trace = load_trace(trace_path)
         stem = trace_path.stem
         if _supports_deciles(trace):
@@ -141,3 +153,29 @@ def plot_results(results_dir, out_dir, tolerance: float | None = None) -> list[s
         if _supports_label_weights(trace):
             written.append(plot_label_weights(trace_path, out_dir / f"label_weights__{stem}.png"))
     return written
+
+
+def shown_protocols(records: list[dict], digests: list[str], protocols: dict) -> list[dict]:
+    """The records of protocols ``digests`` and, on the same data sets and models, the
+    Random records of their baseline protocols (``time_to_target.baseline_digests``: a
+    budgeted run's partner is the full-budget Random). ValueError naming a digest no
+    record carries."""
+    present = {r["key"].get("protocol") for r in records}
+    unknown = [d for d in digests if d not in present]
+    if unknown:
+        raise ValueError(
+            f"protocols: no record carries {', '.join(unknown)}; the results hold {', '.join(sorted(map(str, present)))}"
+        )
+    # A digest missing from protocols.json has no known baseline: only its own runs are drawn.
+    baselines = {b for d in digests if d in protocols for b in baseline_digests({d: protocols[d]})[d]}
+    shown = [r for r in records if r["key"].get("protocol") in digests]
+    cells = {(r["key"].get("dataset"), r["key"].get("model")) for r in shown}
+    partners = [
+        r
+        for r in records
+        if r["key"].get("protocol") in baselines
+        and r["key"].get("protocol") not in digests
+        and r["key"].get("selector") == BASELINE
+        and (r["key"].get("dataset"), r["key"].get("model")) in cells
+    ]
+    return shown + partners
