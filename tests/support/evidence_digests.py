@@ -39,7 +39,30 @@ LATER_SETTINGS = {
     "79eb3590": {"epochs": 1000, "label_noise": "missing:0.4"},
     "b09314a3": {"epochs": 1000, "label_noise": "missing:0.2"},
     "c0188891": {"epochs": 1000, "label_noise": "extra:0.5"},
+    "9b927230": {"epochs": 1000, "weight_decay": 0.0, "budget": 0.5},
 }
+
+#: The ablations (issue 27 part 2, Figure 5's variants), clean and under extra:1.0.
+for _noise, _digests in (
+    (None, ("1099bfc0", "0af31182", "c1918e57", "b3bc731e", "c4708c50", "8a584e3c")),
+    ("extra:1.0", ("4cc9f1c3", "d2bbaef1", "4573fb73", "44ea6a3c", "d62cc494", "c573c67b")),
+):
+    for _digest, _ablation in zip(
+        _digests,
+        (
+            "no_correlation",
+            "hardness_only",
+            "uncertainty_only",
+            "no_label_weights",
+            "fixed_mix_0.5",
+            "linear_label_weights",
+        ),
+    ):
+        LATER_SETTINGS[_digest] = {
+            "epochs": 1000,
+            "selector_options": {"d2ace": {"ablation": _ablation}},
+            **({"label_noise": _noise} if _noise else {}),
+        }
 
 #: Base models of the image protocol, whose records carry image-protocol digests.
 IMAGE_MODELS = ("mlgcn", "hst")
