@@ -19,6 +19,7 @@ from .factory import make_sampler
 from .sampler import D2ACESampler, SelectionBatchSampler
 from .scoring import ScoreReport
 from .selectors import SELECTORS, D2ACESelector, RandomSelector, Selector, make_selector
+from .verdict import Verdict, compute_saved
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,8 @@ __all__ = [
     "make_selector",
     "make_sampler",
     "ScoreReport",
+    "compute_saved",
+    "Verdict",
     "IndexedDataset",
     "build_info",
     "extension_loaded",
