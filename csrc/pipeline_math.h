@@ -35,8 +35,6 @@ constexpr double kRowNormaliseEps = 1e-8;
 // Precision-preserving overloads usable on host and device (log2f, not log2, for float).
 D2ACE_HD float log2_of(float x) { return log2f(x); }
 D2ACE_HD double log2_of(double x) { return log2(x); }
-D2ACE_HD float expm1_of(float x) { return expm1f(x); }
-D2ACE_HD double expm1_of(double x) { return expm1(x); }
 
 // The C library's functions, on host and device, in the form the formulas below call.
 struct LibraryMath {
@@ -146,15 +144,18 @@ D2ACE_HD float uncertainty(float entropy, float fluctuation_sum, float lambda1, 
   return lambda1 * entropy + weight_of_fluctuation * fluctuation_sum;
 }
 
-// T(ℓ) of Eq. 5: ℓ (paper) or 1 - expm1(-ℓ) = 2 - e^(-ℓ) (published code).
-template <typename T>
-D2ACE_HD T loss_transform(T loss, bool two_minus_exp) {
-  return two_minus_exp ? T(1) - expm1_of(-loss) : loss;
+// T(ℓ) of Eq. 5: ℓ (paper) or 1 - expm1(-ℓ) = 2 - e^(-ℓ) (published code), evaluated as
+// 2 - e^(-ℓ) by M's exp, which the CPU vectorises (a BCE is >= 0, exp_negative's domain).
+// Beside a result near 1 or 2 the two forms differ by float rounding only.
+template <typename M>
+D2ACE_HD float loss_transform(float loss, bool two_minus_exp) {
+  return two_minus_exp ? 2.0f - M::exp_negative(loss) : loss;
 }
 
 // Eq. 5: h = T(ℓ) (1 - f̄).
+template <typename M = LibraryMath>
 D2ACE_HD float hardness(float loss, float flip_average, bool two_minus_exp) {
-  return loss_transform<float>(loss, two_minus_exp) * (1.0f - flip_average);
+  return loss_transform<M>(loss, two_minus_exp) * (1.0f - flip_average);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -80,6 +80,17 @@ D2ACE_SIMD_CLONES void uncertainty_row(const float* __restrict latest, const flo
   }
 }
 
+// h = T(ℓ) (1 - f̄) over one row (Eq. 5), one loop per transform so the flag is a constant
+// inside each; restrict pointers and VectorMath's exp, so GCC vectorises both.
+D2ACE_SIMD_CLONES void hardness_row(const float* __restrict loss, const float* __restrict flip_average,
+                                    bool two_minus_exp, int64_t q, float* __restrict hardness) {
+  if (two_minus_exp) {
+    for (int64_t j = 0; j < q; ++j) hardness[j] = math::hardness<fastmath::VectorMath>(loss[j], flip_average[j], true);
+  } else {
+    for (int64_t j = 0; j < q; ++j) hardness[j] = math::hardness<fastmath::VectorMath>(loss[j], flip_average[j], false);
+  }
+}
+
 // U (Eq. 3) and H (Eq. 5) of row i into uncertainty, hardness (q,); scratch holds 2q floats.
 D2ACE_SIMD_CLONES void metric_row(const Records& records, int64_t i, float* uncertainty, float* hardness,
                                   float* scratch) {
@@ -103,13 +114,7 @@ D2ACE_SIMD_CLONES void metric_row(const Records& records, int64_t i, float* unce
       uncertainty[j] = math::uncertainty(math::kUnseenEntropyBits, 0.0f, records.lambda1, weight);
     }
   }
-  const float* loss = records.loss + i * q;
-  const float* flip = records.flip_average + i * q;
-  if (records.two_minus_exp) {  // one loop per transform: the flag is a constant inside each
-    for (int64_t j = 0; j < q; ++j) hardness[j] = math::hardness(loss[j], flip[j], true);
-  } else {
-    for (int64_t j = 0; j < q; ++j) hardness[j] = math::hardness(loss[j], flip[j], false);
-  }
+  hardness_row(records.loss + i * q, records.flip_average + i * q, records.two_minus_exp, q, hardness);
 }
 
 // Σ_j a_j v_j in float64 with four independent partial sums: a single running sum is a
