@@ -295,6 +295,15 @@ def test_convergence_figure_has_no_empty_panel_and_one_colour_per_selector(tmp_p
     more = [dict(r, key={**r["key"], "protocol": f"p{i}"}) for i in range(5) for r in records]
     plots.plot_convergence(more, "yeast", "clif", tmp_path / "d.png")
     assert sum(ax.get_visible() for ax in drawn[1].axes) == 5 and len(drawn[1].axes) == 6
+    # Raw records with a training loss beside compact ones without: the compact protocol's
+    # loss panel is hidden, the raw one's drawn.
+    raw = [dict(r, key={**r["key"], "protocol": "raw"}) for r in records]
+    for r in raw:
+        r["history"] = {**r["history"], "train_loss": [1.0, 0.8, 0.7]}
+    plots.plot_convergence(records + raw, "yeast", "clif", tmp_path / "e.png")
+    shown = [(ax.get_title(), ax.get_ylabel()) for ax in drawn[2].axes if ax.get_visible()]
+    assert len(drawn[2].axes) == 4 and len(shown) == 3
+    assert sum(ax.get_visible() and bool(ax.lines) for ax in drawn[2].axes) == 3  # nothing visible is empty
 
 
 def test_compute_saved_figure_from_paired_runs(tmp_path):

@@ -6,6 +6,8 @@ per selector (mean over folds with a +-std band), each selector in its own colou
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from .plot_figure import _new_figure, _save
@@ -19,6 +21,8 @@ from .series import AGNOSTIC_PRESETS, selector_color, series_name, series_order
 AUC_WINDOW = 0.08
 #: History series drawn as panel rows, when any record of the figure has them.
 ROWS = (("val_macro_auc", "validation Macro-AUC"), ("train_loss", "training loss"))
+#: Characters of a panel title per line (a 4.3-inch panel at the title's font size).
+TITLE_WIDTH = 48
 #: Panels per figure row; more protocols and presets wrap onto further rows.
 COLUMNS = 3
 #: Longer runs draw every k-th epoch (k = ceil(epochs / MAX_POINTS)), which keeps the
@@ -156,12 +160,17 @@ def _convergence_figure(records: list[dict], title: str, out_path, protocols: di
     for index, (panel_title, chosen) in enumerate(panels):
         for offset, (name, label) in enumerate(rows):
             ax = axes[(index // columns) * len(rows) + offset][index % columns]
+            if not _has_series(chosen, name):
+                # this protocol's records do not keep the series (compact evidence beside
+                # raw results): no panel rather than an empty one
+                ax.set_visible(False)
+                continue
             _draw_panel(ax, chosen, name, zoom=name == "val_macro_auc")
             ax.set_xlabel("epoch")
             if index % columns == 0:
                 ax.set_ylabel(label + (" (top of the curves)" if name == "val_macro_auc" else ""))
-            if offset == 0:
-                ax.set_title(panel_title, fontsize="medium")
+            if offset == 0:  # wrapped to the panel's width: long protocol labels ran into the next
+                ax.set_title(textwrap.fill(panel_title, TITLE_WIDTH), fontsize="medium")
     for index in range(len(panels), panel_rows * columns):  # the last row's unused places
         for offset in range(len(rows)):
             axes[(index // columns) * len(rows) + offset][index % columns].set_visible(False)
