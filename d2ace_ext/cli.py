@@ -330,9 +330,8 @@ def cmd_compare(args) -> int:
 def cmd_plot(args) -> int:
     from .harness.plots import plot_results
 
-    folders = args.results_dir if isinstance(args.results_dir, list) else [args.results_dir]
-    out = args.out or f"{folders[0]}/figures"
-    paths = plot_results(folders, out, args.target_tolerance, args.protocols)
+    out = args.out or f"{args.results_dir[0]}/figures"  # --results-dir is a list (nargs="+")
+    paths = plot_results(args.results_dir, out, args.target_tolerance, args.protocols)
     for path in paths:
         print(path)
     return 0

@@ -167,7 +167,8 @@ def shown_protocols(records: list[dict], digests: list[str], protocols: dict) ->
             f"protocols: no record carries {', '.join(unknown)}; the results hold {', '.join(sorted(map(str, present)))}"
         )
     # A digest missing from protocols.json has no known baseline: only its own runs are drawn.
-    baselines = {b for d in digests if d in protocols for b in baseline_digests({d: protocols[d]})[d]}
+    known = {d: protocols[d] for d in digests if d in protocols}
+    baselines = {b for found in baseline_digests(known).values() for b in found}
     shown = [r for r in records if r["key"].get("protocol") in digests]
     cells = {(r["key"].get("dataset"), r["key"].get("model")) for r in shown}
     partners = [
