@@ -2,6 +2,7 @@
 code, timed in one process on the same synthetic set.
 
     python benchmarks/bench_published.py --published-src DIR [--shape mediamill|demo] [--batches K] [--repeats 5]
+                                         [--rounds R]
 
 DIR is a checkout of the published code (``git clone https://github.com/iunanyou/D2ACE DIR``,
 outside this project; or the environment variable D2ACE_PUBLISHED_SRC). Without it the
@@ -28,7 +29,10 @@ with the load; the wall-clock totals are printed too. ``--batches K`` times only
 first K batches of the published per-batch loop (one takes ~0.1 s at the mediamill
 shape) and extrapolates to ⌈n/b⌉, said so in the table. Library: medians of
 ``--repeats`` epochs after one untimed epoch; published scoring: median of ``--repeats``
-runs after one untimed run.
+runs after one untimed run. ``--rounds R`` measures both sides R times, alternately,
+and prints each round's ratio and their median: on a shared machine one round's ratio
+moves by a third from one minute to the next, on both sides; the table then holds the
+field by field medians over the rounds.
 """
 
 from __future__ import annotations
@@ -263,11 +267,13 @@ def main(argv=None) -> int:
     parser.add_argument("--shape", choices=sorted(BENCH_SHAPES), default="mediamill")
     parser.add_argument("--batches", type=int, default=None, help="time only this many published batches")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=1, help="measure both sides this many times, alternately")
     args = parser.parse_args(argv)
     if args.batches is not None and args.batches < 1:
         parser.error(f"--batches must be a positive integer, got {args.batches}")
-    if args.repeats < 1:
-        parser.error(f"--repeats must be a positive integer, got {args.repeats}")
+    for name in ("repeats", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
     path = main_py(args.published_src)
     if path is None:
         given = "was not given" if not args.published_src else f"has no main.py at {args.published_src!r}"
@@ -282,13 +288,16 @@ def main(argv=None) -> int:
         code = load(path)
         with threadpool_limits(THREADS):
             inputs = make_inputs(n, q, cardinality)
-            library = library_seconds(inputs, args.repeats)
-            published = published_seconds(code, inputs, batches, args.repeats)
+            rounds = [
+                (published_seconds(code, inputs, batches, args.repeats), library_seconds(inputs, args.repeats))
+                for _ in range(args.rounds)
+            ]
     except PublishedCodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         torch.set_num_threads(threads)
+    published, library = medians([p for p, _ in rounds]), medians([lib for _, lib in rounds])
     label = "published"
     if batches < all_batches:
         label += f" (bookkeeping extrapolated from {batches} of {all_batches} batches)"
@@ -303,6 +312,13 @@ def main(argv=None) -> int:
     )
     print(f"clock: CPU time of the calling thread, torch and BLAS on {THREADS} thread")
     print("\n".join(table(published, library, label, args.repeats)))
+    if args.rounds > 1:
+        ratios = sorted(p.total_cpu / lib.total_cpu for p, lib in rounds)
+        print(
+            f"total per round, published / library, {args.rounds} rounds: "
+            + ", ".join(f"{r:.0f}x" for r in ratios)
+            + f"; median {statistics.median(ratios):.0f}x"
+        )
     print(
         f"wall-clock totals: published {published.total_wall:.2f} s, library {library.total_wall:.4f} s "
         f"({published.total_wall / library.total_wall:.0f}x)"

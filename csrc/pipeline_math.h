@@ -139,9 +139,21 @@ D2ACE_HD float fluctuation_weight(float lambda1, long long held) {
   return held > 1 ? (1.0f - lambda1) / static_cast<float>(held - 1) : 0.0f;
 }
 
+// Eq. 3's second term (1 - λ1) d, with d = fluctuation_sum / (m - 1).
+D2ACE_HD float weighted_fluctuation(float fluctuation_sum, float weight_of_fluctuation) {
+  return weight_of_fluctuation * fluctuation_sum;
+}
+
+// Eq. 3 from its second term: u = λ1 e + (1 - λ1) d. Both products are rounded before the
+// sum (no FMA contraction), so taking the second from weighted_fluctuation earlier, per
+// row, rounds exactly as the whole formula below.
+D2ACE_HD float uncertainty_of_weighted(float entropy, float weighted_fluctuation, float lambda1) {
+  return lambda1 * entropy + weighted_fluctuation;
+}
+
 // Eq. 3: u = λ1 e + (1 - λ1) d, with d = fluctuation_sum / (m - 1).
 D2ACE_HD float uncertainty(float entropy, float fluctuation_sum, float lambda1, float weight_of_fluctuation) {
-  return lambda1 * entropy + weight_of_fluctuation * fluctuation_sum;
+  return uncertainty_of_weighted(entropy, weighted_fluctuation(fluctuation_sum, weight_of_fluctuation), lambda1);
 }
 
 // T(ℓ) of Eq. 5: ℓ (paper) or 1 - expm1(-ℓ) = 2 - e^(-ℓ) (published code), evaluated as

@@ -316,7 +316,10 @@ class SelectionBatchSampler(Sampler):
         each instance (:meth:`_owned_records`)."""
         if kind not in ("logits", "probs"):
             raise ValueError(f"kind must be 'logits' or 'probs', got {kind!r}")
-        index = as_index_tensor(indices, self.n, "indices")
+        # One process whose selector checks the values itself: the form only here. Several
+        # ranks check everything before the exchange (one rank's bad step fails them all).
+        values_here = self.num_replicas > 1 or not self.selector.checks_indices
+        index = as_index_tensor(indices, self.n, "indices", check_values=values_here)
         device, q, b = self.selector.device, self.selector.q, index.numel()
         if q is None and isinstance(outputs, torch.Tensor) and outputs.dim() == 2:
             q = outputs.shape[1]

@@ -15,8 +15,10 @@ from typing import Sequence
 import torch
 
 
-def as_index_tensor(indices, n: int, name: str = "indices") -> torch.Tensor:
-    """indices: sequence or tensor of ints in [0, n), distinct -> (b,) int64 on the CPU."""
+def as_index_tensor(indices, n: int, name: str = "indices", *, check_values: bool = True) -> torch.Tensor:
+    """indices: sequence or tensor of ints in [0, n), distinct -> (b,) int64 on the CPU.
+    ``check_values=False`` checks the form only (type, dtype, 1-D, not empty), for a
+    caller whose next layer checks the range and repeats itself (a fused record op)."""
     if isinstance(indices, torch.Tensor):
         tensor = indices.detach()
     else:
@@ -34,6 +36,8 @@ def as_index_tensor(indices, n: int, name: str = "indices") -> torch.Tensor:
         raise ValueError(f"{name} must not be empty")
     if tensor.dtype != torch.int64 or tensor.device.type != "cpu":
         tensor = tensor.to("cpu", torch.int64)
+    if not check_values:
+        return tensor
     # A batch is small: checking it as a Python list costs a few microseconds, several
     # tensor reductions (min, max, unique) cost tens, on every training step.
     values = tensor.tolist()

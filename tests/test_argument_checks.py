@@ -117,6 +117,42 @@ def test_targets_that_are_not_the_samplers_labels_are_rejected(path):
             sampler.update(batch, torch.randn(6, 4), y[batch])
 
 
+BAD_INDICES = [
+    ([0, 5, 24], IndexError, r"indices must lie in \[0, 24\), got values from 0 to 24"),
+    ([0, -1, 5], IndexError, r"indices must lie in \[0, 24\), got values from -1 to 5"),
+    ([3, 5, 3], ValueError, "indices must not repeat an instance within one batch"),
+]
+
+
+@pytest.mark.parametrize("indices, error, message", BAD_INDICES)
+@pytest.mark.parametrize(
+    "name, path",
+    [
+        ("d2ace", "native"),  # the CPU kernel checks them
+        ("d2ace", "float64"),  # the record op's PyTorch checks, before the cast
+        ("d2ace", "fallback"),
+        ("d2ace", "bfloat16"),  # a compact state records by the pure-PyTorch definition
+        ("hard_imb", "native"),  # no fused record path: the sampler checks them
+    ],
+)
+def test_bad_indices_are_rejected_on_every_record_path_and_leave_the_state(name, path, indices, error, message):
+    # D2ACE's record path owns the index check (Selector.checks_indices), so the sampler
+    # checks only their form: each path must still refuse with the same message.
+    x, y = random_problem(n=24, q=4, density=0.5, seed=3)
+    options = {"num_neighbors": 3} | ({"state_dtype": "bfloat16"} if path == "bfloat16" else {})
+    dtype = torch.float64 if path == "float64" else torch.float32
+    context = force_fallback() if path == "fallback" else torch.no_grad()
+    with context:
+        sampler = make_sampler(name, y, 3, x, **options)
+        before = sampler.state_dict()["selector"]
+        index = torch.tensor(indices)
+        targets = y[index.clamp(0, 23)]
+        with pytest.raises(error, match=message):
+            sampler.update(index, torch.randn(3, 4, dtype=dtype), targets)
+        after = sampler.state_dict()["selector"]
+        assert all(torch.equal(before[k], after[k]) for k in before if isinstance(before[k], torch.Tensor))
+
+
 def test_a_selector_without_records_pays_nothing_per_step():
     x, y = random_problem(n=24, q=4)
     sampler = make_sampler("random", y, 6)

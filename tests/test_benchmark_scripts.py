@@ -179,6 +179,14 @@ def test_published_bench_runs_the_stand_in_at_the_demo_shape(tmp_path, capsys):
     assert "| published (bookkeeping extrapolated from 2 of 15 batches) | " in out
     assert "| library (median of 1) | " in out and "| published / library | " in out
     assert "n = 1920, q = 14, b = 128, 15 batches" in out and "threads 1" in out
+    assert "per round" not in out
+    assert bench_published.main(["--published-src", src, "--shape", "demo", "--batches", "2", "--rounds", "3"]) == 0
+    rounds = capsys.readouterr().out.splitlines()[-2]
+    assert rounds.startswith("total per round, published / library, 3 rounds: ")
+    assert len(rounds.split(": ")[1].split("; ")[0].split(", ")) == 3 and "; median " in rounds
+    with pytest.raises(SystemExit):
+        bench_published.main(["--published-src", src, "--rounds", "0"])
+    assert "--rounds must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_published_bench_names_a_missing_anchor_or_result_or_an_unknown_name(tmp_path, capsys):

@@ -85,3 +85,27 @@ def test_probabilities_from_scores_with_weights_on_quantisation_boundaries():
     assert 0 < int(moved.sum()) < n
     p_got, p_ref = check_probabilities(got, ref, pressure=100.0, index_min=0)
     assert not torch.allclose(p_got[1], p_ref[1], rtol=1e-9, atol=0)  # the moved indices show in P
+
+
+@pytest.mark.parametrize(
+    "n, q, threads",
+    [
+        (70, 37, 1),  # rows of two 16-wide vectors and a tail; blocks of 16 rows and a short last one
+        (4500, 101, 2),  # the mediamill label count; two chunks, whose bounds are not block bounds
+    ],
+)
+@pytest.mark.parametrize("preset", ["paper", "reference"])
+def test_score_visits_matches_float64_fallback_at_wide_rows_and_several_chunks(n, q, threads, preset):
+    # The random cases above keep q <= 12, below one vector of the CPU kernel's row loops,
+    # and n small enough for a single chunk: here the vector bodies, the span over a block
+    # of rows and the merge of per-chunk sums all run.
+    g = torch.Generator().manual_seed(n + q)
+    config = D2ACEConfig.preset(preset, window_size=5)
+    selector = random_selector(g, n, q, config, 6, density=0.05)
+    fill_state_directly(selector.visits, g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert_scores_match(selector.visits, selector.context, selector.config)
+    finally:
+        torch.set_num_threads(before)

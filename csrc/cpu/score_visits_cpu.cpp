@@ -22,12 +22,14 @@
 
 #include "../ops.h"
 #include "../pipeline_math.h"
-#include "fast_math_cpu.h"
+#include "score_rows_cpu.h"
 
 namespace d2ace_ext {
 namespace {
 
 constexpr int64_t kMaxGramBytesPerChunk = 64 << 20;
+// Rows whose metrics are computed as one span: two scratch rows each stay within L1.
+constexpr int64_t kBlockRows = 16;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // The recorded state of n instances (inputs of Eqs. 1-5), read only.
@@ -67,69 +69,29 @@ struct ColumnTotals {
   int64_t gram_chunks;
 };
 
-// u = λ1 e(p) + (1 - λ1)/(m - 1) Σ|Δp| over one row (Eq. 3). Two loops over restrict
-// pointers because GCC vectorises each but not the clamp and the entropy fused into one;
-// `clamped` is q floats of scratch.
-D2ACE_SIMD_CLONES void uncertainty_row(const float* __restrict latest, const float* __restrict fluctuation_sum,
-                                       float lambda1, float fluctuation_weight, int64_t q, float* __restrict clamped,
-                                       float* __restrict uncertainty) {
-  for (int64_t j = 0; j < q; ++j) clamped[j] = fastmath::VectorMath::clamp_unit(latest[j]);
-  for (int64_t j = 0; j < q; ++j) {
-    const float entropy = math::entropy_bits_of_unit<fastmath::VectorMath>(clamped[j]);
-    uncertainty[j] = math::uncertainty(entropy, fluctuation_sum[j], lambda1, fluctuation_weight);
-  }
-}
-
-// h = T(ℓ) (1 - f̄) over one row (Eq. 5), one loop per transform so the flag is a constant
-// inside each; restrict pointers and VectorMath's exp, so GCC vectorises both.
-D2ACE_SIMD_CLONES void hardness_row(const float* __restrict loss, const float* __restrict flip_average,
-                                    bool two_minus_exp, int64_t q, float* __restrict hardness) {
-  if (two_minus_exp) {
-    for (int64_t j = 0; j < q; ++j) hardness[j] = math::hardness<fastmath::VectorMath>(loss[j], flip_average[j], true);
-  } else {
-    for (int64_t j = 0; j < q; ++j) hardness[j] = math::hardness<fastmath::VectorMath>(loss[j], flip_average[j], false);
-  }
-}
-
-// U (Eq. 3) and H (Eq. 5) of row i into uncertainty, hardness (q,); scratch holds 2q floats.
-D2ACE_SIMD_CLONES void metric_row(const Records& records, int64_t i, float* uncertainty, float* hardness,
-                                  float* scratch) {
-  const int64_t n_t = records.n_t, q = records.q;
-  const float* window = records.window + i * n_t * q;
-  const int64_t pushes = records.pushes[i];
-  const math::Ring ring = math::ring_of(pushes, n_t);
-  float* fluctuation_sum = scratch;
-  std::fill(fluctuation_sum, fluctuation_sum + q, 0.0f);
-  for (int64_t k = 0; k < n_t; ++k) {
-    if (!math::ring_step_valid(ring, k)) continue;
-    const float* now = window + k * q;
-    const float* next = window + ((k + 1) % n_t) * q;
-    for (int64_t j = 0; j < q; ++j) fluctuation_sum[j] += std::fabs(next[j] - now[j]);
-  }
-  const float weight = math::fluctuation_weight(records.lambda1, ring.held);
-  if (pushes > 0) {
-    uncertainty_row(window + ring.newest * q, fluctuation_sum, records.lambda1, weight, q, scratch + q, uncertainty);
-  } else {  // never visited: p = 0.5, one bit, no fluctuation
-    for (int64_t j = 0; j < q; ++j) {
-      uncertainty[j] = math::uncertainty(math::kUnseenEntropyBits, 0.0f, records.lambda1, weight);
+// U (Eq. 3) and H (Eq. 5) of rows [begin, end), at most kBlockRows, into the workspace
+// (contiguous rows): the per-row parts (ring window, latest entry) into `scratch`
+// (2 kBlockRows q floats), then the formulas over the block as one span.
+void metric_block(const Records& records, int64_t begin, int64_t end, const Metrics& metrics, float* scratch) {
+  const int64_t n_t = records.n_t, q = records.q, count = (end - begin) * q;
+  float* clamped = scratch;
+  float* fluctuation = scratch + kBlockRows * q;
+  const int64_t window_row = n_t * q;
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t pushes = records.pushes[i], r = (i - begin) * q;
+    const math::Ring ring = math::ring_of(pushes, n_t);
+    const float* window = records.window + i * window_row;
+    score_rows::weighted_fluctuation_row(window, ring, n_t, q, math::fluctuation_weight(records.lambda1, ring.held),
+                                         fluctuation + r);
+    if (pushes > 0) {
+      score_rows::clamp_row(window + ring.newest * q, q, clamped + r);
+    } else {  // never visited: p = 0.5, whose entropy is exactly one bit
+      std::fill(clamped + r, clamped + r + q, math::kUnseenProbability);
     }
   }
-  hardness_row(records.loss + i * q, records.flip_average + i * q, records.two_minus_exp, q, hardness);
-}
-
-// Σ_j a_j v_j in float64 with four independent partial sums: a single running sum is a
-// chain of dependent additions that the compiler may not reorder, four times slower.
-D2ACE_SIMD_CLONES double weighted_row_sum(const float* __restrict a, const double* __restrict v, int64_t q) {
-  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-  int64_t j = 0;
-  for (; j + 4 <= q; j += 4) {
-    s0 += a[j] * v[j];
-    s1 += a[j + 1] * v[j + 1];
-    s2 += a[j + 2] * v[j + 2];
-    s3 += a[j + 3] * v[j + 3];
-  }
-  for (; j < q; ++j) s0 += a[j] * v[j];
-  return (s0 + s1) + (s2 + s3);
+  score_rows::uncertainty_span(clamped, fluctuation, records.lambda1, count, metrics.uncertainty + begin * q);
+  score_rows::hardness_span(records.loss + begin * q, records.flip_average + begin * q, records.two_minus_exp, count,
+                            metrics.hardness + begin * q);
 }
 
 // ptr (n + 1) must start at 0, never decrease and end at nnz, or rows would be read past
@@ -176,8 +138,8 @@ ColumnTotals metric_pass(const Records& records, const CsrRows& labels, const Ch
   const int64_t n = records.n, q = records.q, qq = q * q;
   ColumnTotals totals;
   // Row 0 first: its metrics are the shift of every column's sums.
-  std::vector<float> scratch0(2 * q);
-  metric_row(records, 0, metrics.uncertainty, metrics.hardness, scratch0.data());
+  std::vector<float> scratch0(2 * kBlockRows * q);
+  metric_block(records, 0, 1, metrics, scratch0.data());
   totals.shift.resize(2 * q);
   for (int64_t j = 0; j < q; ++j) {
     totals.shift[j] = metrics.uncertainty[j];
@@ -190,22 +152,19 @@ ColumnTotals metric_pass(const Records& records, const CsrRows& labels, const Ch
   const double* shift = totals.shift.data();
 
   at::parallel_for(0, chunks.count, 1, [&](int64_t c_begin, int64_t c_end) {
-    std::vector<float> scratch(2 * q);
+    std::vector<float> scratch(2 * kBlockRows * q);
     for (int64_t c = c_begin; c < c_end; ++c) {
       double* sums = totals.sums.data() + c * 4 * q;
       double* gram = gram_per_chunk ? totals.gram.data() + c * 2 * qq : nullptr;
-      for (int64_t i = chunks.bounds[c]; i < chunks.bounds[c + 1]; ++i) {
-        float* u = metrics.uncertainty + i * q;
-        float* h = metrics.hardness + i * q;
-        if (i > 0) metric_row(records, i, u, h, scratch.data());
-        for (int64_t j = 0; j < q; ++j) {
-          const double du = u[j] - shift[j], dh = h[j] - shift[q + j];
-          sums[j] += du;
-          sums[q + j] += du * du;
-          sums[2 * q + j] += dh;
-          sums[3 * q + j] += dh * dh;
+      for (int64_t block = chunks.bounds[c]; block < chunks.bounds[c + 1]; block += kBlockRows) {
+        const int64_t block_end = std::min(block + kBlockRows, chunks.bounds[c + 1]);
+        const int64_t first = std::max<int64_t>(block, 1);  // row 0's metrics are in place
+        if (first < block_end) metric_block(records, first, block_end, metrics, scratch.data());
+        for (int64_t i = block; i < block_end; ++i) {
+          score_rows::add_row_to_sums(metrics.uncertainty + i * q, shift, q, sums, sums + q);
+          score_rows::add_row_to_sums(metrics.hardness + i * q, shift + q, q, sums + 2 * q, sums + 3 * q);
+          if (gram != nullptr) add_row_to_gram(metrics, labels, i, q, gram);
         }
-        if (gram != nullptr) add_row_to_gram(metrics, labels, i, q, gram);
       }
     }
   });
@@ -281,8 +240,8 @@ void weight_pass(const Metrics& metrics, const CsrRows& labels, const CsrRows& c
           phi_u += math::phi_term(u[j], context_u, phi_factor[j]);
           phi_h += math::phi_term(h[j], context_h, phi_factor[q + j]);
         }
-        const double delta_u = weighted_row_sum(u, label_weights, q);
-        const double delta_h = weighted_row_sum(h, label_weights + q, q);
+        const double delta_u = score_rows::weighted_row_sum(u, label_weights, q);
+        const double delta_h = score_rows::weighted_row_sum(h, label_weights + q, q);
         delta[i] = delta_u;
         delta[n + i] = delta_h;
         phi[i] = phi_u;

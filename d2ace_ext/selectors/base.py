@@ -31,6 +31,10 @@ class Selector(abc.ABC):
     #: whether the selector reads the per-step records at all; when False the sampler's
     #: ``update`` returns at once, so a selector without records costs nothing per step
     uses_records: bool = True
+    #: whether :meth:`record_outputs` checks the indices' range and repeats itself, before
+    #: the state changes (D2ACE's record op does, on every path): the sampler then checks
+    #: only their form, so a step pays for the check once
+    checks_indices: bool = False
     #: (n, q) bool training labels on ``device`` when the selector was built from them:
     #: the sampler compares each step's targets with these rows (None: no check)
     labels: torch.Tensor | None = None

@@ -36,6 +36,7 @@ class D2ACESelector(Selector):
     uses_neighbors = True
     schedule_fields = ("num_epochs", "warmup_epochs", "t_start", "t_end")
     presets = PRESETS
+    checks_indices = True  # ops.record_step checks them on every path
     extra_options = ("ablation",)  # a variant of config.ABLATIONS, applied by D2ACEConfig.replace
     color = "#d55e00"  # vermillion: the method under study
     display_rank = 8
