@@ -109,3 +109,19 @@ def test_score_visits_matches_float64_fallback_at_wide_rows_and_several_chunks(n
         assert_scores_match(selector.visits, selector.context, selector.config)
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_unvisited_instance_scores_exactly_one_bit_of_entropy():
+    # The CPU kernel writes p = 0.5 for an instance never visited and evaluates the
+    # entropy's polynomials on it, where it used to write the constant one bit: the two
+    # must agree exactly (u = λ1 · 1 + 0), or the quantisation of a fresh run would move.
+    from support.fused_score_checks import native_scores
+
+    g = torch.Generator().manual_seed(5)
+    config = D2ACEConfig.preset("paper", window_size=4, lambda1=0.3)
+    selector = random_selector(g, 40, 37, config, 3, density=0.2)
+    fill_state_directly(selector.visits, g)
+    unseen = torch.arange(40) % 3 == 0
+    selector.visits.pushes[unseen] = 0
+    metrics = native_scores(selector.visits, selector.context, selector.config)["metrics"]
+    assert torch.equal(metrics[0][unseen], torch.full((int(unseen.sum()), 37), 0.3, dtype=torch.float32))

@@ -28,7 +28,8 @@ namespace d2ace_ext {
 namespace {
 
 constexpr int64_t kMaxGramBytesPerChunk = 64 << 20;
-// Rows whose metrics are computed as one span: two scratch rows each stay within L1.
+// Rows whose metrics are computed as one span: at q ~ 100 the two scratch arrays
+// (2 × 16 q floats) stay within L1.
 constexpr int64_t kBlockRows = 16;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
