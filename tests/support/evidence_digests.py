@@ -64,6 +64,10 @@ for _noise, _digests in (
             **({"label_noise": _noise} if _noise else {}),
         }
 
+#: Figure 5's other fixed mixing coefficients (D and F), clean.
+for _digest, _ablation in (("b85248a4", "fixed_mix_0.3"), ("ab0e9ec8", "fixed_mix_0.7")):
+    LATER_SETTINGS[_digest] = {"epochs": 1000, "selector_options": {"d2ace": {"ablation": _ablation}}}
+
 #: Base models of the image protocol, whose records carry image-protocol digests.
 IMAGE_MODELS = ("mlgcn", "hst")
 
