@@ -64,9 +64,18 @@ for _noise, _digests in (
             **({"label_noise": _noise} if _noise else {}),
         }
 
-#: Figure 5's other fixed mixing coefficients (D and F), clean.
-for _digest, _ablation in (("b85248a4", "fixed_mix_0.3"), ("ab0e9ec8", "fixed_mix_0.7")):
-    LATER_SETTINGS[_digest] = {"epochs": 1000, "selector_options": {"d2ace": {"ablation": _ablation}}}
+#: Figure 5's other fixed mixing coefficients (D and F), clean and under extra:1.0.
+for _digest, _ablation, _noise in (
+    ("b85248a4", "fixed_mix_0.3", None),
+    ("ab0e9ec8", "fixed_mix_0.7", None),
+    ("4ff0850d", "fixed_mix_0.3", "extra:1.0"),
+    ("7e9aa4dd", "fixed_mix_0.7", "extra:1.0"),
+):
+    LATER_SETTINGS[_digest] = {
+        "epochs": 1000,
+        "selector_options": {"d2ace": {"ablation": _ablation}},
+        **({"label_noise": _noise} if _noise else {}),
+    }
 
 #: Base models of the image protocol, whose records carry image-protocol digests.
 IMAGE_MODELS = ("mlgcn", "hst")
