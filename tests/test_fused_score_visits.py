@@ -18,6 +18,7 @@ from support.fused_score_checks import (
     context_of,
     fill_state_by_recording,
     fill_state_directly,
+    native_scores,
     random_selector,
 )
 
@@ -115,8 +116,6 @@ def test_an_unvisited_instance_scores_exactly_one_bit_of_entropy():
     # The CPU kernel writes p = 0.5 for an instance never visited and evaluates the
     # entropy's polynomials on it, where it used to write the constant one bit: the two
     # must agree exactly (u = λ1 · 1 + 0), or the quantisation of a fresh run would move.
-    from support.fused_score_checks import native_scores
-
     g = torch.Generator().manual_seed(5)
     config = D2ACEConfig.preset("paper", window_size=4, lambda1=0.3)
     selector = random_selector(g, 40, 37, config, 3, density=0.2)
