@@ -141,7 +141,8 @@ def record_visits(
     """One batch written into the state in place: the ring of Eq. 2 and the flip EMA of Eq. 4.
 
     State: window (n, n_t, q), pushes and last_epoch (n,) int64, loss, flip_average and
-    flip_base (n, q) (f̄ before the current epoch's update), in one floating dtype
+    flip_base (n, q) (f̄ before the current epoch's update; read and written by epoch
+    windows only, left untouched by visit windows), in one floating dtype
     (float32, or float16 / bfloat16 for a compact state: the arithmetic is then float32
     and each stored value is rounded once). indices (b,) int64 distinct; probs, losses
     (b, q). ``per_epoch=True`` keeps one window entry per epoch (a second visit in the
@@ -155,8 +156,11 @@ def record_visits(
     previous = window[indices, visit.previous_slot].to(compute)
     flip = flip_indicator(probs, previous, flip_on, flip_threshold)
     flip = flip * visit.has_previous.unsqueeze(1).to(compute)
-    base = torch.where(visit.push.unsqueeze(1), flip_average[indices], flip_base[indices])
-    flip_base[indices] = base
+    if per_epoch:
+        base = torch.where(visit.push.unsqueeze(1), flip_average[indices], flip_base[indices])
+        flip_base[indices] = base
+    else:  # every visit pushes: f̄ before the update is flip_average, flip_base is not used
+        base = flip_average[indices]
     flip_average[indices] = flip_ema(flip, base.to(compute), lambda2).to(flip_average.dtype)
     ring_write(window, pushes, last_epoch, indices, visit, probs, epoch)
     loss[indices] = losses.to(loss.dtype)

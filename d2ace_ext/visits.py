@@ -28,7 +28,8 @@ class VisitState(PredictionRing):
     Tensors: window (n, n_t, q) ``dtype``; pushes (n,) int64; last_epoch (n,) int64
     (-1 = never); loss (n, q) ``dtype``; flip_average (n, q) ``dtype``; flip_base
     (n, q) ``dtype`` = f̄ before the current epoch's update (needed when one epoch's
-    entry is overwritten by a later visit in that same epoch). ``dtype``: float32, or
+    entry is overwritten by a later visit in that same epoch; visit windows, which push
+    on every visit, leave it at 0). ``dtype``: float32, or
     float16 / bfloat16 for a compact state (recorded through the pure-PyTorch path).
     """
 

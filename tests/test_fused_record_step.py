@@ -41,6 +41,10 @@ def test_record_step_matches_fallback_over_epochs(device, from_logits, per_epoch
     assert int(pushes.max()) > n_t and int(pushes.min()) >= 1
     if per_epoch:
         assert int(pushes.max()) <= 6  # one entry per epoch, whatever the visits
+    # flip_base serves epoch windows only: visit windows (a push on every visit) leave it
+    # at 0 on both paths rather than moving a fifth row per record.
+    for state in (native, fallback32, reference64):
+        assert bool(state.flip_base.any()) == per_epoch
     assert bool(torch.isinf(native.loss).any()) == from_logits  # ±inf logits, wrong side: loss inf
 
 

@@ -124,3 +124,38 @@ def test_an_unvisited_instance_scores_exactly_one_bit_of_entropy():
     selector.visits.pushes[unseen] = 0
     metrics = native_scores(selector.visits, selector.context, selector.config)["metrics"]
     assert torch.equal(metrics[0][unseen], torch.full((int(unseen.sum()), 37), 0.3, dtype=torch.float32))
+
+
+def fluctuation_in_slot_order(window, pushes, lambda1):
+    """Eq. 3's fluctuation term in float32 as the kernels sum it: Σ|p[k+1] - p[k]| over the
+    valid ring steps k in slot order, one addition at a time, then times (1 - λ1)/(m - 1).
+    window (n, n_t, q) float32, pushes (n,) -> (n, q) float32."""
+    n, n_t, q = window.shape
+    out = torch.zeros(n, q, dtype=torch.float32)
+    for i in range(n):
+        count = int(pushes[i])
+        held, newest = min(count, n_t), (count - 1) % n_t
+        total = torch.zeros(q, dtype=torch.float32)
+        for k in range(n_t):
+            if (k != newest) if count >= n_t else (k + 1 < held):
+                total = total + (window[i, (k + 1) % n_t] - window[i, k]).abs()
+        weight = torch.tensor(1.0 - lambda1, dtype=torch.float32) / (held - 1) if held > 1 else torch.tensor(0.0)
+        out[i] = weight * total
+    return out
+
+
+@pytest.mark.parametrize("n_t", [2, 5, 6, 9, 12])
+def test_fluctuation_sums_the_ring_steps_in_slot_order_exactly(n_t):
+    # Every backend sums the ring's steps in slot order, one addition at a time (float
+    # addition is not associative: regrouping four steps pairwise moves ~12 % of the sums
+    # by an ulp). With λ1 = 0, U is the fluctuation term alone and must equal that sum bit
+    # for bit, for rings with 0 to 11 valid steps (empty, partial, full and wrapped).
+    g = torch.Generator().manual_seed(n_t)
+    config = D2ACEConfig.preset("paper", window_size=n_t, lambda1=0.0)
+    selector = random_selector(g, 60, 37, config, 3, density=0.2)
+    fill_state_directly(selector.visits, g)
+    visits = selector.visits
+    metrics = native_scores(visits, selector.context, selector.config)["metrics"]
+    expected = fluctuation_in_slot_order(visits.window, visits.pushes, 0.0)
+    assert torch.equal(metrics[0], expected)
+    assert int((visits.pushes >= n_t).sum()) > 0 and int((visits.pushes < n_t).sum()) > 0

@@ -6,7 +6,8 @@
 // word, since either side may be the one that rejects a user's step. Then the rows are
 // recorded. A batch of ~10^4 values is recorded by the calling thread: it takes ~0.1 ms,
 // less than a parallel region costs whenever another process holds a core. What the
-// recording waits on is memory: every instance's rows are cache misses in five arrays.
+// recording waits on is memory: every instance's rows are cache misses in five arrays (four
+// under visit windows, which need no flip base).
 // The counters (which name the window slots) are fetched while the checks run, the
 // slots of every row are computed next, and the row loop prefetches the rows of the
 // visit a few rows ahead.
@@ -193,23 +194,26 @@ Visit visit_of(const StateRows& s, const StepOptions& opt, int64_t i) {
 }
 
 // The rows a visit touches, into cache ahead of it.
-void prefetch_rows(const StateRows& s, const Visit& v) {
+void prefetch_rows(const StateRows& s, const StepOptions& opt, const Visit& v) {
   const int64_t i = v.instance, row_bytes = s.q * static_cast<int64_t>(sizeof(float));
   prefetch_lines(s.window + (i * s.n_t + v.slots.previous) * s.q, row_bytes, false);
   prefetch_lines(s.window + (i * s.n_t + v.slots.write) * s.q, row_bytes, true);
   prefetch_lines(s.loss + i * s.q, row_bytes, true);
   prefetch_lines(s.flip_average + i * s.q, row_bytes, true);
-  prefetch_lines(s.flip_base + i * s.q, row_bytes, true);
+  if (opt.per_epoch) prefetch_lines(s.flip_base + i * s.q, row_bytes, true);
 }
 
 // One batch row into its instance's state, from its probability and loss (q,).
+// visit_base (q,): scratch for f̄ before the update under visit windows, which push on
+// every visit and so never need the state's flip_base (left untouched: one row of five
+// less to move).
 void record_row(const StateRows& s, const StepOptions& opt, const Visit& v, const float* probability,
-                const float* loss) {
+                const float* loss, float* visit_base) {
   const int64_t q = s.q, i = v.instance;
   const float* previous = s.window + (i * s.n_t + v.slots.previous) * q;
   float* written = s.window + (i * s.n_t + v.slots.write) * q;
   float* average = s.flip_average + i * q;
-  float* base = s.flip_base + i * q;
+  float* base = opt.per_epoch ? s.flip_base + i * q : visit_base;
   std::copy(loss, loss + q, s.loss + i * q);
   // Per-epoch windows: a second visit within the epoch overwrites its entry and redoes
   // the epoch's flip update from the average before it.
@@ -232,8 +236,8 @@ void record_row(const StateRows& s, const StepOptions& opt, const Visit& v, cons
 void record_rows(const StateRows& s, const StepOptions& opt, const Visit* visits, const float* outputs,
                  const float* targets, int64_t begin, int64_t end) {
   const int64_t q = s.q;
-  std::vector<float> probability(kSpanRows * q), loss(kSpanRows * q);
-  for (int64_t r = begin; r < std::min(end, begin + kRowDistance); ++r) prefetch_rows(s, visits[r]);
+  std::vector<float> probability(kSpanRows * q), loss(kSpanRows * q), visit_base(q);
+  for (int64_t r = begin; r < std::min(end, begin + kRowDistance); ++r) prefetch_rows(s, opt, visits[r]);
   for (int64_t block = begin; block < end; block += kSpanRows) {
     const int64_t block_end = std::min(block + kSpanRows, end), count = (block_end - block) * q;
     if (opt.from_logits) {
@@ -242,8 +246,9 @@ void record_rows(const StateRows& s, const StepOptions& opt, const Visit* visits
       probability_span(outputs + block * q, targets + block * q, count, probability.data(), loss.data());
     }
     for (int64_t r = block; r < block_end; ++r) {
-      if (r + kRowDistance < end) prefetch_rows(s, visits[r + kRowDistance]);
-      record_row(s, opt, visits[r], probability.data() + (r - block) * q, loss.data() + (r - block) * q);
+      if (r + kRowDistance < end) prefetch_rows(s, opt, visits[r + kRowDistance]);
+      record_row(s, opt, visits[r], probability.data() + (r - block) * q, loss.data() + (r - block) * q,
+                 visit_base.data());
     }
   }
 }

@@ -1,5 +1,6 @@
 // CUDA kernel of the per-step recording: one block per batch row, threads over labels,
-// so each row's window slot, loss, flip EMA and base are read and written coalesced.
+// so each row's window slot, loss, flip EMA and (epoch windows) base are read and written
+// coalesced.
 // Nothing here synchronises with the host, so nothing checks values: d2ace_ext/ops.py
 // checks a CUDA step's values (and its targets against `labels`) before the launch, with
 // one host read; the formulas are pipeline_math.h's, as on the CPU.
@@ -40,8 +41,10 @@ __global__ void record_step_kernel(float* __restrict__ window, int64_t* __restri
     const bool positive = targets[r * q + j] != 0.0f;
     const math::Record rec = from_logits ? math::from_logit(x, positive) : math::from_probability(x, positive);
     const float f = has_previous ? math::flip_value(rec.probability, previous[j], on_probability, threshold) : 0.0f;
+    // Visit windows push on every visit, so f̄ before this update is flip_average itself
+    // and flip_base (epoch windows only) is neither read nor written.
     const float before = push ? flip_average[i * q + j] : flip_base[i * q + j];
-    flip_base[i * q + j] = before;
+    if (per_epoch) flip_base[i * q + j] = before;
     flip_average[i * q + j] = math::flip_average(f, before, take, keep);
     loss[i * q + j] = rec.loss;
     written[j] = rec.probability;  // the same thread read previous[j] above
