@@ -40,6 +40,9 @@ LATER_SETTINGS = {
     "b09314a3": {"epochs": 1000, "label_noise": "missing:0.2"},
     "c0188891": {"epochs": 1000, "label_noise": "extra:0.5"},
     "9b927230": {"epochs": 1000, "weight_decay": 0.0, "budget": 0.5},
+    # the published CLIF at 100 epochs under a budget (budget_clif.jsonl)
+    "d87b9872": {"model_options": PUBLISHED_CLIF, "budget": 0.5},
+    "be04c4f6": {"model_options": PUBLISHED_CLIF, "budget": 0.3},
 }
 
 #: The ablations (issue 27 part 2, Figure 5's variants), clean and under extra:1.0.
