@@ -264,11 +264,11 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _time_to_target(args, protocol: Protocol, records: list[dict], selectors: list[str]) -> dict:
-    """The grid's time-to-target report; a budgeted grid's runs, or a grid's with options
-    for other selectors, pair with Random of the protocol without them
-    (``baseline_protocol``), read from the results folder, else with Random of the
-    full-budget protocol."""
+def _time_to_target(args, protocol: Protocol, records: list[dict], selectors: list[str]) -> tuple[dict, list[dict]]:
+    """The grid's time-to-target report, and the records it paired (the grid's and the
+    Random runs it read): a budgeted grid's runs, or a grid's with options for other
+    selectors, pair with Random of the protocol without them (``baseline_protocol``),
+    read from the results folder, else with Random of the full-budget protocol."""
     from .harness.results import ResultsStore, key_tuple
     from .harness.runner import Grid
     from .harness.time_to_target import BASELINE, baseline_protocol, full_budget, time_to_target
@@ -293,7 +293,7 @@ def _time_to_target(args, protocol: Protocol, records: list[dict], selectors: li
             f"in {args.results_dir}{hint}"
         )
         records = records + found
-    return time_to_target(
+    times = time_to_target(
         records,
         args.datasets,
         args.models,
@@ -301,6 +301,19 @@ def _time_to_target(args, protocol: Protocol, records: list[dict], selectors: li
         args.target_tolerance,
         {protocol.digest(): (baseline.digest(), full_budget(protocol).digest())},
     )
+    return times, records
+
+
+def _budget_accuracy_text(protocol: Protocol, records: list[dict]) -> str:
+    """A budgeted grid's test Macro-AUC against the full-budget Random of the same folds
+    (``harness.budget_accuracy``); "" at full budget or without those Random runs."""
+    from .harness.budget_accuracy import budget_accuracy, budget_markdown
+    from .harness.time_to_target import baseline_protocol, full_budget
+
+    if protocol.budget >= 1.0:
+        return ""
+    protocols = {p.digest(): p.to_dict() for p in (protocol, baseline_protocol(protocol), full_budget(protocol))}
+    return budget_markdown(budget_accuracy(records, protocols))
 
 
 def cmd_compare(args) -> int:
@@ -313,11 +326,17 @@ def cmd_compare(args) -> int:
     from .harness.tables import markdown
 
     late = convergence(records, args.datasets, args.models, selectors)
-    times = _time_to_target(args, protocol, records, selectors)
+    times, paired = _time_to_target(args, protocol, records, selectors)
+    budget_text = _budget_accuracy_text(protocol, paired)
     print("\n" + markdown(summary, args.datasets, args.models, selectors, late=late, times=times))
+    if budget_text:
+        print(budget_text + "\n")
     paths = write_tables(
         summary, args.datasets, args.models, selectors, args.results_dir, stem=args.stem, late=late, times=times
     )
+    if budget_text:  # the comparison's Markdown ends with what the budget cost
+        with open(paths[0], "a", encoding="utf-8") as handle:
+            handle.write("\n" + budget_text + "\n")
     run_seconds = sum(r["seconds"] for r in records)
     print(
         f"{len(records)} runs, {run_seconds / 60:.1f} min of training in total; this call {wall / 60:.1f} min "

@@ -29,6 +29,7 @@ def run(selector, protocol, fold, auc, loss, *, preset="-", dataset="a", repeat=
             "repeat": repeat,
         },
         "metrics": {"macro_auc": auc, "ranking_loss": loss},
+        "seconds": 1.0,
         "history": {"val_macro_auc": [0.5, 0.6, 0.7, 0.8]},
     }
 
@@ -107,3 +108,27 @@ def test_committed_evidence_gives_the_results_table_at_rho_0_3(tmp_path):
     random, dihcl = yahoo["series"][("random", "-")], yahoo["series"][("dihcl", "-")]
     assert np.round([random["mean"], random["low"], random["high"]], 4).tolist() == [-0.0102, -0.0127, -0.0084]
     assert round(dihcl["mean"], 4) == 0.0117 and dihcl["ahead"] == 4
+
+
+def test_a_budgeted_compare_ends_with_its_cost_against_full_budget_random(tmp_path, capsys):
+    from d2ace_ext import cli
+
+    full, half = Protocol(folds=2, epochs=4), Protocol(folds=2, epochs=4, budget=0.5)
+    lines = []
+    for fold, (random_full, random_half, d2ace_half) in enumerate([(0.80, 0.76, 0.83), (0.70, 0.68, 0.69)]):
+        lines += [
+            run("random", full, fold, random_full, 0.2, dataset="emotions"),
+            run("random", half, fold, random_half, 0.2, dataset="emotions"),
+            run("d2ace", half, fold, d2ace_half, 0.2, dataset="emotions", preset="paper"),
+        ]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    argv = ["compare", "--datasets", "emotions", "--models", "mlp", "--selectors", "random", "d2ace"]
+    argv += ["--folds", "2", "--epochs", "4", "--results-dir", str(tmp_path), "--report-only", "--no-progress"]
+    assert cli.main(argv + ["--budget", "0.5"]) == 0
+    text = (tmp_path / "comparison.md").read_text()
+    assert "budget 0.5" in text and "test Macro-AUC − full-budget Random, same folds" in text
+    # Random: (-0.04, -0.02); D2ACE: (+0.03, -0.01), one fold ahead
+    assert "| emotions (0.7500) | −0.0300 [" in text and "] 0/2 | +0.0100 [" in text and "] 1/2 |" in text
+    assert "full-budget Random, same folds" in capsys.readouterr().out
+    assert cli.main(argv) == 0  # at full budget there is no such table
+    assert "full-budget Random, same folds" not in (tmp_path / "comparison.md").read_text()
