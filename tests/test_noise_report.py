@@ -64,3 +64,24 @@ def test_effect_text_needs_two_cells_and_gives_wilcoxon_p():
 def test_a_bad_setting_is_refused_naming_the_option(tmp_path):
     with pytest.raises(SystemExit):
         main(["--results-dir", str(tmp_path), "--datasets", "scene", "--settings", "noisy:0.3"])
+
+
+def test_a_lower_is_better_metric_keeps_positive_meaning_did_better(tmp_path, capsys):
+    # The command line once read every metric as higher-is-better, so --metric
+    # ranking_loss printed a selector with the lower loss as worse than Random.
+    import json
+
+    clean = setting_protocol("clean", 10, 3).digest()
+    records = []
+    for fold in range(3):
+        for selector, loss in (("random", 0.20), ("hard_imb", 0.15)):
+            record = _record(selector, clean, fold, 0.8)
+            record["metrics"]["ranking_loss"] = loss + 0.01 * fold * (selector == "random")
+            records.append(record)
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    argv = ["--results-dir", str(tmp_path), "--datasets", "scene", "--epochs", "10", "--folds", "3"]
+    assert main(argv + ["--metric", "ranking_loss"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| clean | all |")][0]
+    assert row.split("|")[3].strip().startswith("+0.0600 [")  # Random's loss exceeds Hard-Imb's by 0.05-0.07
+    with pytest.raises(SystemExit):
+        main(argv + ["--metric", "auc"])

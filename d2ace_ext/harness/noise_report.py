@@ -21,6 +21,7 @@ import numpy as np
 from .experiment import Protocol
 from .paired import bootstrap_effect, paired_differences, wilcoxon_p
 from .results import ResultsStore
+from .tables import METRICS
 
 #: (selector, baseline) pairs reported: every selector against uniform batches, then the claim.
 COMPARISONS = (("hard_imb", "random"), ("dihcl", "random"), ("d2ace", "random"), ("d2ace", "hard_imb"))
@@ -97,7 +98,9 @@ def main(argv=None) -> int:
     parser.add_argument("--settings", nargs="+", default=["clean"], help='"clean" or KIND:RATE, in row order')
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--preset", choices=["paper", "reference"], default="paper")
-    parser.add_argument("--metric", default="macro_auc", help="a test metric of the records (higher is better)")
+    parser.add_argument(
+        "--metric", default="macro_auc", choices=list(METRICS), help="a test metric of the records (default macro_auc)"
+    )
     parser.add_argument("--epochs", type=int, default=Protocol().epochs)
     parser.add_argument("--folds", type=int, default=Protocol().folds)
     args = parser.parse_args(argv)
@@ -109,7 +112,15 @@ def main(argv=None) -> int:
     records = list(ResultsStore(args.results_dir).records().values())
     print(
         noise_table(
-            records, args.settings, args.datasets, args.model, args.preset, args.metric, args.epochs, args.folds
+            records,
+            args.settings,
+            args.datasets,
+            args.model,
+            args.preset,
+            args.metric,
+            args.epochs,
+            args.folds,
+            higher=METRICS[args.metric][1],  # a loss: lower is better, and a positive cell still means "did better"
         )
     )
     return 0
