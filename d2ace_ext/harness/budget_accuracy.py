@@ -119,7 +119,9 @@ def budget_markdown(report: dict, metric: str = DEFAULT_METRIC) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="budgeted runs against the full-budget Random of the same folds")
     parser.add_argument("results", help="a results folder or .jsonl file, with its protocols.json")
-    parser.add_argument("--metric", default=DEFAULT_METRIC, help=f"test metric (default {DEFAULT_METRIC})")
+    parser.add_argument(
+        "--metric", default=DEFAULT_METRIC, choices=list(METRICS), help=f"test metric (default {DEFAULT_METRIC})"
+    )
     args = parser.parse_args(argv)
     protocols = read_protocols(args.results)
     if not protocols:
