@@ -304,16 +304,16 @@ def _time_to_target(args, protocol: Protocol, records: list[dict], selectors: li
     return times, records
 
 
-def _budget_accuracy_text(protocol: Protocol, records: list[dict]) -> str:
+def _budget_accuracy(protocol: Protocol, records: list[dict]) -> dict:
     """A budgeted grid's test Macro-AUC against the full-budget Random of the same folds
-    (``harness.budget_accuracy``); "" at full budget or without those Random runs."""
-    from .harness.budget_accuracy import budget_accuracy, budget_markdown
+    (``harness.budget_accuracy``'s report); {} at full budget or without those Random runs."""
+    from .harness.budget_accuracy import budget_accuracy
     from .harness.time_to_target import baseline_protocol, full_budget
 
     if protocol.budget >= 1.0:
-        return ""
+        return {}
     protocols = {p.digest(): p.to_dict() for p in (protocol, baseline_protocol(protocol), full_budget(protocol))}
-    return budget_markdown(budget_accuracy(records, protocols))
+    return budget_accuracy(records, protocols)
 
 
 def cmd_compare(args) -> int:
@@ -327,16 +327,23 @@ def cmd_compare(args) -> int:
 
     late = convergence(records, args.datasets, args.models, selectors)
     times, paired = _time_to_target(args, protocol, records, selectors)
-    budget_text = _budget_accuracy_text(protocol, paired)
+    budget = _budget_accuracy(protocol, paired)  # what the budget cost, where it has one
     print("\n" + markdown(summary, args.datasets, args.models, selectors, late=late, times=times))
-    if budget_text:
-        print(budget_text + "\n")
+    if budget:
+        from .harness.budget_accuracy import budget_markdown
+
+        print(budget_markdown(budget) + "\n")
     paths = write_tables(
-        summary, args.datasets, args.models, selectors, args.results_dir, stem=args.stem, late=late, times=times
+        summary,
+        args.datasets,
+        args.models,
+        selectors,
+        args.results_dir,
+        stem=args.stem,
+        late=late,
+        times=times,
+        budget=budget,
     )
-    if budget_text:  # the comparison's Markdown ends with what the budget cost
-        with open(paths[0], "a", encoding="utf-8") as handle:
-            handle.write("\n" + budget_text + "\n")
     run_seconds = sum(r["seconds"] for r in records)
     print(
         f"{len(records)} runs, {run_seconds / 60:.1f} min of training in total; this call {wall / 60:.1f} min "

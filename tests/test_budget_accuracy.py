@@ -130,5 +130,9 @@ def test_a_budgeted_compare_ends_with_its_cost_against_full_budget_random(tmp_pa
     # Random: (-0.04, -0.02); D2ACE: (+0.03, -0.01), one fold ahead
     assert "| emotions (0.7500) | −0.0300 [" in text and "] 0/2 | +0.0100 [" in text and "] 1/2 |" in text
     assert "full-budget Random, same folds" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "comparison.json").read_text())["budget_accuracy"]
+    d2ace = [r for r in rows if r["selector"] == "d2ace"][0]
+    assert d2ace["budget"] == 0.5 and d2ace["mean"] == pytest.approx(0.01) and d2ace["ahead"] == 1
     assert cli.main(argv) == 0  # at full budget there is no such table
     assert "full-budget Random, same folds" not in (tmp_path / "comparison.md").read_text()
+    assert json.loads((tmp_path / "comparison.json").read_text())["budget_accuracy"] is None

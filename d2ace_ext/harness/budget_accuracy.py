@@ -83,6 +83,29 @@ def budget_accuracy(records: list[dict], protocols: dict, metric: str = DEFAULT_
     return out
 
 
+def budget_rows(report: dict) -> list[dict]:
+    """The report as flat JSON rows: model, protocol, label, budget, dataset, full_random,
+    selector, preset and the effect's fields (``budget_accuracy``)."""
+    rows = []
+    for (model, digest), panel in report.items():
+        for dataset, row in panel["datasets"].items():
+            for (selector, preset), effect in row["series"].items():
+                rows.append(
+                    {
+                        "model": model,
+                        "protocol": digest,
+                        "label": panel["label"],
+                        "budget": panel["budget"],
+                        "dataset": dataset,
+                        "full_random": row["full_random"],
+                        "selector": selector,
+                        "preset": preset,
+                        **effect,
+                    }
+                )
+    return rows
+
+
 def effect_text(effect: dict) -> str:
     """'+0.0032 [−0.0006, +0.0065] 4/5': mean difference, 95 % interval (none below two
     cells), and the cells where the run did better than full-budget Random."""

@@ -216,14 +216,21 @@ def write_tables(
     target: str = "d2ace",
     late: dict | None = None,
     times: dict | None = None,
+    budget: dict | None = None,
 ) -> list[str]:
     """``stem``.md (the paper's three metrics, convergence, time to target), .csv and .json
     (every metric; the JSON also the time-to-target report), and with ``times``
-    ``stem``_time_to_target.csv (``time_to_target_tables.CSV_HEADER``)."""
+    ``stem``_time_to_target.csv (``time_to_target_tables.CSV_HEADER``). ``budget``
+    (``budget_accuracy.budget_accuracy``'s report of a budgeted grid) ends the Markdown
+    with its table and goes into the JSON as ``budget_accuracy`` rows."""
+    from .budget_accuracy import budget_markdown, budget_rows
+
     os.makedirs(folder, exist_ok=True)
     paths = [os.path.join(folder, f"{stem}.{ext}") for ext in ("md", "csv", "json")]
     with open(paths[0], "w", encoding="utf-8") as handle:
         handle.write(markdown(summary, datasets, models, selectors, target=target, late=late, times=times) + "\n")
+        if budget:
+            handle.write("\n" + budget_markdown(budget) + "\n")
     with open(paths[1], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["metric", "model", "dataset", "selector", "mean", "std", "folds", "rank"])
@@ -242,6 +249,7 @@ def write_tables(
                 "summary": summary,
                 "convergence": late,
                 "time_to_target": times,
+                "budget_accuracy": budget_rows(budget) if budget else None,
             },
             handle,
             indent=1,
