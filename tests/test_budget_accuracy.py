@@ -12,6 +12,8 @@ import pytest
 from d2ace_ext.harness.budget_accuracy import budget_accuracy, budget_markdown, effect_text, main
 from d2ace_ext.harness.experiment import Protocol
 
+from support.records import run_key
+
 EVIDENCE = os.path.join(os.path.dirname(__file__), "..", "docs", "evidence")
 FULL, HALF, TENTH = Protocol(epochs=4), Protocol(epochs=4, budget=0.5), Protocol(epochs=4, budget=0.1)
 PROTOCOLS = {p.digest(): p.to_dict() for p in (FULL, HALF)}
@@ -19,15 +21,7 @@ PROTOCOLS = {p.digest(): p.to_dict() for p in (FULL, HALF)}
 
 def run(selector, protocol, fold, auc, loss, *, preset="-", dataset="a", repeat=0):
     return {
-        "key": {
-            "dataset": dataset,
-            "model": "mlp",
-            "selector": selector,
-            "preset": preset,
-            "fold": fold,
-            "protocol": protocol.digest(),
-            "repeat": repeat,
-        },
+        "key": run_key(selector, fold, protocol.digest(), dataset=dataset, preset=preset, repeat=repeat),
         "metrics": {"macro_auc": auc, "ranking_loss": loss},
         "seconds": 1.0,
         "history": {"val_macro_auc": [0.5, 0.6, 0.7, 0.8]},

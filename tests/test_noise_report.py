@@ -5,18 +5,12 @@ import pytest
 
 from d2ace_ext.harness.noise_report import cell_values, effect_text, main, noise_table, setting_protocol
 
+from support.records import run_key
+
 
 def _record(selector, digest, fold, auc, dataset="scene", preset="-"):
     return {
-        "key": {
-            "dataset": dataset,
-            "model": "mlp",
-            "selector": selector,
-            "preset": preset,
-            "fold": fold,
-            "protocol": digest,
-            "repeat": 0,
-        },
+        "key": run_key(selector, fold, digest, dataset=dataset, preset=preset),
         "metrics": {"macro_auc": auc},
     }
 

@@ -28,6 +28,8 @@ from d2ace_ext.harness.time_to_target import (
 )
 from d2ace_ext.harness.time_to_target_tables import grid_markdown, ratio_text, saved_text
 
+from support.records import run_key
+
 EVIDENCE = os.path.join(os.path.dirname(__file__), "..", "docs", "evidence")
 
 
@@ -35,15 +37,7 @@ def run(
     selector, curve, *, dataset="a", fold=0, repeat=0, protocol="p0", preset="-", train=100, seconds=10.0, **history
 ):
     return {
-        "key": {
-            "dataset": dataset,
-            "model": "mlp",
-            "selector": selector,
-            "preset": preset,
-            "fold": fold,
-            "protocol": protocol,
-            "repeat": repeat,
-        },
+        "key": run_key(selector, fold, protocol, dataset=dataset, preset=preset, repeat=repeat),
         "seconds": seconds,
         "shape": {"train": train},
         "history": {"val_macro_auc": list(curve), **history},

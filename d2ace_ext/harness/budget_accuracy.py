@@ -20,7 +20,7 @@ import argparse
 
 import numpy as np
 
-from .paired import bootstrap_effect
+from .paired import bootstrap_effect, interval_text
 from .plot_records import load_records
 from .protocol_index import protocol_epochs, protocol_labels, read_protocols
 from .series import series_name, series_order
@@ -45,23 +45,23 @@ def budget_accuracy(records: list[dict], protocols: dict, metric: str = DEFAULT_
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     sign = 1.0 if METRICS[metric][1] else -1.0
     baselines = baseline_digests({d: s for d, s in protocols.items() if _budget(s) < 1.0})
-    value = {}  # (dataset, model, selector, preset, protocol, repeat, fold) -> metric
+    # (dataset, model, selector, preset, protocol) -> {(repeat, fold): metric}
+    series: dict = {}
     for record in records:
         k, got = record["key"], (record.get("metrics") or {}).get(metric)
         if got is not None and np.isfinite(got):
-            cell = (k["dataset"], k["model"], k["selector"], k.get("preset", "-"), k["protocol"])
-            value[cell + (int(k.get("repeat", 0)), int(k["fold"]))] = float(got)
+            name = (k["dataset"], k["model"], k["selector"], k.get("preset", "-"), k["protocol"])
+            series.setdefault(name, {})[(int(k.get("repeat", 0)), int(k["fold"]))] = float(got)
     labels = protocol_labels(protocol_epochs(records), protocols)
     out: dict = {}
-    for dataset, model, selector, preset, digest in dict.fromkeys(c[:5] for c in value):
+    for (dataset, model, selector, preset, digest), runs in series.items():
         if digest not in baselines:
             continue
-        runs = {c[5:]: v for c, v in value.items() if c[:5] == (dataset, model, selector, preset, digest)}
         full = next(
             (
-                found
+                series[(dataset, model, BASELINE, "-", base)]
                 for base in baselines[digest]
-                if (found := {c[5:]: v for c, v in value.items() if c[:5] == (dataset, model, BASELINE, "-", base)})
+                if (dataset, model, BASELINE, "-", base) in series
             ),
             {},
         )
@@ -109,10 +109,7 @@ def budget_rows(report: dict) -> list[dict]:
 def effect_text(effect: dict) -> str:
     """'+0.0032 [−0.0006, +0.0065] 4/5': mean difference, 95 % interval (none below two
     cells), and the cells where the run did better than full-budget Random."""
-    text = f"{effect['mean']:+.4f}"
-    if np.isfinite(effect["low"]):
-        text += f" [{effect['low']:+.4f}, {effect['high']:+.4f}]"
-    return text.replace("-", "−") + f" {effect['ahead']}/{effect['cells']}"
+    return interval_text(effect).replace("-", "−") + f" {effect['ahead']}/{effect['cells']}"
 
 
 def budget_markdown(report: dict, metric: str = DEFAULT_METRIC) -> str:

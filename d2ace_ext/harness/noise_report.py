@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 
 from .experiment import Protocol
-from .paired import bootstrap_effect, paired_differences, wilcoxon_p
+from .paired import bootstrap_effect, interval_text, paired_differences, wilcoxon_p
 from .results import ResultsStore
 from .tables import METRICS
 
@@ -56,9 +56,7 @@ def effect_text(diffs: np.ndarray) -> str:
         return "–"
     effect = bootstrap_effect(diffs)
     p = wilcoxon_p(diffs)
-    return (
-        f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}] ({effect['cells']}), p {p:.2g}"
-    ).replace("-", "−")
+    return f"{interval_text(effect)} ({effect['cells']}), p {p:.2g}".replace("-", "−")
 
 
 def noise_table(

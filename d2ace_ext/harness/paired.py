@@ -81,6 +81,15 @@ def bootstrap_effect(diffs: np.ndarray, resamples: int = 10_000, level: float = 
     }
 
 
+def interval_text(effect: dict) -> str:
+    """'+0.0032 [-0.0006, +0.0065]': a ``bootstrap_effect``'s mean and 95 % interval, the
+    mean alone where there is no interval (fewer than two cells)."""
+    text = f"{effect['mean']:+.4f}"
+    if math.isfinite(effect["low"]):
+        text += f" [{effect['low']:+.4f}, {effect['high']:+.4f}]"
+    return text
+
+
 def best_epoch(record: dict) -> int:
     """The epoch of the best validation Macro-AUC in a record's history (first of ties),
     whatever epoch was tested ("last" model selection records the last one as best)."""

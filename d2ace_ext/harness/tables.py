@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .experiment import DISPLAY_NAMES
-from .paired import bootstrap_effect, paired_differences, wilcoxon_p
+from .paired import bootstrap_effect, interval_text, paired_differences, wilcoxon_p
 from .time_to_target_tables import CSV_HEADER, csv_rows, grid_markdown
 
 #: metric -> (printed name, True when higher is better)
@@ -109,9 +109,7 @@ def _name(selector: str) -> str:
 def _effect_text(e: dict) -> str:
     if not math.isfinite(e["mean"]):
         return "–"
-    if not math.isfinite(e["low"]):
-        return f"{e['mean']:+.4f} ({e['cells']})"
-    return f"{e['mean']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}] ({e['cells']})"
+    return f"{interval_text(e)} ({e['cells']})"
 
 
 def _dataset_effect_lines(dataset_effect: dict, title: str, model: str, datasets, target: str) -> list[str]:
