@@ -79,3 +79,31 @@ def test_a_lower_is_better_metric_keeps_positive_meaning_did_better(tmp_path, ca
     assert row.split("|")[3].strip().startswith("+0.0600 [")  # Random's loss exceeds Hard-Imb's by 0.05-0.07
     with pytest.raises(SystemExit):
         main(argv + ["--metric", "auc"])
+
+
+def test_model_options_select_the_runs_of_that_model_variant(tmp_path, capsys):
+    # The published CLIF's runs carry model_options in their protocol; without --model-opt the
+    # report looked for the plain protocol and printed an empty table for every CLIF setting.
+    import json
+
+    published = setting_protocol("clean", 10, 3, {"clif": {"variant": "published"}}).digest()
+    assert published != setting_protocol("clean", 10, 3).digest()
+    records = []
+    for fold in range(3):
+        for selector, auc in (("random", 0.80), ("hard_imb", 0.82)):
+            record = _record(selector, published, fold, auc)
+            record["key"]["model"] = "clif"
+            records.append(record)
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    argv = ["--results-dir", str(tmp_path), "--datasets", "scene", "--model", "clif", "--epochs", "10", "--folds", "3"]
+
+    def all_row():
+        out = capsys.readouterr().out.splitlines()
+        return [line for line in out if line.startswith("| clean | all |")][0].split("|")[3].strip()
+
+    assert main(argv) == 0
+    assert all_row() == "–"
+    assert main(argv + ["--model-opt", "variant=published"]) == 0
+    assert all_row().startswith("+0.0200 [+0.0200, +0.0200] (3)")
+    with pytest.raises(SystemExit):
+        main(argv + ["--model-opt", "clip.variant=published"])

@@ -10,6 +10,8 @@ the same corrupted rows from the same weights.
 
     python -m d2ace_ext.harness.noise_report --results-dir DIR --datasets scene enron yeast \\
         --epochs 1000 --settings clean extra:1.0 missing:0.4 [--metric macro_auc] [--preset paper]
+    python -m d2ace_ext.harness.noise_report --results-dir DIR --datasets emotions --model clif \\
+        --model-opt variant=published --epochs 100 --settings clean extra:1.0
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import argparse
 
 import numpy as np
 
+from ..cli_options import options_per_name
+from ..models.registry import MODELS
 from .experiment import Protocol
 from .paired import bootstrap_effect, interval_text, paired_differences, wilcoxon_p
 from .results import ResultsStore
@@ -28,9 +32,15 @@ COMPARISONS = (("hard_imb", "random"), ("dihcl", "random"), ("d2ace", "random"),
 _NAMES = {"random": "Random", "hard_imb": "Hard-Imb", "dihcl": "DIHCL", "d2ace": "D2ACE"}
 
 
-def setting_protocol(setting: str, epochs: int, folds: int) -> Protocol:
-    """The protocol of noise ``setting`` ("clean" or KIND:RATE) at ``epochs`` and ``folds``."""
-    return Protocol(epochs=epochs, folds=folds, label_noise=None if setting == "clean" else setting)
+def setting_protocol(setting: str, epochs: int, folds: int, model_options: dict | None = None) -> Protocol:
+    """The protocol of noise ``setting`` ("clean" or KIND:RATE) at ``epochs`` and ``folds``,
+    with ``model_options`` ({model: {option: value}}, e.g. the published CLIF's variant)."""
+    return Protocol(
+        epochs=epochs,
+        folds=folds,
+        label_noise=None if setting == "clean" else setting,
+        model_options=model_options or {},
+    )
 
 
 def cell_values(records, digest: str, selector: str, datasets, model: str, preset: str, metric: str) -> dict:
@@ -60,7 +70,16 @@ def effect_text(diffs: np.ndarray) -> str:
 
 
 def noise_table(
-    records, settings, datasets, model: str, preset: str, metric: str, epochs: int, folds: int, higher: bool = True
+    records,
+    settings,
+    datasets,
+    model: str,
+    preset: str,
+    metric: str,
+    epochs: int,
+    folds: int,
+    higher: bool = True,
+    model_options: dict | None = None,
 ) -> str:
     """Markdown: a row per (setting, data set or "all"), a column per comparison, each cell
     the mean paired difference (positive: the first selector did better) with its 95 %
@@ -68,7 +87,7 @@ def noise_table(
     heads = [f"{_NAMES[a]} − {_NAMES[b]}" for a, b in COMPARISONS]
     lines = [f"| setting | data set | {' | '.join(heads)} |", "|---|---|" + "---|" * len(heads)]
     for setting in settings:
-        digest = setting_protocol(setting, epochs, folds).digest()
+        digest = setting_protocol(setting, epochs, folds, model_options).digest()
         values = {
             s: cell_values(records, digest, s, datasets, model, preset, metric)
             for s in {name for pair in COMPARISONS for name in pair}
@@ -95,6 +114,12 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", required=True)
     parser.add_argument("--settings", nargs="+", default=["clean"], help='"clean" or KIND:RATE, in row order')
     parser.add_argument("--model", default="mlp")
+    parser.add_argument(
+        "--model-opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="the model options of the runs, as given to compare (e.g. variant=published for the published CLIF)",
+    )
     parser.add_argument("--preset", choices=["paper", "reference"], default="paper")
     parser.add_argument(
         "--metric", default="macro_auc", choices=list(METRICS), help="a test metric of the records (default macro_auc)"
@@ -102,9 +127,10 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=Protocol().epochs)
     parser.add_argument("--folds", type=int, default=Protocol().folds)
     args = parser.parse_args(argv)
+    model_options = options_per_name(args.model_opt, "--model-opt", [args.model], known=list(MODELS))
     try:
         for setting in args.settings:
-            setting_protocol(setting, args.epochs, args.folds)
+            setting_protocol(setting, args.epochs, args.folds, model_options)
     except ValueError as exc:
         parser.error(f"--settings: {exc}")
     records = list(ResultsStore(args.results_dir).records().values())
@@ -119,6 +145,7 @@ def main(argv=None) -> int:
             args.epochs,
             args.folds,
             higher=METRICS[args.metric][1],  # a loss: lower is better, and a positive cell still means "did better"
+            model_options=model_options,
         )
     )
     return 0
