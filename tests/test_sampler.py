@@ -99,6 +99,36 @@ def test_epoch_advances_without_set_epoch_and_probabilities_are_exposed():
     assert sampler.report is not None and sampler.report.epoch == 2
 
 
+def test_moving_the_epoch_under_a_running_iteration_is_refused_by_name():
+    # It used to fail with "'NoneType' object has no attribute 'batches'", or, once
+    # something had made the new epoch's plan, went on yielding that epoch's batches.
+    sampler, y = make()
+    drive(sampler, y, 2)
+    sampler.set_epoch(2)
+    batches = iter(sampler)
+    next(batches)
+    sampler.set_epoch(5)
+    with pytest.raises(RuntimeError, match=r"set_epoch or load_state_dict.*epoch 2.*after 1 of its 7 batches"):
+        next(batches)
+    state = sampler.state_dict()
+    batches = iter(sampler)
+    next(batches)
+    sampler.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="epoch 5"):
+        next(batches)
+    # an epoch handed out in full ends quietly: moving on after its last batch loses nothing
+    sampler.set_epoch(3)
+    batches = iter(sampler)
+    seen = [next(batches) for _ in range(len(sampler))]
+    sampler.set_epoch(4)
+    assert list(batches) == [] and len(seen) == 7
+    # re-setting the epoch under way keeps its position (what a resumed loop does)
+    batches = iter(sampler)
+    first = next(batches)
+    sampler.set_epoch(4)
+    assert len([first, *batches]) == 7
+
+
 def test_importance_weights_are_one_over_n_p():
     sampler, y = make()
     sampler.set_epoch(0)
