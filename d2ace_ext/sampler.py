@@ -37,6 +37,7 @@ from .validation import (
     check_non_negative_int,
     check_outputs,
     check_positive_int,
+    check_real,
     check_seed,
     check_step,
     check_targets_match,
@@ -337,6 +338,7 @@ class SelectionBatchSampler(Sampler):
         outputs = check_matrix(outputs, "outputs", b, q, device).detach()
         targets = check_matrix(targets, "targets", b, q, device).detach()
         check_outputs(outputs, kind, values=False)
+        check_real(targets, "targets")
         if self.num_replicas > 1:  # every rank must reject a bad step before the exchange, naming its rank
             check_step(outputs, kind, targets, self.selector.labels if labels_here else None, index)
         return index, outputs, targets

@@ -94,8 +94,16 @@ def check_outputs(outputs: torch.Tensor, kind: str, values: bool = True) -> None
             raise ValueError("outputs must be probabilities in [0, 1] when kind='probs'")
 
 
+def check_real(value: torch.Tensor, name: str) -> None:
+    """0/1 labels' dtype: bool, integer or floating point. A complex tensor is refused by
+    name: its cast to float drops the imaginary part, so 1+0j would pass as a label."""
+    if value.is_complex():
+        raise TypeError(f"{name} must be real 0/1 labels (bool, integer or floating point), got dtype {value.dtype}")
+
+
 def check_binary(value: torch.Tensor, name: str) -> None:
-    """Every entry 0 or 1 (bool allowed), no NaN."""
+    """Every entry 0 or 1 (bool allowed), no NaN; a real dtype (:func:`check_real`)."""
+    check_real(value, name)
     if value.dtype == torch.bool:
         return
     # x (1 - x) is 0 exactly for 0 and 1, and NaN or nonzero otherwise: one pass, not three.
@@ -182,8 +190,7 @@ def check_labels(labels, name: str = "labels") -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor of shape (n, q), got {type(labels).__name__}")
     if labels.layout != torch.strided:
         labels = labels.to_dense()
-    if labels.is_complex():
-        raise TypeError(f"{name} must be real 0/1 labels (bool, integer or floating point), got dtype {labels.dtype}")
+    check_real(labels, name)
     if labels.dim() != 2:
         raise ValueError(f"{name} must have shape (n, q), got {tuple(labels.shape)}")
     n, q = labels.shape

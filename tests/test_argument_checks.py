@@ -55,6 +55,32 @@ def test_complex_labels_are_rejected_by_name():
         make_sampler("ml_unc", y.to(torch.complex64), 4)
 
 
+@pytest.mark.parametrize("name, path", [("d2ace", "native"), ("d2ace", "fallback"), ("ml_unc", "native"), ("infobatch", "native")])
+def test_complex_targets_are_rejected_by_name_and_leave_the_state(name, path):
+    # Complex labels and outputs were refused, complex targets recorded: 1+0j passed the
+    # 0/1 check and the cast to float32 dropped the imaginary part.
+    x, y = random_problem(n=24, q=4, density=0.5, seed=4)
+    options = {"num_neighbors": 3} if name == "d2ace" else {}
+    context = force_fallback() if path == "fallback" else torch.no_grad()
+    with context:
+        sampler = make_sampler(name, y, 6, x, **options)
+        batch = torch.tensor(next(iter(sampler)))
+        before = sampler.state_dict()["selector"]
+        with pytest.raises(TypeError, match="targets must be real 0/1 labels"):
+            sampler.update(batch, torch.randn(6, 4), y[batch].to(torch.complex64))
+        after = sampler.state_dict()["selector"]
+        tensors = {**before, **before.get("visits", {})}
+        after = {**after, **after.get("visits", {})}
+        assert all(torch.equal(tensors[k], after[k]) for k in tensors if isinstance(tensors[k], torch.Tensor))
+
+
+def test_balance_loss_mask_rejects_complex_targets_by_name():
+    x, y = random_problem(n=24, q=4, density=0.5, seed=4)
+    sampler = make_sampler("balance", y, 6)
+    with pytest.raises(TypeError, match="targets must be real 0/1 labels"):
+        sampler.selector.loss_mask([0, 1, 2], y[:3].to(torch.complex64))
+
+
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support:UserWarning")
 def test_sparse_labels_are_converted():
     x, y = random_problem(n=12, q=3, seed=1)
