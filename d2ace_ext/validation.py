@@ -26,14 +26,14 @@ def as_index_tensor(indices, n: int, name: str = "indices", *, check_values: boo
             tensor = torch.as_tensor(list(indices) if not isinstance(indices, Sequence) else indices)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise TypeError(f"{name} must be a 1-D sequence or tensor of integers ({exc})") from None
+    if tensor.numel() == 0:  # before the dtype: torch.as_tensor([]) is float32, not a wrong dtype
+        raise ValueError(f"{name} must not be empty")
     if tensor.dtype != torch.int64 and (
         tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool
     ):
         raise TypeError(f"{name} must hold integers, got dtype {tensor.dtype}")
     if tensor.dim() != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
-    if tensor.numel() == 0:
-        raise ValueError(f"{name} must not be empty")
     if tensor.dtype != torch.int64 or tensor.device.type != "cpu":
         tensor = tensor.to("cpu", torch.int64)
     if not check_values:

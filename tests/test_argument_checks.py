@@ -3,6 +3,7 @@ precomputed neighbours, seeds, and targets that are not the sampler's labels."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -177,6 +178,19 @@ def test_bad_indices_are_rejected_on_every_record_path_and_leave_the_state(name,
             sampler.update(index, torch.randn(3, 4, dtype=dtype), targets)
         after = sampler.state_dict()["selector"]
         assert all(torch.equal(before[k], after[k]) for k in before if isinstance(before[k], torch.Tensor))
+
+
+@pytest.mark.parametrize("empty", [[], (), np.array([]), torch.tensor([])])
+@pytest.mark.parametrize("name", ["d2ace", "ml_unc"])
+def test_empty_indices_are_named_as_empty_not_as_a_wrong_dtype(name, empty):
+    # torch.as_tensor([]) is float32: an empty batch used to be "indices must hold
+    # integers, got dtype torch.float32", which sends the user after the wrong fault.
+    x, y = random_problem(n=24, q=4, density=0.5, seed=3)
+    sampler = make_sampler(name, y, 3, x, **({"num_neighbors": 3} if name == "d2ace" else {}))
+    with pytest.raises(ValueError, match="indices must not be empty"):
+        sampler.update(empty, torch.randn(0, 4), y[:0])
+    with pytest.raises(ValueError, match="indices must not be empty"):
+        sampler.importance_weights(empty)
 
 
 def test_a_selector_without_records_pays_nothing_per_step():
