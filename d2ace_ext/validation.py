@@ -52,8 +52,9 @@ def as_index_tensor(indices, n: int, name: str = "indices", *, check_values: boo
 def same_device(a: torch.device, b: torch.device) -> bool:
     """Whether two devices are the same one: ``cuda`` without an index is the current
     CUDA device, where tensors made for it land (a sampler built with device="cuda"
-    holds torch.device("cuda"), its outputs arrive on cuda:0)."""
-    if a == b:
+    holds torch.device("cuda"), its outputs arrive on cuda:0). There is one CPU device:
+    a tensor made on "cpu:0" reports "cpu", so the CPU's index is never compared."""
+    if a == b or (a.type == "cpu" and b.type == "cpu"):
         return True
 
     def resolved(d: torch.device) -> torch.device:

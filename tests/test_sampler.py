@@ -291,3 +291,17 @@ def test_native_and_fallback_paths_give_the_same_batches():
     with force_fallback():
         fallback, _ = make(seed=13)
         assert drive(fallback, y, 5, seed=2) == expected
+
+
+@pytest.mark.parametrize("name", ["d2ace", "ml_unc", "infobatch"])
+def test_a_sampler_built_on_cpu_0_takes_cpu_steps_and_gives_the_batches_of_cpu(name):
+    # torch.device("cpu:0") is a valid device, but every CPU tensor reports plain "cpu":
+    # the device check compared the two with == and refused every step.
+    from d2ace_ext.factory import make_sampler
+
+    x, y = random_problem(30, 4, seed=2)
+    options = {} if name == "infobatch" else {"num_epochs": 4, "warmup_epochs": 1}
+    if name == "d2ace":
+        options["num_neighbors"] = 3
+    runs = [drive(make_sampler(name, y, 8, x, device=device, **options), y, 4) for device in ("cpu", "cpu:0")]
+    assert runs[0] == runs[1]
