@@ -37,6 +37,7 @@ from .validation import (
     check_non_negative_int,
     check_outputs,
     check_positive_int,
+    check_real,
     check_seed,
     check_step,
     check_targets_match,
@@ -164,12 +165,23 @@ class SelectionBatchSampler(Sampler):
         if self._plan is not None and self._position >= self._plan.batches:
             self.set_epoch(self._epoch + 1)
         self._prepare()
-        while self._position < self._plan.batches:
+        plan, plan_epoch = self._plan, self._epoch
+        while self._position < plan.batches:
             started = time.perf_counter()
             batch = self._batch(self._position)
             self._position += 1
+            handed = self._position
             self.overhead_seconds += time.perf_counter() - started
             yield batch[self.rank :: self.num_replicas].tolist()
+            if self._plan is not plan:  # set_epoch / load_state_dict while this iteration was paused
+                if handed >= plan.batches:
+                    return  # its epoch was handed out in full: nothing is lost
+                raise RuntimeError(
+                    f"the sampler moved to another epoch or state (set_epoch or load_state_dict) while an "
+                    f"iteration over epoch {plan_epoch} was under way, after {handed} of its {plan.batches} "
+                    "batches; change the epoch between passes, then start a new one (iter(sampler), or a "
+                    "new pass over the DataLoader)"
+                )
 
     def _prepare(self) -> None:
         if self._plan is not None:
@@ -326,6 +338,7 @@ class SelectionBatchSampler(Sampler):
         outputs = check_matrix(outputs, "outputs", b, q, device).detach()
         targets = check_matrix(targets, "targets", b, q, device).detach()
         check_outputs(outputs, kind, values=False)
+        check_real(targets, "targets")
         if self.num_replicas > 1:  # every rank must reject a bad step before the exchange, naming its rank
             check_step(outputs, kind, targets, self.selector.labels if labels_here else None, index)
         return index, outputs, targets

@@ -26,14 +26,14 @@ def as_index_tensor(indices, n: int, name: str = "indices", *, check_values: boo
             tensor = torch.as_tensor(list(indices) if not isinstance(indices, Sequence) else indices)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise TypeError(f"{name} must be a 1-D sequence or tensor of integers ({exc})") from None
+    if tensor.numel() == 0:  # before the dtype: torch.as_tensor([]) is float32, not a wrong dtype
+        raise ValueError(f"{name} must not be empty")
     if tensor.dtype != torch.int64 and (
         tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool
     ):
         raise TypeError(f"{name} must hold integers, got dtype {tensor.dtype}")
     if tensor.dim() != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
-    if tensor.numel() == 0:
-        raise ValueError(f"{name} must not be empty")
     if tensor.dtype != torch.int64 or tensor.device.type != "cpu":
         tensor = tensor.to("cpu", torch.int64)
     if not check_values:
@@ -52,8 +52,9 @@ def as_index_tensor(indices, n: int, name: str = "indices", *, check_values: boo
 def same_device(a: torch.device, b: torch.device) -> bool:
     """Whether two devices are the same one: ``cuda`` without an index is the current
     CUDA device, where tensors made for it land (a sampler built with device="cuda"
-    holds torch.device("cuda"), its outputs arrive on cuda:0)."""
-    if a == b:
+    holds torch.device("cuda"), its outputs arrive on cuda:0). There is one CPU device:
+    a tensor made on "cpu:0" reports "cpu", so the CPU's index is never compared."""
+    if a == b or (a.type == "cpu" and b.type == "cpu"):
         return True
 
     def resolved(d: torch.device) -> torch.device:
@@ -94,8 +95,16 @@ def check_outputs(outputs: torch.Tensor, kind: str, values: bool = True) -> None
             raise ValueError("outputs must be probabilities in [0, 1] when kind='probs'")
 
 
+def check_real(value: torch.Tensor, name: str) -> None:
+    """0/1 labels' dtype: bool, integer or floating point. A complex tensor is refused by
+    name: its cast to float drops the imaginary part, so 1+0j would pass as a label."""
+    if value.is_complex():
+        raise TypeError(f"{name} must be real 0/1 labels (bool, integer or floating point), got dtype {value.dtype}")
+
+
 def check_binary(value: torch.Tensor, name: str) -> None:
-    """Every entry 0 or 1 (bool allowed), no NaN."""
+    """Every entry 0 or 1 (bool allowed), no NaN; a real dtype (:func:`check_real`)."""
+    check_real(value, name)
     if value.dtype == torch.bool:
         return
     # x (1 - x) is 0 exactly for 0 and 1, and NaN or nonzero otherwise: one pass, not three.
@@ -182,8 +191,7 @@ def check_labels(labels, name: str = "labels") -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor of shape (n, q), got {type(labels).__name__}")
     if labels.layout != torch.strided:
         labels = labels.to_dense()
-    if labels.is_complex():
-        raise TypeError(f"{name} must be real 0/1 labels (bool, integer or floating point), got dtype {labels.dtype}")
+    check_real(labels, name)
     if labels.dim() != 2:
         raise ValueError(f"{name} must have shape (n, q), got {tuple(labels.shape)}")
     n, q = labels.shape

@@ -3,6 +3,7 @@ precomputed neighbours, seeds, and targets that are not the sampler's labels."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,32 @@ def test_complex_labels_are_rejected_by_name():
         D2ACESampler(y.to(torch.complex64), 4, x)
     with pytest.raises(TypeError, match="labels must be real"):
         make_sampler("ml_unc", y.to(torch.complex64), 4)
+
+
+@pytest.mark.parametrize("name, path", [("d2ace", "native"), ("d2ace", "fallback"), ("ml_unc", "native"), ("infobatch", "native")])
+def test_complex_targets_are_rejected_by_name_and_leave_the_state(name, path):
+    # Complex labels and outputs were refused, complex targets recorded: 1+0j passed the
+    # 0/1 check and the cast to float32 dropped the imaginary part.
+    x, y = random_problem(n=24, q=4, density=0.5, seed=4)
+    options = {"num_neighbors": 3} if name == "d2ace" else {}
+    context = force_fallback() if path == "fallback" else torch.no_grad()
+    with context:
+        sampler = make_sampler(name, y, 6, x, **options)
+        batch = torch.tensor(next(iter(sampler)))
+        before = sampler.state_dict()["selector"]
+        with pytest.raises(TypeError, match="targets must be real 0/1 labels"):
+            sampler.update(batch, torch.randn(6, 4), y[batch].to(torch.complex64))
+        after = sampler.state_dict()["selector"]
+        tensors = {**before, **before.get("visits", {})}
+        after = {**after, **after.get("visits", {})}
+        assert all(torch.equal(tensors[k], after[k]) for k in tensors if isinstance(tensors[k], torch.Tensor))
+
+
+def test_balance_loss_mask_rejects_complex_targets_by_name():
+    x, y = random_problem(n=24, q=4, density=0.5, seed=4)
+    sampler = make_sampler("balance", y, 6)
+    with pytest.raises(TypeError, match="targets must be real 0/1 labels"):
+        sampler.selector.loss_mask([0, 1, 2], y[:3].to(torch.complex64))
 
 
 @pytest.mark.filterwarnings("ignore:Sparse CSR tensor support:UserWarning")
@@ -151,6 +178,19 @@ def test_bad_indices_are_rejected_on_every_record_path_and_leave_the_state(name,
             sampler.update(index, torch.randn(3, 4, dtype=dtype), targets)
         after = sampler.state_dict()["selector"]
         assert all(torch.equal(before[k], after[k]) for k in before if isinstance(before[k], torch.Tensor))
+
+
+@pytest.mark.parametrize("empty", [[], (), np.array([]), torch.tensor([])])
+@pytest.mark.parametrize("name", ["d2ace", "ml_unc"])
+def test_empty_indices_are_named_as_empty_not_as_a_wrong_dtype(name, empty):
+    # torch.as_tensor([]) is float32: an empty batch used to be "indices must hold
+    # integers, got dtype torch.float32", which sends the user after the wrong fault.
+    x, y = random_problem(n=24, q=4, density=0.5, seed=3)
+    sampler = make_sampler(name, y, 3, x, **({"num_neighbors": 3} if name == "d2ace" else {}))
+    with pytest.raises(ValueError, match="indices must not be empty"):
+        sampler.update(empty, torch.randn(0, 4), y[:0])
+    with pytest.raises(ValueError, match="indices must not be empty"):
+        sampler.importance_weights(empty)
 
 
 def test_a_selector_without_records_pays_nothing_per_step():

@@ -155,3 +155,27 @@ def test_baseline_selector_states_reject_nan_but_keep_infinite_losses():
     state["selector"]["loss"][1] = math.nan
     with pytest.raises(ValueError, match="loss"):
         sampler.load_state_dict(state)
+
+
+@pytest.mark.parametrize("source", ["d2ace", "active", "infobatch", "balance"])
+def test_a_random_sampler_refuses_another_selector_s_state_and_changes_nothing(source):
+    # Random keeps no state, so its selector once took any saved state, and the sampler
+    # then took over the other run's epoch plan: a weighted D2ACE epoch's draws, or an
+    # InfoBatch epoch without its pruned instances, from a "random" sampler.
+    x, y = random_problem(n=30, q=4, seed=6)
+    options = {"num_neighbors": 3} if source == "d2ace" else {}
+    if source in ("d2ace", "active"):
+        options.update(num_epochs=6, warmup_epochs=1)
+    other = make_sampler(source, y, 8, x, seed=5, **options)
+    drive(other, y, 2)
+    other.set_epoch(2)
+    next(iter(other))  # mid-epoch: the state holds this epoch's plan
+    target = make_sampler("random", y, 8, x, seed=5)
+    drive(target, y, 1)
+    before = target.state_dict()
+    with pytest.raises(ValueError, match="RandomSelector keeps no state.*saved by another selector"):
+        target.load_state_dict(other.state_dict())
+    assert same_state(target.state_dict(), before)
+    with pytest.raises(ValueError, match="RandomSelector keeps no state"):
+        target.selector.load_state_dict(None)
+    target.load_state_dict(make_sampler("random", y, 8, seed=5).state_dict())  # its own kind still loads

@@ -99,6 +99,36 @@ def test_epoch_advances_without_set_epoch_and_probabilities_are_exposed():
     assert sampler.report is not None and sampler.report.epoch == 2
 
 
+def test_moving_the_epoch_under_a_running_iteration_is_refused_by_name():
+    # It used to fail with "'NoneType' object has no attribute 'batches'", or, once
+    # something had made the new epoch's plan, went on yielding that epoch's batches.
+    sampler, y = make()
+    drive(sampler, y, 2)
+    sampler.set_epoch(2)
+    batches = iter(sampler)
+    next(batches)
+    sampler.set_epoch(5)
+    with pytest.raises(RuntimeError, match=r"set_epoch or load_state_dict.*epoch 2.*after 1 of its 7 batches"):
+        next(batches)
+    state = sampler.state_dict()
+    batches = iter(sampler)
+    next(batches)
+    sampler.load_state_dict(state)
+    with pytest.raises(RuntimeError, match="epoch 5"):
+        next(batches)
+    # an epoch handed out in full ends quietly: moving on after its last batch loses nothing
+    sampler.set_epoch(3)
+    batches = iter(sampler)
+    seen = [next(batches) for _ in range(len(sampler))]
+    sampler.set_epoch(4)
+    assert list(batches) == [] and len(seen) == 7
+    # re-setting the epoch under way keeps its position (what a resumed loop does)
+    batches = iter(sampler)
+    first = next(batches)
+    sampler.set_epoch(4)
+    assert len([first, *batches]) == 7
+
+
 def test_importance_weights_are_one_over_n_p():
     sampler, y = make()
     sampler.set_epoch(0)
@@ -261,3 +291,17 @@ def test_native_and_fallback_paths_give_the_same_batches():
     with force_fallback():
         fallback, _ = make(seed=13)
         assert drive(fallback, y, 5, seed=2) == expected
+
+
+@pytest.mark.parametrize("name", ["d2ace", "ml_unc", "infobatch"])
+def test_a_sampler_built_on_cpu_0_takes_cpu_steps_and_gives_the_batches_of_cpu(name):
+    # torch.device("cpu:0") is a valid device, but every CPU tensor reports plain "cpu":
+    # the device check compared the two with == and refused every step.
+    from d2ace_ext.factory import make_sampler
+
+    x, y = random_problem(30, 4, seed=2)
+    options = {} if name == "infobatch" else {"num_epochs": 4, "warmup_epochs": 1}
+    if name == "d2ace":
+        options["num_neighbors"] = 3
+    runs = [drive(make_sampler(name, y, 8, x, device=device, **options), y, 4) for device in ("cpu", "cpu:0")]
+    assert runs[0] == runs[1]

@@ -132,8 +132,19 @@ class Selector(abc.ABC):
         return held if self.shard is None else self.shard.gather(held)
 
     def state_dict(self) -> dict:
+        """The selector's state; {} for one that keeps none (Random)."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore; must check everything before changing anything. A selector with
-        per-instance state also takes a list of every rank's saved states (re-sharding)."""
+        per-instance state also takes a list of every rank's saved states (re-sharding).
+
+        This default, for a selector that keeps no state, accepts only the {} its
+        ``state_dict`` saves: any other state was saved by another selector, whose
+        sampler checkpoint would otherwise load here with that run's epoch plan."""
+        if not isinstance(state, dict) or state:
+            got = f"keys {sorted(map(str, state))}" if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"{type(self).__name__} keeps no state (its state_dict() is {{}}), but the saved selector state "
+                f"has {got}: it was saved by another selector; load it into a sampler built with that selector"
+            )
