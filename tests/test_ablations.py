@@ -259,9 +259,10 @@ def test_the_full_method_column_keeps_only_the_folds_its_variants_ran():
     records = [run(0, f, protocol, 0.80) for f in range(2)] + [run(1, f, protocol, 0.90) for f in range(2)]
     records += [run(0, f, variant, 0.82) for f in range(2)]
     chosen = ablation_records(records, protocol, ["scene"], "mlp", "paper", ["no_correlation"])
-    assert sorted((r["key"]["selector"], r["key"]["repeat"]) for r in chosen) == [("d2ace", 0)] * 2 + [
-        ("no_correlation", 0)
-    ] * 2
+    assert (
+        sorted((r["key"]["selector"], r["key"]["repeat"]) for r in chosen)
+        == [("d2ace", 0)] * 2 + [("no_correlation", 0)] * 2
+    )
     rows = summarise(chosen, ["scene"], ["mlp"], ["d2ace", "no_correlation"])["macro_auc"]["mlp"]["rows"]["scene"]
     assert rows["d2ace"]["mean"] == pytest.approx(0.80) and rows["d2ace"]["folds"] == 2
     assert rows["d2ace"]["rank"] == 2 and rows["no_correlation"]["rank"] == 1
