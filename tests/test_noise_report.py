@@ -79,3 +79,21 @@ def test_a_lower_is_better_metric_keeps_positive_meaning_did_better(tmp_path, ca
     assert row.split("|")[3].strip().startswith("+0.0600 [")  # Random's loss exceeds Hard-Imb's by 0.05-0.07
     with pytest.raises(SystemExit):
         main(argv + ["--metric", "auc"])
+
+
+def test_a_folder_without_runs_of_the_settings_is_an_error_not_an_empty_table(tmp_path, capsys):
+    import json
+
+    argv = ["--results-dir", str(tmp_path), "--datasets", "scene", "--folds", "3"]
+    with pytest.raises(SystemExit):  # no results.jsonl at all
+        main(argv + ["--epochs", "10"])
+    assert f"no {tmp_path / 'results.jsonl'}" in capsys.readouterr().err
+    records, clean, noisy = _grid()
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(SystemExit):  # runs at 10 epochs, asked for 100: no setting has any
+        main(argv + ["--epochs", "100", "--settings", "clean", "extra:1.0"])
+    assert "under the protocol of any setting at --epochs 100" in capsys.readouterr().err
+    assert main(argv + ["--epochs", "10", "--settings", "clean", "missing:0.4"]) == 0
+    out, err = capsys.readouterr()
+    missing = setting_protocol("missing:0.4", 10, 3).digest()
+    assert f"no mlp run of setting missing:0.4 (protocol {missing})" in err and "| clean | all |" in out
