@@ -71,7 +71,8 @@ def bootstrap_effect(diffs: np.ndarray, resamples: int = 10_000, level: float = 
         nan = float("nan")
         return {"mean": float(diffs.mean()) if n else nan, "low": nan, "high": nan, "dz": nan, "cells": int(n)}
     low, high = bootstrap_interval(diffs, np.mean, resamples, level, seed)
-    sd = diffs.std(ddof=1)
+    with np.errstate(invalid="ignore"):  # an infinite difference (a run without any value): sd NaN, no d_z
+        sd = diffs.std(ddof=1)
     return {
         "mean": float(diffs.mean()),
         "low": low,
