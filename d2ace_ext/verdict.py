@@ -139,7 +139,7 @@ def _curves(name: str, curves, higher_is_better: bool) -> list[np.ndarray]:
         raise ValueError(f"{name} must be a non-empty list of per-epoch curves, one per run")
     out = []
     for run, curve in enumerate(curves):
-        if isinstance(curve, (str, bytes)) or np.ndim(curve) == 0:  # one curve given where a list of them goes
+        if isinstance(curve, (str, bytes)) or not hasattr(curve, "__iter__"):  # one curve where a list goes
             raise ValueError(
                 f"{name}[{run}] must be a sequence of per-epoch values, got {type(curve).__name__} {curve!r}; "
                 f"{name} is a list of curves, one per run, even for a single run"
