@@ -360,6 +360,13 @@ def cmd_plot(args) -> int:
     paths = plot_results(args.results_dir, out, args.target_tolerance, args.protocols)
     for path in paths:
         print(path)
+    if not paths:  # an empty output would read as success
+        print(
+            f"d2ace plot: nothing to draw from {', '.join(args.results_dir)}: no record has a validation or "
+            "training-loss history, and none references a trace",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -34,7 +34,8 @@ class Verdict:
     without to reach the target, with its 95 % bootstrap interval (-inf: more than half
     of the pairs, or of a resample, never reach it); reached / pairs: selector runs that
     reach the target; end, end_low, end_high: mean paired difference of the best value
-    (selector - uniform, in the metric's direction: > 0 is better) with its interval.
+    (selector - uniform, in the metric's direction: > 0 is better) with its interval
+    (-inf when a selector run has no finite value at all).
     """
 
     saved: float
@@ -138,7 +139,17 @@ def _curves(name: str, curves, higher_is_better: bool) -> list[np.ndarray]:
         raise ValueError(f"{name} must be a non-empty list of per-epoch curves, one per run")
     out = []
     for run, curve in enumerate(curves):
-        values = np.asarray([np.nan if v is None else v for v in curve], dtype=np.float64)
+        if isinstance(curve, (str, bytes)) or not hasattr(curve, "__iter__"):  # one curve where a list goes
+            raise ValueError(
+                f"{name}[{run}] must be a sequence of per-epoch values, got {type(curve).__name__} {curve!r}; "
+                f"{name} is a list of curves, one per run, even for a single run"
+            )
+        try:
+            values = np.asarray([np.nan if v is None else v for v in curve], dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"{name}[{run}] must hold numbers (NaN or None for an epoch without one): {error}"
+            ) from None
         if values.ndim != 1 or values.size == 0:
             raise ValueError(
                 f"{name}[{run}] must be a non-empty sequence of per-epoch values, got shape {values.shape}"
@@ -173,6 +184,8 @@ def _pct(share: float) -> str:
 
 
 def _end_words(v: Verdict) -> str:
+    if v.end == -math.inf:  # a selector run without any finite value (diverged): no interval can say "level"
+        return "it ends lower: at least one selector run has no finite validation value at all (−∞)"
     if math.isnan(v.end_low):
         return f"it ends {v.end:+.4f} against uniform batches' best"
     interval = f"{v.end:+.4f} [{v.end_low:+.4f}, {v.end_high:+.4f}]"

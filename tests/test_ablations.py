@@ -3,6 +3,7 @@ component it names. Every test scores a full and an ablated sampler from the sam
 recorded warm-up epochs and compares their reports part by part."""
 
 import contextlib
+import json
 import os
 
 import pytest
@@ -243,6 +244,40 @@ def test_the_ablation_report_pairs_each_variant_with_the_full_method():
     effect = summary["macro_auc"]["mlp"]["effect"]["no_correlation"]
     assert effect["mean"] == pytest.approx(0.02) and effect["cells"] == 2
     assert summary["macro_auc"]["mlp"]["effect"]["hardness_only"]["cells"] == 0
+
+
+def test_the_full_method_column_keeps_only_the_folds_its_variants_ran():
+    # The noise grid ran the full method on two repeats and its variants on one: the
+    # full method's mean and rank must be over the variants' folds (repeat 0), not all ten.
+    protocol = Protocol(epochs=3, folds=2, label_noise="extra:1.0")
+    variant = with_ablation(protocol, "no_correlation")
+
+    def run(repeat, fold, digest_of, auc):
+        key = RunKey.make("scene", "mlp", "d2ace", "paper", fold, digest_of, repeat).to_dict()
+        return {"key": key, "metrics": {"macro_auc": auc}, "history": {"val_macro_auc": [0.5, 0.6]}}
+
+    records = [run(0, f, protocol, 0.80) for f in range(2)] + [run(1, f, protocol, 0.90) for f in range(2)]
+    records += [run(0, f, variant, 0.82) for f in range(2)]
+    chosen = ablation_records(records, protocol, ["scene"], "mlp", "paper", ["no_correlation"])
+    assert (
+        sorted((r["key"]["selector"], r["key"]["repeat"]) for r in chosen)
+        == [("d2ace", 0)] * 2 + [("no_correlation", 0)] * 2
+    )
+    rows = summarise(chosen, ["scene"], ["mlp"], ["d2ace", "no_correlation"])["macro_auc"]["mlp"]["rows"]["scene"]
+    assert rows["d2ace"]["mean"] == pytest.approx(0.80) and rows["d2ace"]["folds"] == 2
+    assert rows["d2ace"]["rank"] == 2 and rows["no_correlation"]["rank"] == 1
+
+
+def test_ablation_report_refuses_a_folder_without_results_or_matching_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        ablation_report.main(["--results-dir", str(tmp_path), "--datasets", "scene"])
+    assert f"no {tmp_path / 'results.jsonl'}" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no empty tables written
+    protocol = Protocol(epochs=3, folds=2)
+    (tmp_path / "results.jsonl").write_text(json.dumps(_record("scene", "d2ace", "paper", 0, protocol, 0.8)) + "\n")
+    with pytest.raises(SystemExit):
+        ablation_report.main(["--results-dir", str(tmp_path), "--datasets", "scene", "--epochs", "3", "--folds", "2"])
+    assert f"under protocol {protocol.digest()}" in capsys.readouterr().err
 
 
 def test_ablation_report_command_on_a_real_set(data_dir, tmp_path, capsys):

@@ -56,7 +56,9 @@ def test_complex_labels_are_rejected_by_name():
         make_sampler("ml_unc", y.to(torch.complex64), 4)
 
 
-@pytest.mark.parametrize("name, path", [("d2ace", "native"), ("d2ace", "fallback"), ("ml_unc", "native"), ("infobatch", "native")])
+@pytest.mark.parametrize(
+    "name, path", [("d2ace", "native"), ("d2ace", "fallback"), ("ml_unc", "native"), ("infobatch", "native")]
+)
 def test_complex_targets_are_rejected_by_name_and_leave_the_state(name, path):
     # Complex labels and outputs were refused, complex targets recorded: 1+0j passed the
     # 0/1 check and the cast to float32 dropped the imaginary part.

@@ -130,3 +130,31 @@ def test_a_budgeted_compare_ends_with_its_cost_against_full_budget_random(tmp_pa
     assert cli.main(argv) == 0  # at full budget there is no such table
     assert "full-budget Random, same folds" not in (tmp_path / "comparison.md").read_text()
     assert json.loads((tmp_path / "comparison.json").read_text())["budget_accuracy"] is None
+
+
+def test_full_budget_random_of_a_row_does_not_depend_on_the_records_order():
+    # Budgeted Random ran folds 0-1, D2ACE folds 0-2: the row's full-budget Random is its
+    # mean over the folds either paired with (0.80, 0.70, 0.90), whichever series comes first.
+    full = [run("random", FULL, f, auc, 0.2) for f, auc in enumerate([0.80, 0.70, 0.90])]
+    half_random = [run("random", HALF, f, 0.7, 0.3) for f in range(2)]
+    half_d2ace = [run("d2ace", HALF, f, 0.8, 0.1, preset="paper") for f in range(3)]
+    for order in (full + half_random + half_d2ace, full + half_d2ace + half_random):
+        row = budget_accuracy(order, PROTOCOLS)[("mlp", HALF.digest())]["datasets"]["a"]
+        assert row["full_random"] == pytest.approx(0.8)
+        assert row["series"][("random", "-")]["cells"] == 2 and row["series"][("d2ace", "paper")]["cells"] == 3
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "protocols.json").write_text(json.dumps(PROTOCOLS))
+    with pytest.raises(SystemExit):  # protocols.json without results.jsonl
+        main([str(tmp_path)])
+    assert f"no results: expected {tmp_path / 'results.jsonl'}" in capsys.readouterr().err
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records()))
+    (tmp_path / "protocols.json").write_text("{not json")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path)])
+    assert "protocols.json is not JSON" in capsys.readouterr().err
+    (tmp_path / "protocols.json").write_text(json.dumps(PROTOCOLS))
+    main([str(tmp_path)])
+    out, err = capsys.readouterr()  # TENTH's runs are not in protocols.json: said, not silently dropped
+    assert "| a (0.8000) |" in out and f"does not list {TENTH.digest()}" in err

@@ -101,9 +101,28 @@ def test_model_options_select_the_runs_of_that_model_variant(tmp_path, capsys):
         out = capsys.readouterr().out.splitlines()
         return [line for line in out if line.startswith("| clean | all |")][0].split("|")[3].strip()
 
-    assert main(argv) == 0
-    assert all_row() == "–"
+    with pytest.raises(SystemExit):  # the plain protocol: no run of any setting
+        main(argv)
+    capsys.readouterr()
     assert main(argv + ["--model-opt", "variant=published"]) == 0
     assert all_row().startswith("+0.0200 [+0.0200, +0.0200] (3)")
     with pytest.raises(SystemExit):
         main(argv + ["--model-opt", "clip.variant=published"])
+
+
+def test_a_folder_without_runs_of_the_settings_is_an_error_not_an_empty_table(tmp_path, capsys):
+    import json
+
+    argv = ["--results-dir", str(tmp_path), "--datasets", "scene", "--folds", "3"]
+    with pytest.raises(SystemExit):  # no results.jsonl at all
+        main(argv + ["--epochs", "10"])
+    assert f"no {tmp_path / 'results.jsonl'}" in capsys.readouterr().err
+    records, clean, noisy = _grid()
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(SystemExit):  # runs at 10 epochs, asked for 100: no setting has any
+        main(argv + ["--epochs", "100", "--settings", "clean", "extra:1.0"])
+    assert "under the protocol of any setting at --epochs 100" in capsys.readouterr().err
+    assert main(argv + ["--epochs", "10", "--settings", "clean", "missing:0.4"]) == 0
+    out, err = capsys.readouterr()
+    missing = setting_protocol("missing:0.4", 10, 3).digest()
+    assert f"no mlp run of setting missing:0.4 (protocol {missing})" in err and "| clean | all |" in out

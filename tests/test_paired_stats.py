@@ -167,3 +167,11 @@ def test_report_only_runs_nothing_and_returns_what_is_there(tmp_path):
     store.append({"key": present.to_dict(), "metrics": {"macro_auc": 0.7}})
     found = run_grid(grid, protocol, str(tmp_path), data_dir=str(tmp_path), report_only=True, progress=False)
     assert list(found.values()) == [{"key": present.to_dict(), "metrics": {"macro_auc": 0.7}}]
+
+
+def test_convergence_counts_only_runs_with_a_validation_curve():
+    # A record without history cannot tell where its best epoch was: it was once counted
+    # as a run that peaked early ("0/2" for two runs of which one is unknown).
+    key = {"dataset": "a", "model": "mlp", "selector": "random"}
+    records = [{"key": key, **_history(99)}, {"key": key, "metrics": {}, "best_epoch": 3}]
+    assert convergence(records, ["a"], ["mlp"], ["random"])["mlp"]["a"]["random"] == {"late": 1, "runs": 1}

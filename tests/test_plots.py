@@ -359,3 +359,24 @@ def test_plot_joins_results_files_and_shows_chosen_protocols_with_their_partners
     assert "convergence__scene__clif.png" in names and "compute_saved.png" in names
     with pytest.raises(ValueError, match="no record carries 0000beef"):
         plots.plot_results(both, tmp_path / "x", protocols_shown=["0000beef"])
+
+
+def test_plot_refuses_a_bad_tolerance_or_protocols_file_instead_of_dropping_the_figure(tmp_path, capsys):
+    from d2ace_ext import cli
+
+    records = [
+        _timed(s, p, f, c)
+        for f in range(3)
+        for s, p, c in (("random", "-", [0.5, 0.8]), ("d2ace", "paper", [0.8, 0.8]))
+    ]
+    write_results(tmp_path, records)
+    with pytest.raises(ValueError, match="--target-tolerance must be in"):  # was: no compute_saved.png, no word
+        plots.plot_results(tmp_path, tmp_path / "a", tolerance=2.0)
+    (tmp_path / "protocols.json").write_text(json.dumps({"3f2a9c1b": {"epochs": 2}}))  # hashes to another digest
+    with pytest.raises(ValueError, match="protocols.json entry 3f2a9c1b"):
+        plots.plot_results(tmp_path, tmp_path / "b")
+    (tmp_path / "protocols.json").unlink()
+    # Records without any history or trace: nothing to draw, said in one line, exit code 1.
+    write_results(tmp_path, [{k: v for k, v in r.items() if k != "history"} for r in records])
+    assert cli.main(["plot", "--results-dir", str(tmp_path), "--out", str(tmp_path / "c")]) == 1
+    assert "nothing to draw from" in capsys.readouterr().err

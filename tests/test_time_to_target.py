@@ -442,3 +442,22 @@ def test_compare_without_random_pairs_with_random_runs_already_in_the_folder(tmp
     )
     assert "time to target: 2 of 2 full-budget Random runs" in capsys.readouterr().out
     assert "| emotions | 0.75 [0.75, 0.75] 2/2 |" in (tmp_path / "comparison.md").read_text()
+
+
+def test_tables_command_says_what_is_missing_in_one_line(tmp_path, capsys):
+    from d2ace_ext.harness.time_to_target_tables import NO_PAIRS, main
+
+    with pytest.raises(SystemExit):  # no results file: an error naming it, not a traceback
+        main([str(tmp_path)])
+    assert f"no results: expected {tmp_path / 'results.jsonl'}" in capsys.readouterr().err
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps(run("d2ace", SELECTOR, preset="paper")) + "\n")  # no Random to pair with
+    main([str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert out.strip() == NO_PAIRS
+    assert f"there is no {tmp_path / 'protocols.json'}" in err  # and what pairing falls back to
+    results.write_text("".join(json.dumps(r) + "\n" for r in (run("random", RANDOM), run("d2ace", SELECTOR))))
+    (tmp_path / "protocols.json").write_text(json.dumps({"p0": {"epochs": 5}}))  # does not hash to p0
+    with pytest.raises(SystemExit):
+        main([str(tmp_path)])
+    assert "protocols.json entry p0: its settings hash to" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 against hand-counted passes, and its refusals of bad input."""
 
 import math
+import warnings
 
 import pytest
 
@@ -78,3 +79,27 @@ def test_too_few_pairs_give_no_verdict():
 def test_bad_input_names_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         compute_saved(**kwargs)
+
+
+def test_a_diverged_selector_run_ends_lower_not_level():
+    # One of four selector runs never has a finite value (its loss went to NaN): the mean
+    # end difference is −∞, which the verdict once called "level" (its interval reached 0).
+    fast = [0.50, 0.80, 0.80, 0.80, 0.80, 0.80]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning from the standardised effect
+        v = compute_saved([UNIFORM] * 4, [fast] * 3 + [[math.nan] * 6])
+    assert v.end == -math.inf and v.reached == 3 and v.pairs == 4
+    assert "it ends lower: at least one selector run has no finite validation value" in str(v)
+    assert "level" not in str(v)
+
+
+@pytest.mark.parametrize(
+    "uniform, match",
+    [
+        (UNIFORM, r"uniform_curves\[0\] must be a sequence of per-epoch values, got float 0.5; .* even for a single"),
+        ([["a", 0.6]] * 3, r"uniform_curves\[0\] must hold numbers"),
+    ],
+)
+def test_a_single_curve_or_text_is_refused_naming_the_argument(uniform, match):
+    with pytest.raises(ValueError, match=match):  # was: TypeError "'float' object is not iterable"
+        compute_saved(uniform, [UNIFORM] * 3)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 
 from ..config import ABLATIONS
 from .experiment import Protocol
@@ -29,9 +30,17 @@ def with_ablation(protocol: Protocol, name: str) -> Protocol:
     return dataclasses.replace(protocol, selector_options=options)
 
 
+def _cell(key: dict) -> tuple:
+    return key["dataset"], int(key.get("repeat", 0)), int(key["fold"])
+
+
 def ablation_records(records, protocol: Protocol, datasets, model: str, preset: str, ablations) -> list[dict]:
     """The full method's D2ACE runs under ``protocol`` and each variant's, the latter
-    relabelled with the variant's name as their selector. records: results-file records."""
+    relabelled with the variant's name as their selector. records: results-file records.
+
+    The full method's runs are kept only in the (data set, repeat, fold) cells where some
+    variant ran: the full method often has more repeats than its variants (the noise grid's),
+    and its column's mean and rank must describe the folds the variants are compared on."""
     wanted = {protocol.digest(): "d2ace"}
     wanted.update({with_ablation(protocol, name).digest(): name for name in ablations})
     out = []
@@ -46,7 +55,8 @@ def ablation_records(records, protocol: Protocol, datasets, model: str, preset: 
             and key["dataset"] in datasets
         ):
             out.append({**record, "key": {**key, "selector": label}})
-    return out
+    variant_cells = {_cell(r["key"]) for r in out if r["key"]["selector"] != "d2ace"}
+    return [r for r in out if r["key"]["selector"] != "d2ace" or _cell(r["key"]) in variant_cells]
 
 
 def main(argv=None) -> int:
@@ -69,14 +79,23 @@ def main(argv=None) -> int:
         protocol = Protocol(epochs=args.epochs, folds=args.folds, label_noise=args.label_noise)
     except ValueError as exc:
         parser.error(str(exc))
+    store = ResultsStore(args.results_dir)
+    if not os.path.isfile(store.path):
+        parser.error(f"--results-dir: no {store.path}; give the folder that holds the runs' results.jsonl")
     records = ablation_records(
-        ResultsStore(args.results_dir).records().values(),
+        store.records().values(),
         protocol,
         args.datasets,
         args.model,
         args.preset,
         args.ablations,
     )
+    if not records:
+        parser.error(
+            f"no D2ACE run ({args.preset} preset, {args.model}) with a variant's run on the same fold of "
+            f"{', '.join(args.datasets)} under protocol {protocol.digest()} or its variants in {store.path}; "
+            "check --epochs, --folds and --label-noise"
+        )
     selectors = ["d2ace", *args.ablations]
     summary = summarise(records, args.datasets, [args.model], selectors)
     late = convergence(records, args.datasets, [args.model], selectors)

@@ -17,12 +17,14 @@ otherwise-equal full-budget protocol (``time_to_target.baseline_digests``).
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 
 import numpy as np
 
 from .paired import bootstrap_effect, interval_text
 from .plot_records import load_records
-from .protocol_index import protocol_epochs, protocol_labels, read_protocols
+from .protocol_index import protocol_epochs, protocol_labels, read_protocols, unlisted_note
 from .series import series_name, series_order
 from .tables import METRICS
 from .time_to_target import BASELINE, baseline_digests
@@ -36,7 +38,7 @@ def _budget(settings: dict | None) -> float:
 
 def budget_accuracy(records: list[dict], protocols: dict, metric: str = DEFAULT_METRIC) -> dict:
     """Per (model, budgeted digest): {"label": str, "budget": ρ, "datasets": {dataset:
-    {"full_random": mean over its cells, "series": {(selector, preset): effect}}}}, where
+    {"full_random": its mean over the cells any series paired, "series": {(selector, preset): effect}}}}, where
     an effect is ``paired.bootstrap_effect`` of (run − full-budget Random) over the cells
     both hold (positive: better, whichever direction ``metric`` counts as better), plus
     "value" (the run's mean over those cells) and "ahead" (cells where it did better).
@@ -54,6 +56,7 @@ def budget_accuracy(records: list[dict], protocols: dict, metric: str = DEFAULT_
             series.setdefault(name, {})[(int(k.get("repeat", 0)), int(k["fold"]))] = float(got)
     labels = protocol_labels(protocol_epochs(records), protocols)
     out: dict = {}
+    paired: dict = {}  # (model, digest, dataset) -> (full-budget Random's {cell: value}, cells any series paired)
     for (dataset, model, selector, preset, digest), runs in series.items():
         if digest not in baselines:
             continue
@@ -72,14 +75,16 @@ def budget_accuracy(records: list[dict], protocols: dict, metric: str = DEFAULT_
         panel = out.setdefault(
             (model, digest), {"label": labels.get(digest, digest), "budget": _budget(protocols[digest]), "datasets": {}}
         )
-        row = panel["datasets"].setdefault(
-            dataset, {"full_random": float(np.mean([full[c] for c in cells])), "series": {}}
-        )
+        row = panel["datasets"].setdefault(dataset, {"full_random": math.nan, "series": {}})
         row["series"][(selector, preset)] = {
             **bootstrap_effect(diffs),
             "value": float(np.mean([runs[c] for c in cells])),
             "ahead": int((diffs > 0).sum()),
         }
+        paired.setdefault((model, digest, dataset), (full, set()))[1].update(cells)
+    # Over every cell the row's series paired, whatever order the records came in.
+    for (model, digest, dataset), (full, cells) in paired.items():
+        out[(model, digest)]["datasets"][dataset]["full_random"] = float(np.mean([full[c] for c in cells]))
     return out
 
 
@@ -143,10 +148,17 @@ def main(argv=None) -> None:
         "--metric", default=DEFAULT_METRIC, choices=list(METRICS), help=f"test metric (default {DEFAULT_METRIC})"
     )
     args = parser.parse_args(argv)
-    protocols = read_protocols(args.results)
-    if not protocols:
-        parser.error(f"{args.results} has no protocols.json: it names each protocol's budget")
-    text = budget_markdown(budget_accuracy(load_records(args.results), protocols, args.metric), args.metric)
+    try:
+        protocols = read_protocols(args.results)
+        if not protocols:
+            parser.error(f"{args.results} has no protocols.json: it names each protocol's budget")
+        records = load_records(args.results)
+        text = budget_markdown(budget_accuracy(records, protocols, args.metric), args.metric)
+    except (FileNotFoundError, ValueError) as error:  # no results file, a protocols.json entry that does not hash
+        parser.error(str(error))
+    note = unlisted_note(records, protocols, args.results)
+    if note:
+        print(note, file=sys.stderr)
     print(text or "no budgeted run has a full-budget Random on the same folds here")
 
 

@@ -17,6 +17,8 @@ the same corrupted rows from the same weights.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import numpy as np
 
@@ -133,7 +135,21 @@ def main(argv=None) -> int:
             setting_protocol(setting, args.epochs, args.folds, model_options)
     except ValueError as exc:
         parser.error(f"--settings: {exc}")
-    records = list(ResultsStore(args.results_dir).records().values())
+    store = ResultsStore(args.results_dir)
+    if not os.path.isfile(store.path):
+        parser.error(f"--results-dir: no {store.path}; give the folder that holds the runs' results.jsonl")
+    records = list(store.records().values())
+    digests = {r["key"]["protocol"] for r in records if r["key"]["model"] == args.model}
+    setting_digests = {s: setting_protocol(s, args.epochs, args.folds, model_options).digest() for s in args.settings}
+    absent = [s for s in args.settings if setting_digests[s] not in digests]
+    if len(absent) == len(args.settings):
+        parser.error(
+            f"no {args.model} run in {store.path} under the protocol of any setting at --epochs {args.epochs} "
+            f"and --folds {args.folds} ({', '.join(absent)}); check those options (and --model-opt)"
+        )
+    for setting in absent:  # its rows would be all dashes: say why
+        digest = setting_digests[setting]
+        print(f"note: no {args.model} run of setting {setting} (protocol {digest}) in {store.path}", file=sys.stderr)
     print(
         noise_table(
             records,

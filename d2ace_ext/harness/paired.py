@@ -71,7 +71,8 @@ def bootstrap_effect(diffs: np.ndarray, resamples: int = 10_000, level: float = 
         nan = float("nan")
         return {"mean": float(diffs.mean()) if n else nan, "low": nan, "high": nan, "dz": nan, "cells": int(n)}
     low, high = bootstrap_interval(diffs, np.mean, resamples, level, seed)
-    sd = diffs.std(ddof=1)
+    with np.errstate(invalid="ignore"):  # an infinite difference (a run without any value): sd NaN, no d_z
+        sd = diffs.std(ddof=1)
     return {
         "mean": float(diffs.mean()),
         "low": low,
@@ -109,12 +110,14 @@ def late_best(record: dict, fraction: float = 0.05) -> bool:
 
 
 def convergence(records: list[dict], datasets, models, selectors, fraction: float = 0.05) -> dict:
-    """{model: {dataset: {selector: {"late": runs with a late best epoch, "runs": runs}}}}."""
+    """{model: {dataset: {selector: {"late": runs with a late best epoch, "runs": runs}}}};
+    "runs" counts the runs with a validation curve: one without (a record that kept no
+    history) cannot say where its best epoch was, so it is not counted as converged."""
     out: dict = {m: {d: {s: {"late": 0, "runs": 0} for s in selectors} for d in datasets} for m in models}
     for record in records:
         key = record["key"]
         cell = out.get(key["model"], {}).get(key["dataset"], {}).get(key["selector"])
-        if cell is not None:
+        if cell is not None and (record.get("history") or {}).get("val_macro_auc"):
             cell["runs"] += 1
             cell["late"] += int(late_best(record, fraction))
     return out

@@ -22,6 +22,10 @@ GOAL = 0.30
 FLOOR = -0.5
 
 
+class NoPairs(ValueError):
+    """No selector run has a Random run to pair with: there is no compute saved to draw."""
+
+
 def _limits(panels: dict, measure: str) -> tuple[float, float]:
     """(bottom, top) shared by every panel, so heights compare across protocols."""
     values = [
@@ -92,11 +96,12 @@ def plot_compute_saved(
     selector with 95 % bootstrap intervals, one panel per (model, protocol) of ``records``
     (``time_to_target.results_report``). A median or bound below the figure's floor
     (a target not reached by more than half the pairs: -inf) is a triangle on the bottom
-    edge. Returns ``out_path``; ValueError when no selector run has a Random partner."""
+    edge. Returns ``out_path``; :class:`NoPairs` (a ValueError) when no selector run has a
+    Random partner, ValueError for a bad tolerance."""
     tolerances(tolerance)  # refuses a bad tolerance by name
     panels = results_report(records, tolerance, protocols)
     if not panels:
-        raise ValueError("no selector run has a Random run of the same data set, model, repeat and fold to pair with")
+        raise NoPairs("no selector run has a Random run of the same data set, model, repeat and fold to pair with")
     bottom, top = _limits(panels, measure)
     widest = max(len(p["datasets"]) + 1 for p in panels.values())
     figure, axes = _new_figure(len(panels), 1, max(6.0, 0.75 * widest + 3.0), 2.9 * len(panels) + 0.6)

@@ -72,10 +72,10 @@ from .plot_records import (  # noqa: F401
     load_records,
     load_trace,
 )
-from .plot_time_to_target import plot_compute_saved  # noqa: F401
+from .plot_time_to_target import NoPairs, plot_compute_saved  # noqa: F401
 from .protocol_index import read_protocols
 from .series import AGNOSTIC_PRESETS, SELECTOR_COLORS  # noqa: F401
-from .time_to_target import BASELINE, DEFAULT_TOLERANCE, baseline_digests
+from .time_to_target import BASELINE, DEFAULT_TOLERANCE, baseline_digests, tolerances
 
 __all__ = [
     "GROUPS",
@@ -112,8 +112,11 @@ def plot_results(
     * ``label_weights__{trace stem}.png`` per trace with per-label AUC.
 
     Raises FileNotFoundError naming the expected ``results.jsonl`` when the
-    folder has none, or when it holds no records.
+    folder has none, or when it holds no records; ValueError for a bad tolerance or a
+    ``protocols.json`` entry that does not hash to its digest.
     """
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    tolerances(tolerance)  # a bad tolerance is refused by name, never taken for "nothing to pair"
     paths = [_results_path(p) for p in ([results_dir] if isinstance(results_dir, (str, Path)) else results_dir)]
     joined, protocols = {}, {}
     for path in paths:
@@ -134,16 +137,9 @@ def plot_results(
         written.append(_convergence_figure(group, f"{dataset} / {model}", out_dir / name, protocols))
     if any(_has_series([r], "val_macro_auc") and r["key"].get("selector") != BASELINE for r in records):
         try:
-            written.append(
-                plot_compute_saved(
-                    records,
-                    out_dir / "compute_saved.png",
-                    DEFAULT_TOLERANCE if tolerance is None else tolerance,
-                    protocols,
-                )
-            )
-        except ValueError:
-            pass  # no selector run has a Random partner: nothing to compare
+            written.append(plot_compute_saved(records, out_dir / "compute_saved.png", tolerance, protocols))
+        except NoPairs:
+            pass  # no selector run has a Random partner: nothing to compare (a bad protocols.json still raises)
 
     for trace_path in [t for path in paths for t in _trace_files(path.parent, records)]:
         trace = load_trace(trace_path)

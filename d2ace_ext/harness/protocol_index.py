@@ -42,6 +42,23 @@ def read_protocols(results: str) -> dict[str, dict]:
     return found
 
 
+def unlisted_note(records: list[dict], protocols: dict, results: str) -> str | None:
+    """A one-line note naming the records' protocol digests that ``protocols`` (read from
+    ``results``' ``protocols.json``) does not list, or None when it lists them all. Those
+    runs pair with Random of their own digest, so a budgeted run there is compared with
+    budgeted Random, not with full-budget Random, and its budget is not in its label."""
+    digests = sorted({str(r["key"].get("protocol")) for r in records} - set(protocols))
+    if not digests:
+        return None
+    where = protocols_path(results)
+    missing = f"there is no {where}" if not protocols else f"{where} does not list {', '.join(digests)}"
+    return (
+        f"note: {missing}: the runs of {'those protocols' if protocols else 'every protocol'} pair with Random "
+        "of their own digest (a budgeted run with budgeted Random, not full-budget Random); copy the "
+        "protocols.json of the runs' results folder beside the file"
+    )
+
+
 def remember_protocol(folder: str, protocol: Protocol) -> str:
     """Add ``protocol``'s settings under its digest to ``folder/protocols.json`` (written
     atomically; other digests kept). Returns the file's path."""

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from .plot_records import load_records
-from .protocol_index import read_protocols
+from .protocol_index import read_protocols, unlisted_note
 from .series import series_name
 from .time_to_target import DEFAULT_TOLERANCE, MEASURES, results_report, tolerances
+
+#: What the command prints when no table can be made.
+NO_PAIRS = (
+    "no selector run here has a Random run with a validation history on the same data set, model, "
+    "repeat and fold (and protocol, or its full-budget one) to pair with"
+)
 
 CSV_HEADER = [
     "tolerance",
@@ -200,8 +207,16 @@ def main(argv=None) -> None:
         help="headline tolerance below Random's best validation Macro-AUC (0.01 is reported too)",
     )
     args = parser.parse_args(argv)
-    records = load_records(args.results)
-    print(results_markdown(records, args.target_tolerance, read_protocols(args.results)))
+    try:
+        records = load_records(args.results)
+        protocols = read_protocols(args.results)
+        text = results_markdown(records, args.target_tolerance, protocols)
+    except (FileNotFoundError, ValueError) as error:  # no results file, a bad protocols.json or tolerance
+        parser.error(str(error))
+    note = unlisted_note(records, protocols, args.results)
+    if note:
+        print(note, file=sys.stderr)
+    print(text or NO_PAIRS)
 
 
 if __name__ == "__main__":
