@@ -43,6 +43,9 @@ LATER_SETTINGS = {
     # the published CLIF at 100 epochs under a budget (budget_clif.jsonl)
     "d87b9872": {"model_options": PUBLISHED_CLIF, "budget": 0.5},
     "be04c4f6": {"model_options": PUBLISHED_CLIF, "budget": 0.3},
+    # the published CLIF at 100 epochs under label noise (noise_clif.jsonl)
+    "9bfb07c4": {"model_options": PUBLISHED_CLIF, "label_noise": "extra:1.0"},
+    "eb2938e6": {"model_options": PUBLISHED_CLIF, "label_noise": "missing:0.4"},
 }
 
 #: The ablations (issue 27 part 2, Figure 5's variants), clean and under extra:1.0.
