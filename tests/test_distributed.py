@@ -79,12 +79,20 @@ def test_a_global_batch_smaller_than_the_world_and_a_bad_step_on_one_rank(small_
 @pytest.mark.parametrize("mode", ["replicated", "sharded"])
 @pytest.mark.parametrize(
     "step, error",
-    [("sparse outputs", ("TypeError", "rank 0: outputs must be a dense tensor, got layout torch.sparse_coo"))],
+    [
+        ("sparse outputs", ("TypeError", "rank 0: outputs must be a dense tensor, got layout torch.sparse_coo")),
+        (
+            "mixed kind",
+            ("ValueError", "update(kind=...) must be the same on every rank, got ['logits', 'logits', 'probs']"),
+        ),
+    ],
 )
 def test_a_fault_on_one_rank_is_refused_alike_on_every_rank_and_leaves_the_state(small_world, mode, step, error):
     """A rank's fault that PyTorch itself would have raised on (a sparse tensor) used to
     escape the agreement: that rank raised alone and the others' next collective broke
-    (gloo: 'collective mismatch', SIGABRT)."""
+    (gloo: 'collective mismatch', SIGABRT). A kind that differs between ranks was
+    applied by each rank to every record it received: no error, and the replicated
+    ranks' states silently differed."""
     seen = [rank["odd"][mode][step] for rank in small_world]
     for got, unchanged in seen:
         assert got is not None and got[0] == error[0] and got[1].startswith(error[1]), (mode, step, got)
