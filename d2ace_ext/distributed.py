@@ -89,7 +89,7 @@ def _raise_agreed(codes: list[int], error: Exception | None, device: torch.devic
     failed = [rank for rank, code in enumerate(codes) if code]
     if not failed:
         return
-    text = (str(error).strip("'\"") if error is not None else "").encode()[:_MESSAGE_BYTES]
+    text = (str(error) if error is not None else "").encode()[:_MESSAGE_BYTES]  # as raised: quotes are its own
     mine = torch.zeros(_MESSAGE_BYTES, dtype=torch.uint8)
     if text:
         mine[: len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)

@@ -85,6 +85,7 @@ def test_a_global_batch_smaller_than_the_world_and_a_bad_step_on_one_rank(small_
             "mixed kind",
             ("ValueError", "update(kind=...) must be the same on every rank, got ['logits', 'logits', 'probs']"),
         ),
+        ("unknown kind", ("ValueError", "rank 1: kind must be 'logits' or 'probs', got 'prob'")),
     ],
 )
 def test_a_fault_on_one_rank_is_refused_alike_on_every_rank_and_leaves_the_state(small_world, mode, step, error):
@@ -92,7 +93,8 @@ def test_a_fault_on_one_rank_is_refused_alike_on_every_rank_and_leaves_the_state
     escape the agreement: that rank raised alone and the others' next collective broke
     (gloo: 'collective mismatch', SIGABRT). A kind that differs between ranks was
     applied by each rank to every record it received: no error, and the replicated
-    ranks' states silently differed."""
+    ranks' states silently differed. The message arrives as raised: its closing quote
+    was stripped ("got 'prob")."""
     seen = [rank["odd"][mode][step] for rank in small_world]
     for got, unchanged in seen:
         assert got is not None and got[0] == error[0] and got[1].startswith(error[1]), (mode, step, got)

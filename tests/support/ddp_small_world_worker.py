@@ -47,12 +47,14 @@ def odd_steps(sampler, labels, rank) -> dict:
     {name: (error each rank saw, whether this rank's state is unchanged)}."""
     index = torch.tensor([rank])
     results = {}
-    for name, bad_rank in (("sparse outputs", 0), ("mixed kind", 2)):
+    for name, bad_rank in (("sparse outputs", 0), ("mixed kind", 2), ("unknown kind", 1)):
         outputs, kind = torch.zeros(1, Q), "logits"
         if rank == bad_rank and name == "sparse outputs":
             outputs = outputs.to_sparse()
         if rank == bad_rank and name == "mixed kind":  # valid alone; the others' zeros are valid probs too
             outputs, kind = torch.full((1, Q), 0.5), "probs"
+        if rank == bad_rank and name == "unknown kind":
+            kind = "prob"
         before = selector_tensors(sampler)
         try:
             sampler.update(index, outputs, labels[index], kind=kind)
