@@ -201,7 +201,7 @@ def scale_rank(rank: int, world: int, n: int, sharded: bool, out: str) -> None:
 _ERRORS = {"TypeError": TypeError, "ValueError": ValueError, "IndexError": IndexError}
 
 
-def pickled_gather_records(index, outputs, targets, error=None):
+def pickled_gather_records(index, outputs, targets, error=None, *, kind="logits"):
     """The replaced per-step gather (d2ace_ext.distributed before issue 28): every rank's
     records as pickled objects through ``all_gather_object``. Kept here only to time it."""
     if error is not None:

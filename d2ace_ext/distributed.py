@@ -11,8 +11,10 @@ NCCL), never as pickled objects:
   rank that owns the instance, so each rank records only its rows.
 
 Before the records move, the ranks exchange a small int64 header (an error code, row
-counts, q): a step that failed validation on any rank then raises the same error on
-every rank, and only then do the ranks exchange the error's text (fixed-size bytes).
+counts, q, the outputs' kind): a step that failed validation on any rank then raises the
+same error on every rank, and only then do the ranks exchange the error's text
+(fixed-size bytes); ranks whose steps disagree on q or on the kind ("logits" or
+"probs", which every rank applies to all the records it receives) all raise as well.
 The probabilities of a weighted epoch are broadcast from rank 0 as a tensor, so float
 rounding can never make the ranks' batches drift apart.
 """
@@ -29,6 +31,8 @@ from .validation import check_positive_int
 _ERROR_KINDS = (TypeError, ValueError, IndexError)
 # Bytes of an error message exchanged after a failed step (longer ones are cut).
 _MESSAGE_BYTES = 1024
+# The outputs' kinds, by their code in the header.
+_KINDS = ("logits", "probs")
 
 
 def active() -> bool:
@@ -85,7 +89,7 @@ def _raise_agreed(codes: list[int], error: Exception | None, device: torch.devic
     failed = [rank for rank, code in enumerate(codes) if code]
     if not failed:
         return
-    text = (str(error).strip("'\"") if error is not None else "").encode()[:_MESSAGE_BYTES]
+    text = (str(error) if error is not None else "").encode()[:_MESSAGE_BYTES]  # as raised: quotes are its own
     mine = torch.zeros(_MESSAGE_BYTES, dtype=torch.uint8)
     if text:
         mine[: len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
@@ -117,26 +121,41 @@ def _same_q(qs: list[int], error_kind=ValueError) -> int:
     return qs[0]
 
 
+def _kind_code(kind: str) -> int:
+    return _KINDS.index(kind) if kind in _KINDS else 0  # a bad kind is the sender's error, agreed before
+
+
+def _same_kind(codes: list[int]) -> None:
+    """Every rank must have given the same ``kind``: each applies it to all the records."""
+    if len(set(codes)) != 1:
+        kinds = [_KINDS[code] for code in codes]
+        raise ValueError(f"update(kind=...) must be the same on every rank, got {kinds} by rank")
+
+
 def gather_records(
     index: torch.Tensor | None,
     outputs: torch.Tensor | None,
     targets: torch.Tensor | None,
     error: Exception | None = None,
+    *,
+    kind: str = "logits",
 ):
     """All ranks' (index (b,) int64 CPU, outputs (b, q) float32, targets (b, q) float32),
     concatenated in rank order, on ``outputs``' device (replicated state).
 
     A rank whose own step failed validation passes ``error`` (and None for the tensors);
     every rank then raises the same error, naming the rank(s) it came from, instead of
-    the others failing inside a collective. Two all-gathers: the header, then the rows
+    the others failing inside a collective. So does a ``kind`` ("logits" or "probs" of
+    the outputs) that differs between ranks. Two all-gathers: the header, then the rows
     padded to the largest rank's count.
     """
     _require_group(error)
     device = comm_device()
     rows, q = (0, 0) if error is not None else tuple(outputs.shape)
-    header = _header([_code(error), rows, q], device)
+    header = _header([_code(error), rows, q, _kind_code(kind)], device)
     _raise_agreed(header[:, 0].tolist(), error, device)
     q = _same_q(header[:, 2].tolist())
+    _same_kind(header[:, 3].tolist())
     counts = header[:, 1].tolist()
     most = max(counts)
     payload = torch.zeros(most, record_payload.row_bytes(q), dtype=torch.uint8, device=device)
@@ -153,13 +172,16 @@ def route_records(
     targets: torch.Tensor | None,
     owner: torch.Tensor | None,
     error: Exception | None = None,
+    *,
+    kind: str = "logits",
 ):
     """The rows of this step, from every rank, whose instance this rank owns
     (row-sharded state): (index (r,) int64 CPU, outputs (r, q) float32, targets (r, q)
     float32) on ``outputs``' device, in order of the sending rank. ``owner`` (b,) int64:
-    the rank owning each of this rank's rows. An error on any rank raises on every rank,
-    as in :func:`gather_records`. Two collectives: an all-gather of the header (error
-    code, q, the rows for each owner), then one ``all_to_all_single`` of the rows.
+    the rank owning each of this rank's rows. An error on any rank, or a ``kind`` that
+    differs between ranks, raises on every rank, as in :func:`gather_records`. Two
+    collectives: an all-gather of the header (error code, q, kind, the rows for each
+    owner), then one ``all_to_all_single`` of the rows.
     """
     _require_group(error)
     device, world, me = comm_device(), dist.get_world_size(), dist.get_rank()
@@ -168,10 +190,11 @@ def route_records(
     else:
         q = outputs.shape[1]
         counts = torch.bincount(owner.cpu(), minlength=world).tolist()
-    header = _header([_code(error), q, *counts], device)
+    header = _header([_code(error), q, _kind_code(kind), *counts], device)
     _raise_agreed(header[:, 0].tolist(), error, device)
     q = _same_q(header[:, 1].tolist())
-    receive = header[:, 2 + me].tolist()
+    _same_kind(header[:, 2].tolist())
+    receive = header[:, 3 + me].tolist()
     order = torch.argsort(owner, stable=True)  # rows grouped by owner, in batch order within one
     payload = record_payload.pack(index[order], outputs[order], targets[order], device)
     received = torch.empty(sum(receive), record_payload.row_bytes(q), dtype=torch.uint8, device=device)

@@ -293,7 +293,7 @@ class SelectionBatchSampler(Sampler):
         if routed:
             index, outputs, targets = self._owned_records(index, outputs, targets, kind, error)
         elif self.num_replicas > 1:
-            index, outputs, targets = distributed.gather_records(index, outputs, targets, error)
+            index, outputs, targets = distributed.gather_records(index, outputs, targets, error, kind=kind)
             index = as_index_tensor(index, self.n, "indices (gathered from all ranks)")
         if index.numel():  # a rank owning none of a step's instances records nothing
             device = self.selector.device
@@ -307,7 +307,7 @@ class SelectionBatchSampler(Sampler):
         cannot make); (local rows (r,), outputs (r, q), targets (r, q)). Collective:
         every rank raises the same error if any rank's step is invalid."""
         owner = None if index is None else self._shard.owner(index)
-        index, outputs, targets = distributed.route_records(index, outputs, targets, owner, error)
+        index, outputs, targets = distributed.route_records(index, outputs, targets, owner, error, kind=kind)
         failure = None
         try:
             if index.numel():

@@ -20,6 +20,7 @@ def as_index_tensor(indices, n: int, name: str = "indices", *, check_values: boo
     ``check_values=False`` checks the form only (type, dtype, 1-D, not empty), for a
     caller whose next layer checks the range and repeats itself (a fused record op)."""
     if isinstance(indices, torch.Tensor):
+        check_dense(indices, name)
         tensor = indices.detach()
     else:
         try:
@@ -63,10 +64,20 @@ def same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and resolved(a) == resolved(b)
 
 
+def check_dense(value: torch.Tensor, name: str) -> None:
+    """``value`` must be an ordinary (strided) tensor: a sparse or nested one has no
+    shape or elements the checks can read, and would fail later with PyTorch's internal
+    error (on one DDP rank only, breaking the others' next collective)."""
+    if value.is_nested or value.layout != torch.strided:
+        form = "a nested tensor" if value.is_nested else f"layout {value.layout}"
+        raise TypeError(f"{name} must be a dense tensor, got {form}; convert it first (sparse: .to_dense())")
+
+
 def check_matrix(value, name: str, rows: int, cols: int, device: torch.device) -> torch.Tensor:
-    """A (rows, cols) tensor on ``device``, floating point or 0/1-valued."""
+    """A (rows, cols) dense tensor on ``device``, floating point or 0/1-valued."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    check_dense(value, name)
     if value.dim() != 2 or tuple(value.shape) != (rows, cols):
         raise ValueError(f"{name} must have shape ({rows}, {cols}), got {tuple(value.shape)}")
     if not same_device(value.device, torch.device(device)):

@@ -2,6 +2,7 @@
 precomputed neighbours, seeds, and targets that are not the sampler's labels."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -200,3 +201,27 @@ def test_a_selector_without_records_pays_nothing_per_step():
     sampler = make_sampler("random", y, 6)
     sampler.update([0, 0, 99], torch.full((3, 4), math.nan), y[:3])  # not even read
     assert sampler.overhead_seconds == 0.0
+
+
+@pytest.mark.parametrize("argument", ["indices", "outputs", "targets"])
+@pytest.mark.parametrize("form", ["sparse", "nested"])
+@pytest.mark.parametrize("name", ["d2ace", "active"])
+def test_sparse_and_nested_step_tensors_are_refused_by_name_and_leave_the_state(name, form, argument):
+    # They used to reach PyTorch ops that have no sparse/nested kernel (NotImplementedError,
+    # "NestedTensorImpl doesn't support sizes"), not naming the argument; under DDP that
+    # error was raised on one rank only and broke the other ranks' next collective.
+    x, y = random_problem(n=24, q=4, density=0.5, seed=3)
+    sampler = make_sampler(name, y, 3, x, **({"num_neighbors": 3} if name == "d2ace" else {}))
+    index = torch.tensor([0, 5, 9])
+    step = {"indices": index, "outputs": torch.randn(3, 4), "targets": y[index]}
+    dense = step[argument]
+    step[argument] = dense.to_sparse() if form == "sparse" else torch.nested.nested_tensor(list(dense))
+    before = sampler.state_dict()["selector"]
+    got = "layout torch.sparse_coo" if form == "sparse" else "a nested tensor"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the nested tensor's prototype warning
+        with pytest.raises(TypeError, match=f"^{argument} must be a dense tensor, got {got}"):
+            sampler.update(step["indices"], step["outputs"], step["targets"])
+    after = sampler.state_dict()["selector"]
+    before, after = {**before, **before.get("visits", {})}, {**after, **after.get("visits", {})}
+    assert all(torch.equal(before[k], after[k]) for k in before if isinstance(before[k], torch.Tensor))

@@ -52,9 +52,16 @@ def test_rank_arguments_are_checked():
         D2ACESampler(y, 8, x, config=ddp_worker.CONFIG, num_replicas=0)
 
 
-def test_a_global_batch_smaller_than_the_world_and_a_bad_step_on_one_rank(tmp_path):
-    run_worker("ddp_small_world_worker", tmp_path)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(3)]
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    """Every rank's results of support.ddp_small_world_worker (3 gloo ranks)."""
+    out = tmp_path_factory.mktemp("small_world")
+    run_worker("ddp_small_world_worker", out)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(3)]
+
+
+def test_a_global_batch_smaller_than_the_world_and_a_bad_step_on_one_rank(small_world):
+    ranks = small_world
     steps = len(ranks[0]["seen"])
     assert steps == 4 * 5 and all(len(r["seen"]) == steps for r in ranks)  # ceil(9 / 2) batches an epoch
     for step in range(steps):
@@ -67,6 +74,32 @@ def test_a_global_batch_smaller_than_the_world_and_a_bad_step_on_one_rank(tmp_pa
     assert len(set(index_errors)) == 1 and index_errors[0][0] == "IndexError"
     assert "rank 2" in index_errors[0][1] and "[0, 9)" in index_errors[0][1]
     assert none == (None, None, None)
+
+
+@pytest.mark.parametrize("mode", ["replicated", "sharded"])
+@pytest.mark.parametrize(
+    "step, error",
+    [
+        ("sparse outputs", ("TypeError", "rank 0: outputs must be a dense tensor, got layout torch.sparse_coo")),
+        (
+            "mixed kind",
+            ("ValueError", "update(kind=...) must be the same on every rank, got ['logits', 'logits', 'probs']"),
+        ),
+        ("unknown kind", ("ValueError", "rank 1: kind must be 'logits' or 'probs', got 'prob'")),
+    ],
+)
+def test_a_fault_on_one_rank_is_refused_alike_on_every_rank_and_leaves_the_state(small_world, mode, step, error):
+    """A rank's fault that PyTorch itself would have raised on (a sparse tensor) used to
+    escape the agreement: that rank raised alone and the others' next collective broke
+    (gloo: 'collective mismatch', SIGABRT). A kind that differs between ranks was
+    applied by each rank to every record it received: no error, and the replicated
+    ranks' states silently differed. The message arrives as raised: its closing quote
+    was stripped ("got 'prob")."""
+    seen = [rank["odd"][mode][step] for rank in small_world]
+    for got, unchanged in seen:
+        assert got is not None and got[0] == error[0] and got[1].startswith(error[1]), (mode, step, got)
+        assert got == seen[0][0] and unchanged
+    assert [rank["odd"]["after"] for rank in small_world] == [None, None, None]
 
 
 def test_batches_smaller_than_the_world_never_repeat_an_index_without_a_process_group():

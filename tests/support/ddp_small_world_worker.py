@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py: three gloo ranks with a global batch of 2 (smaller
-than the world), then a bad step on one rank. Usage (support.workers.run_worker): python -m support.ddp_small_world_worker OUT_DIR"""
+than the world), then bad steps on one rank, on a replicated and a row-sharded sampler.
+Usage (support.workers.run_worker): python -m support.ddp_small_world_worker OUT_DIR"""
 
 import math
 import os
@@ -35,6 +36,36 @@ def bad_step(sampler, labels, rank, bad_rank, kind):
     return None
 
 
+def selector_tensors(sampler) -> dict:
+    """The selector state's tensors (D2ACE's under "visits"), copied."""
+    state = sampler.state_dict()["selector"]
+    return {k: v.clone() for k, v in {**state, **state.get("visits", {})}.items() if isinstance(v, torch.Tensor)}
+
+
+def odd_steps(sampler, labels, rank) -> dict:
+    """Steps with a fault on one rank only, which every rank must refuse alike:
+    {name: (error each rank saw, whether this rank's state is unchanged)}."""
+    index = torch.tensor([rank])
+    results = {}
+    for name, bad_rank in (("sparse outputs", 0), ("mixed kind", 2), ("unknown kind", 1)):
+        outputs, kind = torch.zeros(1, Q), "logits"
+        if rank == bad_rank and name == "sparse outputs":
+            outputs = outputs.to_sparse()
+        if rank == bad_rank and name == "mixed kind":  # valid alone; the others' zeros are valid probs too
+            outputs, kind = torch.full((1, Q), 0.5), "probs"
+        if rank == bad_rank and name == "unknown kind":
+            kind = "prob"
+        before = selector_tensors(sampler)
+        try:
+            sampler.update(index, outputs, labels[index], kind=kind)
+            error = None
+        except (TypeError, ValueError, IndexError) as exc:
+            error = type(exc).__name__, str(exc)
+        after = selector_tensors(sampler)
+        results[name] = error, all(torch.equal(before[k], after[k]) for k in before)
+    return results
+
+
 def rank_main(rank: int, world: int, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world)
     x, y = problem()
@@ -49,7 +80,10 @@ def rank_main(rank: int, world: int, out_dir: str) -> None:
             seen.append(batch)
     errors = [bad_step(sampler, y, rank, 1, "nan"), bad_step(sampler, y, rank, 2, "index")]
     errors.append(bad_step(sampler, y, rank, -1, "none"))  # the group still works afterwards
-    torch.save({"seen": seen, "errors": errors}, os.path.join(out_dir, f"rank{rank}.pt"))
+    sharded = D2ACESampler(y, BATCH, x, config=CONFIG, seed=7, shard_state=True)
+    odd = {"replicated": odd_steps(sampler, y, rank), "sharded": odd_steps(sharded, y, rank)}
+    odd["after"] = bad_step(sharded, y, rank, -1, "none")  # the group still works afterwards
+    torch.save({"seen": seen, "errors": errors, "odd": odd}, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
 
