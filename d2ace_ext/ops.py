@@ -51,10 +51,15 @@ def _sizes(values) -> str:
     return "[" + ", ".join(str(v) for v in values) + "]"
 
 
-def _expect_tensor(t, op: str, name: str, dtype: torch.dtype, shape, device) -> None:
-    """expect_tensor of csrc/checks.cpp: dtype (TypeError), device and shape (ValueError)."""
+# Float options are printed with :g, as C++'s ostream prints a double ("0", not "0.0").
+
+
+def _expect_tensor(t, op: str, name: str, dtype: torch.dtype | None, shape, device) -> None:
+    """expect_tensor of csrc/checks.cpp: dtype (TypeError), device and shape (ValueError).
+    ``dtype=None``: any dtype (a wrapper that casts the tensor before the op)."""
     torch._check_type(
-        t.dtype == dtype, lambda: f"{op}: {name} must have dtype {_dtype_name(dtype)}, got {_dtype_name(t.dtype)}"
+        dtype is None or t.dtype == dtype,
+        lambda: f"{op}: {name} must have dtype {_dtype_name(dtype)}, got {_dtype_name(t.dtype)}",
     )
     torch._check_value(t.device == device, lambda: f"{op}: {name} must be on {device} like the state, got {t.device}")
     torch._check_value(
@@ -82,33 +87,52 @@ def _check_record_step_arguments(
     flip_threshold,
     lambda2,
     labels,
+    state_dtype: torch.dtype = torch.float32,
+    step_dtype: torch.dtype | None = torch.float32,
 ) -> None:
+    """The op's checks. The wrapper's pure-PyTorch path makes them too, with
+    ``state_dtype`` the window's (a compact or float64 state) and ``step_dtype=None``
+    (it takes outputs and targets in any dtype), so both paths refuse the same calls."""
     op = "record_step"
     torch._check_value(window.dim() == 3, lambda: f"{op}: window must be (n, n_t, q), got shape {_sizes(window.shape)}")
     n, n_t, q = window.shape
     device = window.device
     torch._check_value(n_t >= 1, lambda: f"{op}: window must hold at least one slot per instance")
-    _expect_state(window, op, "window", torch.float32, (n, n_t, q), device)
+    _expect_state(window, op, "window", state_dtype, (n, n_t, q), device)
     _expect_state(pushes, op, "pushes", torch.int64, (n,), device)
     _expect_state(last_epoch, op, "last_epoch", torch.int64, (n,), device)
     for name, t in (("loss", loss), ("flip_average", flip_average), ("flip_base", flip_base)):
-        _expect_state(t, op, name, torch.float32, (n, q), device)
+        _expect_state(t, op, name, state_dtype, (n, q), device)
     _expect_state(index_errors, op, "index_errors", torch.int64, (1,), device)
     _expect_tensor(indices, op, "indices", torch.int64, (-1,), device)
     b = indices.shape[0]
-    _expect_tensor(outputs, op, "outputs", torch.float32, (b, q), device)
-    _expect_tensor(targets, op, "targets", torch.float32, (b, q), device)
+    _expect_tensor(outputs, op, "outputs", step_dtype, (b, q), device)
+    _expect_tensor(targets, op, "targets", step_dtype, (b, q), device)
     if labels is not None:
         _expect_tensor(labels, op, "labels", torch.bool, (n, q), device)
     torch._check_value(
-        0.0 < flip_threshold < 1.0, lambda: f"{op}: flip_threshold must lie in (0, 1), got {flip_threshold}"
+        0.0 < flip_threshold < 1.0, lambda: f"{op}: flip_threshold must lie in (0, 1), got {flip_threshold:g}"
     )
-    torch._check_value(0.0 < lambda2 <= 1.0, lambda: f"{op}: lambda2 must lie in (0, 1], got {lambda2}")
+    torch._check_value(0.0 < lambda2 <= 1.0, lambda: f"{op}: lambda2 must lie in (0, 1], got {lambda2:g}")
 
 
 def _check_score_visits_arguments(
-    window, pushes, loss, flip_average, label_ptr, label_cols, context_ptr, context_cols, workspace, lambda1, norm_eps
+    window,
+    pushes,
+    loss,
+    flip_average,
+    label_ptr,
+    label_cols,
+    context_ptr,
+    context_cols,
+    workspace,
+    lambda1,
+    norm_eps,
+    state_dtype: torch.dtype = torch.float32,
 ) -> None:
+    """The op's checks; the wrapper makes them on every path, with ``state_dtype`` the
+    window's (the pure-PyTorch path also scores a compact or float64 state) and
+    ``workspace=None`` where it makes the workspace itself."""
     op = "score_visits"
     torch._check_value(window.dim() == 3, lambda: f"{op}: window must be (n, n_t, q), got shape {_sizes(window.shape)}")
     n, n_t, q = window.shape
@@ -116,17 +140,18 @@ def _check_score_visits_arguments(
     torch._check_value(
         n >= 1 and n_t >= 1 and q >= 1, lambda: f"{op}: window must have n, n_t, q >= 1, got {_sizes(window.shape)}"
     )
-    _expect_tensor(window, op, "window", torch.float32, (n, n_t, q), device)
+    _expect_tensor(window, op, "window", state_dtype, (n, n_t, q), device)
     _expect_tensor(pushes, op, "pushes", torch.int64, (n,), device)
-    _expect_tensor(loss, op, "loss", torch.float32, (n, q), device)
-    _expect_tensor(flip_average, op, "flip_average", torch.float32, (n, q), device)
+    _expect_tensor(loss, op, "loss", state_dtype, (n, q), device)
+    _expect_tensor(flip_average, op, "flip_average", state_dtype, (n, q), device)
     _expect_tensor(label_ptr, op, "label_ptr", torch.int64, (n + 1,), device)
     _expect_tensor(label_cols, op, "label_cols", torch.int64, (-1,), device)
     _expect_tensor(context_ptr, op, "context_ptr", torch.int64, (n + 1,), device)
     _expect_tensor(context_cols, op, "context_cols", torch.int64, (-1,), device)
-    _expect_state(workspace, op, "workspace", torch.float32, (2, n, q), device)
-    torch._check_value(0.0 <= lambda1 <= 1.0, lambda: f"{op}: lambda1 must lie in [0, 1], got {lambda1}")
-    torch._check_value(norm_eps >= 0.0, lambda: f"{op}: norm_eps must be >= 0, got {norm_eps}")
+    if workspace is not None:
+        _expect_state(workspace, op, "workspace", torch.float32, (2, n, q), device)
+    torch._check_value(0.0 <= lambda1 <= 1.0, lambda: f"{op}: lambda1 must lie in [0, 1], got {lambda1:g}")
+    torch._check_value(norm_eps >= 0.0, lambda: f"{op}: norm_eps must be >= 0, got {norm_eps:g}")
 
 
 def _check_quantized_mixture_arguments(weights, weight_range, pressure, p_beta, index_min) -> None:
@@ -138,9 +163,10 @@ def _check_quantized_mixture_arguments(weights, weight_range, pressure, p_beta, 
         ),
     )
     _expect_tensor(weights, op, "weights", torch.float64, (2, -1), weights.device)
-    _expect_tensor(weight_range, op, "weight_range", torch.float64, (2, 2), weights.device)
-    torch._check_value(pressure >= 1.0, lambda: f"{op}: pressure must be >= 1, got {pressure}")
-    torch._check_value(0.0 <= p_beta <= 1.0, lambda: f"{op}: p_beta must lie in [0, 1], got {p_beta}")
+    if weight_range is not None:  # the wrapper computes it when not given
+        _expect_tensor(weight_range, op, "weight_range", torch.float64, (2, 2), weights.device)
+    torch._check_value(pressure >= 1.0, lambda: f"{op}: pressure must be >= 1, got {pressure:g}")
+    torch._check_value(0.0 <= p_beta <= 1.0, lambda: f"{op}: p_beta must lie in [0, 1], got {p_beta:g}")
     torch._check_value(index_min in (0, 1), lambda: f"{op}: index_min must be 0 or 1, got {index_min}")
 
 
@@ -236,6 +262,13 @@ if extension_loaded():
 # ---------------------------------------------------------------------------------------
 
 
+def _wrapper_checks() -> bool:
+    """Whether a wrapper makes its op's argument checks itself: always, except while
+    torch.compile traces it (Dynamo cannot trace the checks' message closures; the op's
+    fake kernel makes the same checks while tracing)."""
+    return not torch.compiler.is_compiling()
+
+
 def native_for(tensor: torch.Tensor) -> bool:
     """Whether the native kernels run for tensors on ``tensor``'s device."""
     if not use_native():
@@ -296,6 +329,9 @@ def record_step(
     path this wrapper does, with one host read. An out-of-range index that still reaches
     the CUDA kernel through ``torch.ops`` skips its row and is counted in
     ``index_errors``; the next :func:`score_visits` given that counter raises.
+    The op's argument checks (dtypes, shapes, options: csrc/checks.cpp) hold on every
+    path as well, with the state's tensors in the window's dtype: indices int64, labels
+    bool, 0 < flip_threshold < 1, 0 < lambda2 <= 1.
     """
     if flip_on not in _FLIP_ON:
         raise ValueError(f"flip_on must be one of {_FLIP_ON}, got {flip_on!r}")
@@ -304,7 +340,25 @@ def record_step(
     kernel_checks = (
         native and window.device.type == "cpu" and outputs.dtype == torch.float32 and targets.dtype == torch.float32
     )
-    if not kernel_checks:
+    if not kernel_checks and _wrapper_checks():  # the op's argument checks, which the CPU kernel makes itself
+        _check_record_step_arguments(
+            window,
+            pushes,
+            last_epoch,
+            loss,
+            flip_average,
+            flip_base,
+            index_errors,
+            indices,
+            outputs,
+            targets,
+            flip_threshold,
+            lambda2,
+            labels,
+            state_dtype=window.dtype,
+            step_dtype=None,
+        )
+    if not kernel_checks:  # the step's values, which the CPU kernel checks itself
         check_step(outputs, kind, targets, labels, indices, n=window.shape[0])
     if native:
         if not kernel_checks:
@@ -394,6 +448,21 @@ def score_visits(
     """
     if loss_transform not in _LOSS_TRANSFORMS:
         raise ValueError(f"loss_transform must be one of {_LOSS_TRANSFORMS}, got {loss_transform!r}")
+    if _wrapper_checks():  # the op's checks, on every path: both refuse the same calls
+        _check_score_visits_arguments(
+            window,
+            pushes,
+            loss,
+            flip_average,
+            context.labels.row_ptr,
+            context.labels.cols,
+            context.context.row_ptr,
+            context.context.cols,
+            workspace,
+            lambda1,
+            norm_eps,
+            state_dtype=window.dtype,
+        )
     n, _, q = window.shape
     if index_errors is not None:
         raise_skipped_rows(index_errors, n)
@@ -437,6 +506,8 @@ def quantized_mixture(
     ``weight_range`` (2, 2) = [[min, max]] per row when already known (the scoring op
     returns it); computed here otherwise.
     """
+    if _wrapper_checks():  # the op's checks, on every path: both refuse the same calls
+        _check_quantized_mixture_arguments(weights, weight_range, pressure, p_beta, index_min)
     if native_for(weights):
         if weight_range is None:
             low, high = weights.aminmax(dim=1)

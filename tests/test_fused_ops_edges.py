@@ -4,6 +4,8 @@ the fused_record_checks / fused_score_checks modules."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -479,6 +481,100 @@ def test_quantized_mixture_rejects_bad_input():
             torch.ops.d2ace_ext.quantized_mixture(*args)
     with pytest.raises(ValueError, match="pressure must be >= 1"):
         ops.quantized_mixture(weights, 0.9, 0.5, 0)
+
+
+def _refusal(call):
+    """(exception class, message) of ``call()``, or None when it returns."""
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the class is what is compared
+        return type(exc), str(exc)
+    return None
+
+
+def test_the_op_wrappers_refuse_a_bad_call_alike_on_the_native_and_the_pure_path():
+    # The pure-PyTorch path of ops.* used to skip the op's argument checks: int32 indices
+    # were recorded, uint8 ones read as a mask, float labels, flip_threshold 0, lambda2
+    # 1.5, lambda1 1.5, pressure 0.5 or a float32 w went through, and wrong shapes gave
+    # broadcasting errors. Now every path refuses them with the kernel's error, and leaves
+    # the state as it was.
+    n, q = 6, 3
+    labels = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.bool)
+    indices = torch.tensor([0, 2, 5])
+    good = dict(indices=indices, outputs=torch.randn(3, q), targets=labels[indices].float(), labels=labels)
+    flags = dict(from_logits=True, per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7)
+    record_cases = [
+        ({"indices": indices.int()}, {}, TypeError, "record_step: indices must have dtype Long, got Int"),
+        ({"indices": indices.to(torch.uint8)}, {}, TypeError, "indices must have dtype Long, got Byte"),
+        ({"indices": indices[None]}, {}, ValueError, r"indices has shape \[1, 3\], expected \[-1\]"),
+        ({"outputs": torch.randn(3, q + 1)}, {}, ValueError, r"outputs has shape \[3, 4\], expected \[3, 3\]"),
+        ({"targets": torch.ones(2, q)}, {}, ValueError, "targets has shape"),
+        ({"labels": labels.float()}, {}, TypeError, "labels must have dtype Bool, got Float"),
+        ({"labels": labels[:, :2]}, {}, ValueError, "labels has shape"),
+        ({}, {"flip_threshold": 0.0}, ValueError, r"flip_threshold must lie in \(0, 1\), got 0$"),
+        ({}, {"lambda2": 1.5}, ValueError, r"lambda2 must lie in \(0, 1\], got 1.5"),
+    ]
+    for tensor_changes, flag_changes, error, message in record_cases:
+        args = {**good, **tensor_changes}
+        seen = []
+        for native in (True, False):
+            state = VisitState(n, q, 3)
+            record_step(state, torch.arange(n), torch.randn(n, q), labels.float(), 0, **flags)
+            before = {name: getattr(state, name).clone() for name in VisitState.TENSORS}
+            with d2ace_ext.force_fallback(not native):
+                with pytest.raises(error, match=message) as raised:
+                    record_step(state, args["indices"], args["outputs"], args["targets"], 1, labels=args["labels"],
+                                **{**flags, **flag_changes})
+            seen.append(str(raised.value))
+            for name in VisitState.TENSORS:
+                assert torch.equal(getattr(state, name), before[name]), (message, native, name)
+        assert seen[0] == seen[1], message
+    # a compact state, recorded by the pure-PyTorch path only, refuses what the kernel refuses
+    compact = VisitState(n, q, 3, dtype=torch.float16)
+    with pytest.raises(TypeError, match="indices must have dtype Long, got Int"):
+        record_step(compact, indices.int(), good["outputs"], good["targets"], 0, **flags)
+    assert int(compact.pushes.sum()) == 0
+
+    state = VisitState(n, q, 3)
+    ctx = context_of(SparseRows.from_dense(labels), SparseRows.from_dense(labels))
+    options = dict(lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False, label_weights_in_phi=False)
+    score_cases = [
+        ({"lambda1": 1.5}, ValueError, r"lambda1 must lie in \[0, 1\], got 1.5"),
+        ({"norm_eps": -1.0}, ValueError, "norm_eps must be >= 0, got -1$"),
+        ({"workspace": torch.empty(2, n, q, dtype=torch.float64)}, TypeError, "workspace must have dtype Float"),
+        ({"workspace": torch.empty(2, n, q + 1)}, ValueError, "workspace has shape"),
+        ({"pushes": state.pushes.int()}, TypeError, "pushes must have dtype Long, got Int"),
+        ({"loss": state.loss[:, :2]}, ValueError, "loss has shape"),
+        ({"flip_average": state.flip_average.half()}, TypeError, "flip_average must have dtype Float, got Half"),
+    ]
+    tensors = dict(window=state.window, pushes=state.pushes, loss=state.loss, flip_average=state.flip_average)
+    for changes, error, message in score_cases:
+        args = {**tensors, **options, **changes}
+        call = lambda: ops.score_visits(  # noqa: E731
+            args.pop("window"), args.pop("pushes"), args.pop("loss"), args.pop("flip_average"), ctx, **args
+        )
+        native = _refusal(lambda: call())
+        args = {**tensors, **options, **changes}
+        with d2ace_ext.force_fallback():
+            fallback = _refusal(lambda: call())
+        assert native is not None and native[0] is error and re.search(message, native[1]), (message, native)
+        assert fallback == native, message
+
+    weights = torch.randn(2, 5, dtype=torch.float64)
+    mixture_cases = [
+        ((weights, 0.5, 0.5, 0), ValueError, "pressure must be >= 1, got 0.5"),
+        ((weights, 2.0, 1.5, 0), ValueError, r"p_beta must lie in \[0, 1\], got 1.5"),
+        ((weights, 2.0, 0.5, 2), ValueError, "index_min must be 0 or 1, got 2"),
+        ((weights.float(), 2.0, 0.5, 0), TypeError, "weights must have dtype Double, got Float"),
+        ((weights[:, :0], 2.0, 0.5, 0), ValueError, r"weights must be \(2, n\) with n >= 1"),
+        ((weights[0], 2.0, 0.5, 0), ValueError, r"weights must be \(2, n\)"),
+    ]
+    for args, error, message in mixture_cases:
+        native = _refusal(lambda: ops.quantized_mixture(*args))
+        with d2ace_ext.force_fallback():
+            fallback = _refusal(lambda: ops.quantized_mixture(*args))
+        assert native is not None and native[0] is error and re.search(message, native[1]), (message, native)
+        assert fallback == native, message
 
 
 def test_sparse_rows_reject_corrupt_rows_where_they_are_built():
