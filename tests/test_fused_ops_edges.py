@@ -523,8 +523,15 @@ def test_the_op_wrappers_refuse_a_bad_call_alike_on_the_native_and_the_pure_path
             before = {name: getattr(state, name).clone() for name in VisitState.TENSORS}
             with d2ace_ext.force_fallback(not native):
                 with pytest.raises(error, match=message) as raised:
-                    record_step(state, args["indices"], args["outputs"], args["targets"], 1, labels=args["labels"],
-                                **{**flags, **flag_changes})
+                    record_step(
+                        state,
+                        args["indices"],
+                        args["outputs"],
+                        args["targets"],
+                        1,
+                        labels=args["labels"],
+                        **{**flags, **flag_changes},
+                    )
             seen.append(str(raised.value))
             for name in VisitState.TENSORS:
                 assert torch.equal(getattr(state, name), before[name]), (message, native, name)
@@ -537,7 +544,9 @@ def test_the_op_wrappers_refuse_a_bad_call_alike_on_the_native_and_the_pure_path
 
     state = VisitState(n, q, 3)
     ctx = context_of(SparseRows.from_dense(labels), SparseRows.from_dense(labels))
-    options = dict(lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False, label_weights_in_phi=False)
+    options = dict(
+        lambda1=0.5, loss_transform="identity", norm_eps=0.0, row_normalize=False, label_weights_in_phi=False
+    )
     score_cases = [
         ({"lambda1": 1.5}, ValueError, r"lambda1 must lie in \[0, 1\], got 1.5"),
         ({"norm_eps": -1.0}, ValueError, "norm_eps must be >= 0, got -1$"),
