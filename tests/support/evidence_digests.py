@@ -46,6 +46,8 @@ LATER_SETTINGS = {
     # the published CLIF at 100 epochs under label noise (noise_clif.jsonl)
     "9bfb07c4": {"model_options": PUBLISHED_CLIF, "label_noise": "extra:1.0"},
     "eb2938e6": {"model_options": PUBLISHED_CLIF, "label_noise": "missing:0.4"},
+    "99161632": {"model_options": PUBLISHED_CLIF, "label_noise": "extra:0.5"},
+    "d7f63e99": {"model_options": PUBLISHED_CLIF, "label_noise": "missing:0.2"},
 }
 
 #: The ablations (issue 27 part 2, Figure 5's variants), clean and under extra:1.0.
