@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 
 from ..config import ABLATIONS
 from .experiment import Protocol
@@ -80,8 +79,10 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     store = ResultsStore(args.results_dir)
-    if not os.path.isfile(store.path):
-        parser.error(f"--results-dir: no {store.path}; give the folder that holds the runs' results.jsonl")
+    try:
+        store.require()
+    except ValueError as exc:
+        parser.error(f"--results-dir: {exc}")
     records = ablation_records(
         store.records().values(),
         protocol,

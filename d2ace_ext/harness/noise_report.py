@@ -17,7 +17,6 @@ the same corrupted rows from the same weights.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -131,16 +130,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     model_options = options_per_name(args.model_opt, "--model-opt", [args.model], known=list(MODELS))
     try:
-        for setting in args.settings:
-            setting_protocol(setting, args.epochs, args.folds, model_options)
+        setting_digests = {
+            s: setting_protocol(s, args.epochs, args.folds, model_options).digest() for s in args.settings
+        }
     except ValueError as exc:
         parser.error(f"--settings: {exc}")
     store = ResultsStore(args.results_dir)
-    if not os.path.isfile(store.path):
-        parser.error(f"--results-dir: no {store.path}; give the folder that holds the runs' results.jsonl")
+    try:
+        store.require()
+    except ValueError as exc:
+        parser.error(f"--results-dir: {exc}")
     records = list(store.records().values())
     digests = {r["key"]["protocol"] for r in records if r["key"]["model"] == args.model}
-    setting_digests = {s: setting_protocol(s, args.epochs, args.folds, model_options).digest() for s in args.settings}
     absent = [s for s in args.settings if setting_digests[s] not in digests]
     if len(absent) == len(args.settings):
         parser.error(

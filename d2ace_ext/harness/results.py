@@ -179,6 +179,12 @@ class ResultsStore:
         self.folder = folder
         self.path = os.path.join(folder, RESULTS_FILE)
 
+    def require(self) -> None:
+        """Raise ValueError unless the results file exists: a report over a folder
+        without it would print empty tables (a mistyped folder reads as no runs)."""
+        if not os.path.isfile(self.path):
+            raise ValueError(f"no {self.path}; give the folder that holds the runs' results.jsonl")
+
     def records(self) -> dict[tuple, dict]:
         """key tuple -> record. A torn last line (a run killed mid-write) is passed over;
         other unreadable lines are passed over with a warning naming them."""
