@@ -373,3 +373,33 @@ def test_the_image_loop_applies_the_selector_s_loss_weights(tmp_path, monkeypatc
     weighted = [w for w in seen if w is not None]
     assert weighted, "the selector's loss weights never reached the image loop"
     assert any(bool((w == expected).any()) for w in weighted)
+
+
+def test_a_record_that_cannot_be_stored_keeps_the_run_s_checkpoint(tmp_path, monkeypatch):
+    """The checkpoint goes only once the record is in results.jsonl: a full disk at the
+    append used to find the checkpoint already removed, and every epoch trained again."""
+    from d2ace_ext.harness.results import ResultsStore
+
+    feats = _features_file(str(tmp_path / "feats.pt"), seed=0)
+    argv = ["run", "--dataset", "features", "--features", feats, "--model", "mlgcn", "--selector", "random"]
+    argv += ["--epochs", "2", "--batch-size", "8", "--lr", "1e-2", "--model-opt", "hidden=8", "--no-progress"]
+    assert cli_main([*argv, "--results-dir", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "out"
+    real_append = ResultsStore.append
+
+    def full_disk(store, record):
+        raise OSError(28, "No space left on device", store.path)
+
+    monkeypatch.setattr(ResultsStore, "append", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        cli_main([*argv, "--results-dir", str(out)])
+    assert len(os.listdir(out / "checkpoints")) == 1  # the trained run survives the failed append
+    monkeypatch.setattr(ResultsStore, "append", real_append)
+    trained = []
+    real_epoch = image_run._train_epoch
+    monkeypatch.setattr(image_run, "_train_epoch", lambda *a: trained.append(1) or real_epoch(*a))
+    assert cli_main([*argv, "--results-dir", str(out)]) == 0
+    assert trained == []  # no epoch trained again: the record came from the final checkpoint
+    (whole,), (resumed,) = _records(tmp_path / "whole"), _records(out)
+    assert resumed["metrics"] == whole["metrics"] and resumed["history"]["epoch"] == [0, 1]
+    assert os.listdir(out / "checkpoints") == []

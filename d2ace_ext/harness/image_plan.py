@@ -113,8 +113,11 @@ def execute(args, datasets, models, selectors) -> list[dict]:
                     results_dir=args.results_dir,
                     workers=workers,
                     progress=not args.no_progress,
+                    keep_checkpoint=True,
                 )
                 store.append(record)
+                # only now: a record that could not be stored reruns from the final checkpoint
+                image_run.RunCheckpoint(args.results_dir, key, run_protocol.digest()).remove()
                 done[key_tuple(record["key"])] = record
         records += [done[key_tuple(k.to_dict())] for k in keys]
     return records
