@@ -83,6 +83,32 @@ def test_an_append_after_a_torn_line_starts_a_fresh_line_and_keeps_the_fragment(
     assert open(store.path + ".torn").read().count("\n") == 1
 
 
+def test_an_append_waits_for_another_process_s_append_instead_of_cutting_its_line(tmp_path):
+    """Two commands appending to one results file: the other's line, still being written,
+    used to look torn, was moved to results.jsonl.torn and cut, and the rest of it then
+    landed as an unreadable line; both runs' records were lost."""
+    import fcntl
+    import threading
+
+    store = ResultsStore(str(tmp_path))
+    store.append(_record(0))
+    theirs = (json.dumps(_record(1)) + "\n").encode()
+    with open(store.path, "ab") as other:  # the other process, half-way through its append
+        fcntl.flock(other, fcntl.LOCK_EX)
+        other.write(theirs[:40])
+        other.flush()
+        ours = threading.Thread(target=store.append, args=(_record(2),))
+        ours.start()
+        ours.join(0.5)  # left to run: without waiting for the lock it would cut the half-written line now
+        other.write(theirs[40:])
+        other.flush()
+        fcntl.flock(other, fcntl.LOCK_UN)
+    ours.join()
+    lines = read_results(store.path)
+    assert [record["key"]["fold"] for _, record in lines.records] == [0, 1, 2]
+    assert lines.unreadable == [] and not os.path.exists(store.path + ".torn")
+
+
 def test_unreadable_lines_before_the_last_are_named_in_a_warning_and_glued_records_kept(tmp_path):
     store = ResultsStore(str(tmp_path))
     good, glued = json.dumps(_record(0)), json.dumps(_record(1))
