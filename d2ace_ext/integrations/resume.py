@@ -107,7 +107,9 @@ class LoopCheckpoint:
 
     Under Accelerate it raises ValueError, when made and again at the first step, if
     the sampler was prepared with plain ``accelerator.prepare(loader)`` on several
-    processes (use :func:`~d2ace_ext.integrations.accelerate.prepare_loader`)."""
+    processes (use :func:`~d2ace_ext.integrations.accelerate.prepare_loader`). After
+    :meth:`load_state_dict` a step at an epoch before :attr:`resume_epoch` raises
+    RuntimeError (the loop went back to epochs already trained)."""
 
     def __init__(self, sampler: SelectionBatchSampler) -> None:
         if not isinstance(sampler, SelectionBatchSampler):
@@ -117,6 +119,7 @@ class LoopCheckpoint:
         self._epoch = sampler.epoch
         self._count = 0
         self._stepped = False
+        self._resumed_at: int | None = None  # resume_epoch after load_state_dict: no step may come before it
 
     @property
     def consumed(self) -> int:
@@ -132,6 +135,7 @@ class LoopCheckpoint:
     def step(self) -> None:
         """One batch consumed (call after each training step)."""
         self._first_step_check()
+        self._check_not_behind_resume()
         if self._epoch != self.sampler.epoch:
             self._epoch, self._count = self.sampler.epoch, 0
         self._count += 1
@@ -139,6 +143,7 @@ class LoopCheckpoint:
     def update(self, indices, outputs: torch.Tensor, targets: torch.Tensor, *, kind: str = "logits") -> None:
         """``sampler.update(indices, outputs, targets, kind=kind)``, then :meth:`step`."""
         self._first_step_check()  # before update's collective call, which a re-sharded rank would hang in
+        self._check_not_behind_resume()  # before a wrong epoch's records reach the selector
         self.sampler.update(indices, outputs, targets, kind=kind)
         self.step()
 
@@ -147,9 +152,22 @@ class LoopCheckpoint:
             _check_not_resharded(self.sampler)
             self._stepped = True
 
+    def _check_not_behind_resume(self) -> None:
+        """A resumed loop whose sampler went back before the epoch it resumed at would train
+        finished epochs again, silently: Accelerate's prepared loader sets its own iteration
+        count (0 after a restart) as the sampler's epoch unless ``loader.set_epoch`` is called."""
+        if self._resumed_at is not None and self.sampler.epoch < self._resumed_at:
+            raise RuntimeError(
+                f"the sampler is at epoch {self.sampler.epoch}, but this loop resumed at epoch {self._resumed_at}: "
+                "start the epoch loop at tracker.resume_epoch and set each epoch on the loader you iterate "
+                "(under Accelerate loader.set_epoch(epoch), not sampler.set_epoch: the prepared loader sets its "
+                "own iteration count as the sampler's epoch)"
+            )
+
     def state_dict(self) -> dict:
         return {"sampler": rewound_state(self.sampler, self.consumed), "consumed": self.consumed}
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self._epoch, self._count = self.sampler.epoch, int(state["consumed"])
+        self._resumed_at = self.resume_epoch
