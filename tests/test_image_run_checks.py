@@ -403,3 +403,38 @@ def test_a_record_that_cannot_be_stored_keeps_the_run_s_checkpoint(tmp_path, mon
     (whole,), (resumed,) = _records(tmp_path / "whole"), _records(out)
     assert resumed["metrics"] == whole["metrics"] and resumed["history"]["epoch"] == [0, 1]
     assert os.listdir(out / "checkpoints") == []
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(tmp_path, damage):
+    """A checkpoint cut short (a power loss before the file reached the disk) used to stop
+    the image command with torch's 'failed finding central directory' or 'Ran out of input'."""
+    feats, out = _features_file(str(tmp_path / "feats.pt"), seed=0), str(tmp_path / "out")
+    data = load_image_dataset("features", features=feats)
+    protocol = ImageProtocol(
+        epochs=3, batch_size=8, lr=1e-2, model_options={"mlgcn": {"backbone": "none", "hidden": 8}}
+    )
+    key = RunKey.make("features", "mlgcn", "random", "paper", 0, protocol)
+    assert image_run.run_image(key, data, protocol, results_dir=out, progress=False, stop_after=1) is None
+    path = image_run.checkpoint_path(out, key, protocol.digest())
+    saved = open(path, "rb").read()
+    with open(path, "wb") as handle:
+        handle.write(b"" if damage == "empty" else saved[: len(saved) // 2])
+    with pytest.raises(ValueError, match=f"checkpoint {path} .*delete it"):
+        image_run.run_image(key, data, protocol, results_dir=out, progress=False)
+
+
+def test_an_image_checkpoint_reaches_the_disk_before_it_replaces_the_last_one(tmp_path, monkeypatch):
+    """os.replace without a sync first can leave an empty checkpoint after a power loss."""
+    from d2ace_ext.harness import image_checkpoint
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd)
+    )
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", str(a))) or real_replace(a, b))
+    path = str(tmp_path / "checkpoints" / "run.pt")
+    image_checkpoint._save(path, {"epoch": 0})
+    assert events[:2] == [("fsync", path + ".tmp"), ("replace", path + ".tmp")]
+    assert torch.load(path, weights_only=True) == {"epoch": 0}
