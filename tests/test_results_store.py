@@ -250,3 +250,31 @@ def test_options_for_a_model_or_selector_that_does_not_exist_are_refused(tmp_pat
         cli.main(argv + ["--selector-opt", "mlunc.window_size=3"])
     with pytest.raises(SystemExit, match=r"--model-opt mpl.hidden=8: no model or selector is called 'mpl'"):
         cli.main(argv + ["--model-opt", "mpl.hidden=8"])
+
+
+# -- --report-only over a partial grid ---------------------------------------------------
+def test_report_only_marks_the_cells_missing_runs_in_the_printed_and_written_tables(tmp_path, capsys):
+    """A partial grid's tables used to print Random over fold 0 beside ML-Unc over fold 1,
+    ranked against each other, with nothing saying either cell was incomplete."""
+    data_dir = write_toy_mulan(tmp_path / "data")
+    out = tmp_path / "res"
+    argv = _grid_argv(data_dir, out, "--selectors", "random", "ml_unc")
+    assert cli.main(argv) == 0
+    with open(out / "results.jsonl") as handle:
+        lines = handle.read().splitlines()
+    kept = [
+        line
+        for line in lines
+        if (json.loads(line)["key"]["selector"], json.loads(line)["key"]["fold"]) != ("random", 1)
+    ]
+    with open(out / "results.jsonl", "w") as handle:
+        handle.write("\n".join(kept) + "\n")
+    capsys.readouterr()
+    assert cli.main([*argv, "--report-only"]) == 0
+    printed = capsys.readouterr().out
+    written = (out / "comparison.md").read_text()
+    for text in (printed, written):
+        row = next(line for line in text.splitlines() if line.startswith("| toy |"))
+        random_cell, ml_unc_cell = row.split(" | ")[1:3]
+        assert random_cell.endswith("[1 of 2 runs]") and "runs]" not in ml_unc_cell
+        assert "k of 2 runs: an incomplete cell" in text
