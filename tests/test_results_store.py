@@ -11,6 +11,7 @@ from d2ace_ext import cli
 from d2ace_ext.harness.evidence import main as evidence_main
 from d2ace_ext.harness.evidence import merge_compact
 from d2ace_ext.harness.experiment import Protocol, RunKey
+from d2ace_ext.harness.fold_run import trace_file
 from d2ace_ext.harness.results import ResultsStore
 
 from support.mulan_files import write_toy_mulan
@@ -132,7 +133,7 @@ def test_a_failing_run_under_jobs_keeps_every_other_runs_record_and_exits_non_ze
     key = RunKey.make("toy", "mlp", "random", "paper", 0, Protocol(folds=2, epochs=1, min_positives=5))
     # fold 0's trace file cannot be written (a folder is in its way): that run fails
     # after training, fold 1 and the other selector finish in the other worker
-    os.makedirs(out / "traces" / f"{key.stem()}.npz")
+    os.makedirs(out / trace_file(key))
     argv = _grid_argv(data_dir, out, "--trace", "first", "--jobs", "2", "--selectors", "random", "ml_unc")
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
@@ -278,3 +279,22 @@ def test_report_only_marks_the_cells_missing_runs_in_the_printed_and_written_tab
         random_cell, ml_unc_cell = row.split(" | ")[1:3]
         assert random_cell.endswith("[1 of 2 runs]") and "runs]" not in ml_unc_cell
         assert "k of 2 runs: an incomplete cell" in text
+
+
+# -- traces of two protocols in one results folder ---------------------------------------
+def test_two_protocols_tracing_into_one_folder_keep_their_own_trace_files(tmp_path):
+    """Trace files were named by run alone: a second protocol's run (here 2 epochs instead
+    of 1) overwrote the first's trace, whose record then pointed at the other's data."""
+    import numpy as np
+
+    data_dir = write_toy_mulan(tmp_path / "data")
+    out = tmp_path / "res"
+    for epochs in ("1", "2"):
+        argv = _grid_argv(data_dir, out, "--trace", "first")
+        argv[argv.index("--epochs") + 1] = epochs
+        assert cli.main(argv) == 0
+    traced = [r for r in ResultsStore(str(out)).records().values() if r["trace"]]
+    assert len(traced) == 2 and len({r["trace"] for r in traced}) == 2
+    for record in traced:
+        with np.load(out / record["trace"]) as trace:
+            assert list(trace["label_epochs"]) == record["history"]["epoch"]
