@@ -298,3 +298,13 @@ def test_two_protocols_tracing_into_one_folder_keep_their_own_trace_files(tmp_pa
     for record in traced:
         with np.load(out / record["trace"]) as trace:
             assert list(trace["label_epochs"]) == record["history"]["epoch"]
+
+
+def test_report_only_over_a_folder_without_results_is_refused_and_writes_nothing(tmp_path, capsys):
+    """A mistyped --results-dir under --report-only used to print tables of dashes, exit 0
+    and create the folder with empty comparison files."""
+    data_dir = write_toy_mulan(tmp_path / "data")
+    typo = tmp_path / "reslts"
+    assert cli.main([*_grid_argv(data_dir, typo), "--report-only"]) == 2
+    assert f"no {typo}/results.jsonl" in capsys.readouterr().err
+    assert not typo.exists()

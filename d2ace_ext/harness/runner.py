@@ -88,14 +88,17 @@ def run_grid(
 
     trace: "none", "first" (fold 0 of each configuration) or "all" runs write figure traces.
     report_only: run nothing; return the grid's runs already in the results file (a
-    partial grid's tables: unpaired runs simply drop out of the paired statistics).
+    partial grid's tables: unpaired runs simply drop out of the paired statistics); raises
+    ValueError if the folder holds no results file.
     Raises :class:`RunFailures` after the last run when any run raised; the records of
     all the others are written by then.
     """
     if trace not in ("none", "first", "all"):
         raise ValueError(f"trace must be 'none', 'first' or 'all', got {trace!r}")
     store = ResultsStore(results_dir)
-    if not report_only:  # before hours of runs: where the records (and traces) go, then every data set
+    if report_only:  # a mistyped folder would read as no runs: tables of dashes
+        store.require()
+    else:  # before hours of runs: where the records (and traces) go, then every data set
         require_writable(results_dir, "results folder (--results-dir)", store.path)
     done = store.records()
     keys = grid.keys(protocol)
