@@ -308,3 +308,23 @@ def test_report_only_over_a_folder_without_results_is_refused_and_writes_nothing
     assert cli.main([*_grid_argv(data_dir, typo), "--report-only"]) == 2
     assert f"no {typo}/results.jsonl" in capsys.readouterr().err
     assert not typo.exists()
+
+
+def test_a_record_that_cannot_be_written_stops_the_grid_with_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """A full disk at the first append used to end the command in an OSError traceback that
+    also swallowed the earlier runs' failures; now it stops before training more runs
+    whose records could not be written either, and says what to do."""
+    from d2ace_ext.harness import runner
+
+    def full_disk(store, record):
+        raise OSError(28, "No space left on device", store.path)
+
+    trained = []
+    real_run_one = runner._run_one
+    monkeypatch.setattr(runner, "_run_one", lambda key, *a: trained.append(key.fold) or real_run_one(key, *a))
+    monkeypatch.setattr(ResultsStore, "append", full_disk)
+    data_dir = write_toy_mulan(tmp_path / "data")
+    assert cli.main(_grid_argv(data_dir, tmp_path / "res")) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "results.jsonl" in err and "rerun" in err
+    assert trained == [0]  # fold 1 was not trained for nothing
