@@ -24,6 +24,7 @@ import torch
 
 from ..sampler import SelectionBatchSampler, epoch_seed
 from ..selectors.base import WEIGHTED, Selector
+from ..validation import is_int
 
 
 class _SavedPlan(Selector):
@@ -168,6 +169,22 @@ class LoopCheckpoint:
         return {"sampler": rewound_state(self.sampler, self.consumed), "consumed": self.consumed}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s ``{"sampler": ..., "consumed": ...}``; a damaged one
+        raises ValueError and changes nothing."""
+        if not isinstance(state, dict) or not {"sampler", "consumed"} <= state.keys():
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"a LoopCheckpoint state is a dict with 'sampler' and 'consumed' (what LoopCheckpoint.state_dict "
+                f"saves), got {got}; a bare sampler state goes to sampler.load_state_dict"
+            )
+        saved = state["sampler"]  # one state, or (re-sharding) every rank's, all at the same step
+        first = saved[0] if isinstance(saved, (list, tuple)) and saved else saved
+        consumed, position = state["consumed"], first.get("position") if isinstance(first, dict) else None
+        if not is_int(consumed) or not is_int(position) or not 0 <= consumed <= position:
+            raise ValueError(
+                f"a LoopCheckpoint state's 'consumed' must be an integer in [0, the sampler's position {position!r}], "
+                f"got {consumed!r}; the saved state is corrupt"
+            )
         self.sampler.load_state_dict(state["sampler"])
         self._epoch, self._count = self.sampler.epoch, int(state["consumed"])
         self._resumed_at = self.resume_epoch
