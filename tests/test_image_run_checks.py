@@ -438,3 +438,18 @@ def test_an_image_checkpoint_reaches_the_disk_before_it_replaces_the_last_one(tm
     image_checkpoint._save(path, {"epoch": 0})
     assert events[:2] == [("fsync", path + ".tmp"), ("replace", path + ".tmp")]
     assert torch.load(path, weights_only=True) == {"epoch": 0}
+
+
+def test_a_checkpoint_left_beside_a_stored_record_is_removed_when_the_run_is_skipped(tmp_path, trained):
+    """A kill between the append and the removal left the checkpoint (a model and its
+    optimiser state) in checkpoints/ for good: every later call skipped the run."""
+    feats, out = _features_file(str(tmp_path / "feats.pt"), seed=0), str(tmp_path / "out")
+    argv = ["run", "--dataset", "features", "--features", feats, "--model", "mlgcn", "--selector", "random"]
+    argv += ["--epochs", "2", "--model-opt", "hidden=8", "--results-dir", out, "--no-progress"]
+    assert cli_main(argv) == 0
+    (key,) = trained
+    left = image_run.checkpoint_path(out, key, key.protocol)
+    os.makedirs(os.path.dirname(left), exist_ok=True)
+    torch.save({"protocol": key.protocol}, left)
+    assert cli_main(argv) == 0 and len(trained) == 1  # skipped
+    assert not os.path.exists(left)
