@@ -328,7 +328,8 @@ def cmd_compare(args) -> int:
     late = convergence(records, args.datasets, args.models, selectors)
     times, paired = _time_to_target(args, protocol, records, selectors)
     budget = _budget_accuracy(protocol, paired)  # what the budget cost, where it has one
-    print("\n" + markdown(summary, args.datasets, args.models, selectors, late=late, times=times))
+    runs = protocol.folds * args.repeats  # per cell: fewer is a partial grid (--report-only)
+    print("\n" + markdown(summary, args.datasets, args.models, selectors, late=late, times=times, runs=runs))
     if budget:
         from .harness.budget_accuracy import budget_markdown
 
@@ -343,6 +344,7 @@ def cmd_compare(args) -> int:
         late=late,
         times=times,
         budget=budget,
+        runs=runs,
     )
     run_seconds = sum(r["seconds"] for r in records)
     print(

@@ -373,3 +373,83 @@ def test_the_image_loop_applies_the_selector_s_loss_weights(tmp_path, monkeypatc
     weighted = [w for w in seen if w is not None]
     assert weighted, "the selector's loss weights never reached the image loop"
     assert any(bool((w == expected).any()) for w in weighted)
+
+
+def test_a_record_that_cannot_be_stored_keeps_the_run_s_checkpoint(tmp_path, monkeypatch):
+    """The checkpoint goes only once the record is in results.jsonl: a full disk at the
+    append used to find the checkpoint already removed, and every epoch trained again."""
+    from d2ace_ext.harness.results import ResultsStore
+
+    feats = _features_file(str(tmp_path / "feats.pt"), seed=0)
+    argv = ["run", "--dataset", "features", "--features", feats, "--model", "mlgcn", "--selector", "random"]
+    argv += ["--epochs", "2", "--batch-size", "8", "--lr", "1e-2", "--model-opt", "hidden=8", "--no-progress"]
+    assert cli_main([*argv, "--results-dir", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "out"
+    real_append = ResultsStore.append
+
+    def full_disk(store, record):
+        raise OSError(28, "No space left on device", store.path)
+
+    monkeypatch.setattr(ResultsStore, "append", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        cli_main([*argv, "--results-dir", str(out)])
+    assert len(os.listdir(out / "checkpoints")) == 1  # the trained run survives the failed append
+    monkeypatch.setattr(ResultsStore, "append", real_append)
+    trained = []
+    real_epoch = image_run._train_epoch
+    monkeypatch.setattr(image_run, "_train_epoch", lambda *a: trained.append(1) or real_epoch(*a))
+    assert cli_main([*argv, "--results-dir", str(out)]) == 0
+    assert trained == []  # no epoch trained again: the record came from the final checkpoint
+    (whole,), (resumed,) = _records(tmp_path / "whole"), _records(out)
+    assert resumed["metrics"] == whole["metrics"] and resumed["history"]["epoch"] == [0, 1]
+    assert os.listdir(out / "checkpoints") == []
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(tmp_path, damage):
+    """A checkpoint cut short (a power loss before the file reached the disk) used to stop
+    the image command with torch's 'failed finding central directory' or 'Ran out of input'."""
+    feats, out = _features_file(str(tmp_path / "feats.pt"), seed=0), str(tmp_path / "out")
+    data = load_image_dataset("features", features=feats)
+    protocol = ImageProtocol(
+        epochs=3, batch_size=8, lr=1e-2, model_options={"mlgcn": {"backbone": "none", "hidden": 8}}
+    )
+    key = RunKey.make("features", "mlgcn", "random", "paper", 0, protocol)
+    assert image_run.run_image(key, data, protocol, results_dir=out, progress=False, stop_after=1) is None
+    path = image_run.checkpoint_path(out, key, protocol.digest())
+    saved = open(path, "rb").read()
+    with open(path, "wb") as handle:
+        handle.write(b"" if damage == "empty" else saved[: len(saved) // 2])
+    with pytest.raises(ValueError, match=f"checkpoint {path} .*delete it"):
+        image_run.run_image(key, data, protocol, results_dir=out, progress=False)
+
+
+def test_an_image_checkpoint_reaches_the_disk_before_it_replaces_the_last_one(tmp_path, monkeypatch):
+    """os.replace without a sync first can leave an empty checkpoint after a power loss."""
+    from d2ace_ext.harness import image_checkpoint
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd)
+    )
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", str(a))) or real_replace(a, b))
+    path = str(tmp_path / "checkpoints" / "run.pt")
+    image_checkpoint._save(path, {"epoch": 0})
+    assert events[:2] == [("fsync", path + ".tmp"), ("replace", path + ".tmp")]
+    assert torch.load(path, weights_only=True) == {"epoch": 0}
+
+
+def test_a_checkpoint_left_beside_a_stored_record_is_removed_when_the_run_is_skipped(tmp_path, trained):
+    """A kill between the append and the removal left the checkpoint (a model and its
+    optimiser state) in checkpoints/ for good: every later call skipped the run."""
+    feats, out = _features_file(str(tmp_path / "feats.pt"), seed=0), str(tmp_path / "out")
+    argv = ["run", "--dataset", "features", "--features", feats, "--model", "mlgcn", "--selector", "random"]
+    argv += ["--epochs", "2", "--model-opt", "hidden=8", "--results-dir", out, "--no-progress"]
+    assert cli_main(argv) == 0
+    (key,) = trained
+    left = image_run.checkpoint_path(out, key, key.protocol)
+    os.makedirs(os.path.dirname(left), exist_ok=True)
+    torch.save({"protocol": key.protocol}, left)
+    assert cli_main(argv) == 0 and len(trained) == 1  # skipped
+    assert not os.path.exists(left)

@@ -97,3 +97,26 @@ def test_two_cpu_processes_take_their_shards_and_plain_prepare_would_reshard(tmp
     # check_loader), which drops the shards: fewer batches than an epoch has (rank 0 none, rank 1 one).
     assert all(r["resharded"] for r in ranks)
     assert len(ranks[0]["plain_batches"]) < len(expected) // worker.EPOCHS
+
+
+@pytest.mark.parametrize("set_epoch", ["none", "sampler"])
+def test_a_resumed_loop_that_leaves_the_loader_s_epoch_at_zero_is_stopped(tmp_path, set_epoch):
+    """Accelerate's prepared loader sets its own iteration count as the sampler's epoch.
+    A resumed loop that does not call loader.set_epoch (or calls sampler.set_epoch, as a
+    plain loop does) used to train warm-up epochs 0 and 1 again in place of 2 and 3, silently."""
+    accelerator, loader, sampler, model, optimizer, tracker = worker.setup()
+    worker.train(accelerator, loader, sampler, model, optimizer, tracker, 2)
+    accelerator.save_state(str(tmp_path))
+
+    AcceleratorState._reset_state(True)
+    accelerator, loader, sampler, model, optimizer, tracker = worker.setup()
+    accelerator.load_state(str(tmp_path))
+    before = sampler.state_dict()["selector"]["visits"]
+    assert tracker.resume_epoch == 2
+    if set_epoch == "sampler":
+        sampler.set_epoch(2)
+    index, x, y = next(iter(loader))
+    with pytest.raises(RuntimeError, match="loader.set_epoch"):
+        tracker.update(index, worker.stand_in_logits(index, 0), y)
+    after = sampler.state_dict()["selector"]["visits"]
+    assert all(torch.equal(after[name], tensor) for name, tensor in before.items())  # nothing recorded

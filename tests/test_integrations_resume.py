@@ -87,3 +87,36 @@ def test_a_state_that_cannot_be_redrawn_is_kept_with_a_warning():
 def test_tracker_needs_a_selection_sampler():
     with pytest.raises(TypeError, match="SelectionBatchSampler"):
         LoopCheckpoint(object())
+
+
+def test_a_resumed_loop_restarting_at_epoch_zero_is_stopped_before_recording():
+    """A plain loop resumed with ``for epoch in range(epochs)`` used to train the finished
+    epochs again, silently; resume_epoch is where it must start."""
+    x, y = random_problem(n=45, q=4, d=5)
+    _, saved = run(D2ACESampler(y, 8, x, config=CONFIG, seed=2), y, 6, stop_at=(3, 2))
+    resumed = D2ACESampler(y, 8, x, config=CONFIG, seed=2)
+    tracker = LoopCheckpoint(resumed)
+    tracker.load_state_dict(saved)
+    resumed.set_epoch(0)
+    batch = torch.tensor(next(iter(resumed)))
+    with pytest.raises(RuntimeError, match="resumed at epoch 3"):
+        tracker.update(batch, logits_for(batch, 0, 4), y[batch])
+    with pytest.raises(RuntimeError, match="resumed at epoch 3"):
+        tracker.step()
+
+
+@pytest.mark.parametrize("damage", ["bare sampler state", "no consumed", "consumed past position", "negative"])
+def test_a_damaged_tracker_state_is_a_clear_error_and_changes_nothing(damage):
+    x, y = random_problem(n=45, q=4, d=5)
+    _, saved = run(D2ACESampler(y, 8, x, config=CONFIG, seed=2), y, 6, stop_at=(3, 2))
+    state = {
+        "bare sampler state": saved["sampler"],
+        "no consumed": {"sampler": saved["sampler"]},
+        "consumed past position": {**saved, "consumed": 3},
+        "negative": {**saved, "consumed": -1},
+    }[damage]
+    resumed = D2ACESampler(y, 8, x, config=CONFIG, seed=2)
+    tracker = LoopCheckpoint(resumed)
+    with pytest.raises(ValueError, match="LoopCheckpoint state"):
+        tracker.load_state_dict(state)
+    assert resumed.epoch == 0 and tracker.consumed == 0

@@ -11,6 +11,7 @@ from d2ace_ext import cli
 from d2ace_ext.harness.evidence import main as evidence_main
 from d2ace_ext.harness.evidence import merge_compact
 from d2ace_ext.harness.experiment import Protocol, RunKey
+from d2ace_ext.harness.fold_run import trace_file
 from d2ace_ext.harness.results import ResultsStore
 
 from support.mulan_files import write_toy_mulan
@@ -83,6 +84,32 @@ def test_an_append_after_a_torn_line_starts_a_fresh_line_and_keeps_the_fragment(
     assert open(store.path + ".torn").read().count("\n") == 1
 
 
+def test_an_append_waits_for_another_process_s_append_instead_of_cutting_its_line(tmp_path):
+    """Two commands appending to one results file: the other's line, still being written,
+    used to look torn, was moved to results.jsonl.torn and cut, and the rest of it then
+    landed as an unreadable line; both runs' records were lost."""
+    import fcntl
+    import threading
+
+    store = ResultsStore(str(tmp_path))
+    store.append(_record(0))
+    theirs = (json.dumps(_record(1)) + "\n").encode()
+    with open(store.path, "ab") as other:  # the other process, half-way through its append
+        fcntl.flock(other, fcntl.LOCK_EX)
+        other.write(theirs[:40])
+        other.flush()
+        ours = threading.Thread(target=store.append, args=(_record(2),))
+        ours.start()
+        ours.join(0.5)  # left to run: without waiting for the lock it would cut the half-written line now
+        other.write(theirs[40:])
+        other.flush()
+        fcntl.flock(other, fcntl.LOCK_UN)
+    ours.join()
+    lines = read_results(store.path)
+    assert [record["key"]["fold"] for _, record in lines.records] == [0, 1, 2]
+    assert lines.unreadable == [] and not os.path.exists(store.path + ".torn")
+
+
 def test_unreadable_lines_before_the_last_are_named_in_a_warning_and_glued_records_kept(tmp_path):
     store = ResultsStore(str(tmp_path))
     good, glued = json.dumps(_record(0)), json.dumps(_record(1))
@@ -106,7 +133,7 @@ def test_a_failing_run_under_jobs_keeps_every_other_runs_record_and_exits_non_ze
     key = RunKey.make("toy", "mlp", "random", "paper", 0, Protocol(folds=2, epochs=1, min_positives=5))
     # fold 0's trace file cannot be written (a folder is in its way): that run fails
     # after training, fold 1 and the other selector finish in the other worker
-    os.makedirs(out / "traces" / f"{key.stem()}.npz")
+    os.makedirs(out / trace_file(key))
     argv = _grid_argv(data_dir, out, "--trace", "first", "--jobs", "2", "--selectors", "random", "ml_unc")
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
@@ -224,3 +251,80 @@ def test_options_for_a_model_or_selector_that_does_not_exist_are_refused(tmp_pat
         cli.main(argv + ["--selector-opt", "mlunc.window_size=3"])
     with pytest.raises(SystemExit, match=r"--model-opt mpl.hidden=8: no model or selector is called 'mpl'"):
         cli.main(argv + ["--model-opt", "mpl.hidden=8"])
+
+
+# -- --report-only over a partial grid ---------------------------------------------------
+def test_report_only_marks_the_cells_missing_runs_in_the_printed_and_written_tables(tmp_path, capsys):
+    """A partial grid's tables used to print Random over fold 0 beside ML-Unc over fold 1,
+    ranked against each other, with nothing saying either cell was incomplete."""
+    data_dir = write_toy_mulan(tmp_path / "data")
+    out = tmp_path / "res"
+    argv = _grid_argv(data_dir, out, "--selectors", "random", "ml_unc")
+    assert cli.main(argv) == 0
+    with open(out / "results.jsonl") as handle:
+        lines = handle.read().splitlines()
+    kept = [
+        line
+        for line in lines
+        if (json.loads(line)["key"]["selector"], json.loads(line)["key"]["fold"]) != ("random", 1)
+    ]
+    with open(out / "results.jsonl", "w") as handle:
+        handle.write("\n".join(kept) + "\n")
+    capsys.readouterr()
+    assert cli.main([*argv, "--report-only"]) == 0
+    printed = capsys.readouterr().out
+    written = (out / "comparison.md").read_text()
+    for text in (printed, written):
+        row = next(line for line in text.splitlines() if line.startswith("| toy |"))
+        random_cell, ml_unc_cell = row.split(" | ")[1:3]
+        assert random_cell.endswith("[1 of 2 runs]") and "runs]" not in ml_unc_cell
+        assert "k of 2 runs: an incomplete cell" in text
+
+
+# -- traces of two protocols in one results folder ---------------------------------------
+def test_two_protocols_tracing_into_one_folder_keep_their_own_trace_files(tmp_path):
+    """Trace files were named by run alone: a second protocol's run (here 2 epochs instead
+    of 1) overwrote the first's trace, whose record then pointed at the other's data."""
+    import numpy as np
+
+    data_dir = write_toy_mulan(tmp_path / "data")
+    out = tmp_path / "res"
+    for epochs in ("1", "2"):
+        argv = _grid_argv(data_dir, out, "--trace", "first")
+        argv[argv.index("--epochs") + 1] = epochs
+        assert cli.main(argv) == 0
+    traced = [r for r in ResultsStore(str(out)).records().values() if r["trace"]]
+    assert len(traced) == 2 and len({r["trace"] for r in traced}) == 2
+    for record in traced:
+        with np.load(out / record["trace"]) as trace:
+            assert list(trace["label_epochs"]) == record["history"]["epoch"]
+
+
+def test_report_only_over_a_folder_without_results_is_refused_and_writes_nothing(tmp_path, capsys):
+    """A mistyped --results-dir under --report-only used to print tables of dashes, exit 0
+    and create the folder with empty comparison files."""
+    data_dir = write_toy_mulan(tmp_path / "data")
+    typo = tmp_path / "reslts"
+    assert cli.main([*_grid_argv(data_dir, typo), "--report-only"]) == 2
+    assert f"no {typo}/results.jsonl" in capsys.readouterr().err
+    assert not typo.exists()
+
+
+def test_a_record_that_cannot_be_written_stops_the_grid_with_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """A full disk at the first append used to end the command in an OSError traceback that
+    also swallowed the earlier runs' failures; now it stops before training more runs
+    whose records could not be written either, and says what to do."""
+    from d2ace_ext.harness import runner
+
+    def full_disk(store, record):
+        raise OSError(28, "No space left on device", store.path)
+
+    trained = []
+    real_run_one = runner._run_one
+    monkeypatch.setattr(runner, "_run_one", lambda key, *a: trained.append(key.fold) or real_run_one(key, *a))
+    monkeypatch.setattr(ResultsStore, "append", full_disk)
+    data_dir = write_toy_mulan(tmp_path / "data")
+    assert cli.main(_grid_argv(data_dir, tmp_path / "res")) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "results.jsonl" in err and "rerun" in err
+    assert trained == [0]  # fold 1 was not trained for nothing

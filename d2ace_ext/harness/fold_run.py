@@ -122,12 +122,19 @@ def _train_epoch(
     return total, seen
 
 
+def trace_file(key: RunKey) -> str:
+    """``traces/<run>__<protocol digest>.npz``, relative to the results folder: runs of
+    other protocols in the same folder never overwrite each other's trace (a record
+    references its file by this path)."""
+    return os.path.join("traces", f"{key.stem()}__{key.protocol}.npz")
+
+
 def _save_trace(tracer: RunTrace, key: RunKey, results_dir: str) -> str:
-    """Writes the trace to ``results_dir/traces/<run>.npz``; returns that path relative to ``results_dir``."""
-    trace_path = os.path.join("traces", key.stem() + ".npz")
+    """Writes the trace to :func:`trace_file`; returns that path relative to ``results_dir``."""
+    relative = trace_file(key)
     os.makedirs(os.path.join(results_dir, "traces"), exist_ok=True)
-    tracer.save(os.path.join(results_dir, trace_path))
-    return trace_path
+    tracer.save(os.path.join(results_dir, relative))
+    return relative
 
 
 def run_fold(
@@ -142,7 +149,7 @@ def run_fold(
     position: int = 0,
 ) -> dict:
     """Train, validate every epoch, test; returns the results-file record of this run.
-    With ``trace`` the figures' snapshots go to ``results_dir/traces/<run>.npz``."""
+    With ``trace`` the figures' snapshots go to ``results_dir``/:func:`trace_file`."""
     started = time.perf_counter()
     seed = protocol.run_seed(key.repeat, key.fold)
     torch.manual_seed(seed)  # the same fold gets the same initial weights under every selector

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import random
 import re
 
@@ -39,9 +40,34 @@ def _legacy_checkpoint(results_dir: str, key: RunKey) -> str | None:
 
 
 def _save(path: str, state: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)  # a kill mid-write never leaves a torn checkpoint
+    """Write ``state`` to ``path`` whole or not at all: to ``path.tmp``, synced, then
+    renamed over the last checkpoint (a kill mid-write leaves that one intact; without
+    the sync a power loss could leave an empty file under the new name)."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    with open(path + ".tmp", "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(path + ".tmp", path)
+    if hasattr(os, "O_DIRECTORY"):  # the rename itself reaches the disk (POSIX only)
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _load(path: str) -> dict:
+    """The checkpoint at ``path``; a file that torch cannot read (cut short) is a ValueError
+    naming it, since resuming from it is impossible and starting over is the user's call."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:
+        raise ValueError(
+            f"the checkpoint {path} cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+            "delete it to train this run from its first epoch"
+        ) from None
 
 
 class RunCheckpoint:
@@ -58,7 +84,7 @@ class RunCheckpoint:
         A legacy file read here is removed at the next :meth:`save`; another protocol's
         legacy file is not ours to remove."""
         source = next((path for path in (self.path, self.legacy) if path and os.path.exists(path)), None)
-        state = torch.load(source, map_location="cpu", weights_only=False) if source else {}
+        state = _load(source) if source else {}
         resumed = None
         if state.get("protocol") == self.digest:
             model.load_state_dict(state["model"])

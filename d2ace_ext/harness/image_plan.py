@@ -84,6 +84,11 @@ def execute(args, datasets, models, selectors) -> list[dict]:
         skipped = [k for k in keys if k not in todo]
         if skipped:
             print(_skipped_line(dataset, keys, skipped, store.path, run_protocol.digest()))
+            for key in skipped:  # a kill between the append and the removal left it: the record is stored
+                try:
+                    image_run.RunCheckpoint(args.results_dir, key, run_protocol.digest()).remove()
+                except OSError:  # a read-only folder being reported on: the file only costs disk space
+                    pass
         if todo:
             rules = data_rules(model, args.difficult, args.transform)
             # one load per data set and rules (the rules shape image folders only)
@@ -113,8 +118,11 @@ def execute(args, datasets, models, selectors) -> list[dict]:
                     results_dir=args.results_dir,
                     workers=workers,
                     progress=not args.no_progress,
+                    keep_checkpoint=True,
                 )
                 store.append(record)
+                # only now: a record that could not be stored reruns from the final checkpoint
+                image_run.RunCheckpoint(args.results_dir, key, run_protocol.digest()).remove()
                 done[key_tuple(record["key"])] = record
         records += [done[key_tuple(k.to_dict())] for k in keys]
     return records

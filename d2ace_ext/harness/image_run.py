@@ -122,10 +122,14 @@ def run_image(
     workers: int = 0,
     progress: bool = True,
     stop_after: int | None = None,
+    keep_checkpoint: bool = False,
 ) -> dict | None:
     """Train, select, test; returns the results-file record. ``key.fold`` is the seed
     index (model init and sampler seed ``protocol.seed + key.fold``). ``stop_after``: end
-    after that many epochs in this call (None when stopped early; for tests of resume)."""
+    after that many epochs in this call (None when stopped early; for tests of resume).
+    ``keep_checkpoint``: leave the run's checkpoint for the caller to remove once the
+    record is stored (the image command does, so that a failed append, e.g. a full
+    disk, still finds every epoch trained); by default it is removed here."""
     started = time.perf_counter()
     seed = protocol.seed + key.fold
     torch.manual_seed(seed)
@@ -200,6 +204,6 @@ def run_image(
         "inputs": protocol.inputs,
         "label_names": list(data.label_names),
     }
-    if checkpoint is not None:
+    if checkpoint is not None and not keep_checkpoint:
         checkpoint.remove()
     return record

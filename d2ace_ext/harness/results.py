@@ -8,6 +8,11 @@ missing and reruns), and the next append first moves it to ``results.jsonl.torn`
 the new record starts on a line of its own. Any other unreadable line is reported by
 number. :func:`read_results` is the one reader of these files (``compare``, the
 evidence tool and the figures all use it).
+
+Several commands may append to one file at once (two grids sharing a results folder):
+an append holds an exclusive lock on the file (``flock``, where the platform has it)
+from the tail check to the sync, so one append never takes another's line, still
+being written, for a torn one.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, field
+
+try:
+    import fcntl
+except ImportError:  # Windows: appends are not locked against each other
+    fcntl = None
 
 RESULTS_FILE = "results.jsonl"
 #: Suffix of the file beside a results file that keeps the torn fragments cut from its end.
@@ -193,18 +203,21 @@ class ResultsStore:
         return {key_tuple(record["key"]): record for _, record in lines.records}
 
     def append(self, record: dict) -> None:
-        """Append one record on a line of its own (after moving a torn tail aside) and sync."""
+        """Append one record on a line of its own (after moving a torn tail aside) and sync,
+        holding the file's lock against other appending processes."""
         os.makedirs(self.folder, exist_ok=True)
-        fragment = repair_torn_tail(self.path)
-        if fragment is not None:
-            warnings.warn(
-                f"{self.path} ended in a torn line (a write cut short, {len(fragment)} characters); "
-                f"moved it to {self.path + TORN_SUFFIX} before appending",
-                UserWarning,
-                stacklevel=2,
-            )
         line = record_line(record)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        with open(self.path, "ab") as handle:
+            if fcntl is not None:  # released when the file closes, after the sync
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            fragment = repair_torn_tail(self.path)
+            if fragment is not None:
+                warnings.warn(
+                    f"{self.path} ended in a torn line (a write cut short, {len(fragment)} characters); "
+                    f"moved it to {self.path + TORN_SUFFIX} before appending",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            handle.write((line + "\n").encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())

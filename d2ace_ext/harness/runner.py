@@ -88,14 +88,18 @@ def run_grid(
 
     trace: "none", "first" (fold 0 of each configuration) or "all" runs write figure traces.
     report_only: run nothing; return the grid's runs already in the results file (a
-    partial grid's tables: unpaired runs simply drop out of the paired statistics).
+    partial grid's tables: unpaired runs simply drop out of the paired statistics); raises
+    ValueError if the folder holds no results file.
     Raises :class:`RunFailures` after the last run when any run raised; the records of
-    all the others are written by then.
+    all the others are written by then. Raises ValueError, without starting more runs, when
+    a record cannot be appended (a full or read-only disk).
     """
     if trace not in ("none", "first", "all"):
         raise ValueError(f"trace must be 'none', 'first' or 'all', got {trace!r}")
     store = ResultsStore(results_dir)
-    if not report_only:  # before hours of runs: where the records (and traces) go, then every data set
+    if report_only:  # a mistyped folder would read as no runs: tables of dashes
+        store.require()
+    else:  # before hours of runs: where the records (and traces) go, then every data set
         require_writable(results_dir, "results folder (--results-dir)", store.path)
     done = store.records()
     keys = grid.keys(protocol)
@@ -113,8 +117,16 @@ def run_grid(
         print(f"{len(keys) - len(todo)} of {len(keys)} runs already in {store.path}: skipped")
     failures: list[RunFailure] = []
 
-    def finished(record: dict) -> None:
-        store.append(record)
+    def finished(key: RunKey, record: dict) -> None:
+        try:
+            store.append(record)
+        except OSError as error:  # a full or read-only disk: later records could not be written either
+            failed = f"; {len(failures)} earlier run(s) had failed" if failures else ""
+            raise ValueError(
+                f"the record of run {key.stem()} could not be written to {store.path} "
+                f"({error.strerror or error}){failed}; stopped before starting more runs: free space or fix the "
+                "folder, then rerun (the runs already in the file are skipped)"
+            ) from error
         done[key_tuple(record["key"])] = record
         bar.update()
 
@@ -126,7 +138,7 @@ def run_grid(
             except Exception as error:  # noqa: BLE001  (reported with the others at the end)
                 failures.append(failure_of(key, error))
                 continue
-            finished(record)
+            finished(key, record)
     else:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
         with ProcessPoolExecutor(jobs, mp_context=context) as pool:
@@ -142,7 +154,11 @@ def run_grid(
                 except Exception as error:  # noqa: BLE001  (reported with the others at the end)
                     failures.append(failure_of(futures[future], error))
                     continue
-                finished(record)
+                try:
+                    finished(futures[future], record)
+                except ValueError:
+                    pool.shutdown(wait=False, cancel_futures=True)  # the runs in flight end; no new one starts
+                    raise
     bar.close()
     if failures:
         raise RunFailures(failures, len(todo) - len(failures), store.path)

@@ -42,7 +42,7 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
     "average_rank": {selector: r}, "wilcoxon": {baseline: {"datasets": p, "folds": p}},
     "effect": {baseline: {mean, low, high, dz, cells}},
     "dataset_effect": {baseline: {dataset: {mean, low, high, dz, cells}}}}}}. ``folds``
-    counts the runs (repeats x folds); the "folds" test and the effects pair runs by
+    counts the runs (repeats x folds) with a finite value, ``runs`` those with a record; the "folds" test and the effects pair runs by
     (data set, repeat, fold); a positive effect means D2ACE did better, whichever way the
     metric points."""
     by = {}
@@ -66,6 +66,7 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
                         "mean": float(np.mean(finite)) if finite else float("nan"),
                         "std": float(np.std(finite)) if finite else float("nan"),
                         "folds": len(finite),
+                        "runs": len(runs),  # with a record, finite or not: a cell missing runs shows in the tables
                     }
                 means = np.array([cells[s]["mean"] for s in selectors])
                 if np.all(np.isfinite(means)):
@@ -155,10 +156,13 @@ def markdown(
     target: str = "d2ace",
     late: dict | None = None,
     times: dict | None = None,
+    runs: int | None = None,
 ) -> str:
     """Markdown tables, one per (metric, model), in the paper's layout; then the
     convergence tables when ``late`` (``paired.convergence``) is given, and the
-    time-to-target tables when ``times`` (``time_to_target.time_to_target``) is."""
+    time-to-target tables when ``times`` (``time_to_target.time_to_target``) is.
+    ``runs``: the runs a cell should hold (folds x repeats); a cell with fewer (a partial
+    grid under ``--report-only``) is marked "[k of runs runs]", with a note under its table."""
     lines = []
     for metric in metrics:
         title, higher = METRICS[metric]
@@ -170,12 +174,16 @@ def markdown(
                 "| data set | " + " | ".join(_name(s) for s in selectors) + " |",
                 "|---|" + "---|" * len(selectors),
             ]
+            incomplete = False
             for d in datasets:
                 cells = []
                 for s in selectors:
                     c = block["rows"][d][s]
                     text = "–" if not math.isfinite(c["mean"]) else f"{c['mean']:.4f}±{c['std']:.4f}"
-                    cells.append(text + (f" ({c['rank']})" if "rank" in c else ""))
+                    text += f" ({c['rank']})" if "rank" in c else ""
+                    if runs is not None and c.get("runs", runs) < runs:
+                        text, incomplete = text + f" [{c['runs']} of {runs} runs]", True
+                    cells.append(text)
                 lines.append(f"| {d} | " + " | ".join(cells) + " |")
             lines.append(
                 "| Avg(Rank) | " + " | ".join(_or_dash(block["average_rank"][s], ".2f") for s in selectors) + " |"
@@ -193,6 +201,11 @@ def markdown(
                     f"| {_name(target)} better by, 95 % bootstrap CI (paired runs) | "
                     + " | ".join(_effect_text(effects[s]) if s in effects else "" for s in selectors)
                     + " |"
+                )
+            if incomplete:
+                lines.append(
+                    f"\nk of {runs} runs: an incomplete cell (a partial grid); its mean and rank are over other "
+                    "folds than a complete cell's, so the row does not compare like with like"
                 )
             lines.append("")
             if block.get("dataset_effect") and len(datasets) > 1:  # one set: the pooled row says it
@@ -215,18 +228,21 @@ def write_tables(
     late: dict | None = None,
     times: dict | None = None,
     budget: dict | None = None,
+    runs: int | None = None,
 ) -> list[str]:
     """``stem``.md (the paper's three metrics, convergence, time to target), .csv and .json
     (every metric; the JSON also the time-to-target report), and with ``times``
     ``stem``_time_to_target.csv (``time_to_target_tables.CSV_HEADER``). ``budget``
     (``budget_accuracy.budget_accuracy``'s report of a budgeted grid) ends the Markdown
-    with its table and goes into the JSON as ``budget_accuracy`` rows."""
+    with its table and goes into the JSON as ``budget_accuracy`` rows. ``runs``: as in :func:`markdown`."""
     from .budget_accuracy import budget_markdown, budget_rows
 
     os.makedirs(folder, exist_ok=True)
     paths = [os.path.join(folder, f"{stem}.{ext}") for ext in ("md", "csv", "json")]
     with open(paths[0], "w", encoding="utf-8") as handle:
-        handle.write(markdown(summary, datasets, models, selectors, target=target, late=late, times=times) + "\n")
+        handle.write(
+            markdown(summary, datasets, models, selectors, target=target, late=late, times=times, runs=runs) + "\n"
+        )
         if budget:
             handle.write("\n" + budget_markdown(budget) + "\n")
     with open(paths[1], "w", newline="", encoding="utf-8") as handle:

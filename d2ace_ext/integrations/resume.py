@@ -24,6 +24,7 @@ import torch
 
 from ..sampler import SelectionBatchSampler, epoch_seed
 from ..selectors.base import WEIGHTED, Selector
+from ..validation import is_int
 
 
 class _SavedPlan(Selector):
@@ -107,7 +108,9 @@ class LoopCheckpoint:
 
     Under Accelerate it raises ValueError, when made and again at the first step, if
     the sampler was prepared with plain ``accelerator.prepare(loader)`` on several
-    processes (use :func:`~d2ace_ext.integrations.accelerate.prepare_loader`)."""
+    processes (use :func:`~d2ace_ext.integrations.accelerate.prepare_loader`). After
+    :meth:`load_state_dict` a step at an epoch before :attr:`resume_epoch` raises
+    RuntimeError (the loop went back to epochs already trained)."""
 
     def __init__(self, sampler: SelectionBatchSampler) -> None:
         if not isinstance(sampler, SelectionBatchSampler):
@@ -117,6 +120,7 @@ class LoopCheckpoint:
         self._epoch = sampler.epoch
         self._count = 0
         self._stepped = False
+        self._resumed_at: int | None = None  # resume_epoch after load_state_dict: no step may come before it
 
     @property
     def consumed(self) -> int:
@@ -132,6 +136,7 @@ class LoopCheckpoint:
     def step(self) -> None:
         """One batch consumed (call after each training step)."""
         self._first_step_check()
+        self._check_not_behind_resume()
         if self._epoch != self.sampler.epoch:
             self._epoch, self._count = self.sampler.epoch, 0
         self._count += 1
@@ -139,6 +144,7 @@ class LoopCheckpoint:
     def update(self, indices, outputs: torch.Tensor, targets: torch.Tensor, *, kind: str = "logits") -> None:
         """``sampler.update(indices, outputs, targets, kind=kind)``, then :meth:`step`."""
         self._first_step_check()  # before update's collective call, which a re-sharded rank would hang in
+        self._check_not_behind_resume()  # before a wrong epoch's records reach the selector
         self.sampler.update(indices, outputs, targets, kind=kind)
         self.step()
 
@@ -147,9 +153,38 @@ class LoopCheckpoint:
             _check_not_resharded(self.sampler)
             self._stepped = True
 
+    def _check_not_behind_resume(self) -> None:
+        """A resumed loop whose sampler went back before the epoch it resumed at would train
+        finished epochs again, silently: Accelerate's prepared loader sets its own iteration
+        count (0 after a restart) as the sampler's epoch unless ``loader.set_epoch`` is called."""
+        if self._resumed_at is not None and self.sampler.epoch < self._resumed_at:
+            raise RuntimeError(
+                f"the sampler is at epoch {self.sampler.epoch}, but this loop resumed at epoch {self._resumed_at}: "
+                "start the epoch loop at tracker.resume_epoch and set each epoch on the loader you iterate "
+                "(under Accelerate loader.set_epoch(epoch), not sampler.set_epoch: the prepared loader sets its "
+                "own iteration count as the sampler's epoch)"
+            )
+
     def state_dict(self) -> dict:
         return {"sampler": rewound_state(self.sampler, self.consumed), "consumed": self.consumed}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s ``{"sampler": ..., "consumed": ...}``; a damaged one
+        raises ValueError and changes nothing."""
+        if not isinstance(state, dict) or not {"sampler", "consumed"} <= state.keys():
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"a LoopCheckpoint state is a dict with 'sampler' and 'consumed' (what LoopCheckpoint.state_dict "
+                f"saves), got {got}; a bare sampler state goes to sampler.load_state_dict"
+            )
+        saved = state["sampler"]  # one state, or (re-sharding) every rank's, all at the same step
+        first = saved[0] if isinstance(saved, (list, tuple)) and saved else saved
+        consumed, position = state["consumed"], first.get("position") if isinstance(first, dict) else None
+        if not is_int(consumed) or not is_int(position) or not 0 <= consumed <= position:
+            raise ValueError(
+                f"a LoopCheckpoint state's 'consumed' must be an integer in [0, the sampler's position {position!r}], "
+                f"got {consumed!r}; the saved state is corrupt"
+            )
         self.sampler.load_state_dict(state["sampler"])
         self._epoch, self._count = self.sampler.epoch, int(state["consumed"])
+        self._resumed_at = self.resume_epoch
