@@ -87,3 +87,46 @@ def test_two_ddp_ranks_on_cpu_take_their_shards_of_the_single_process_batches(tm
     for name, tensor in reference.items():
         for r in range(2):
             assert torch.equal(ranks[r]["state"]["selector"]["visits"][name], tensor), name
+
+
+class _Counting(parts.TinyModule):
+    """Records the epoch of every training step; ``build`` makes its sampler."""
+
+    def __init__(self, build) -> None:
+        super().__init__()
+        self.build, self.epochs = build, []
+
+    def setup(self, stage: str) -> None:
+        if self.sampler is None:
+            self.sampler = self.build(self.y, self.x)
+
+    def training_step(self, batch, batch_idx):
+        self.epochs.append(self.current_epoch)
+        return super().training_step(batch, batch_idx)
+
+
+def _per_epoch(module) -> list[int]:
+    return [module.epochs.count(e) for e in range(parts.CONFIG.num_epochs)]
+
+
+def test_annealed_full_epochs_of_a_budget_are_not_cut_to_the_first_epoch_s_length(tmp_path):
+    # Lightning counts the batches once, at setup (4 here, ρ = 0.5): the annealed last two
+    # epochs must still run their 8 batches (they ran 4).
+    module = _Counting(lambda y, x: D2ACESampler(y, parts.BATCH, x, config=parts.CONFIG, budget=0.5, anneal=0.4))
+    fit(tmp_path, module)
+    assert _per_epoch(module) == [4, 4, 4, 8, 8]
+
+
+def test_a_run_resumed_in_a_short_pruned_epoch_runs_the_full_epochs_in_full(tmp_path):
+    from d2ace_ext import make_sampler
+
+    def infobatch(y, x):
+        return make_sampler("infobatch", y, parts.BATCH, x, seed=1, num_epochs=parts.CONFIG.num_epochs)
+
+    reference = _Counting(infobatch)
+    fit(tmp_path / "ref", reference, every=10)  # step 10: inside epoch 1, a pruned one
+    counts = _per_epoch(reference)
+    assert counts[0] == counts[4] == 8 and counts[1] < 8  # epoch 4: InfoBatch's annealed full pass
+    resumed = _Counting(infobatch)
+    fit(tmp_path / "resumed", resumed, ckpt_path=str(tmp_path / "ref" / "step=10.ckpt"))
+    assert resumed.seen == reference.seen[10:]  # epoch 4, a full pass, was cut to epoch 1's length
