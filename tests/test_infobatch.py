@@ -225,3 +225,23 @@ def test_len_makes_no_hidden_collective_call_under_a_process_group(monkeypatch):
     monkeypatch.setattr(distributed, "active", lambda: True)
     monkeypatch.setattr(distributed, "from_rank_zero", lambda tensor: pytest.fail("len() broadcast"))
     assert len(sampler) == 7  # the budget's count, an upper bound, until the epoch's plan exists
+
+
+def test_infobatch_s_own_anneal_reaches_it_and_the_budget_s_is_not_taken_for_it():
+    from d2ace_ext.factory import make_run_sampler
+    from d2ace_ext.harness.fold_run import TABULAR_SCHEDULE
+
+    x, y = random_problem(30, 3, seed=1)
+    # the harness's selector_options {"infobatch": {"anneal": 0.25}}: a TypeError before
+    # (two values for make_sampler's anneal)
+    run = make_run_sampler("infobatch", y, 8, x, epochs=8, schedule=TABULAR_SCHEDULE, options={"anneal": 0.25})
+    assert run.selector.config.anneal == 0.25 and run.selector.batch_mode(5) == PRUNED
+    assert run.selector.batch_mode(6) == SHUFFLE  # ⌈0.25 · 8⌉ = 2 full epochs
+    assert run.budget.anneal == 0.0
+    budgeted = make_run_sampler("infobatch", y, 8, x, epochs=8, schedule=TABULAR_SCHEDULE, budget=0.5, anneal=0.5)
+    assert (budgeted.budget.anneal, budgeted.selector.config.anneal) == (0.5, 0.125)
+    # anneal= at budget 1 did nothing while InfoBatch kept its 0.125: now refused
+    with pytest.raises(ValueError, match=r"selector_options=\{'anneal': 0.4\}"):
+        make_sampler("infobatch", y, 8, anneal=0.4)
+    assert make_sampler("infobatch", y, 8, selector_options={"anneal": 0.4}).selector.config.anneal == 0.4
+    assert make_sampler("random", y, 8, anneal=0.4, run_epochs=5).budget.anneal == 0.4  # no option of its own
