@@ -272,3 +272,24 @@ def test_through_the_sampler_a_pruned_epoch_s_weighted_sum_is_unbiased_with_or_w
     standard_error = float(weighted.std()) / math.sqrt(weighted.numel())
     assert abs(float(weighted.mean()) - float(f.sum())) < 4 * standard_error
     assert abs(float(plain.mean()) - float(f.sum())) > 30 * standard_error
+
+
+def test_the_plain_training_loop_applies_a_selector_s_loss_weights():
+    # d2ace_ext.training.train trained InfoBatch's epochs unweighted: a selector whose
+    # method weighs every loss 1e-30 must leave Adam's step (without weight decay) at 0.
+    from d2ace_ext import SelectionBatchSampler
+    from d2ace_ext.training import train
+
+    class TinyWeights(InfoBatchSelector):
+        def batch_mode(self, epoch):
+            return PRUNED
+
+        def pruned_weights(self, epoch):
+            return torch.full((self.n,), 1e-30, dtype=torch.float64)
+
+    x, y = random_problem(24, 3, seed=1)
+    model = torch.nn.Linear(x.shape[1], 3)
+    before = [p.detach().clone() for p in model.parameters()]
+    sampler = SelectionBatchSampler(TinyWeights(y, num_epochs=2), 8)
+    train(model, sampler, x, y, x, y, epochs=2, weight_decay=0.0, progress=False)
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(before, model.parameters()))
