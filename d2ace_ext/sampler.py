@@ -76,7 +76,7 @@ class SelectionBatchSampler(Sampler):
     save it on every rank (see ``docs/scaling.md``).
 
     ``budget`` ρ in (0, 1]: each epoch trains on ⌈ρ n⌉ samples, ⌈ρ n / b⌉ batches;
-    ``anneal`` δ in [0, 1]: the last ⌊δ T⌋ of the ``run_epochs`` = T epochs are full
+    ``anneal`` δ in [0, 1]: the last ⌈δ T⌉ of the ``run_epochs`` = T epochs are full
     passes (T defaults to the selector's own ``config.num_epochs``). An ordered epoch
     under a budget trains on a uniform random subset: the head of its shuffled order, or
     for a fixed-order warm-up a uniform subset walked in index order.
