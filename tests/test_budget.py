@@ -455,3 +455,18 @@ def test_image_protocol_budget_keeps_earlier_digests_and_reaches_the_sampler():
     sampler = build_image_sampler("random", y, None, protocol, seed=0)
     sampler.set_epoch(0)
     assert len(sampler) == math.ceil(50 / protocol.batch_size) and sum(len(b) for b in sampler) == 50
+
+
+def test_protocol_refuses_an_anneal_without_a_budget():
+    # At budget 1 every epoch is a full pass: --anneal alone changed no run but forked the
+    # digest (and read as InfoBatch's own anneal, which it is not).
+    from d2ace_ext import cli
+    from d2ace_ext.harness.experiment import Protocol
+
+    with pytest.raises(ValueError, match=r"protocol anneal must be 0 at budget 1.*infobatch\.anneal"):
+        Protocol(anneal=0.125)
+    args = cli.build_parser().parse_args(["compare", "--datasets", "emotions", "--anneal", "0.1"])
+    args.epochs = args.epochs[0]
+    with pytest.raises(ValueError, match="protocol anneal must be 0 at budget 1"):
+        cli._protocol(args, ["mlp"], ["infobatch"])
+    assert Protocol(budget=0.5, anneal=0.125).anneal == 0.125
