@@ -253,7 +253,9 @@ class SelectionBatchSampler(Sampler):
         sample, so the plain mean is already unbiased). Pruned epoch: the selector's
         weights (InfoBatch: 1/(1 - r) on the kept low-loss instances, 1 otherwise), so the
         epoch's summed weighted loss estimates the full pass's summed loss. A budget does
-        not change any of this: it only shortens the epoch, each batch keeping its law."""
+        not change any of this: it only shortens the epoch, each batch keeping its law (a
+        budgeted pruned epoch walks a uniform subset of S of the kept instances, so kept / S
+        times its summed weighted loss estimates the full pass's sum)."""
         index = as_index_tensor(indices, self.n, "indices")
         self._prepare()
         draw, kept = self._plan.draw, self._plan.weights
