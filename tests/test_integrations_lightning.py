@@ -130,3 +130,24 @@ def test_a_run_resumed_in_a_short_pruned_epoch_runs_the_full_epochs_in_full(tmp_
     resumed = _Counting(infobatch)
     fit(tmp_path / "resumed", resumed, ckpt_path=str(tmp_path / "ref" / "step=10.ckpt"))
     assert resumed.seen == reference.seen[10:]  # epoch 4, a full pass, was cut to epoch 1's length
+
+
+def test_validation_runs_once_at_the_end_of_every_epoch_whatever_its_length(tmp_path):
+    # The epoch-fraction val_check_interval (1.0) is counted in batches at setup, too: a
+    # longer annealed epoch would validate halfway through as well.
+    class Validated(_Counting):
+        def __init__(self, build) -> None:
+            super().__init__(build)
+            self.validated = []
+
+        def val_dataloader(self):
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x, self.y), batch_size=30)
+
+        def validation_step(self, batch, batch_idx):
+            if batch_idx == 0:
+                self.validated.append((self.current_epoch, len(self.epochs)))
+
+    module = Validated(lambda y, x: D2ACESampler(y, parts.BATCH, x, config=parts.CONFIG, budget=0.5, anneal=0.4))
+    parts.trainer(tmp_path, [SelectionCallback()], num_sanity_val_steps=0).fit(module)
+    assert _per_epoch(module) == [4, 4, 4, 8, 8]
+    assert module.validated == [(0, 4), (1, 8), (2, 12), (3, 20), (4, 28)]

@@ -197,7 +197,7 @@ def _match_epoch_length(trainer, sampler: SelectionBatchSampler) -> None:
         count = int(length * limit)
     else:
         return
-    if count == fit_loop.max_batches:
+    if count < 1 or count == fit_loop.max_batches:  # 0: a fractional limit Lightning itself refuses
         return
     combined.limits = [count]
     fit_loop.max_batches = count
