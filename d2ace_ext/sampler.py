@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Iterator
 
 import torch
 from torch.utils.data import Sampler
 
 from . import distributed
-from .budget import EpochBudget
+from .budget import EpochBudget, full_pass_epochs
 from .config import D2ACEConfig
 from .drawing import WeightedDraw
 from .row_shard import OwnedRows, RowShard
@@ -121,6 +122,7 @@ class SelectionBatchSampler(Sampler):
         self._epoch = 0
         self._position = 0
         self._plan: EpochPlan | None = None
+        self._warned_past_run = False
 
     # -- epochs -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -159,6 +161,19 @@ class SelectionBatchSampler(Sampler):
         check_non_negative_int(epoch, "epoch")
         if epoch == self._epoch and self._plan is not None and 0 < self._position < self._plan.batches:
             return
+        budget = self.budget
+        if budget.fraction < 1 and budget.anneal > 0 and epoch >= budget.num_epochs and not self._warned_past_run:
+            # The annealed epochs are the last of run_epochs (by default the selector's
+            # num_epochs): a longer run trains every epoch past it as a full pass.
+            self._warned_past_run = True
+            warnings.warn(
+                f"epoch {epoch} is past the run's {budget.num_epochs} epochs that the budget's anneal counts "
+                f"from (run_epochs, by default the selector's num_epochs): every epoch from "
+                f"{budget.num_epochs - full_pass_epochs(budget.num_epochs, budget.anneal)} on is a full pass; "
+                "build the sampler with run_epochs= the number of epochs you train",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._epoch, self._position, self._plan = epoch, 0, None
 
     def __iter__(self) -> Iterator[list[int]]:

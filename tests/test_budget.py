@@ -4,6 +4,7 @@ epoch's batches, unbiased importance weights, exact resume, equal shards per ran
 import hashlib
 import io
 import math
+import warnings
 
 import pytest
 import torch
@@ -470,3 +471,20 @@ def test_protocol_refuses_an_anneal_without_a_budget():
     with pytest.raises(ValueError, match="protocol anneal must be 0 at budget 1"):
         cli._protocol(args, ["mlp"], ["infobatch"])
     assert Protocol(budget=0.5, anneal=0.125).anneal == 0.125
+
+
+def test_an_epoch_past_run_epochs_under_an_annealed_budget_warns_once():
+    # D2ACE's default num_epochs is 100: trained for longer without run_epochs, every epoch
+    # from 88 on was silently a full pass.
+    sampler, _ = build("d2ace", budget=0.5, anneal=0.5)  # run_epochs: the selector's 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for epoch in range(6):
+            sampler.set_epoch(epoch)
+        build("d2ace", budget=0.5)[0].set_epoch(6)  # no anneal: nothing counts from the run's end
+    with pytest.warns(RuntimeWarning, match=r"epoch 6 is past the run's 6 epochs .* from 3 on is a full pass"):
+        sampler.set_epoch(6)
+    assert len(sampler) == 7  # a full pass, as documented
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sampler.set_epoch(7)  # once per sampler
