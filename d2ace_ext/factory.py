@@ -84,6 +84,7 @@ def make_sampler(
     num_replicas: int | None = None,
     rank: int | None = None,
     shard_state: bool = False,
+    selector_options: Mapping | None = None,
     **options,
 ) -> SelectionBatchSampler:
     """A :class:`SelectionBatchSampler` driven by the selector ``name`` (see
@@ -93,7 +94,11 @@ def make_sampler(
     unless ``options`` has ``seed=``. ``budget``, ``anneal`` and ``run_epochs``: the
     epoch budget, for every selector (see the sampler).
     ``shard_state``: each rank holds only its rows of the selector's per-instance state
-    (see :class:`SelectionBatchSampler`; a selector without such state is unaffected)."""
+    (see :class:`SelectionBatchSampler`; a selector without such state is unaffected).
+    ``selector_options``: the selector's options as a dict, merged under ``options``; the
+    way to pass one whose name is also an argument here (InfoBatch's own ``anneal``)."""
+    options = {**(selector_options or {}), **options}
+    _check_anneal_meant_for_the_selector(name, budget, anneal)
     if name in SELECTORS and selector_class(name).takes_seed and "seed" not in options:
         options["seed"] = seed
     num_replicas, rank = distributed.resolve_world(num_replicas, rank)
@@ -110,6 +115,20 @@ def make_sampler(
         num_replicas=num_replicas,
         rank=rank,
     )
+
+
+def _check_anneal_meant_for_the_selector(name: str, budget, anneal) -> None:
+    """``anneal=`` is the budget's; at budget 1 it changes nothing. For a selector with an
+    ``anneal`` option of its own (InfoBatch's δ) that was surely meant for the selector,
+    which would silently keep its default: refuse it, naming the way to set the selector's."""
+    if name not in SELECTORS or budget != 1 or anneal == 0:  # budget / anneal values: the sampler checks them
+        return
+    config_class = selector_class(name).config_class
+    if config_class is not None and "anneal" in getattr(config_class, "__dataclass_fields__", {}):
+        raise ValueError(
+            f"anneal={anneal!r} is the epoch budget's annealing, which does nothing at budget=1; "
+            f"{name}'s own anneal is its option: pass selector_options={{'anneal': {anneal!r}}}"
+        )
 
 
 def make_run_sampler(
@@ -130,7 +149,9 @@ def make_run_sampler(
     """The sampler of a run of ``epochs`` epochs: :func:`make_sampler` with the selector's
     epoch counts from :func:`scheduled_options` (``schedule`` scaled to ``epochs``), its
     ``preset`` where it has presets, then ``options`` (the protocol's
-    ``selector_options[name]``) over both; ``run_epochs = epochs``.
+    ``selector_options[name]``) over both; ``run_epochs = epochs``. The budget's
+    ``anneal`` is passed on only under a budget (at budget 1 it changes nothing), and
+    the options as a dict, so a selector's own ``anneal`` reaches it.
     labels (n, q) 0/1, features (n, d) (read only where :func:`needs_features`)."""
     chosen = {**scheduled_options(name, epochs, schedule, preset), **(options or {})}
     if selector_class(name).presets is not None:
@@ -143,9 +164,9 @@ def make_run_sampler(
         seed=seed,
         device=device,
         budget=budget,
-        anneal=anneal,
+        anneal=anneal if budget != 1 else 0.0,
         run_epochs=epochs,
-        **chosen,
+        selector_options=chosen,
     )
 
 

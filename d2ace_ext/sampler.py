@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Iterator
 
 import torch
 from torch.utils.data import Sampler
 
 from . import distributed
-from .budget import EpochBudget
+from .budget import EpochBudget, full_pass_epochs
 from .config import D2ACEConfig
 from .drawing import WeightedDraw
 from .row_shard import OwnedRows, RowShard
@@ -76,7 +77,7 @@ class SelectionBatchSampler(Sampler):
     save it on every rank (see ``docs/scaling.md``).
 
     ``budget`` ρ in (0, 1]: each epoch trains on ⌈ρ n⌉ samples, ⌈ρ n / b⌉ batches;
-    ``anneal`` δ in [0, 1]: the last ⌊δ T⌋ of the ``run_epochs`` = T epochs are full
+    ``anneal`` δ in [0, 1]: the last ⌈δ T⌉ of the ``run_epochs`` = T epochs are full
     passes (T defaults to the selector's own ``config.num_epochs``). An ordered epoch
     under a budget trains on a uniform random subset: the head of its shuffled order, or
     for a fixed-order warm-up a uniform subset walked in index order.
@@ -121,6 +122,7 @@ class SelectionBatchSampler(Sampler):
         self._epoch = 0
         self._position = 0
         self._plan: EpochPlan | None = None
+        self._warned_past_run = False
 
     # -- epochs -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -159,6 +161,19 @@ class SelectionBatchSampler(Sampler):
         check_non_negative_int(epoch, "epoch")
         if epoch == self._epoch and self._plan is not None and 0 < self._position < self._plan.batches:
             return
+        budget = self.budget
+        if budget.fraction < 1 and budget.anneal > 0 and epoch >= budget.num_epochs and not self._warned_past_run:
+            # The annealed epochs are the last of run_epochs (by default the selector's
+            # num_epochs): a longer run trains every epoch past it as a full pass.
+            self._warned_past_run = True
+            warnings.warn(
+                f"epoch {epoch} is past the run's {budget.num_epochs} epochs that the budget's anneal counts "
+                f"from (run_epochs, by default the selector's num_epochs): every epoch from "
+                f"{budget.num_epochs - full_pass_epochs(budget.num_epochs, budget.anneal)} on is a full pass; "
+                "build the sampler with run_epochs= the number of epochs you train",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._epoch, self._position, self._plan = epoch, 0, None
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -253,7 +268,9 @@ class SelectionBatchSampler(Sampler):
         sample, so the plain mean is already unbiased). Pruned epoch: the selector's
         weights (InfoBatch: 1/(1 - r) on the kept low-loss instances, 1 otherwise), so the
         epoch's summed weighted loss estimates the full pass's summed loss. A budget does
-        not change any of this: it only shortens the epoch, each batch keeping its law."""
+        not change any of this: it only shortens the epoch, each batch keeping its law (a
+        budgeted pruned epoch walks a uniform subset of S of the kept instances, so kept / S
+        times its summed weighted loss estimates the full pass's sum)."""
         index = as_index_tensor(indices, self.n, "indices")
         self._prepare()
         draw, kept = self._plan.draw, self._plan.weights

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from .datasets.indexed import IndexedDataset
+from .harness.selection_loss import loss_weights
 from .metrics import evaluate
 from .sampler import SelectionBatchSampler
 
@@ -40,7 +41,10 @@ def train(
 ) -> RunResult:
     """Train ``model`` with batches from ``sampler`` and evaluate on the test split.
 
-    train_x (n, d), train_y (n, q) 0/1; the sampler records every step's logits.
+    train_x (n, d), train_y (n, q) 0/1; the sampler records every step's logits. The
+    loss is the mean BCE, weighted where the selector's method weights it (InfoBatch's
+    1/(1 - r), Balance's mask: :func:`~d2ace_ext.harness.selection_loss.loss_weights`);
+    the progress bar shows it per sample trained on (fewer than n under a budget).
     """
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -50,17 +54,19 @@ def train(
     for epoch in bar:
         sampler.set_epoch(epoch)
         model.train()
-        total = 0.0
+        total, seen = 0.0, 0
         for index, x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = model(x)
-            loss = F.binary_cross_entropy_with_logits(logits, y)
+            weights = loss_weights(sampler, index, y, importance_weights=False)
+            loss = F.binary_cross_entropy_with_logits(logits, y, weight=weights)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             sampler.update(index, logits.detach().to(sampler.selector.device), y.to(sampler.selector.device))
             total += loss.item() * len(index)
-        bar.set_postfix(loss=f"{total / sampler.n:.4f}")
+            seen += len(index)
+        bar.set_postfix(loss=f"{total / max(1, seen):.4f}")
     seconds = time.perf_counter() - started
     model.eval()
     with torch.no_grad():

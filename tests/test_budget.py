@@ -4,6 +4,7 @@ epoch's batches, unbiased importance weights, exact resume, equal shards per ran
 import hashlib
 import io
 import math
+import warnings
 
 import pytest
 import torch
@@ -455,3 +456,35 @@ def test_image_protocol_budget_keeps_earlier_digests_and_reaches_the_sampler():
     sampler = build_image_sampler("random", y, None, protocol, seed=0)
     sampler.set_epoch(0)
     assert len(sampler) == math.ceil(50 / protocol.batch_size) and sum(len(b) for b in sampler) == 50
+
+
+def test_protocol_refuses_an_anneal_without_a_budget():
+    # At budget 1 every epoch is a full pass: --anneal alone changed no run but forked the
+    # digest (and read as InfoBatch's own anneal, which it is not).
+    from d2ace_ext import cli
+    from d2ace_ext.harness.experiment import Protocol
+
+    with pytest.raises(ValueError, match=r"protocol anneal must be 0 at budget 1.*infobatch\.anneal"):
+        Protocol(anneal=0.125)
+    args = cli.build_parser().parse_args(["compare", "--datasets", "emotions", "--anneal", "0.1"])
+    args.epochs = args.epochs[0]
+    with pytest.raises(ValueError, match="protocol anneal must be 0 at budget 1"):
+        cli._protocol(args, ["mlp"], ["infobatch"])
+    assert Protocol(budget=0.5, anneal=0.125).anneal == 0.125
+
+
+def test_an_epoch_past_run_epochs_under_an_annealed_budget_warns_once():
+    # D2ACE's default num_epochs is 100: trained for longer without run_epochs, every epoch
+    # from 88 on was silently a full pass.
+    sampler, _ = build("d2ace", budget=0.5, anneal=0.5)  # run_epochs: the selector's 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for epoch in range(6):
+            sampler.set_epoch(epoch)
+        build("d2ace", budget=0.5)[0].set_epoch(6)  # no anneal: nothing counts from the run's end
+    with pytest.warns(RuntimeWarning, match=r"epoch 6 is past the run's 6 epochs .* from 3 on is a full pass"):
+        sampler.set_epoch(6)
+    assert len(sampler) == 7  # a full pass, as documented
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sampler.set_epoch(7)  # once per sampler

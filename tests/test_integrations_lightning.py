@@ -87,3 +87,67 @@ def test_two_ddp_ranks_on_cpu_take_their_shards_of_the_single_process_batches(tm
     for name, tensor in reference.items():
         for r in range(2):
             assert torch.equal(ranks[r]["state"]["selector"]["visits"][name], tensor), name
+
+
+class _Counting(parts.TinyModule):
+    """Records the epoch of every training step; ``build`` makes its sampler."""
+
+    def __init__(self, build) -> None:
+        super().__init__()
+        self.build, self.epochs = build, []
+
+    def setup(self, stage: str) -> None:
+        if self.sampler is None:
+            self.sampler = self.build(self.y, self.x)
+
+    def training_step(self, batch, batch_idx):
+        self.epochs.append(self.current_epoch)
+        return super().training_step(batch, batch_idx)
+
+
+def _per_epoch(module) -> list[int]:
+    return [module.epochs.count(e) for e in range(parts.CONFIG.num_epochs)]
+
+
+def test_annealed_full_epochs_of_a_budget_are_not_cut_to_the_first_epoch_s_length(tmp_path):
+    # Lightning counts the batches once, at setup (4 here, ρ = 0.5): the annealed last two
+    # epochs must still run their 8 batches (they ran 4).
+    module = _Counting(lambda y, x: D2ACESampler(y, parts.BATCH, x, config=parts.CONFIG, budget=0.5, anneal=0.4))
+    fit(tmp_path, module)
+    assert _per_epoch(module) == [4, 4, 4, 8, 8]
+
+
+def test_a_run_resumed_in_a_short_pruned_epoch_runs_the_full_epochs_in_full(tmp_path):
+    from d2ace_ext import make_sampler
+
+    def infobatch(y, x):
+        return make_sampler("infobatch", y, parts.BATCH, x, seed=1, num_epochs=parts.CONFIG.num_epochs)
+
+    reference = _Counting(infobatch)
+    fit(tmp_path / "ref", reference, every=10)  # step 10: inside epoch 1, a pruned one
+    counts = _per_epoch(reference)
+    assert counts[0] == counts[4] == 8 and counts[1] < 8  # epoch 4: InfoBatch's annealed full pass
+    resumed = _Counting(infobatch)
+    fit(tmp_path / "resumed", resumed, ckpt_path=str(tmp_path / "ref" / "step=10.ckpt"))
+    assert resumed.seen == reference.seen[10:]  # epoch 4, a full pass, was cut to epoch 1's length
+
+
+def test_validation_runs_once_at_the_end_of_every_epoch_whatever_its_length(tmp_path):
+    # The epoch-fraction val_check_interval (1.0) is counted in batches at setup, too: a
+    # longer annealed epoch would validate halfway through as well.
+    class Validated(_Counting):
+        def __init__(self, build) -> None:
+            super().__init__(build)
+            self.validated = []
+
+        def val_dataloader(self):
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x, self.y), batch_size=30)
+
+        def validation_step(self, batch, batch_idx):
+            if batch_idx == 0:
+                self.validated.append((self.current_epoch, len(self.epochs)))
+
+    module = Validated(lambda y, x: D2ACESampler(y, parts.BATCH, x, config=parts.CONFIG, budget=0.5, anneal=0.4))
+    parts.trainer(tmp_path, [SelectionCallback()], num_sanity_val_steps=0).fit(module)
+    assert _per_epoch(module) == [4, 4, 4, 8, 8]
+    assert module.validated == [(0, 4), (1, 8), (2, 12), (3, 20), (4, 28)]

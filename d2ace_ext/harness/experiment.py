@@ -101,6 +101,13 @@ class Protocol:
             ("folds_from", self.folds_from in FOLDS_FROM, f"one of {FOLDS_FROM}"),
             ("budget", is_real(self.budget) and 0 < self.budget <= 1, "a number in (0, 1]"),
             ("anneal", is_real(self.anneal) and 0 <= self.anneal <= 1, "a number in [0, 1]"),
+            (
+                "anneal",
+                not (is_real(self.budget) and self.budget >= 1 and is_real(self.anneal) and self.anneal > 0),
+                "0 at budget 1, where every epoch is a full pass already (an anneal there would only give the "
+                "same runs another digest); InfoBatch's own anneal is selector_options "
+                "(--selector-opt infobatch.anneal=VALUE)",
+            ),
         ]
         for name, ok, rule in rules:
             if not ok:

@@ -139,7 +139,9 @@ class SelectionCallback(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         # Lightning already calls set_epoch on the loader's batch sampler; this covers a
         # sampler reached another way. Re-setting the current epoch keeps a resumed position.
-        self.tracker().sampler.set_epoch(trainer.current_epoch)
+        sampler = self.tracker().sampler
+        sampler.set_epoch(trainer.current_epoch)
+        _match_epoch_length(trainer, sampler)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         tracker = self.tracker()
@@ -170,6 +172,38 @@ class SelectionCallback(Callback):
         if self._find() is not None:  # runs after the setup hooks: apply before any batch is drawn
             self.tracker().load_state_dict(self._pending)
             self._pending = None
+
+
+def _match_epoch_length(trainer, sampler: SelectionBatchSampler) -> None:
+    """Give Lightning this epoch's batch count.
+
+    Lightning counts the training batches once, when it sets the loader up, and ends every
+    epoch after that many. A sampler's epochs differ in length: under a budget its annealed
+    last epochs are full passes, InfoBatch's pruned epochs are shorter than its full ones,
+    and a run resumed in a short epoch would cut every later one to that length. So each
+    epoch, once ``set_epoch`` has run, the count is set again from ``len(sampler)`` (with
+    ``limit_train_batches`` applied as Lightning applies it), and with it an epoch-fraction
+    ``val_check_interval``. Only for a training loader whose one DataLoader draws from this
+    sampler; Lightning's loop attributes are private, so any other layout is left alone."""
+    fit_loop = getattr(trainer, "fit_loop", None)
+    combined = getattr(fit_loop, "_combined_loader", None)
+    loaders = getattr(combined, "flattened", None)
+    if not loaders or len(loaders) != 1 or getattr(loaders[0], "batch_sampler", None) is not sampler:
+        return
+    length, limit = len(sampler), trainer.limit_train_batches
+    if isinstance(limit, int):
+        count = min(length, limit)
+    elif isinstance(limit, float):
+        count = int(length * limit)
+    else:
+        return
+    if count < 1 or count == fit_loop.max_batches:  # 0: a fractional limit Lightning itself refuses
+        return
+    combined.limits = [count]
+    fit_loop.max_batches = count
+    check = trainer.val_check_batch
+    if isinstance(trainer.val_check_interval, float) and check is not None and check != float("inf"):
+        trainer.val_check_batch = max(1, int(count * trainer.val_check_interval))
 
 
 def _loaders(loaders) -> list:

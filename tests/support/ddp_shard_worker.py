@@ -38,7 +38,7 @@ CASES = {
     "dihcl": ("dihcl", SCHEDULED),
     "hard_imb": ("hard_imb", SCHEDULED),
     "ml_unc": ("ml_unc", SCHEDULED),
-    "infobatch": ("infobatch", dict(num_epochs=EPOCHS, prune_ratio=0.5, anneal=0.2)),
+    "infobatch": ("infobatch", dict(num_epochs=EPOCHS, prune_ratio=0.5, selector_options={"anneal": 0.2})),
     "random": ("random", {}),
     "balance": ("balance", {}),
 }
