@@ -152,3 +152,24 @@ def test_the_record_and_score_ops_take_a_compact_state_through_their_pure_defini
     )
     for got, want in zip(scored, expected):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_compact_window_keeps_each_prediction_on_its_side_of_the_flip_threshold(dtype):
+    """Rounding p = 0.5002 to 16 bits gives 0.5, which reads as a negative prediction: the
+    next visit's flip (Eq. 4, flip_on="prediction") would vanish (p then 0.4999) or appear
+    (p then 0.9) where the float32 state has the opposite. A stored value keeps its side."""
+    threshold = 0.5
+    first = torch.tensor([[0.5002, 0.5002, 0.4999, 0.3]])
+    second = torch.tensor([[0.4999, 0.9, 0.5002, 0.2]])
+    options = dict(per_epoch=True, flip_on="prediction", flip_threshold=threshold, lambda2=1.0)
+    wide, compact = VisitState(1, 4, 3), VisitState(1, 4, 3, dtype=dtype)
+    for epoch, probs in enumerate((first, second)):
+        for state in (wide, compact):
+            state.record(torch.tensor([0]), probs, torch.ones(1, 4), epoch, **options)
+    assert wide.flip_average.tolist() == [[1.0, 0.0, 1.0, 0.0]]
+    assert compact.flip_average.float().tolist() == wide.flip_average.tolist()
+    stored = compact.window[0, :2].float()
+    assert bool(((stored > threshold) == (torch.cat([first, second]) > threshold)).all())
+    # still the nearest value on that side: within one step of the 16-bit grid
+    assert bool(((stored - torch.cat([first, second])).abs() <= torch.finfo(dtype).eps).all())
