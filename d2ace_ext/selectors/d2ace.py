@@ -25,7 +25,7 @@ class D2ACESelector(Selector):
     labels: (n, q) 0/1 training labels. features: (n, d) the inputs the model sees
     (MinMax-scaled in the paper's protocol), used once for the K-NN of Eq. 10; needed
     unless ``config.num_neighbors == 0``. neighbors: (n, K) precomputed neighbour
-    indices, instead of features. device: where the state lives (default: labels').
+    indices, instead of features: row i K distinct instances other than i. device: where the state lives (default: labels').
     shard: this rank's rows of a row-sharded state (None: every row): the visit state,
     the labels Y and the context Z then hold only those rows.
     """
