@@ -173,3 +173,19 @@ def test_a_compact_window_keeps_each_prediction_on_its_side_of_the_flip_threshol
     assert bool(((stored > threshold) == (torch.cat([first, second]) > threshold)).all())
     # still the nearest value on that side: within one step of the 16-bit grid
     assert bool(((stored - torch.cat([first, second])).abs() <= torch.finfo(dtype).eps).all())
+
+
+def test_a_float32_checkpoint_into_a_compact_sampler_is_refused_naming_state_dtype():
+    """The refusal used to say only "a different D2ACEConfig": it names each differing
+    field with both values, and what to do."""
+    x, y = random_problem(n=20, q=3, seed=4)
+    wide = D2ACESampler(y, 4, x, config=CONFIG, seed=0)
+    drive(wide, y, 1)
+    compact = D2ACESampler(y, 4, x, config=CONFIG.replace(state_dtype="float16", lambda2=0.5), seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"different D2ACEConfig: lambda2 saved 0.7, here 0.5; state_dtype saved 'float32', here 'float16'; "
+        r"build the sampler with the saved run's config",
+    ):
+        compact.load_state_dict(wide.state_dict())
+    assert int(compact.selector.visits.pushes.sum()) == 0

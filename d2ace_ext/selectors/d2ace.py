@@ -13,7 +13,7 @@ from ..row_scoring import score_rows
 from ..row_shard import RowShard, check_shard
 from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
-from ..tensor_state import as_parts, load_rows, saved_shard
+from ..tensor_state import as_parts, config_difference, load_rows, saved_shard
 from ..validation import check_labels
 from ..visits import VisitState
 from .base import FIXED, SHUFFLE, WEIGHTED, Selector
@@ -195,7 +195,10 @@ class D2ACESelector(Selector):
                 defaults = D2ACEConfig().to_dict()
                 saved = {**{name: defaults[name] for name in LATER_FIELDS}, **saved}
             if saved != self.config.to_dict():
-                raise ValueError("state_dict was saved with a different D2ACEConfig")
+                raise ValueError(
+                    f"state_dict was saved with a different D2ACEConfig: "
+                    f"{config_difference(saved, self.config.to_dict())}; build the sampler with the saved run's config"
+                )
         load_rows(
             self.visits,
             VisitState.TENSORS,
