@@ -119,6 +119,19 @@ def flip_indicator(new: torch.Tensor, previous: torch.Tensor, on: str, threshold
     raise ValueError(f"flip_on must be 'prediction' or 'probability', got {on!r}")
 
 
+def stored_finite(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``values`` rounded to ``dtype``, a finite value to a finite one: above the dtype's
+    largest value it saturates there instead of overflowing to inf. (b, q) -> ``dtype``.
+
+    A BCE of 70,000 (a logit of -70,000 on a positive label) is finite in float32 but inf
+    in float16 (largest 65,504), and one inf loss made every hardness weight NaN; +inf
+    (an infinite logit's BCE, inf in float32 as well) stays +inf."""
+    if dtype == values.dtype:
+        return values
+    largest = torch.finfo(dtype).max
+    return torch.where(torch.isfinite(values), values.clamp(max=largest), values).to(dtype)
+
+
 def stored_on_its_side(values: torch.Tensor, dtype: torch.dtype, threshold: float) -> torch.Tensor:
     """``values`` rounded to ``dtype`` (a 16-bit window), to the nearest value that stays on
     the same side of ``threshold`` (same ``> threshold``). (b, q) -> (b, q) ``dtype``.
@@ -184,7 +197,7 @@ def record_visits(
     if flip_on == "prediction" and window.dtype != compute:  # a compact window: see stored_on_its_side
         probs = stored_on_its_side(probs, window.dtype, flip_threshold)
     ring_write(window, pushes, last_epoch, indices, visit, probs, epoch)
-    loss[indices] = losses.to(loss.dtype)
+    loss[indices] = stored_finite(losses, loss.dtype)
 
 
 def hardness(loss: torch.Tensor, flip_average: torch.Tensor, transform: str) -> torch.Tensor:

@@ -189,3 +189,22 @@ def test_a_float32_checkpoint_into_a_compact_sampler_is_refused_naming_state_dty
     ):
         compact.load_state_dict(wide.state_dict())
     assert int(compact.selector.visits.pushes.sum()) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_compact_loss_saturates_at_the_largest_finite_value_instead_of_overflowing(dtype):
+    """A logit of -70,000 on a positive label has BCE 70,000: finite in float32, inf in
+    float16 (above 65,504), and one inf loss made every instance's hardness weight NaN
+    (n = 6,000: P's max/min fell from 81 to 10, the instance itself near the bottom).
+    A finite loss is stored finite (the dtype's largest value at most); +inf stays +inf."""
+    state = VisitState(2, 3, 3, dtype=dtype)
+    losses = torch.tensor([[7e4, 3.4e38, 1.0], [math.inf, 0.0, 2.0**-20]])
+    probs = torch.full((2, 3), 0.3)
+    state.record(
+        torch.tensor([0, 1]), probs, losses, 0, per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7
+    )
+    biggest = torch.finfo(dtype).max
+    expected = torch.tensor([[min(7e4, biggest), min(3.4e38, biggest), 1.0], [math.inf, 0.0, 2.0**-20]]).to(dtype)
+    assert torch.equal(state.loss, expected)
+    unc, hard = state.metrics(0.5, "identity")
+    assert bool(torch.isfinite(hard[0]).all()) and bool(torch.isfinite(unc).all())
