@@ -144,7 +144,7 @@ def stored_on_its_side(values: torch.Tensor, dtype: torch.dtype, threshold: floa
     rounded = values.to(dtype)
     above = values > threshold
     crossed = (rounded.to(values.dtype) > threshold) != above
-    towards = torch.where(above, math.inf, -math.inf).to(dtype)
+    towards = above.to(dtype)  # 1 or 0: up or down from a value near a threshold in (0, 1)
     return torch.where(crossed, torch.nextafter(rounded, towards), rounded)
 
 
