@@ -33,6 +33,7 @@ from d2ace_ext import make_sampler  # noqa: E402
 from d2ace_ext.config import D2ACEConfig  # noqa: E402
 from d2ace_ext.models.base import MultiLabelModel  # noqa: E402
 from d2ace_ext.models.mlgcn import MLGCN  # noqa: E402
+from d2ace_ext.neighbors import random_neighbors  # noqa: E402
 
 LAYERS = {"resnet18": (2, 2, 2, 2), "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
@@ -117,7 +118,7 @@ def case(arch: str, batch: int, args, device) -> None:
     config = D2ACEConfig.preset("paper").replace(
         num_epochs=20, warmup_epochs=args.warm_epochs, t_start=args.warm_epochs, t_end=args.warm_epochs + 10
     )
-    neighbors = torch.randint(args.n, (args.n, config.num_neighbors))  # which neighbours does not change the cost
+    neighbors = random_neighbors(args.n, config.num_neighbors)  # which neighbours does not change the cost
     samplers = {
         "random": make_sampler("random", labels, batch, seed=0, device=device),
         "d2ace": make_sampler("d2ace", labels, batch, seed=0, device=device, config=config, neighbors=neighbors),

@@ -49,6 +49,7 @@ from d2ace_ext.datasets.synthetic import make_multilabel
 from d2ace_ext.harness.fold_run import TensorBatches as Rows
 from d2ace_ext.harness.fold_run import whole_batch
 from d2ace_ext.models import make_model
+from d2ace_ext.neighbors import random_neighbors
 
 BATCH = 128
 REAL_SETS = ["yeast", "scene", "cal500"]
@@ -125,7 +126,7 @@ def load_cases(sets: list[str], models: list[str], shrink: int) -> list[Case]:
             n //= shrink
             x, y = make_multilabel(n=n, d=d, q=q, cardinality=card, seed=0)
             # The K-NN is a one-off cost before training: random neighbours stand in.
-            neighbors = torch.randint(0, n, (n, 6), generator=torch.Generator().manual_seed(1))
+            neighbors = random_neighbors(n, 6, torch.Generator().manual_seed(1))
             cases.append(Case(f"{name}/{shrink}" if shrink > 1 else name, "mlp2x1024", x, y, neighbors))
         elif name == "demo":
             # make demo's set: synthetic yeast shape, 80 % of 2,400 rows for training.

@@ -73,11 +73,20 @@ def synthetic(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     for start in range(0, n, 1 << 16):
         stop = min(n, start + (1 << 16))
         labels[start:stop] = prototypes[cluster[start:stop]] ^ (torch.rand(stop - start, Q, generator=g) < 0.005)
-    order = torch.argsort(cluster)
+    order = torch.argsort(cluster, stable=True)
     sizes = torch.bincount(cluster, minlength=PROTOTYPES)
     starts = sizes.cumsum(0) - sizes
-    offsets = (torch.rand(n, K, generator=g) * sizes[cluster].unsqueeze(1)).long()
-    return labels, order[starts[cluster].unsqueeze(1) + offsets]
+    # K distinct other members of the instance's cluster (neighbors= refuses the instance
+    # itself and repeats): K consecutive places after a random offset, cyclically within
+    # the cluster; a cluster of K or fewer members takes them from the whole order instead.
+    place = torch.empty(n, dtype=torch.int64)
+    place[order] = torch.arange(n)
+    size, start = sizes[cluster], starts[cluster]
+    span = torch.where(size > K, size, torch.full_like(size, n))
+    base = torch.where(size > K, start, torch.zeros_like(start))
+    offset = 1 + (torch.rand(n, generator=g) * (span - K).to(torch.float64)).long()
+    steps = (place - base + offset).unsqueeze(1) + torch.arange(K)
+    return labels, order[base.unsqueeze(1) + steps % span.unsqueeze(1)]
 
 
 def estimated_bytes(n: int, world: int, sharded: bool) -> int:

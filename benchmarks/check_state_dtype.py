@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from d2ace_ext import D2ACEConfig, D2ACESampler, functional  # noqa: E402
 from d2ace_ext.equivalence import random_case  # noqa: E402
+from d2ace_ext.neighbors import random_neighbors  # noqa: E402
 from d2ace_ext.selectors.d2ace import D2ACESelector  # noqa: E402
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -77,7 +78,7 @@ def timing() -> None:
     n, q, b = 31_600, 101, 128
     g = torch.Generator().manual_seed(0)
     labels = (torch.rand(n, q, generator=g) < 4.38 / q).float()
-    neighbors = torch.randint(n, (n, 6), generator=g)
+    neighbors = random_neighbors(n, 6, g)
     samplers = {
         name: D2ACESampler(
             labels, b, neighbors=neighbors, seed=1, config=D2ACEConfig(num_epochs=3, warmup_epochs=1, state_dtype=name)

@@ -40,6 +40,7 @@ import torch  # noqa: E402
 
 import d2ace_ext  # noqa: E402
 from d2ace_ext import D2ACEConfig, D2ACESelector, ops  # noqa: E402
+from d2ace_ext.neighbors import random_neighbors  # noqa: E402
 from d2ace_ext.scoring import LabelContext, score_epoch  # noqa: E402
 from d2ace_ext.sparse_rows import SparseRows, row_pairs  # noqa: E402
 from d2ace_ext.visits import VisitState  # noqa: E402
@@ -83,7 +84,7 @@ def sampler_problem(n: int, q: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     labels = (torch.rand(n, q, generator=g) < 3.0 / q).to(torch.float32)
     labels[torch.arange(n), torch.randint(0, q, (n,), generator=g)] = 1.0
-    neighbors = torch.randint(0, n, (n, 6), generator=g)
+    neighbors = random_neighbors(n, 6, g)
     return labels, neighbors, g
 
 

@@ -13,6 +13,7 @@ import torch
 
 from d2ace_ext import D2ACEConfig, D2ACESampler
 from d2ace_ext.datasets.synthetic import make_multilabel
+from d2ace_ext.neighbors import random_neighbors
 
 #: name: (n, q, label cardinality), the shapes of the MULAN / MS-COCO sets they stand for
 SHAPES = {
@@ -131,7 +132,7 @@ def build_state(name: str, device: torch.device | str = "cpu") -> PipelineState:
         # An exact K-NN over a million points takes scikit-learn many minutes, a one-off
         # cost outside the per-epoch loop; random neighbours give a Z at least as dense,
         # so the scoring time is not flattered.
-        neighbors = torch.randint(0, n, (n, config.num_neighbors), generator=torch.Generator().manual_seed(1))
+        neighbors = random_neighbors(n, config.num_neighbors, torch.Generator().manual_seed(1))
         sampler = D2ACESampler(labels, BATCH, config=config, neighbors=neighbors, device=device)
     else:
         sampler = D2ACESampler(labels, BATCH, features, config=config, device=device)

@@ -24,6 +24,7 @@ import torch
 
 from d2ace_ext import SELECTORS, make_selector
 from d2ace_ext.datasets.synthetic import make_multilabel
+from d2ace_ext.neighbors import random_neighbors
 from d2ace_ext.selectors import PRUNED, WEIGHTED
 from d2ace_ext.selectors.registry import SELECTOR_CLASSES, default_config
 
@@ -46,7 +47,7 @@ def problem(n: int, q: int) -> dict:
         gc.collect()
         _, labels = make_multilabel(n=n, d=8, q=q, cardinality=4.0, seed=0)
         g = torch.Generator().manual_seed(0)
-        neighbors = {k: torch.randint(0, n, (n, k), generator=g) for k in sorted(set(NEIGHBORS.values()))}
+        neighbors = {k: random_neighbors(n, k, g) for k in sorted(set(NEIGHBORS.values()))}
         batches = [(i, labels[i].to(torch.float32)) for i in torch.randperm(n, generator=g).split(BATCH)]
         _problem[(n, q)] = {
             "labels": labels,

@@ -119,6 +119,35 @@ def flip_indicator(new: torch.Tensor, previous: torch.Tensor, on: str, threshold
     raise ValueError(f"flip_on must be 'prediction' or 'probability', got {on!r}")
 
 
+def stored_finite(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``values`` rounded to ``dtype``, a finite value to a finite one: above the dtype's
+    largest value it saturates there instead of overflowing to inf. (b, q) -> ``dtype``.
+
+    A BCE of 70,000 (a logit of -70,000 on a positive label) is finite in float32 but inf
+    in float16 (largest 65,504), and one inf loss made every hardness weight NaN; +inf
+    (an infinite logit's BCE, inf in float32 as well) stays +inf."""
+    if dtype == values.dtype:
+        return values
+    largest = torch.finfo(dtype).max
+    return torch.where(torch.isfinite(values), values.clamp(max=largest), values).to(dtype)
+
+
+def stored_on_its_side(values: torch.Tensor, dtype: torch.dtype, threshold: float) -> torch.Tensor:
+    """``values`` rounded to ``dtype`` (a 16-bit window), to the nearest value that stays on
+    the same side of ``threshold`` (same ``> threshold``). (b, q) -> (b, q) ``dtype``.
+
+    Plain rounding turns 0.5002 into 0.5 in float16 and bfloat16, a positive prediction
+    into a negative one, so the next visit's flip of Eq. 4 (``flip_on="prediction"``)
+    would vanish or appear where the float32 state has the opposite. Where plain
+    rounding crosses the threshold, the neighbouring 16-bit value towards the original is
+    on its side (the original lies between the two), at most one step away."""
+    rounded = values.to(dtype)
+    above = values > threshold
+    crossed = (rounded.to(values.dtype) > threshold) != above
+    towards = above.to(dtype)  # 1 or 0: up or down from a value near a threshold in (0, 1)
+    return torch.where(crossed, torch.nextafter(rounded, towards), rounded)
+
+
 def flip_ema(flip: torch.Tensor, previous_ema: torch.Tensor, lambda2: float) -> torch.Tensor:
     """Eq. 4: f̄ = λ2 f + (1 - λ2) f̄_prev."""
     return lambda2 * flip + (1.0 - lambda2) * previous_ema
@@ -165,8 +194,10 @@ def record_visits(
     else:  # every visit pushes: f̄ before the update is flip_average, flip_base is not used
         base = flip_average[indices]
     flip_average[indices] = flip_ema(flip, base.to(compute), lambda2).to(flip_average.dtype)
+    if flip_on == "prediction" and window.dtype != compute:  # a compact window: see stored_on_its_side
+        probs = stored_on_its_side(probs, window.dtype, flip_threshold)
     ring_write(window, pushes, last_epoch, indices, visit, probs, epoch)
-    loss[indices] = losses.to(loss.dtype)
+    loss[indices] = stored_finite(losses, loss.dtype)
 
 
 def hardness(loss: torch.Tensor, flip_average: torch.Tensor, transform: str) -> torch.Tensor:

@@ -110,7 +110,9 @@ def resolve_neighbors(n: int, k: int, features, neighbors, needed_for: str, back
             raise TypeError(f"neighbors must hold integer indices, got dtype {neighbors.dtype}")
         if neighbors.layout != torch.strided or int(neighbors.min()) < 0 or int(neighbors.max()) >= n:
             raise ValueError(f"neighbors must be a dense tensor of indices in [0, {n})")
-        return neighbors.to(torch.int64)
+        neighbors = neighbors.to(torch.int64)
+        check_other_instances(neighbors, k)
+        return neighbors
     if features is None:
         raise ValueError(f"features is required for {needed_for}")
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != n:
@@ -121,6 +123,37 @@ def resolve_neighbors(n: int, k: int, features, neighbors, needed_for: str, back
     if k >= n:
         raise ValueError(f"num_neighbors must be below n = {n}, got {k}")
     return nearest_neighbors(features, k, backend)
+
+
+def check_other_instances(neighbors: torch.Tensor, k: int) -> None:
+    """Raise ValueError naming the first row of ``neighbors`` (n, K) int64 that lists its
+    own instance or one instance twice: the exact search gives K distinct other
+    instances, and Hard-Imb and Eq. 10 count each listed one (the instance itself is
+    added by ``include_self``, not by the list)."""
+    hint = (
+        f"pass each instance's {k} nearest other instances, each once (scikit-learn: kneighbors() "
+        "without X; FAISS: search K + 1 and drop the query itself)"
+    )
+    rows = torch.arange(neighbors.shape[0], device=neighbors.device)
+    itself = (neighbors == rows[:, None]).any(1)
+    if bool(itself.any()):
+        row = int(itself.nonzero()[0, 0])
+        raise ValueError(f"neighbors row {row} lists instance {row} itself: {hint}")
+    ordered = neighbors.sort(1).values
+    twice = ordered[:, 1:] == ordered[:, :-1]
+    if bool(twice.any()):
+        row, col = (int(v) for v in twice.nonzero()[0])
+        raise ValueError(f"neighbors row {row} lists instance {int(ordered[row, col])} twice: {hint}")
+
+
+def random_neighbors(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k distinct other instances per row, at random: (n, k) int64, a stand-in K-NN where
+    which neighbours does not matter (benchmarks of cost, tests of code paths). Row i
+    holds i + o, i + o + 1, ..., i + o + k - 1 (mod n) for a random o in [1, n - k]."""
+    if not 1 <= k < n:
+        raise ValueError(f"random_neighbors: k must be in [1, n - 1] = [1, {n - 1}], got {k}")
+    start = torch.randint(1, n - k + 1, (n, 1), generator=generator)
+    return (torch.arange(n)[:, None] + start + torch.arange(k)) % n
 
 
 def nearest_neighbors(features: torch.Tensor, k: int, backend: str = "exact") -> torch.Tensor:

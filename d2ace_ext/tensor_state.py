@@ -43,6 +43,18 @@ _FINITE = (lambda t: torch.isfinite(t), "finite values")
 Part = tuple[dict, "RowShard | None"]
 
 
+def config_difference(saved, mine: dict) -> str:
+    """The fields in which a saved config (a dict, else anything) differs from ``mine``
+    (a config's ``to_dict()``), as "name saved X, here Y; ..." for a refusal's message."""
+    if not isinstance(saved, dict):
+        return f"saved {saved!r}"
+    names = [name for name in mine if saved.get(name, "(absent)") != mine[name]]
+    names += sorted(set(saved) - set(mine))
+    return "; ".join(
+        f"{name} saved {saved.get(name, '(absent)')!r}, here {mine.get(name, '(absent)')!r}" for name in names
+    )
+
+
 def saved_tensors(owner, names: Sequence[str]) -> dict:
     """{name: a copy of ``owner.<name>``} for the named tensors."""
     return {name: getattr(owner, name).clone() for name in names}

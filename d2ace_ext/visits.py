@@ -7,7 +7,8 @@ prediction of 0.5 with loss ln 2 (maximal uncertainty), and a flip EMA of 0.
 
 The window, loss and flip tensors are stored in ``dtype`` (float32; float16 or
 bfloat16 for a compact state, ``D2ACEConfig.state_dtype``); arithmetic is float32 (or
-the state's own dtype when wider), each stored value rounded once when written.
+the state's own dtype when wider), each stored value rounded once when written (a window
+value to the nearest one on its side of the flip threshold: functional.stored_on_its_side).
 """
 
 from __future__ import annotations

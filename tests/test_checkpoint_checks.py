@@ -179,3 +179,16 @@ def test_a_random_sampler_refuses_another_selector_s_state_and_changes_nothing(s
     with pytest.raises(ValueError, match="RandomSelector keeps no state"):
         target.selector.load_state_dict(None)
     target.load_state_dict(make_sampler("random", y, 8, seed=5).state_dict())  # its own kind still loads
+
+
+def test_a_baseline_state_of_another_config_names_the_differing_field():
+    from d2ace_ext.selectors import ActiveSelector
+
+    y = (torch.rand(10, 3, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    saved = ActiveSelector(y, warmup_epochs=2).state_dict()
+    with pytest.raises(
+        ValueError,
+        match=r"^ActiveSelector state was saved with a different config: warmup_epochs saved 2, here 3; "
+        r"build the selector with the saved run's options$",
+    ):
+        ActiveSelector(y, warmup_epochs=3).load_state_dict(saved)

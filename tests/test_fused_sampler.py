@@ -8,6 +8,7 @@ import torch
 
 import d2ace_ext
 from d2ace_ext import D2ACEConfig, D2ACESampler
+from d2ace_ext.neighbors import random_neighbors
 
 from support.fused_checks import STATE_FLOATS
 
@@ -36,7 +37,7 @@ def test_sampler_native_and_fallback_draw_identical_batches(preset, seed):
     config = D2ACEConfig.preset(preset).scaled_to(epochs).replace(window_size=3)
     labels = (torch.rand(n, q, generator=g) < 0.35).float()
     labels[0] = 1.0  # every column has a positive
-    neighbors = torch.randint(0, n, (n, config.num_neighbors), generator=g)
+    neighbors = random_neighbors(n, config.num_neighbors, g)
     table = torch.randn(n, q, generator=g) * 3
     drift = torch.randn(n, q, generator=g)
     assert d2ace_ext.use_native()

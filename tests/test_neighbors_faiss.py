@@ -147,6 +147,26 @@ def test_precomputed_neighbors_are_used_as_given_whatever_the_backend(backend, m
     assert torch.equal(hard.imbalance, imbalance_weights(y, given))
 
 
+def test_precomputed_neighbors_listing_an_instance_itself_or_twice_are_refused():
+    """scikit-learn's kneighbors(X) and a FAISS search of its own points put each point
+    first among its neighbours; the exact path leaves it out. Taken as given, Hard-Imb's
+    local imbalance and D2ACE's Z (include_self=False) silently counted the instance
+    itself; a repeated neighbour counted twice."""
+    x, y = data(n=30)
+    points = x.to(torch.float64).numpy()
+    with_self = torch.from_numpy(NearestNeighbors(n_neighbors=3).fit(points).kneighbors(points, return_distance=False))
+    repeated = sklearn_neighbors(x, 3)
+    repeated[7, 2] = repeated[7, 0]
+    for given, message in (
+        (with_self, r"neighbors row 0 lists instance 0 itself: pass each instance's 3 nearest other"),
+        (repeated, rf"neighbors row 7 lists instance {int(repeated[7, 0])} twice: pass each instance's 3 nearest"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            D2ACESelector(y, None, D2ACEConfig(num_neighbors=3), neighbors=given)
+        with pytest.raises(ValueError, match=message):
+            HardImbSelector(y, None, num_neighbors=3, neighbors=given)
+
+
 # -- states saved before the option existed -------------------------------------------------
 def test_d2ace_state_saved_before_knn_backend_loads():
     x, y = data()

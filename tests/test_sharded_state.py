@@ -280,3 +280,21 @@ def test_lightning_warns_that_it_saves_only_rank_zeros_shard():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         SelectionCallback(replicated).on_train_start(None, None)
+
+
+def test_loop_checkpoint_under_accelerate_warns_that_save_state_keeps_rank_zeros_shard():
+    """accelerator.save_state writes registered objects (the documented
+    register_for_checkpointing(tracker)) from the main process only: the other ranks'
+    rows were lost silently, found only when the resume failed."""
+    pytest.importorskip("accelerate")
+    import accelerate  # noqa: F401  (what the tracker looks for: the Accelerate path is in use)
+
+    from d2ace_ext.integrations.resume import LoopCheckpoint
+
+    sampler, _ = worker.build("d2ace_paper", True, num_replicas=2, rank=1)
+    with pytest.warns(RuntimeWarning, match=r"sharded over 2 ranks .*save_state writes .* main process only"):
+        LoopCheckpoint(sampler)
+    replicated, _ = worker.build("d2ace_paper", False, num_replicas=2, rank=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LoopCheckpoint(replicated)

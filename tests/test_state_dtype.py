@@ -152,3 +152,59 @@ def test_the_record_and_score_ops_take_a_compact_state_through_their_pure_defini
     )
     for got, want in zip(scored, expected):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_compact_window_keeps_each_prediction_on_its_side_of_the_flip_threshold(dtype):
+    """Rounding p = 0.5002 to 16 bits gives 0.5, which reads as a negative prediction: the
+    next visit's flip (Eq. 4, flip_on="prediction") would vanish (p then 0.4999) or appear
+    (p then 0.9) where the float32 state has the opposite. A stored value keeps its side."""
+    threshold = 0.5
+    first = torch.tensor([[0.5002, 0.5002, 0.4999, 0.3]])
+    second = torch.tensor([[0.4999, 0.9, 0.5002, 0.2]])
+    options = dict(per_epoch=True, flip_on="prediction", flip_threshold=threshold, lambda2=1.0)
+    wide, compact = VisitState(1, 4, 3), VisitState(1, 4, 3, dtype=dtype)
+    for epoch, probs in enumerate((first, second)):
+        for state in (wide, compact):
+            state.record(torch.tensor([0]), probs, torch.ones(1, 4), epoch, **options)
+    assert wide.flip_average.tolist() == [[1.0, 0.0, 1.0, 0.0]]
+    assert compact.flip_average.float().tolist() == wide.flip_average.tolist()
+    stored = compact.window[0, :2].float()
+    assert bool(((stored > threshold) == (torch.cat([first, second]) > threshold)).all())
+    # still the nearest value on that side: within one step of the 16-bit grid
+    assert bool(((stored - torch.cat([first, second])).abs() <= torch.finfo(dtype).eps).all())
+
+
+def test_a_float32_checkpoint_into_a_compact_sampler_is_refused_naming_state_dtype():
+    """The refusal used to say only "a different D2ACEConfig": it names each differing
+    field with both values, and what to do."""
+    x, y = random_problem(n=20, q=3, seed=4)
+    wide = D2ACESampler(y, 4, x, config=CONFIG, seed=0)
+    drive(wide, y, 1)
+    compact = D2ACESampler(y, 4, x, config=CONFIG.replace(state_dtype="float16", lambda2=0.5), seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"different D2ACEConfig: lambda2 saved 0.7, here 0.5; state_dtype saved 'float32', here 'float16'; "
+        r"build the sampler with the saved run's config",
+    ):
+        compact.load_state_dict(wide.state_dict())
+    assert int(compact.selector.visits.pushes.sum()) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_compact_loss_saturates_at_the_largest_finite_value_instead_of_overflowing(dtype):
+    """A logit of -70,000 on a positive label has BCE 70,000: finite in float32, inf in
+    float16 (above 65,504), and one inf loss made every instance's hardness weight NaN
+    (n = 6,000: P's max/min fell from 81 to 10, the instance itself near the bottom).
+    A finite loss is stored finite (the dtype's largest value at most); +inf stays +inf."""
+    state = VisitState(2, 3, 3, dtype=dtype)
+    losses = torch.tensor([[7e4, 3.4e38, 1.0], [math.inf, 0.0, 2.0**-20]])
+    probs = torch.full((2, 3), 0.3)
+    state.record(
+        torch.tensor([0, 1]), probs, losses, 0, per_epoch=True, flip_on="prediction", flip_threshold=0.5, lambda2=0.7
+    )
+    biggest = torch.finfo(dtype).max
+    expected = torch.tensor([[min(7e4, biggest), min(3.4e38, biggest), 1.0], [math.inf, 0.0, 2.0**-20]]).to(dtype)
+    assert torch.equal(state.loss, expected)
+    unc, hard = state.metrics(0.5, "identity")
+    assert bool(torch.isfinite(hard[0]).all()) and bool(torch.isfinite(unc).all())

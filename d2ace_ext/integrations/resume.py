@@ -100,6 +100,21 @@ def _check_not_resharded(sampler: SelectionBatchSampler) -> None:
         check_sampler(sampler)
 
 
+def _warn_if_accelerate_saves_one_shard(sampler: SelectionBatchSampler) -> None:
+    """Under Accelerate, warn that ``save_state`` keeps only rank 0's rows of a sharded
+    selector state: it writes registered objects (this tracker) from the main process
+    only, so the other ranks' rows would be lost, found only when the resume fails."""
+    if "accelerate" in sys.modules and sampler.shard_state and sampler.num_replicas > 1:
+        warnings.warn(
+            f"the sampler's selector state is sharded over {sampler.num_replicas} ranks (shard_state=True), but "
+            "Accelerate's save_state writes registered objects from the main process only: its checkpoints "
+            "cannot restore the other ranks' rows. Save every rank's LoopCheckpoint.state_dict() yourself "
+            "(docs/scaling.md), or build the sampler without shard_state",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 class LoopCheckpoint:
     """Counts the batches a training loop consumes and saves the sampler state as of
     that count. Call :meth:`update` instead of ``sampler.update`` (or :meth:`step`
@@ -116,6 +131,7 @@ class LoopCheckpoint:
         if not isinstance(sampler, SelectionBatchSampler):
             raise TypeError(f"sampler must be a SelectionBatchSampler, got {type(sampler).__name__}")
         _check_not_resharded(sampler)
+        _warn_if_accelerate_saves_one_shard(sampler)
         self.sampler = sampler
         self._epoch = sampler.epoch
         self._count = 0

@@ -18,7 +18,7 @@ import torch
 
 from .. import functional
 from ..row_shard import check_shard
-from ..tensor_state import as_parts, load_rows, saved_shard, saved_tensors
+from ..tensor_state import as_parts, config_difference, load_rows, saved_shard, saved_tensors
 from ..validation import check_labels, check_rule, is_int, is_real  # noqa: F401 (re-exported)
 from .base import SHUFFLE, WEIGHTED, Selector
 
@@ -212,7 +212,10 @@ def load_tensor_state(owner, state, names, fields: dict | None = None) -> None:
     parts = as_parts(state, what)
     for part in parts:
         if part.get("config") != owner.config.to_dict():
-            raise ValueError(f"{what} was saved with a different config: {part.get('config')!r}")
+            raise ValueError(
+                f"{what} was saved with a different config: {config_difference(part.get('config'), owner.config.to_dict())}; "
+                "build the selector with the saved run's options"
+            )
         if part.get("n") != owner.n or part.get("q") != owner.q:
             raise ValueError(
                 f"{what} is for n={part.get('n')!r}, q={part.get('q')!r}; this one has n={owner.n}, q={owner.q}"

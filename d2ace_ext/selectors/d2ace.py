@@ -13,7 +13,7 @@ from ..row_scoring import score_rows
 from ..row_shard import RowShard, check_shard
 from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
-from ..tensor_state import as_parts, load_rows, saved_shard
+from ..tensor_state import as_parts, config_difference, load_rows, saved_shard
 from ..validation import check_labels
 from ..visits import VisitState
 from .base import FIXED, SHUFFLE, WEIGHTED, Selector
@@ -25,7 +25,7 @@ class D2ACESelector(Selector):
     labels: (n, q) 0/1 training labels. features: (n, d) the inputs the model sees
     (MinMax-scaled in the paper's protocol), used once for the K-NN of Eq. 10; needed
     unless ``config.num_neighbors == 0``. neighbors: (n, K) precomputed neighbour
-    indices, instead of features. device: where the state lives (default: labels').
+    indices, instead of features: row i K distinct instances other than i. device: where the state lives (default: labels').
     shard: this rank's rows of a row-sharded state (None: every row): the visit state,
     the labels Y and the context Z then hold only those rows.
     """
@@ -195,7 +195,10 @@ class D2ACESelector(Selector):
                 defaults = D2ACEConfig().to_dict()
                 saved = {**{name: defaults[name] for name in LATER_FIELDS}, **saved}
             if saved != self.config.to_dict():
-                raise ValueError("state_dict was saved with a different D2ACEConfig")
+                raise ValueError(
+                    f"state_dict was saved with a different D2ACEConfig: "
+                    f"{config_difference(saved, self.config.to_dict())}; build the sampler with the saved run's config"
+                )
         load_rows(
             self.visits,
             VisitState.TENSORS,

@@ -8,6 +8,7 @@ import warnings
 import torch
 
 from d2ace_ext import force_fallback, functional, ops, scoring
+from d2ace_ext.neighbors import random_neighbors
 from d2ace_ext.scoring import LabelContext
 from d2ace_ext.selectors.d2ace import D2ACESelector
 from d2ace_ext.sparse_rows import SparseRows, row_pairs
@@ -85,7 +86,7 @@ def assert_scores_match(state, ctx, config, where=""):
 
 def random_selector(g, n, q, config, k, density, device="cpu"):
     labels = (torch.rand(n, q, generator=g) < density).float()
-    neighbors = torch.randint(0, n, (n, k), generator=g) if k else None
+    neighbors = random_neighbors(n, k, g) if k else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # label columns without a positive are fine here
         return D2ACESelector(labels, None, config.replace(num_neighbors=k), neighbors=neighbors, device=device)
