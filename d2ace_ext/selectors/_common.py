@@ -127,14 +127,20 @@ def rank_probabilities(weights: torch.Tensor, s: float) -> torch.Tensor:
 def value_probabilities(weights: torch.Tensor, s: float) -> torch.Tensor:
     """Hard-Imb's value quantiser: Q_i = ⌈w_i/Δ⌉, Δ = max(w)/n, P_i ∝ s^(Q_i/n).
 
-    weights (n,) float64, >= 0 -> (n,). Uniform when max(w) = 0. Unlike Eq. 13, w is not
-    min-max normalised, so max P / min P = s^((Q_max - Q_min)/n) <= s.
+    weights (n,) float64, >= 0 -> (n,). Uniform when max(w) = 0 or some w is NaN. Unlike
+    Eq. 13, w is not min-max normalised, so max P / min P = s^((Q_max - Q_min)/n) <= s.
+    An infinite w (Hard-Imb: a saturated wrong prediction's BCE) takes the limit of a
+    growing w: Q = n for it, 1 for every finite w > 0, 0 for w = 0 (it was uniform, so the
+    hardest instance switched the selection off).
     """
     n = weights.numel()
     high = weights.max()
-    if s == 1.0 or not bool(torch.isfinite(high)) or float(high) <= 0.0:
+    if s == 1.0 or bool(torch.isnan(high)) or float(high) <= 0.0:
         return _uniform(weights)
-    index = torch.ceil(weights / (high / n)).clamp(0, n)
+    if math.isinf(float(high)):
+        index = torch.where(torch.isinf(weights), float(n), (weights > 0).to(weights.dtype))
+    else:
+        index = torch.ceil(weights / (high / n)).clamp(0, n)
     return torch.softmax(index * (math.log(s) / n), dim=0)
 
 

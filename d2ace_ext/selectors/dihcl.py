@@ -126,7 +126,9 @@ def instant_feedback(
     """a_i summed over labels. new, previous: (b, q) losses ("dloss") or probabilities
     ("flip") -> (b,) float64."""
     if feedback == "dloss":
-        change = (new - previous).abs().clamp(max=loss_clip)
+        # two equal losses change by 0, two infinite ones (a prediction saturated and
+        # wrong at both visits) included: inf - inf is NaN, and one NaN made r NaN for good
+        change = torch.where(new == previous, torch.zeros_like(new), (new - previous).abs()).clamp(max=loss_clip)
     else:
         change = ((new > threshold) != (previous > threshold)).to(new.dtype)
     return change.to(torch.float64).sum(1)

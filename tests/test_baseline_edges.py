@@ -1,0 +1,61 @@
+"""The baselines on the adversarial records an audit against their papers found mishandled:
+a saturated wrong prediction (an infinite BCE) must make an instance the hardest one, not
+switch the selector's whole distribution off or poison its state."""
+
+import math
+
+import pytest
+import torch
+
+from d2ace_ext.selectors import DIHCLSelector, HardImbSelector
+from d2ace_ext.selectors._common import value_probabilities
+
+F64 = dict(dtype=torch.float64)
+INF = math.inf
+
+
+def test_value_quantiser_puts_an_infinite_weight_on_top_instead_of_going_uniform():
+    # Q = ⌈w n / max w⌉: as one weight grows without bound every finite positive weight's
+    # Q tends to 1 and a zero weight's stays 0, so the limit at max w = inf is Q = (n, 1, 1, 0)
+    w = torch.tensor([INF, 2.0, 1.0, 0.0], **F64)
+    expected = torch.tensor([16.0, 2.0, 2.0, 1.0], **F64)  # P ∝ 16^(Q/4) = 2^Q
+    torch.testing.assert_close(value_probabilities(w, 16.0), expected / expected.sum())
+    # the limit itself: a huge finite weight gives the same P
+    huge = torch.tensor([1e300, 2.0, 1.0, 0.0], **F64)
+    torch.testing.assert_close(value_probabilities(huge, 16.0), expected / expected.sum())
+    # NaN (no order at all) still samples uniformly
+    nan = torch.tensor([math.nan, 2.0, 1.0, 0.0], **F64)
+    torch.testing.assert_close(value_probabilities(nan, 16.0), torch.full((4,), 0.25, **F64))
+
+
+@pytest.mark.filterwarnings("ignore:labels:RuntimeWarning")  # one label: no minority, W = 1, on purpose
+def test_hard_imb_keeps_selecting_when_a_prediction_saturates_wrong():
+    labels = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
+    neighbors = torch.tensor([[1], [0], [3], [2]])
+    sel = HardImbSelector(labels, neighbors=neighbors, num_neighbors=1, warmup_epochs=1, num_epochs=3)
+    logits = torch.tensor([[-INF], [-2.0], [0.0], [-3.0]])  # instance 0: certain and wrong
+    sel.record_outputs(torch.arange(4), logits, labels, "logits", 0)
+    assert math.isinf(float(sel.loss[0]))
+    p = sel.probabilities(1)  # s = 100, n = 4: Q = (4, 1, 1, 1), the loss of 3 is > 0
+    expected = torch.tensor([100.0, 100**0.25, 100**0.25, 100**0.25], **F64)
+    torch.testing.assert_close(p, expected / expected.sum())
+
+
+def test_dihcl_loss_change_of_two_infinite_losses_is_zero_not_nan():
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    sel = DIHCLSelector(labels, gamma=0.5, draw="batch", warmup_epochs=1, num_epochs=4)
+    logits = torch.tensor([[-INF, -1.0], [1.0, 1.0]])  # instance 0 label 0: certain and wrong
+    for epoch, shift in enumerate((0.0, 1.0, 2.0)):
+        sel.record_outputs(torch.arange(2), logits + shift, labels, "logits", epoch)
+    # instance 0: label 0 is inf at every visit (change 0), label 1 BCE softplus(x) changes
+    a0 = [abs(math.log1p(math.exp(-1.0 + k + 1)) - math.log1p(math.exp(-1.0 + k))) for k in (0, 1)]
+    a1 = [
+        abs(math.log1p(math.exp(2.0 + k)) - math.log1p(math.exp(1.0 + k)))  # label 0, y = 0
+        + abs(math.log1p(math.exp(-(2.0 + k))) - math.log1p(math.exp(-(1.0 + k))))  # label 1, y = 1
+        for k in (0, 1)
+    ]
+    expected = torch.tensor([0.5 * (0.5 * a0[0]) + 0.5 * a0[1], 0.5 * (0.5 * a1[0]) + 0.5 * a1[1]], **F64)
+    torch.testing.assert_close(sel.hardness, expected, rtol=1e-5, atol=1e-7)
+    # Exp3 at η = 20 from those r, not the uniform fallback a NaN r would give
+    expected_p = torch.softmax(20.0 * expected / expected.mean(), 0)
+    torch.testing.assert_close(sel.probabilities(1), expected_p, rtol=1e-4, atol=1e-9)
