@@ -59,3 +59,33 @@ def test_dihcl_loss_change_of_two_infinite_losses_is_zero_not_nan():
     # Exp3 at η = 20 from those r, not the uniform fallback a NaN r would give
     expected_p = torch.softmax(20.0 * expected / expected.mean(), 0)
     torch.testing.assert_close(sel.probabilities(1), expected_p, rtol=1e-4, atol=1e-9)
+
+
+def test_dihcl_gamma_weighs_the_history_by_default_or_the_feedback_on_request():
+    labels = torch.zeros(2, 2)
+    losses = ([[1.0, 1.0]], [[2.0, 1.0]], [[2.0, 3.0]])  # feedback a = 1 at visit 2, 2 at visit 3
+    states = {}
+    for gamma_on in ("history", "feedback"):
+        sel = DIHCLSelector(labels, gamma=0.9, gamma_on=gamma_on)
+        for epoch, loss in enumerate(losses):
+            sel.record(torch.tensor([0]), torch.full((1, 2), 0.5), torch.tensor(loss), epoch)
+        states[gamma_on] = float(sel.hardness[0])
+    assert states["history"] == pytest.approx(0.9 * (0.1 * 1.0) + 0.1 * 2.0)  # 0.29
+    assert states["feedback"] == pytest.approx(0.1 * (0.9 * 1.0) + 0.9 * 2.0)  # 1.89
+    with pytest.raises(ValueError, match="gamma"):
+        DIHCLSelector(labels, gamma=0.0, gamma_on="feedback")  # r would never leave 0
+    DIHCLSelector(labels, gamma=1.0, gamma_on="feedback")  # the newest feedback alone
+
+
+def test_dihcl_state_saved_before_gamma_on_loads_as_the_history_reading():
+    labels = torch.zeros(3, 2)
+    saved = DIHCLSelector(labels, seed=4)
+    saved.record(torch.tensor([0, 1]), torch.full((2, 2), 0.5), torch.ones(2, 2), 0)
+    saved.record(torch.tensor([0, 1]), torch.full((2, 2), 0.5), torch.tensor([[2.0, 1.0], [1.0, 4.0]]), 1)
+    state = saved.state_dict()
+    del state["config"]["gamma_on"]  # as written before the option existed
+    loaded = DIHCLSelector(labels, seed=4)
+    loaded.load_state_dict(state)
+    torch.testing.assert_close(loaded.hardness, saved.hardness)
+    with pytest.raises(ValueError, match="gamma_on"):
+        DIHCLSelector(labels, seed=4, gamma_on="feedback").load_state_dict(state)

@@ -7,6 +7,14 @@ loss change |ℓ_ij - ℓ_ij'| against its previous visit ("dloss", each term cl
 r_i ← γ r_i + (1 - γ) a_i, updated only for visited instances (DIHCL's Eq. 1), γ = 0.95.
 A first visit gives no feedback (nothing to compare with) and leaves r_i unchanged.
 
+Which term γ weighs is ambiguous: the D2ACE paper lists "discount factor γ = 0.95"
+(Appendix D.1) and writes the EMA it takes from Zhou et al. 2020 (its Eq. 4) with the
+named coefficient on the newest value, f̄ ← λ2 f + (1 - λ2) f̄. ``gamma_on="feedback"``
+reads γ that way, r_i ← γ a_i + (1 - γ) r_i (r then follows the last few visits: 95 %
+of the newest); the default ``"history"`` keeps the earlier reading (r averages over
+about 1/(1 - γ) = 20 visits, and starts at 0, so r of an instance seen m + 1 times is
+(1 - γ^m) of its feedback's level).
+
 Sampling is DIHCL's softmax Exp3 rule, not the quantiser: with the mean-normalised
 utility u = r / mean(r), P ∝ exp(η_e u), the inverse temperature η_e starting at
 ``inverse_temperature`` (DIHCL's ``tmpt`` = 20) and multiplied by
@@ -57,6 +65,7 @@ class DIHCLConfig:
     num_epochs: int = 100
     warmup_epochs: int = 10
     gamma: float = 0.95
+    gamma_on: str = "history"
     feedback: str = "dloss"
     loss_clip: float = 10.0
     flip_threshold: float = 0.5
@@ -78,7 +87,13 @@ class DIHCLConfig:
             is_int(self.warmup_epochs) and self.warmup_epochs >= 0,
             "an integer >= 0",
         )
-        check_rule(own, "gamma", self.gamma, is_real(self.gamma) and 0.0 <= self.gamma < 1.0, "in [0, 1)")
+        check_choice(own, "gamma_on", self.gamma_on, ("history", "feedback"))
+        # γ may not freeze r: at the history's γ = 1 (or the feedback's γ = 0) r stays at 0
+        if self.gamma_on == "history":
+            check_rule(own, "gamma", self.gamma, is_real(self.gamma) and 0.0 <= self.gamma < 1.0, "in [0, 1)")
+        else:
+            ok = is_real(self.gamma) and 0.0 < self.gamma <= 1.0
+            check_rule(own, "gamma", self.gamma, ok, 'in (0, 1] with gamma_on="feedback"')
         check_choice(own, "feedback", self.feedback, ("dloss", "flip"))
         check_rule(
             own, "loss_clip", self.loss_clip, is_real(self.loss_clip) and self.loss_clip > 0.0, "a finite number > 0"
@@ -222,7 +237,8 @@ class DIHCLSelector(Selector):
         new = losses if cfg.feedback == "dloss" else probs
         feedback = instant_feedback(new, self.previous[indices], cfg.feedback, cfg.loss_clip, cfg.flip_threshold)
         old = self.hardness[indices]
-        updated = cfg.gamma * old + (1.0 - cfg.gamma) * feedback
+        keep = cfg.gamma if cfg.gamma_on == "history" else 1.0 - cfg.gamma  # the history's share
+        updated = keep * old + (1.0 - keep) * feedback
         self.hardness[indices] = torch.where(self.seen[indices], updated, old)
         self.previous[indices] = new.to(torch.float32)
         self.seen[indices] = True
@@ -243,4 +259,15 @@ class DIHCLSelector(Selector):
         return {**tensor_state(self, self.TENSORS), "seed": self.seed}
 
     def load_state_dict(self, state) -> None:
-        load_tensor_state(self, state, self.TENSORS, {"seed": self.seed})
+        load_tensor_state(self, with_later_fields(state), self.TENSORS, {"seed": self.seed})
+
+
+def with_later_fields(state):
+    """A saved state (or every rank's list of them) with the config fields added since it
+    was saved set to the value those runs had (``gamma_on="history"``)."""
+    if isinstance(state, list):
+        return [with_later_fields(part) for part in state]
+    config = state.get("config") if isinstance(state, dict) else None
+    if isinstance(config, dict) and "gamma_on" not in config:
+        return {**state, "config": {**config, "gamma_on": "history"}}
+    return state
