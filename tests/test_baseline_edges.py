@@ -1,6 +1,7 @@
-"""The baselines on the adversarial records an audit against their papers found mishandled:
-a saturated wrong prediction (an infinite BCE) must make an instance the hardest one, not
-switch the selector's whole distribution off or poison its state."""
+"""The baselines on the edge cases an audit against their papers checked: a saturated wrong
+prediction (an infinite BCE) must make an instance the hardest one, not switch the
+selector's whole distribution off or poison its state; DIHCL's two readings of γ; Balance's
+rounding at an odd batch."""
 
 import math
 
@@ -9,6 +10,7 @@ import torch
 
 from d2ace_ext.selectors import DIHCLSelector, HardImbSelector
 from d2ace_ext.selectors._common import value_probabilities
+from d2ace_ext.selectors.balance import balance_mask
 
 F64 = dict(dtype=torch.float64)
 INF = math.inf
@@ -89,3 +91,11 @@ def test_dihcl_state_saved_before_gamma_on_loads_as_the_history_reading():
     torch.testing.assert_close(loaded.hardness, saved.hardness)
     with pytest.raises(ValueError, match="gamma_on"):
         DIHCLSelector(labels, seed=4, gamma_on="feedback").load_state_dict(state)
+
+
+def test_balance_mask_is_one_to_one_only_up_to_rounding_at_an_odd_batch():
+    # b = 5, one positive: minority weight 5/2, round(5/2) = 3 negatives kept (2.5 against 3)
+    targets = torch.tensor([[1.0], [0.0], [0.0], [0.0], [0.0]])
+    keys = torch.tensor([[0.9], [0.4], [0.1], [0.3], [0.2]], **F64)
+    mask = balance_mask(targets, keys, None)
+    assert mask[:, 0].tolist() == [2.5, 0.0, 1.0, 1.0, 1.0]  # the 3 smallest keys' negatives kept

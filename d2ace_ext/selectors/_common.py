@@ -112,7 +112,9 @@ def _uniform(weights: torch.Tensor) -> torch.Tensor:
 
 
 def rank_probabilities(weights: torch.Tensor, s: float) -> torch.Tensor:
-    """Song et al.'s rank quantiser: P_i ∝ s^(-r_i/n), r_i = number of weights above w_i.
+    """The rank quantiser of online batch selection (Loshchilov & Hutter 2016): P_i ∝
+    s^(-r_i/n), r_i = number of weights above w_i. (Song et al. 2020, whom the D2ACE paper
+    cites for Eq. 13, quantise the value instead: Q of Eq. 13 in place of the rank.)
 
     weights (n,) float64 -> (n,). Tied weights share a rank, so they get equal P.
     """

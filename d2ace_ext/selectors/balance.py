@@ -5,9 +5,11 @@ j of a batch of b instances with k_j minority and M_j majority entries (minority
 rarer of positive/negative in that batch), the minority entries get weight
 w_j = min(b / (2 k_j), max_weight) and only round(w_j k_j) of the majority entries,
 chosen at random, keep weight 1; the surplus majority entries are masked (weight 0).
-The effective batch is then 1:1 positive:negative per label, at the batch's original
-size b when uncapped. A label with one class absent from the batch cannot be balanced
-and keeps weight 1 everywhere. Cost: O(b q log b) per step, O(nq) per epoch.
+The effective batch is then 1:1 positive:negative per label up to rounding (at an odd b,
+or a capped w_j k_j that is not an integer, the kept majority is half an entry heavier),
+at the batch's original size b when uncapped. A label with one class absent from the
+batch cannot be balanced and keeps weight 1 everywhere. Cost: O(b q log b) per step,
+O(n q log b) per epoch.
 
 Use in the training step::
 

@@ -2,7 +2,8 @@
 
 Per label, the binary entropy (bits) of the fraction of the instance's last n_t
 predictions that are positive (p > threshold); instance weight = sum over labels.
-Sampling: the quantiser of Eqs. 13-14 (Appendix D.1), or Song et al.'s rank quantiser.
+Sampling: the quantiser of Eqs. 13-14 (Appendix D.1, which cites Song et al. for it), or
+the rank quantiser of Loshchilov & Hutter's online batch selection.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ._common import QuantizedConfig, QuantizedSelector, check_choice, check_rul
 class RecentConfig(QuantizedConfig):
     """window_size: n_t; window_unit: one entry per "visit" (Song et al. record each
     forward pass) or per "epoch"; threshold: p above it counts as a positive prediction;
-    quantizer: "index" (Eqs. 13-14) or "rank" (Song et al.'s own)."""
+    quantizer: "index" (Eqs. 13-14) or "rank" (P ∝ s^(-rank/n), Loshchilov & Hutter's)."""
 
     window_size: int = 5
     window_unit: str = "visit"
