@@ -99,3 +99,17 @@ def test_balance_mask_is_one_to_one_only_up_to_rounding_at_an_odd_batch():
     keys = torch.tensor([[0.9], [0.4], [0.1], [0.3], [0.2]], **F64)
     mask = balance_mask(targets, keys, None)
     assert mask[:, 0].tolist() == [2.5, 0.0, 1.0, 1.0, 1.0]  # the 3 smallest keys' negatives kept
+
+
+@pytest.mark.filterwarnings("ignore:labels:RuntimeWarning")  # one label: no minority, W = 1, on purpose
+def test_hard_imb_index_quantiser_also_puts_an_infinite_loss_on_top():
+    labels = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
+    neighbors = torch.tensor([[1], [0], [3], [2]])
+    sel = HardImbSelector(
+        labels, neighbors=neighbors, num_neighbors=1, warmup_epochs=1, num_epochs=3, quantizer="index"
+    )
+    logits = torch.tensor([[-INF], [-2.0], [0.0], [-3.0]])
+    sel.record_outputs(torch.arange(4), logits, labels, "logits", 0)
+    # Eq. 13 in the limit: w̃ = 1, Q = 0 for the infinite loss; w̃ = 0, Q = n for the rest: P ∝ 1, 1/s, ...
+    expected = torch.tensor([1.0, 0.01, 0.01, 0.01], **F64)
+    torch.testing.assert_close(sel.probabilities(1), expected / expected.sum())

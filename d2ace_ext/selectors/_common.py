@@ -148,8 +148,17 @@ def value_probabilities(weights: torch.Tensor, s: float) -> torch.Tensor:
 
 def quantize(weights: torch.Tensor, s: float, quantizer: str) -> torch.Tensor:
     """P (n,) from instance weights (n,) with the named quantiser: "index" (Eqs. 13-14,
-    the paper's shared choice), "rank" or "value"."""
+    the paper's shared choice), "rank" or "value". An infinite weight (Hard-Imb's BCE of a
+    saturated wrong prediction) is the top one under every quantiser."""
     if quantizer == "index":
+        top = torch.isposinf(weights)
+        if bool(top.any()) and not bool(top.all()) and not bool(torch.isnan(weights).any()):
+            # the limit of a growing weight under Eq. 13: w̃ = 1 (Q = 0) for it and w̃ = 0
+            # (Q = n) for every finite one; Eq. 13's tie rule would make P uniform instead
+            if s == 1.0:
+                return _uniform(weights)
+            logits = torch.where(top, torch.zeros_like(weights), torch.full_like(weights, -math.log(s)))
+            return torch.softmax(logits, dim=0)
         return functional.quantized_probabilities(weights, s)
     if quantizer == "rank":
         return rank_probabilities(weights, s)
