@@ -13,7 +13,9 @@ named coefficient on the newest value, f̄ ← λ2 f + (1 - λ2) f̄. ``gamma_on
 reads γ that way, r_i ← γ a_i + (1 - γ) r_i (r then follows the last few visits: 95 %
 of the newest); the default ``"history"`` keeps the earlier reading (r averages over
 about 1/(1 - γ) = 20 visits, and starts at 0, so r of an instance seen m + 1 times is
-(1 - γ^m) of its feedback's level).
+(1 - γ^m) of its feedback's level). DIHCL's released code weighs the history as the
+default does: it multiplies the accumulated feedback by ``ema_decay`` and adds the new
+one, r ← γ r + a (the missing (1 - γ) is a scale that r / mean r removes).
 
 Sampling is DIHCL's softmax Exp3 rule, not the quantiser: with the mean-normalised
 utility u = r / mean(r), P ∝ exp(η_e u), the inverse temperature η_e starting at
