@@ -227,9 +227,14 @@ def voc_interpolated_map(targets, scores, ignore=None) -> float:
 
 
 def evaluate(targets, probs) -> dict:
-    """All metrics on probabilities (n, q): macro_auc, macro_auc_skipped, macro_f1,
+    """All metrics on probabilities (n, q) in [0, 1] (logits are refused): macro_auc, macro_auc_skipped, macro_f1,
     micro_f1, ranking_loss, hamming_loss, one_error, coverage, average_precision."""
     y, p = _inputs(targets, probs, "probs")
+    if p.min() < 0 or p.max() > 1:  # logits: the 0.5 threshold of the F1s and Hamming loss would be wrong
+        raise ValueError(
+            f"probs must be probabilities in [0, 1], got values in [{p.min():.4g}, {p.max():.4g}]; "
+            "apply a sigmoid to logits first"
+        )
     auc, skipped = _macro_auc(y, p)
     predicted = (p >= THRESHOLD).astype(np.int64)
     return {

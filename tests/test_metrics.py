@@ -166,3 +166,15 @@ def test_complex_scores_are_refused():
     y, p = problem(n=10, q=4)
     with pytest.raises(ValueError, match="scores must be real"):
         metrics.ranking_loss(y, p + 1j)
+
+
+def test_evaluate_refuses_logits_whose_threshold_metrics_would_be_wrong():
+    # evaluate thresholds probabilities at 0.5: the logits 0.3 and 0.4 (probabilities 0.57 and
+    # 0.60) fall below it, so Macro-F1 on logits read 0 where it is 1.
+    y = np.array([[1, 0], [0, 1]])
+    logits = np.array([[0.3, -2.0], [-1.0, 0.4]])
+    with pytest.raises(ValueError, match=r"probs must be probabilities in \[0, 1\].*sigmoid"):
+        metrics.evaluate(y, logits)
+    probs = 1 / (1 + np.exp(-logits))
+    assert metrics.evaluate(y, probs)["macro_f1"] == 1.0  # 0.57 and 0.60 pass the threshold
+    assert metrics.ranking_loss(y, logits) == metrics.ranking_loss(y, probs)  # ranking metrics take any score
