@@ -2,8 +2,10 @@
 
 Every function takes ``targets`` (n, q) of 0/1 and scores or probabilities (n, q), as
 numpy arrays, array-likes or torch tensors. Bad input raises ``ValueError`` naming the
-argument: shapes that differ or are not (n, q) with n, q >= 1, NaN or infinite scores,
-targets other than 0/1.
+argument: shapes that differ or are not (n, q) with n, q >= 1, NaN, infinite or complex
+scores, targets other than 0/1. Torch tensors of any floating dtype are taken (bfloat16
+through float32, which holds it exactly). One label (q = 1) keeps the multi-label
+meaning: both F1s are that label's F1, ranking loss 0, coverage the share of relevant rows.
 
 Conventions (``evaluate`` returns all of them):
 
@@ -48,8 +50,18 @@ from sklearn.metrics import hamming_loss as _sk_hamming_loss
 THRESHOLD = 0.5
 
 
+#: torch floating dtypes numpy has; the others (bfloat16, the float8 types) go through float32,
+#: which holds every value of theirs exactly.
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
 def _numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if not isinstance(x, torch.Tensor):
+        return np.asarray(x)
+    x = x.detach().cpu()
+    if x.is_floating_point() and x.dtype not in _NUMPY_FLOATS:
+        x = x.float()
+    return x.numpy()
 
 
 def _targets(targets) -> np.ndarray:
@@ -58,8 +70,8 @@ def _targets(targets) -> np.ndarray:
         raise ValueError(f"targets must be a non-empty (n, q) matrix, got shape {y.shape}")
     if y.dtype == bool:
         return y.astype(np.int64)
-    if not np.issubdtype(y.dtype, np.number):
-        raise ValueError(f"targets must be numeric 0/1, got dtype {y.dtype}")
+    if not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
+        raise ValueError(f"targets must be real numbers 0/1, got dtype {y.dtype}")
     if not np.isin(y, (0, 1)).all():
         bad = np.unique(y[~np.isin(y, (0, 1))])[:5]
         raise ValueError(f"targets must hold only 0 and 1, found {bad.tolist()}")
@@ -74,6 +86,8 @@ def _inputs(targets, scores, name: str = "scores") -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"{name} has shape {s.shape}, targets {y.shape}: they must match")
     if not (np.issubdtype(s.dtype, np.number) or s.dtype == bool):
         raise ValueError(f"{name} must be numeric, got dtype {s.dtype}")
+    if np.iscomplexobj(s):  # astype(float64) would drop the imaginary part with only a warning
+        raise ValueError(f"{name} must be real numbers, got dtype {s.dtype}")
     s = s.astype(np.float64)
     if not np.isfinite(s).all():
         raise ValueError(f"{name} holds NaN or infinite values ({int((~np.isfinite(s)).sum())} entries)")
@@ -103,8 +117,24 @@ def _macro_auc(y: np.ndarray, s: np.ndarray) -> tuple[float, int]:
     return float(roc_auc_score(y[:, both], s[:, both], average="macro")), skipped
 
 
-def _f1(y: np.ndarray, p: np.ndarray, average: str, threshold: float) -> float:
-    return float(f1_score(y, (p >= threshold).astype(np.int64), average=average, zero_division=0))
+def _f1(y: np.ndarray, predicted: np.ndarray, average: str) -> float:
+    if y.shape[1] == 1:
+        # scikit-learn reads an (n, 1) matrix as a binary problem: "macro" would average the F1
+        # of classes 0 and 1 and "micro" be accuracy. One label: both are that label's F1.
+        return float(f1_score(y[:, 0], predicted[:, 0], average="binary", zero_division=0))
+    return float(f1_score(y, predicted, average=average, zero_division=0))
+
+
+def _ranking_loss(y: np.ndarray, s: np.ndarray) -> float:
+    # scikit-learn refuses one label ("binary format"); no row then has a (relevant,
+    # irrelevant) pair, and such rows count 0 under its convention.
+    return 0.0 if y.shape[1] == 1 else float(label_ranking_loss(y, s))
+
+
+def _coverage(y: np.ndarray, s: np.ndarray) -> float:
+    # scikit-learn refuses one label; its convention gives depth 1 to a row whose label is
+    # relevant and 0 to one without a relevant label: the mean of the column.
+    return float(y.mean()) if y.shape[1] == 1 else float(coverage_error(y, s))
 
 
 def _one_error(y: np.ndarray, s: np.ndarray) -> float:
@@ -133,12 +163,14 @@ def macro_auc(targets, scores) -> tuple[float, int]:
 
 def macro_f1(targets, probs, threshold: float = THRESHOLD) -> float:
     """Macro-F1 of ``probs >= threshold`` over every label, 0/0 scored as 0."""
-    return _f1(*_inputs(targets, probs, "probs"), "macro", threshold)
+    y, p = _inputs(targets, probs, "probs")
+    return _f1(y, (p >= threshold).astype(np.int64), "macro")
 
 
 def micro_f1(targets, probs, threshold: float = THRESHOLD) -> float:
     """Micro-F1 of ``probs >= threshold`` (all labels pooled), 0/0 scored as 0."""
-    return _f1(*_inputs(targets, probs, "probs"), "micro", threshold)
+    y, p = _inputs(targets, probs, "probs")
+    return _f1(y, (p >= threshold).astype(np.int64), "micro")
 
 
 def hamming_loss(targets, probs, threshold: float = THRESHOLD) -> float:
@@ -149,7 +181,7 @@ def hamming_loss(targets, probs, threshold: float = THRESHOLD) -> float:
 
 def ranking_loss(targets, scores) -> float:
     """scikit-learn's label ranking loss (ties count as errors)."""
-    return float(label_ranking_loss(*_inputs(targets, scores)))
+    return _ranking_loss(*_inputs(targets, scores))
 
 
 def one_error(targets, scores) -> float:
@@ -160,7 +192,7 @@ def one_error(targets, scores) -> float:
 
 def coverage(targets, scores) -> float:
     """scikit-learn's ``coverage_error`` (the MLC literature's coverage is this minus 1)."""
-    return float(coverage_error(*_inputs(targets, scores)))
+    return _coverage(*_inputs(targets, scores))
 
 
 def average_precision(targets, scores) -> float:
@@ -195,19 +227,24 @@ def voc_interpolated_map(targets, scores, ignore=None) -> float:
 
 
 def evaluate(targets, probs) -> dict:
-    """All metrics on probabilities (n, q): macro_auc, macro_auc_skipped, macro_f1,
+    """All metrics on probabilities (n, q) in [0, 1] (logits are refused): macro_auc, macro_auc_skipped, macro_f1,
     micro_f1, ranking_loss, hamming_loss, one_error, coverage, average_precision."""
     y, p = _inputs(targets, probs, "probs")
+    if p.min() < 0 or p.max() > 1:  # logits: the 0.5 threshold of the F1s and Hamming loss would be wrong
+        raise ValueError(
+            f"probs must be probabilities in [0, 1], got values in [{p.min():.4g}, {p.max():.4g}]; "
+            "apply a sigmoid to logits first"
+        )
     auc, skipped = _macro_auc(y, p)
     predicted = (p >= THRESHOLD).astype(np.int64)
     return {
         "macro_auc": auc,
         "macro_auc_skipped": skipped,
-        "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
-        "micro_f1": float(f1_score(y, predicted, average="micro", zero_division=0)),
-        "ranking_loss": float(label_ranking_loss(y, p)),
+        "macro_f1": _f1(y, predicted, "macro"),
+        "micro_f1": _f1(y, predicted, "micro"),
+        "ranking_loss": _ranking_loss(y, p),
         "hamming_loss": float(_sk_hamming_loss(y, predicted)),
         "one_error": _one_error(y, p),
-        "coverage": float(coverage_error(y, p)),
+        "coverage": _coverage(y, p),
         "average_precision": float(label_ranking_average_precision_score(y, p)),
     }

@@ -132,3 +132,49 @@ def test_bad_input_raises_value_error_naming_the_argument(fn):
         fn(bad, p)
     with pytest.raises(ValueError, match="targets"):
         fn(y[:, 0], p[:, 0])
+
+
+def test_one_label_scores_that_label_not_both_classes():
+    # q = 1: scikit-learn reads an (n, 1) matrix as a binary problem, where "macro" averages
+    # the F1 of classes 0 and 1 and "micro" is accuracy; the label's own F1 is 2*3/(2*3+1).
+    y = np.array([[1], [1], [1], [0]])
+    p = np.array([[0.8], [0.9], [0.7], [0.6]])
+    assert metrics.macro_f1(y, p) == pytest.approx(6 / 7)
+    assert metrics.micro_f1(y, p) == pytest.approx(6 / 7)
+    assert metrics.macro_f1(np.array([[0], [0]]), np.array([[0.1], [0.2]])) == 0.0  # 0/0 scored as 0
+    assert metrics.ranking_loss(y, p) == 0.0  # no (relevant, irrelevant) pair in any row
+    assert metrics.coverage(y, p) == 0.75  # depth 1 where the label is relevant, 0 where not
+    assert metrics.average_precision(y, p) == 1.0
+    assert metrics.one_error(y, p) == 0.25
+    result = metrics.evaluate(y, p)
+    assert result["macro_f1"] == result["micro_f1"] == pytest.approx(6 / 7)
+    assert result["ranking_loss"] == 0.0 and result["coverage"] == 0.75 and result["hamming_loss"] == 0.25
+    assert result["macro_auc"] == pytest.approx(roc_auc_score(y[:, 0], p[:, 0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_torch_dtypes_numpy_lacks_or_has_give_the_same_metrics(dtype):
+    # bfloat16 has no numpy dtype: .numpy() raised TypeError; the values it holds are exact in float32.
+    y, p = problem(seed=4)
+    scores = torch.tensor(p).to(dtype)
+    expected = metrics.evaluate(y, scores.float().numpy())
+    got = metrics.evaluate(torch.tensor(y).to(dtype), scores)
+    assert got == pytest.approx(expected, nan_ok=True)
+
+
+def test_complex_scores_are_refused():
+    y, p = problem(n=10, q=4)
+    with pytest.raises(ValueError, match="scores must be real"):
+        metrics.ranking_loss(y, p + 1j)
+
+
+def test_evaluate_refuses_logits_whose_threshold_metrics_would_be_wrong():
+    # evaluate thresholds probabilities at 0.5: the logits 0.3 and 0.4 (probabilities 0.57 and
+    # 0.60) fall below it, so Macro-F1 on logits read 0 where it is 1.
+    y = np.array([[1, 0], [0, 1]])
+    logits = np.array([[0.3, -2.0], [-1.0, 0.4]])
+    with pytest.raises(ValueError, match=r"probs must be probabilities in \[0, 1\].*sigmoid"):
+        metrics.evaluate(y, logits)
+    probs = 1 / (1 + np.exp(-logits))
+    assert metrics.evaluate(y, probs)["macro_f1"] == 1.0  # 0.57 and 0.60 pass the threshold
+    assert metrics.ranking_loss(y, logits) == metrics.ranking_loss(y, probs)  # ranking metrics take any score

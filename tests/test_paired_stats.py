@@ -175,3 +175,15 @@ def test_convergence_counts_only_runs_with_a_validation_curve():
     key = {"dataset": "a", "model": "mlp", "selector": "random"}
     records = [{"key": key, **_history(99)}, {"key": key, "metrics": {}, "best_epoch": 3}]
     assert convergence(records, ["a"], ["mlp"], ["random"])["mlp"]["a"]["random"] == {"late": 1, "runs": 1}
+
+
+@pytest.mark.parametrize("field, other", [("preset", "reference"), ("protocol", "y")])
+def test_tables_refuse_two_runs_of_one_cell_instead_of_keeping_the_last(field, other):
+    # Cells are keyed (data set, model, selector, repeat, fold): a second D2ACE run of the same
+    # cell under another preset or protocol used to overwrite the first silently, so the
+    # table mixed presets/protocols. It must say so instead.
+    records = _records()
+    twin = next(r for r in records if r["key"]["selector"] == "d2ace")
+    records.append({**twin, "key": {**twin["key"], field: other}, "metrics": {"macro_auc": 0.1, "ranking_loss": 0.9}})
+    with pytest.raises(ValueError, match=f"two runs of one cell .*: {field} .* vs {other};"):
+        summarise(records, ["a"], ["mlp"], ["random", "d2ace"])

@@ -44,12 +44,21 @@ def summarise(records: list[dict], datasets, models, selectors, target: str = "d
     "dataset_effect": {baseline: {dataset: {mean, low, high, dz, cells}}}}}}. ``folds``
     counts the runs (repeats x folds) with a finite value, ``runs`` those with a record; the "folds" test and the effects pair runs by
     (data set, repeat, fold); a positive effect means D2ACE did better, whichever way the
-    metric points."""
-    by = {}
+    metric points. ``records``: runs of one protocol and one preset (two runs of one
+    (data set, model, selector, repeat, fold) cell raise ValueError)."""
+    by, seen = {}, {}
     for r in records:
         k = r["key"]
         cell = (int(k.get("repeat", 0)), int(k["fold"]))
-        by.setdefault((k["dataset"], k["model"], k["selector"]), {})[cell] = r["metrics"]
+        series = (k["dataset"], k["model"], k["selector"])
+        first = seen.setdefault(series + cell, k)
+        if first is not k:  # a cell holds one run: a second would silently replace the first
+            differ = [f"{f} {first.get(f)} vs {k.get(f)}" for f in ("protocol", "preset") if first.get(f) != k.get(f)]
+            raise ValueError(
+                f"two runs of one cell ({', '.join(map(str, series))}, repeat {cell[0]}, fold {cell[1]})"
+                f"{': ' + ', '.join(differ) if differ else ''}; pass the runs of one protocol and one preset"
+            )
+        by.setdefault(series, {})[cell] = r["metrics"]
     out: dict = {}
     for metric, (_, higher) in METRICS.items():
         out[metric] = {}
