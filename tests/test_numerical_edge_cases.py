@@ -2,6 +2,7 @@
 on the adversarial states that used to split them."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -59,6 +60,31 @@ def test_infinite_logits_give_the_same_distribution_on_both_paths():
         a, b = getattr(native, name).probabilities, getattr(fallback, name).probabilities
         assert torch.allclose(a, b, rtol=1e-12, atol=0), name
         assert torch.allclose(a, torch.full((3,), 1 / 3, dtype=a.dtype)), name  # all certain and right: tied
+
+
+@pytest.mark.parametrize("path", ["native", "fallback"])
+def test_an_infinite_wrong_side_loss_warns_that_hardness_sampling_went_uniform(path):
+    # One logit of -inf on a positive label makes v_H of that column NaN, so the hardness
+    # distribution is uniform for the epoch (docs/fidelity.md): the user is told so.
+    torch.manual_seed(0)
+    labels = (torch.rand(40, 3) < 0.4).float()
+    labels[0, 0] = 1.0
+    config = D2ACEConfig(num_epochs=4, warmup_epochs=1, t_start=1, t_end=3, num_neighbors=0)
+    context = force_fallback() if path == "fallback" else torch.no_grad()
+    with context:
+        selector = D2ACESelector(labels, config=config)
+        logits = torch.randn(40, 3)
+        selector.record_outputs(torch.arange(40), logits, labels, "logits", 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            finite = selector.score(1)  # no warning while every loss is finite
+        logits[0, 0] = -math.inf
+        selector.record_outputs(torch.arange(40), logits, labels, "logits", 1)
+        with pytest.warns(RuntimeWarning, match=r"hardness: 1 of 3 label weights are not finite"):
+            report = selector.score(2)
+    assert bool(torch.isfinite(finite.hardness.label_weights).all())
+    uniform = torch.full((40,), 1 / 40, dtype=report.hardness.probabilities.dtype)
+    assert torch.allclose(report.hardness.probabilities, uniform, rtol=1e-12, atol=0)
 
 
 def test_weights_within_rounding_of_each_other_are_tied_on_every_path():

@@ -148,6 +148,7 @@ class D2ACESelector(Selector):
         else:
             unc, hard = self.visits.metrics(self.config.lambda1, self.config.loss_transform)
             self.last_report = score_epoch(unc, hard, self.context, self.config, epoch)
+        _warn_if_a_metric_went_uniform(self.last_report)
         return self.last_report
 
     def _score_fused(self, epoch: int) -> ScoreReport:
@@ -206,3 +207,21 @@ class D2ACESelector(Selector):
             self.shard,
             "visit state",
         )
+
+
+def _warn_if_a_metric_went_uniform(report: ScoreReport) -> None:
+    """Say at run time what docs/fidelity.md says: a label weight v_A that is not finite
+    (an infinite recorded loss, from a logit of ±inf on the wrong side of its label, or
+    one so large that exp((μ + σ)/2) overflows) makes that metric's distribution uniform
+    for the epoch, so the hardest instances lose their priority instead of gaining it."""
+    for name, metric in (("uncertainty", report.uncertainty), ("hardness", report.hardness)):
+        bad = int((~torch.isfinite(metric.label_weights)).sum())
+        if bad:
+            warnings.warn(
+                f"D2ACE {name}: {bad} of {metric.label_weights.numel()} label weights are not finite "
+                f"(an infinite or overflowing recorded loss, e.g. a logit of ±inf on the wrong side "
+                f"of its label), so epoch {report.epoch}'s {name} sampling is uniform; check the "
+                "model's outputs for overflow (float16 logits saturate at ±65,504)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
