@@ -43,6 +43,16 @@ _FINITE = (lambda t: torch.isfinite(t), "finite values")
 Part = tuple[dict, "RowShard | None"]
 
 
+def with_later_defaults(saved, config, later: Sequence[str]):
+    """A saved config (a dict, else returned as is) with the fields added since it was
+    saved (``later``) set to their defaults in ``config``'s class, the value every run
+    had before they existed; a saved value wins."""
+    if not isinstance(saved, dict) or not later:
+        return saved
+    defaults = type(config)().to_dict()
+    return {**{name: defaults[name] for name in later}, **saved}
+
+
 def config_difference(saved, mine: dict) -> str:
     """The fields in which a saved config (a dict, else anything) differs from ``mine``
     (a config's ``to_dict()``), as "name saved X, here Y; ..." for a refusal's message."""

@@ -18,7 +18,7 @@ import torch
 
 from .. import functional
 from ..row_shard import check_shard
-from ..tensor_state import as_parts, config_difference, load_rows, saved_shard, saved_tensors
+from ..tensor_state import as_parts, config_difference, load_rows, saved_shard, saved_tensors, with_later_defaults
 from ..validation import check_labels, check_rule, is_int, is_real  # noqa: F401 (re-exported)
 from .base import SHUFFLE, WEIGHTED, Selector
 
@@ -223,14 +223,18 @@ def tensor_state(owner, names) -> dict:
 def load_tensor_state(owner, state, names, fields: dict | None = None) -> None:
     """Check config, n, q, the named ``fields`` (e.g. {"seed": 3}) and every tensor's
     shape, dtype and values, then copy all (:func:`~d2ace_ext.tensor_state.load_rows`).
-    ``state``: one saved state, or a list of every rank's of a sharded one."""
+    ``state``: one saved state, or a list of every rank's of a sharded one. Config fields
+    named in the config class's ``LATER_FIELDS`` take their defaults where a state saved
+    before they existed lacks them."""
     kind = type(owner).__name__
     what = f"{kind} state"
     parts = as_parts(state, what)
+    later = getattr(type(owner.config), "LATER_FIELDS", ())
     for part in parts:
-        if part.get("config") != owner.config.to_dict():
+        saved = with_later_defaults(part.get("config"), owner.config, later)
+        if saved != owner.config.to_dict():
             raise ValueError(
-                f"{what} was saved with a different config: {config_difference(part.get('config'), owner.config.to_dict())}; "
+                f"{what} was saved with a different config: {config_difference(saved, owner.config.to_dict())}; "
                 "build the selector with the saved run's options"
             )
         if part.get("n") != owner.n or part.get("q") != owner.q:

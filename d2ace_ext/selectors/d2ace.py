@@ -13,7 +13,7 @@ from ..row_scoring import score_rows
 from ..row_shard import RowShard, check_shard
 from ..scoring import LabelContext, MetricScore, ScoreReport, schedule_values, score_epoch
 from ..sparse_rows import SparseRows, row_pairs
-from ..tensor_state import as_parts, config_difference, load_rows, saved_shard
+from ..tensor_state import as_parts, config_difference, load_rows, saved_shard, with_later_defaults
 from ..validation import check_labels
 from ..visits import VisitState
 from .base import FIXED, SHUFFLE, WEIGHTED, Selector
@@ -191,10 +191,7 @@ class D2ACESelector(Selector):
         for part in parts:
             if "visits" not in part:
                 raise KeyError(f"{what} is missing 'visits'")
-            saved = part.get("config")
-            if isinstance(saved, dict):  # states saved before the later fields existed
-                defaults = D2ACEConfig().to_dict()
-                saved = {**{name: defaults[name] for name in LATER_FIELDS}, **saved}
+            saved = with_later_defaults(part.get("config"), self.config, LATER_FIELDS)
             if saved != self.config.to_dict():
                 raise ValueError(
                     f"state_dict was saved with a different D2ACEConfig: "

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -64,6 +65,9 @@ _SUBSET_STREAM = -3
 
 @dataclass(frozen=True)
 class DIHCLConfig:
+    # fields added after states were saved without them (those runs had the default)
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("gamma_on",)
+
     num_epochs: int = 100
     warmup_epochs: int = 10
     gamma: float = 0.95
@@ -261,15 +265,4 @@ class DIHCLSelector(Selector):
         return {**tensor_state(self, self.TENSORS), "seed": self.seed}
 
     def load_state_dict(self, state) -> None:
-        load_tensor_state(self, with_later_fields(state), self.TENSORS, {"seed": self.seed})
-
-
-def with_later_fields(state):
-    """A saved state (or every rank's list of them) with the config fields added since it
-    was saved set to the value those runs had (``gamma_on="history"``)."""
-    if isinstance(state, list):
-        return [with_later_fields(part) for part in state]
-    config = state.get("config") if isinstance(state, dict) else None
-    if isinstance(config, dict) and "gamma_on" not in config:
-        return {**state, "config": {**config, "gamma_on": "history"}}
-    return state
+        load_tensor_state(self, state, self.TENSORS, {"seed": self.seed})
